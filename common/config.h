@@ -1,0 +1,45 @@
+/* config — settings read from the environment, optionally completed by an env file.
+ *
+ * Every setting is an environment variable (design §2). `config_load_env_file` adds the
+ * variables of a KEY=VALUE file that the environment does not already set, so an explicit
+ * environment always wins. The typed getters validate and, on a bad value, fill a
+ * `config_error` with one line naming the setting; programs print it and exit. */
+#ifndef CALLLOG_CONFIG_H
+#define CALLLOG_CONFIG_H
+
+#include <stddef.h>
+
+typedef struct config_error {
+    char msg[512];
+} config_error;
+
+/* Adds the settings of `path` (KEY=VALUE lines, `#` comments, optional quotes and
+ * `export `) to the environment without overriding variables already set.
+ * Returns 0, or -1 with `err` filled. */
+int config_load_env_file(const char *path, config_error *err);
+
+/* The setting's value, or `def` when it is unset or empty. Never NULL unless def is. */
+const char *config_str(const char *name, const char *def);
+
+/* As config_str, but an unset or empty setting is an error. */
+int config_require(const char *name, const char **out, config_error *err);
+
+/* Integer in [min, max]; `def` when unset. Returns 0, or -1 with `err` filled. */
+int config_long(const char *name, long def, long min, long max, long *out, config_error *err);
+
+/* Boolean: 1/0, true/false, yes/no, on/off; `def` when unset. */
+int config_bool(const char *name, int def, int *out, config_error *err);
+
+/* "host:port" (host may be empty or "*" for all addresses, or [v6]); `def` when unset.
+ * Writes the host (possibly "") and port. */
+int config_listen(const char *name, const char *def, char *host, size_t hostlen, int *port,
+                  config_error *err);
+
+/* One of the NULL-terminated `choices`; `def` when unset. Writes the index. */
+int config_choice(const char *name, const char *def, const char *const *choices, int *out,
+                  config_error *err);
+
+/* Fills `err` with "setting NAME is malformed: <detail>". Returns -1 for tail calls. */
+int config_fail(config_error *err, const char *name, const char *detail);
+
+#endif

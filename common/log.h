@@ -1,0 +1,49 @@
+/* log — one structured line per step, JSON (default) or text, on stderr.
+ *
+ * A line carries a timestamp, level, program, message and typed fields:
+ *   log_info("enqueued", LF_S("call_sid", sid), LF_I("latency_us", us));
+ * Secrets are never passed to the logger; URLs with credentials go through
+ * `log_redact_url` first. Writes are atomic per line (one write(2) call). */
+#ifndef CALLLOG_LOG_H
+#define CALLLOG_LOG_H
+
+#include <stddef.h>
+
+typedef enum { LOG_DEBUG = 0, LOG_INFO, LOG_WARN, LOG_ERROR } log_level;
+
+typedef struct log_field {
+    const char *key; /* NULL ends a field list */
+    const char *str; /* string value, or NULL for a number */
+    long long num;
+} log_field;
+
+/* A string field (NULL logs as ""). */
+static inline log_field log_str_field(const char *key, const char *value)
+{
+    return (log_field){key, value ? value : "", 0};
+}
+
+#define LF_S(k, v) log_str_field((k), (v))
+#define LF_I(k, v) ((log_field){(k), NULL, (long long)(v)})
+#define LF_END ((log_field){NULL, NULL, 0})
+
+/* Sets the program name, level ("debug".."error") and format ("json" or "text").
+ * Returns 0, or -1 when level or format is not recognised (nothing changes then). */
+int log_configure(const char *program, const char *level, const char *format);
+
+/* 1 when a line of this level would be written. */
+int log_enabled(log_level level);
+
+/* Writes one line; `fields` ends with LF_END (or is NULL). */
+void log_emit(log_level level, const char *msg, const log_field *fields);
+
+#define LOG_FIELDS_(...) ((const log_field[]){__VA_ARGS__, LF_END})
+#define log_debug(msg, ...) log_emit(LOG_DEBUG, (msg), LOG_FIELDS_(__VA_ARGS__))
+#define log_info(msg, ...) log_emit(LOG_INFO, (msg), LOG_FIELDS_(__VA_ARGS__))
+#define log_warn(msg, ...) log_emit(LOG_WARN, (msg), LOG_FIELDS_(__VA_ARGS__))
+#define log_error(msg, ...) log_emit(LOG_ERROR, (msg), LOG_FIELDS_(__VA_ARGS__))
+
+/* Copies `url` into `out` with any password replaced by "***". */
+void log_redact_url(const char *url, char *out, size_t outlen);
+
+#endif

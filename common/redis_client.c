@@ -1,0 +1,156 @@
+/* redis_client — REDIS_URL parsing and authenticated hiredis connections. */
+#include "redis_client.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Copies at most `n` bytes of `s` into `out` (size `outlen`); -1 when it does not fit. */
+static int copy_part(char *out, size_t outlen, const char *s, size_t n)
+{
+    if (n >= outlen)
+        return -1;
+    memcpy(out, s, n);
+    out[n] = '\0';
+    return 0;
+}
+
+/* Parses the `[user]:password@` part that ends at `at`. */
+static int parse_userinfo(const char *s, const char *at, redis_target *out)
+{
+    const char *colon = memchr(s, ':', (size_t)(at - s));
+    if (!colon) /* redis://password@host is accepted too */
+        return copy_part(out->password, sizeof out->password, s, (size_t)(at - s));
+    if (copy_part(out->user, sizeof out->user, s, (size_t)(colon - s)) != 0)
+        return -1;
+    return copy_part(out->password, sizeof out->password, colon + 1, (size_t)(at - colon - 1));
+}
+
+/* Parses `host[:port]` (host may be a [v6] literal) ending at `end`. */
+static int parse_hostport(const char *s, const char *end, redis_target *out)
+{
+    const char *port = NULL, *hend = end;
+    if (*s == '[') {
+        const char *close = memchr(s, ']', (size_t)(end - s));
+        if (!close)
+            return -1;
+        if (close + 1 < end && close[1] == ':')
+            port = close + 2;
+        else if (close + 1 != end)
+            return -1;
+        s++;
+        hend = close;
+    } else {
+        const char *colon = memchr(s, ':', (size_t)(end - s));
+        if (colon) {
+            port = colon + 1;
+            hend = colon;
+        }
+    }
+    if (hend == s || copy_part(out->host, sizeof out->host, s, (size_t)(hend - s)) != 0)
+        return -1;
+    if (port) {
+        char *pe;
+        long p = strtol(port, &pe, 10);
+        if (pe == port || pe != end || p < 1 || p > 65535)
+            return -1;
+        out->port = (int)p;
+    }
+    return 0;
+}
+
+int redis_url_parse(const char *url, redis_target *out, char *err, size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    out->port = 6379;
+    if (!url || strncmp(url, "redis://", 8) != 0) {
+        snprintf(err, errlen, "expected redis://[:password@]host[:port][/db]");
+        return -1;
+    }
+    const char *s = url + 8;
+    const char *slash = strchr(s, '/');
+    const char *end = slash ? slash : s + strlen(s);
+    const char *at = memchr(s, '@', (size_t)(end - s));
+    if (at) {
+        if (parse_userinfo(s, at, out) != 0) {
+            snprintf(err, errlen, "user or password too long");
+            return -1;
+        }
+        s = at + 1;
+    }
+    if (parse_hostport(s, end, out) != 0) {
+        snprintf(err, errlen, "bad host or port");
+        return -1;
+    }
+    if (slash && slash[1]) {
+        char *de;
+        long db = strtol(slash + 1, &de, 10);
+        if (*de != '\0' || db < 0 || db > 15) {
+            snprintf(err, errlen, "bad database number");
+            return -1;
+        }
+        out->db = (int)db;
+    }
+    return 0;
+}
+
+int redis_reply_failed(const redisContext *c, const redisReply *r, char *err, size_t errlen)
+{
+    if (!r) {
+        if (err)
+            snprintf(err, errlen, "%s", c && c->err ? c->errstr : "no reply");
+        return 1;
+    }
+    if (r->type == REDIS_REPLY_ERROR) {
+        if (err)
+            snprintf(err, errlen, "%s", r->str);
+        return 1;
+    }
+    return 0;
+}
+
+/* Runs AUTH and SELECT as the URL asks. */
+static int redis_handshake(redisContext *c, const redis_target *t, char *err, size_t errlen)
+{
+    redisReply *r = NULL;
+    if (t->password[0]) {
+        r = t->user[0] ? redisCommand(c, "AUTH %s %s", t->user, t->password)
+                       : redisCommand(c, "AUTH %s", t->password);
+        int failed = redis_reply_failed(c, r, err, errlen);
+        if (r)
+            freeReplyObject(r);
+        if (failed)
+            return -1;
+    }
+    if (t->db != 0) {
+        r = redisCommand(c, "SELECT %d", t->db);
+        int failed = redis_reply_failed(c, r, err, errlen);
+        if (r)
+            freeReplyObject(r);
+        if (failed)
+            return -1;
+    }
+    return 0;
+}
+
+redisContext *redis_open(const redis_target *t, int timeout_ms, char *err, size_t errlen)
+{
+    struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+    redisContext *c = redisConnectWithTimeout(t->host, t->port, tv);
+    if (!c) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    if (c->err) {
+        snprintf(err, errlen, "cannot connect to %s:%d: %s", t->host, t->port, c->errstr);
+        redisFree(c);
+        return NULL;
+    }
+    if (redisSetTimeout(c, tv) != REDIS_OK || redis_handshake(c, t, err, errlen) != 0) {
+        if (c->err)
+            snprintf(err, errlen, "%s", c->errstr);
+        redisFree(c);
+        return NULL;
+    }
+    return c;
+}

@@ -1,0 +1,30 @@
+/* redis_client — REDIS_URL parsing and authenticated connections (hiredis).
+ *
+ * A URL is `redis://[[user]:password@]host[:port][/db]`. `redis_open` connects with
+ * connect and command timeouts, sends AUTH and SELECT when needed, and hands back a
+ * plain hiredis context the caller owns and frees with redisFree(). */
+#ifndef CALLLOG_REDIS_CLIENT_H
+#define CALLLOG_REDIS_CLIENT_H
+
+#include <hiredis/hiredis.h>
+#include <stddef.h>
+
+typedef struct redis_target {
+    char host[256];
+    int port;
+    char user[128];
+    char password[256];
+    int db;
+} redis_target;
+
+/* Parses `url` into `out`. Returns 0, or -1 with a reason in `err` (never the password). */
+int redis_url_parse(const char *url, redis_target *out, char *err, size_t errlen);
+
+/* Connects, authenticates and selects the database. `timeout_ms` bounds the connect and
+ * every later command. Returns a context the caller owns, or NULL with `err` filled. */
+redisContext *redis_open(const redis_target *t, int timeout_ms, char *err, size_t errlen);
+
+/* 1 when a reply is an error or missing; copies the reason into `err` when given. */
+int redis_reply_failed(const redisContext *c, const redisReply *r, char *err, size_t errlen);
+
+#endif

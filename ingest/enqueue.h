@@ -1,0 +1,45 @@
+/* enqueue — makes a normalized event durable: XADD to the events stream, else the spool.
+ *
+ * Owns a small pool of Redis connections (one per server thread, made lazily) and the
+ * spool. While the spool holds records, new events are appended to it too, so that
+ * events reach the stream in acknowledgement order; a background thread replays the
+ * spool into the stream as soon as Redis answers again. */
+#ifndef CALLLOG_ENQUEUE_H
+#define CALLLOG_ENQUEUE_H
+
+#include "settings.h"
+
+typedef struct enqueuer enqueuer;
+
+/* The flat fields of one events-stream entry (design §2). */
+typedef struct stream_entry {
+    const char *call_sid;
+    const char *status;
+    const char *request_id;
+    const char *received_at;
+    const char *event_json;
+} stream_entry;
+
+typedef enum {
+    ENQUEUE_STREAM, /* added to the Redis stream */
+    ENQUEUE_SPOOL,  /* fsync'ed to the local spool */
+    ENQUEUE_FAILED  /* neither: the caller answers 503 */
+} enqueue_result;
+
+/* Opens the spool and starts the replay thread; Redis may be down. Returns the enqueuer
+ * (caller owns; enqueue_close), or NULL with `err` filled. */
+enqueuer *enqueue_open(const ingest_settings *s, char *err, size_t errlen);
+
+/* Makes one entry durable. Thread-safe. */
+enqueue_result enqueue_put(enqueuer *q, const stream_entry *e);
+
+/* 1 when Redis answers PING or the spool can take records. */
+int enqueue_ready(enqueuer *q);
+
+/* Records waiting in the spool. */
+size_t enqueue_spool_depth(enqueuer *q);
+
+/* Stops the replay thread (after one last replay attempt), closes connections. */
+void enqueue_close(enqueuer *q);
+
+#endif

@@ -1,0 +1,95 @@
+/* calllog-ingest — receives Twilio call-status webhooks, verifies and normalizes them,
+ * and makes each one durable in the Redis events stream (or the local spool) before
+ * answering Twilio. SIGTERM/SIGINT drain in-flight requests, bounded by
+ * INGEST_DRAIN_TIMEOUT_MS. */
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "enqueue.h"
+#include "log.h"
+#include "metrics_server.h"
+#include "server.h"
+#include "settings.h"
+
+static const char usage[] =
+    "calllog-ingest [--env-file FILE]\n"
+    "Receives Twilio status callbacks on POST /twilio/log-call and appends them to the\n"
+    "Redis stream <CALLLOG_KEY_PREFIX>:events. Settings come from the environment;\n"
+    "see docs/configuration.md. Required: PUBLIC_BASE_URL, TWILIO_AUTH_TOKEN.";
+
+/* Kills the process when draining takes longer than allowed. */
+static void *drain_watchdog(void *arg)
+{
+    long ms = *(const long *)arg;
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+    log_error("drain timed out, exiting with requests in flight", LF_I("timeout_ms", ms));
+    _exit(1);
+    return NULL;
+}
+
+/* Blocks the termination signals in every thread; main waits for them with sigwait. */
+static void block_signals(sigset_t *set)
+{
+    sigemptyset(set);
+    sigaddset(set, SIGTERM);
+    sigaddset(set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+}
+
+/* Waits for SIGTERM/SIGINT, then drains and stops everything. */
+static int run_until_signal(const ingest_settings *s, sigset_t *set, metrics_server *ms,
+                            enqueuer *q, ingest_server *srv)
+{
+    int sig = 0;
+    sigwait(set, &sig);
+    log_info("draining", LF_S("signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"),
+             LF_I("timeout_ms", s->drain_timeout_ms));
+    pthread_t watchdog;
+    pthread_create(&watchdog, NULL, drain_watchdog, (void *)&s->drain_timeout_ms);
+    ingest_server_stop(srv);
+    metrics_server_stop(ms);
+    enqueue_close(q);
+    log_info("stopped", LF_END);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    switch (cli_start(argc, argv, "calllog-ingest", usage, NULL, NULL)) {
+    case CLI_EXIT_OK:
+        return 0;
+    case CLI_EXIT_USAGE:
+        return 2;
+    case CLI_RUN:
+        break;
+    }
+    static ingest_settings s;
+    config_error cerr;
+    if (ingest_settings_load(&s, &cerr) != 0) {
+        cli_fail("calllog-ingest", cerr.msg);
+        return 2;
+    }
+    sigset_t set;
+    block_signals(&set);
+    char err[512];
+    metrics_server *ms = metrics_server_start(s.metrics_host, s.metrics_port, err, sizeof err);
+    enqueuer *q = ms ? enqueue_open(&s, err, sizeof err) : NULL;
+    ingest_server *srv = q ? ingest_server_start(&s, q, err, sizeof err) : NULL;
+    if (!srv) {
+        log_error("cannot start", LF_S("error", err));
+        enqueue_close(q);
+        metrics_server_stop(ms);
+        return 1;
+    }
+    log_info("listening", LF_S("listen", s.listen_host), LF_I("port", s.listen_port),
+             LF_S("public_base_url", s.public_base_url), LF_S("stream", s.keys.events),
+             LF_I("tokens", (long long)s.ntokens), LF_S("spool_dir", s.spool_dir));
+    return run_until_signal(&s, &set, ms, q, srv);
+}

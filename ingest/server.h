@@ -1,0 +1,23 @@
+/* server — calllog-ingest's HTTP front: civetweb, routes, answers, logs and metrics.
+ *
+ * Routes: POST /twilio/log-call (webhook.c decides, enqueue.c makes it durable),
+ * GET /healthz (process up), GET /readyz (Redis reachable or spool writable). Every
+ * answer is logged with the request id and counted by code; refusals by reason. */
+#ifndef CALLLOG_INGEST_SERVER_H
+#define CALLLOG_INGEST_SERVER_H
+
+#include <stddef.h>
+
+#include "enqueue.h"
+#include "settings.h"
+
+typedef struct ingest_server ingest_server;
+
+/* Registers the ingest metrics and starts listening. `s` and `q` must outlive the
+ * server. Returns the server (caller owns; ingest_server_stop), or NULL with `err`. */
+ingest_server *ingest_server_start(const ingest_settings *s, enqueuer *q, char *err, size_t errlen);
+
+/* Stops accepting, waits for in-flight requests to finish, frees the server. */
+void ingest_server_stop(ingest_server *srv);
+
+#endif

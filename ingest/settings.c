@@ -1,0 +1,73 @@
+/* settings — loads calllog-ingest's settings from the environment (see settings.h). */
+#include "settings.h"
+
+#include <stdio.h>
+#include <string.h>
+
+/* PUBLIC_BASE_URL: http(s)://host[:port][/prefix], no query, no fragment. The trailing
+ * slash is dropped so that base + "/twilio/log-call" is the URL Twilio signs. */
+static int load_public_base_url(ingest_settings *s, config_error *err)
+{
+    static char base[1024];
+    const char *v;
+    if (config_require("PUBLIC_BASE_URL", &v, err) != 0)
+        return -1;
+    if (strncmp(v, "https://", 8) != 0 && strncmp(v, "http://", 7) != 0)
+        return config_fail(err, "PUBLIC_BASE_URL", "expected http(s)://host[:port]");
+    if (strpbrk(v, "?# ") || strlen(v) >= sizeof base)
+        return config_fail(err, "PUBLIC_BASE_URL",
+                           "must be scheme://host[:port] without query or fragment");
+    snprintf(base, sizeof base, "%s", v);
+    size_t n = strlen(base);
+    while (n > 0 && base[n - 1] == '/')
+        base[--n] = '\0';
+    s->public_base_url = base;
+    return 0;
+}
+
+static int load_redis(ingest_settings *s, config_error *err)
+{
+    char why[200];
+    const char *url = config_str("REDIS_URL", "redis://127.0.0.1:6379/0");
+    if (redis_url_parse(url, &s->redis, why, sizeof why) != 0)
+        return config_fail(err, "REDIS_URL", why);
+    if (keys_build(config_str("CALLLOG_KEY_PREFIX", "calllog"), &s->keys) != 0)
+        return config_fail(err, "CALLLOG_KEY_PREFIX", "expected a short name without spaces");
+    return config_long("INGEST_REDIS_TIMEOUT_MS", 1000, 10, 60000, &s->redis_timeout_ms, err);
+}
+
+static int load_tokens(ingest_settings *s, config_error *err)
+{
+    if (config_require("TWILIO_AUTH_TOKEN", &s->tokens[0], err) != 0)
+        return -1;
+    s->ntokens = 1;
+    const char *secondary = config_str("TWILIO_AUTH_TOKEN_SECONDARY", NULL);
+    if (secondary)
+        s->tokens[s->ntokens++] = secondary;
+    return 0;
+}
+
+static int load_limits(ingest_settings *s, config_error *err)
+{
+    if (config_long("INGEST_MAX_BODY_BYTES", 65536, 1024, 16 << 20, &s->max_body_bytes, err) ||
+        config_long("INGEST_MAX_PARAMS", 512, 16, 100000, &s->max_params, err) ||
+        config_long("INGEST_THREADS", 16, 1, 512, &s->threads, err) ||
+        config_long("INGEST_DRAIN_TIMEOUT_MS", 10000, 100, 600000, &s->drain_timeout_ms, err))
+        return -1;
+    s->spool_dir = config_str("INGEST_SPOOL_DIR", "spool");
+    return config_long("INGEST_SPOOL_MAX_BYTES", 1L << 30, 1 << 20, 1L << 40, &s->spool_max_bytes,
+                       err);
+}
+
+int ingest_settings_load(ingest_settings *s, config_error *err)
+{
+    memset(s, 0, sizeof *s);
+    if (load_redis(s, err) || load_public_base_url(s, err) || load_tokens(s, err) ||
+        load_limits(s, err))
+        return -1;
+    if (config_listen("INGEST_LISTEN", "0.0.0.0:8080", s->listen_host, sizeof s->listen_host,
+                      &s->listen_port, err) != 0)
+        return -1;
+    return config_listen("METRICS_LISTEN", "127.0.0.1:9101", s->metrics_host,
+                         sizeof s->metrics_host, &s->metrics_port, err);
+}

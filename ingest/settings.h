@@ -1,0 +1,35 @@
+/* settings — calllog-ingest's configuration, read once at start-up (design §2).
+ *
+ * Every field is validated here so that the program refuses to start with one line
+ * naming the missing or malformed setting, and nothing later has to re-check. */
+#ifndef CALLLOG_INGEST_SETTINGS_H
+#define CALLLOG_INGEST_SETTINGS_H
+
+#include "config.h"
+#include "keys.h"
+#include "redis_client.h"
+
+typedef struct ingest_settings {
+    redis_target redis;
+    calllog_keys keys;
+    char listen_host[256];
+    int listen_port;
+    char metrics_host[256];
+    int metrics_port;
+    const char *public_base_url; /* without a trailing slash */
+    const char *tokens[2];       /* primary, then secondary when set */
+    size_t ntokens;
+    const char *spool_dir;
+    long spool_max_bytes;
+    long max_body_bytes;
+    long max_params;
+    long threads;
+    long redis_timeout_ms;
+    long drain_timeout_ms;
+} ingest_settings;
+
+/* Loads and validates every setting from the environment. Strings point into the
+ * environment (valid for the process lifetime). Returns 0, or -1 with `err` filled. */
+int ingest_settings_load(ingest_settings *s, config_error *err);
+
+#endif

@@ -1,0 +1,285 @@
+/* spool — durable local queue used while Redis is unreachable (see spool.h).
+ *
+ * Layout: `events.spool` holds newline-terminated records; `events.offset` holds the
+ * byte offset of the first record not yet delivered (absent or 0 = from the start).
+ * One mutex serializes appends and drains, which keeps records in acknowledgement
+ * order. Appends pay one fdatasync each; an outage is the rare path. */
+#include "spool.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "log.h"
+
+#define SPOOL_BATCH 500
+#define SPOOL_READ_CHUNK (1 << 20)
+
+struct spool {
+    pthread_mutex_t lock;
+    int fd;        /* events.spool, O_APPEND */
+    int offset_fd; /* events.offset */
+    int lock_fd;   /* the directory lock */
+    long max_bytes;
+    off_t size;     /* bytes in events.spool */
+    off_t consumed; /* bytes already delivered */
+    size_t depth;   /* records after `consumed` */
+    char dir[4096];
+};
+
+/* Counts newline-terminated records in [from, to) of fd. */
+static long count_records(int fd, off_t from, off_t to)
+{
+    char buf[65536];
+    long n = 0;
+    while (from < to) {
+        size_t want = (size_t)(to - from) < sizeof buf ? (size_t)(to - from) : sizeof buf;
+        ssize_t got = pread(fd, buf, want, from);
+        if (got <= 0)
+            return -1;
+        for (ssize_t i = 0; i < got; i++)
+            n += buf[i] == '\n';
+        from += got;
+    }
+    return n;
+}
+
+/* Finds the end of the last complete record, so a torn final write can be cut off. */
+static off_t last_record_end(int fd, off_t size)
+{
+    char c;
+    off_t pos = size;
+    while (pos > 0) {
+        if (pread(fd, &c, 1, pos - 1) != 1)
+            return -1;
+        if (c == '\n')
+            return pos;
+        pos--;
+    }
+    return 0;
+}
+
+/* Reads the delivered offset; a missing or bad file means 0. */
+static off_t read_offset(int fd)
+{
+    char buf[32] = {0};
+    ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+    return n > 0 ? (off_t)strtoll(buf, NULL, 10) : 0;
+}
+
+/* Durably records `off` as the delivered offset. */
+static int write_offset(spool *s, off_t off)
+{
+    char buf[32];
+    int n = snprintf(buf, sizeof buf, "%020lld\n", (long long)off);
+    if (pwrite(s->offset_fd, buf, (size_t)n, 0) != n || fdatasync(s->offset_fd) != 0)
+        return -1;
+    return 0;
+}
+
+/* Opens `dir/name` with `flags`; returns the fd or -1. */
+static int open_in(const char *dir, const char *name, int flags)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    return open(path, flags | O_CLOEXEC, 0600);
+}
+
+/* Brings size/consumed/depth in line with the files, cutting a torn tail. */
+static int spool_recover(spool *s)
+{
+    struct stat st;
+    if (fstat(s->fd, &st) != 0)
+        return -1;
+    off_t end = last_record_end(s->fd, st.st_size);
+    if (end < 0)
+        return -1;
+    if (end != st.st_size) {
+        log_warn("spool: dropping a torn record left by a crash (never acknowledged)",
+                 LF_I("bytes", st.st_size - end));
+        if (ftruncate(s->fd, end) != 0 || fdatasync(s->fd) != 0)
+            return -1;
+    }
+    s->size = end;
+    s->consumed = read_offset(s->offset_fd);
+    if (s->consumed < 0 || s->consumed > s->size)
+        s->consumed = 0;
+    long n = count_records(s->fd, s->consumed, s->size);
+    if (n < 0)
+        return -1;
+    s->depth = (size_t)n;
+    return 0;
+}
+
+spool *spool_open(const char *dir, long max_bytes, char *err, size_t errlen)
+{
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+        snprintf(err, errlen, "cannot create spool directory %s: %s", dir, strerror(errno));
+        return NULL;
+    }
+    spool *s = calloc(1, sizeof *s);
+    if (!s) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    pthread_mutex_init(&s->lock, NULL);
+    snprintf(s->dir, sizeof s->dir, "%s", dir);
+    s->max_bytes = max_bytes;
+    s->lock_fd = open_in(dir, "lock", O_RDWR | O_CREAT);
+    if (s->lock_fd < 0 || flock(s->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+        snprintf(err, errlen, "cannot lock spool directory %s: %s (another ingest uses it?)", dir,
+                 strerror(errno));
+        s->fd = s->offset_fd = -1;
+        spool_close(s);
+        return NULL;
+    }
+    s->fd = open_in(dir, "events.spool", O_RDWR | O_CREAT | O_APPEND);
+    s->offset_fd = open_in(dir, "events.offset", O_RDWR | O_CREAT);
+    if (s->fd < 0 || s->offset_fd < 0 || spool_recover(s) != 0) {
+        snprintf(err, errlen, "cannot open spool in %s: %s", dir, strerror(errno));
+        spool_close(s);
+        return NULL;
+    }
+    return s;
+}
+
+int spool_append(spool *s, const char *record, size_t len)
+{
+    pthread_mutex_lock(&s->lock);
+    int rc = -1;
+    if (s->size + (off_t)len + 1 <= s->max_bytes) {
+        char *line = malloc(len + 1);
+        if (line) {
+            memcpy(line, record, len);
+            line[len] = '\n';
+            ssize_t w = write(s->fd, line, len + 1);
+            if (w == (ssize_t)(len + 1) && fdatasync(s->fd) == 0) {
+                s->size += (off_t)w;
+                s->depth++;
+                rc = 0;
+            } else if (w > 0 && ftruncate(s->fd, s->size) != 0) {
+                log_error("spool: cannot cut a partial write", LF_S("error", strerror(errno)));
+            }
+            free(line);
+        }
+    } else {
+        errno = ENOSPC;
+    }
+    pthread_mutex_unlock(&s->lock);
+    return rc;
+}
+
+size_t spool_depth(spool *s)
+{
+    pthread_mutex_lock(&s->lock);
+    size_t d = s->depth;
+    pthread_mutex_unlock(&s->lock);
+    return d;
+}
+
+int spool_writable(spool *s)
+{
+    pthread_mutex_lock(&s->lock);
+    int ok = s->size < s->max_bytes && access(s->dir, W_OK) == 0;
+    pthread_mutex_unlock(&s->lock);
+    return ok;
+}
+
+/* Once everything is delivered, empties both files so the spool does not grow. */
+static int spool_reset_if_empty(spool *s)
+{
+    if (s->depth != 0)
+        return 0;
+    if (ftruncate(s->fd, 0) != 0 || fdatasync(s->fd) != 0)
+        return -1;
+    s->size = s->consumed = 0;
+    return write_offset(s, 0);
+}
+
+/* Splits `buf[0..len)` into at most SPOOL_BATCH lines (NUL-terminating them in place).
+ * Returns the number of lines; `*used` is the bytes they span, newlines included. */
+static size_t split_lines(char *buf, size_t len, char **lines, size_t *used)
+{
+    size_t n = 0, start = 0;
+    for (size_t i = 0; i < len && n < SPOOL_BATCH; i++) {
+        if (buf[i] == '\n') {
+            buf[i] = '\0';
+            lines[n++] = buf + start;
+            start = i + 1;
+        }
+    }
+    *used = start;
+    return n;
+}
+
+/* Reads at least one whole record starting at `consumed`, growing the buffer as needed.
+ * Returns the bytes read, or -1. */
+static ssize_t read_chunk(spool *s, char **buf, size_t *cap)
+{
+    size_t want = *cap;
+    for (;;) {
+        ssize_t got = pread(s->fd, *buf, want, s->consumed);
+        if (got < 0)
+            return -1;
+        if (memchr(*buf, '\n', (size_t)got) || (off_t)got >= s->size - s->consumed)
+            return got;
+        char *bigger = realloc(*buf, *cap * 2); /* one record larger than the buffer */
+        if (!bigger)
+            return -1;
+        *buf = bigger;
+        *cap *= 2;
+        want = *cap;
+    }
+}
+
+long spool_drain(spool *s, spool_sink sink, void *arg)
+{
+    pthread_mutex_lock(&s->lock);
+    size_t cap = SPOOL_READ_CHUNK;
+    char *buf = malloc(cap);
+    char **lines = malloc(SPOOL_BATCH * sizeof *lines);
+    long delivered = (buf && lines) ? 0 : -1;
+    while (delivered >= 0 && s->depth > 0) {
+        ssize_t got = read_chunk(s, &buf, &cap);
+        size_t used = 0, n = got > 0 ? split_lines(buf, (size_t)got, lines, &used) : 0;
+        if (n == 0) {
+            delivered = -1;
+            break;
+        }
+        size_t ok = sink(arg, lines, n);
+        for (size_t i = 0; i < ok; i++)
+            s->consumed += (off_t)strlen(lines[i]) + 1;
+        s->depth -= ok;
+        delivered += (long)ok;
+        if (write_offset(s, s->consumed) != 0)
+            delivered = -1;
+        if (ok < n)
+            break;
+    }
+    if (delivered >= 0 && spool_reset_if_empty(s) != 0)
+        delivered = -1;
+    pthread_mutex_unlock(&s->lock);
+    free(buf);
+    free(lines);
+    return delivered;
+}
+
+void spool_close(spool *s)
+{
+    if (!s)
+        return;
+    if (s->fd >= 0)
+        close(s->fd);
+    if (s->offset_fd >= 0)
+        close(s->offset_fd);
+    if (s->lock_fd >= 0)
+        close(s->lock_fd); /* releases the flock */
+    pthread_mutex_destroy(&s->lock);
+    free(s);
+}
