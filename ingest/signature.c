@@ -87,7 +87,7 @@ static int sig_all_digits(const char *s, size_t len)
 static int sig_find_port(const char *url, size_t len, sig_authority *a)
 {
     size_t scheme = sig_scheme_len(url, len), start, end, host;
-    const char *at, *colon;
+    const char *hostp, *colon;
 
     if (scheme == 0)
         return -1;
@@ -103,16 +103,16 @@ static int sig_find_port(const char *url, size_t len, sig_authority *a)
     a->default_port = sig_ascii_ieq(url, scheme, "https")  ? "443"
                       : sig_ascii_ieq(url, scheme, "http") ? "80"
                                                            : NULL;
-    at = url + host;
-    if (host < end && *at == '[') {
-        const char *rb = memchr(at, ']', end - host);
+    hostp = url + host;
+    if (host < end && *hostp == '[') {
+        const char *rb = memchr(hostp, ']', end - host);
         if (rb == NULL)
             return -1;
         colon = rb + 1 < url + end ? rb + 1 : NULL;
         if (colon != NULL && *colon != ':')
             return -1;
     } else {
-        colon = memchr(at, ':', end - host);
+        colon = memchr(hostp, ':', end - host);
     }
     a->has_port = colon != NULL;
     a->host_end = colon ? (size_t)(colon - url) : end;

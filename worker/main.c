@@ -1,19 +1,203 @@
-/* calllog-worker — placeholder until the worker issue lands: parses settings and --help. */
+/* calllog-worker — turns finished calls on the events stream into RD Station notes.
+ *
+ * Start-up checks everything it depends on and refuses with one clear line: settings,
+ * the note template and time zone, Redis (and the consumer group), Postgres (and the
+ * migrated schema). Then it runs the consumer and promoter threads (consumer.h) and
+ * serves /metrics until SIGTERM/SIGINT, when it drains within WORKER_DRAIN_TIMEOUT_MS. */
+#include <curl/curl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "alert.h"
+#include "cli.h"
+#include "consumer.h"
+#include "ledger.h"
+#include "log.h"
+#include "metrics.h"
+#include "metrics_server.h"
+#include "processor.h"
+#include "queue.h"
+#include "settings.h"
+
+static const char usage[] =
+    "calllog-worker [--env-file FILE]\n"
+    "Reads <CALLLOG_KEY_PREFIX>:events through consumer group calllog-workers, claims each\n"
+    "CallSid in Postgres and posts one note per finished call to RD Station CRM. Run any\n"
+    "number of copies. Settings come from the environment; see docs/configuration.md.\n"
+    "Required: DATABASE_URL, RDSTATION_API and its credentials.";
+
+static volatile int stopping;
+
+/* Depth gauges, refreshed at scrape time on a connection of their own. */
+static struct {
+    pthread_mutex_t lock;
+    redisContext *redis;
+    const worker_settings *settings;
+    metric *events, *pending, *retry, *dead;
+} depths = {PTHREAD_MUTEX_INITIALIZER, NULL, NULL, NULL, NULL, NULL, NULL};
+
+static void collect_depths(void *arg)
+{
+    (void)arg;
+    char err[256];
+    queue_depths d;
+    pthread_mutex_lock(&depths.lock);
+    if (!depths.redis || depths.redis->err) {
+        if (depths.redis)
+            redisFree(depths.redis);
+        depths.redis = redis_open(&depths.settings->redis, 2000, err, sizeof err);
+    }
+    if (depths.redis && queue_depths_read(depths.redis, &depths.settings->keys, &d) == 0) {
+        metric_set(depths.events, NULL, (double)d.events);
+        metric_set(depths.pending, NULL, (double)d.pending);
+        metric_set(depths.retry, NULL, (double)d.retry);
+        metric_set(depths.dead, NULL, (double)d.dead);
+    }
+    pthread_mutex_unlock(&depths.lock);
+}
+
+static int register_depth_gauges(const worker_settings *s)
+{
+    depths.settings = s;
+    depths.events = metrics_register(METRIC_GAUGE, "calllog_stream_depth",
+                                     "Entries on the events stream not yet finished.", NULL, 0);
+    depths.pending =
+        metrics_register(METRIC_GAUGE, "calllog_stream_pending",
+                         "Entries delivered to a consumer, not acknowledged.", NULL, 0);
+    depths.retry = metrics_register(METRIC_GAUGE, "calllog_retry_depth",
+                                    "Entries waiting on the retry set.", NULL, 0);
+    depths.dead = metrics_register(METRIC_GAUGE, "calllog_dead_depth",
+                                   "Entries on the dead stream.", NULL, 0);
+    if (!depths.events || !depths.pending || !depths.retry || !depths.dead)
+        return -1;
+    return metrics_add_collect_hook(collect_depths, NULL);
+}
+
+/* Unescapes "\n" and "\t" in a template given through the environment. */
+static char *unescape_template(const char *in)
+{
+    char *out = malloc(strlen(in) + 1), *o = out;
+    for (const char *p = in; out && *p; p++) {
+        if (p[0] == '\\' && (p[1] == 'n' || p[1] == 't')) {
+            *o++ = p[1] == 'n' ? '\n' : '\t';
+            p++;
+        } else {
+            *o++ = *p;
+        }
+    }
+    if (out)
+        *o = '\0';
+    return out;
+}
+
+/* Time zone and template: both validated before anything else starts. */
+static note_template *load_template(const worker_settings *s, char *err, size_t errlen)
+{
+    if (note_timezone_init(s->timezone, err, errlen) != NOTE_OK)
+        return NULL;
+    char *text = s->note_template ? unescape_template(s->note_template) : NULL;
+    note_template *t = note_template_compile(text, err, errlen);
+    free(text);
+    return t;
+}
+
+/* Redis reachable and the consumer group present; Postgres reachable and migrated. */
+static int check_dependencies(const worker_settings *s, char *err, size_t errlen)
+{
+    redisContext *c = redis_open(&s->redis, (int)s->redis_timeout_ms, err, errlen);
+    int rc = c ? queue_ensure_group(c, &s->keys, err, errlen) : -1;
+    if (c)
+        redisFree(c);
+    if (rc != 0)
+        return -1;
+    ledger *l = ledger_open(s->database_url, err, errlen);
+    rc = l ? ledger_check_schema(l, err, errlen) : -1;
+    ledger_close(l);
+    return rc;
+}
+
+static void *drain_watchdog(void *arg)
+{
+    long ms = *(const long *)arg;
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+    log_error("drain timed out; unfinished entries stay pending for another worker",
+              LF_I("timeout_ms", ms));
+    _exit(1);
+    return NULL;
+}
+
+static int run(const worker_settings *s, note_template *tpl)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    char err[512];
+    metrics_server *ms = metrics_server_start(s->metrics_host, s->metrics_port, err, sizeof err);
+    if (!ms) {
+        log_error("cannot start", LF_S("error", err));
+        return 1;
+    }
+    consumers *g = consumers_start(s, tpl, &stopping);
+    log_info("started", LF_S("consumer", s->consumer), LF_I("concurrency", s->concurrency),
+             LF_S("stream", s->keys.events),
+             LF_S("rdstation_api", s->rd.api == RD_API_V1 ? "v1" : "v2"), LF_I("enrich", s->enrich),
+             LF_I("rate_per_minute", s->rate_per_minute));
+    int sig = 0;
+    sigwait(&set, &sig);
+    log_info("draining", LF_S("signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"),
+             LF_I("timeout_ms", s->drain_timeout_ms));
+    stopping = 1;
+    pthread_t watchdog;
+    pthread_create(&watchdog, NULL, drain_watchdog, (void *)&s->drain_timeout_ms);
+    consumers_join(g);
+    metrics_server_stop(ms);
+    log_info("stopped", LF_END);
+    return 0;
+}
 
 int main(int argc, char **argv)
 {
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--version") == 0) {
-            printf("calllog-worker %s\n", CALLLOG_VERSION);
-            return 0;
-        }
-        if (strcmp(argv[i], "--help") == 0) {
-            printf("usage: calllog-worker [--env-file FILE]\n");
-            return 0;
-        }
+    switch (cli_start(argc, argv, "calllog-worker", usage, NULL, NULL)) {
+    case CLI_EXIT_OK:
+        return 0;
+    case CLI_EXIT_USAGE:
+        return 2;
+    case CLI_RUN:
+        break;
     }
-    fprintf(stderr, "calllog-worker: not built yet\n");
-    return 1;
+    static worker_settings s;
+    config_error cerr;
+    char err[512];
+    if (worker_settings_load(&s, &cerr) != 0) {
+        cli_fail("calllog-worker", cerr.msg);
+        return 2;
+    }
+    note_template *tpl = load_template(&s, err, sizeof err);
+    if (!tpl) {
+        cli_fail("calllog-worker", err);
+        return 2;
+    }
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK || processor_metrics_init() != 0 ||
+        register_depth_gauges(&s) != 0) {
+        cli_fail("calllog-worker", "cannot initialise libcurl or metrics");
+        return 1;
+    }
+    alert_init(&s);
+    if (check_dependencies(&s, err, sizeof err) != 0) {
+        cli_fail("calllog-worker", err);
+        return 1;
+    }
+    int rc = run(&s, tpl);
+    note_template_free(tpl);
+    curl_global_cleanup();
+    return rc;
 }

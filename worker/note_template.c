@@ -39,10 +39,9 @@ typedef enum note_field {
 } note_field;
 
 static const char *const note_field_names[F_COUNT] = {
-    "direction", "direction_label", "status",        "status_label", "from",
-    "to",        "customer",        "duration",      "duration_seconds", "start",
-    "end",       "recording_url",   "price",         "answered_by",  "caller_name",
-    "call_sid",  "marker"};
+    "direction", "direction_label", "status",           "status_label", "from",  "to",
+    "customer",  "duration",        "duration_seconds", "start",        "end",   "recording_url",
+    "price",     "answered_by",     "caller_name",      "call_sid",     "marker"};
 
 /* The kinds of compiled tokens. */
 typedef enum note_tok_kind { TOK_TEXT, TOK_FIELD, TOK_NEWLINE } note_tok_kind;
@@ -84,6 +83,9 @@ const char *note_default_template(void)
 
 /* printf into `err` when it is not NULL. */
 static void note_err(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void note_err(char *err, size_t errlen, const char *fmt, ...)
 {
     va_list ap;
 
@@ -100,8 +102,8 @@ static int note_tz_name_ok(const char *tz)
     if (tz[0] == '/' || strstr(tz, "..") != NULL || strlen(tz) > 200)
         return 0;
     for (const char *p = tz; *p != '\0'; p++) {
-        if (!((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') ||
-              (*p >= '0' && *p <= '9') || *p == '_' || *p == '+' || *p == '-' || *p == '/'))
+        if (!((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
+              *p == '_' || *p == '+' || *p == '-' || *p == '/'))
             return 0;
     }
     return 1;
@@ -219,8 +221,8 @@ static void note_tpl_add_tok(note_template *t, note_tok_kind kind, note_field fi
 
 /* Parses the placeholder starting at `text[*i]` == '{' on line `line`. Returns 0 and
  * advances `*i` past the '}', or -1 with `err` filled. */
-static int note_tpl_parse_field(note_template *t, const char *text, size_t *i, int line,
-                                char *err, size_t errlen)
+static int note_tpl_parse_field(note_template *t, const char *text, size_t *i, int line, char *err,
+                                size_t errlen)
 {
     size_t start = *i + 1, j = start;
     note_field f;
@@ -395,8 +397,10 @@ static const char *note_direction_label(const char *d)
 /* The pt-BR label of a call status, or the status itself when unknown. */
 static const char *note_status_label(const char *s)
 {
-    static const char *const map[][2] = {{"completed", "atendida"},   {"busy", "ocupado"},
-                                         {"no-answer", "não atendida"}, {"failed", "falhou"},
+    static const char *const map[][2] = {{"completed", "atendida"},
+                                         {"busy", "ocupado"},
+                                         {"no-answer", "não atendida"},
+                                         {"failed", "falhou"},
                                          {"canceled", "cancelada"}};
 
     if (s == NULL)
@@ -449,29 +453,45 @@ static const char *note_field_value(note_field field, const call_facts *f, const
                                     char *buf, size_t buflen)
 {
     switch (field) {
-    case F_DIRECTION: return f->direction;
-    case F_DIRECTION_LABEL: return note_direction_label(f->direction);
-    case F_STATUS: return f->status;
-    case F_STATUS_LABEL: return note_status_label(f->status);
-    case F_FROM: return f->from;
-    case F_TO: return f->to;
+    case F_DIRECTION:
+        return f->direction;
+    case F_DIRECTION_LABEL:
+        return note_direction_label(f->direction);
+    case F_STATUS:
+        return f->status;
+    case F_STATUS_LABEL:
+        return note_status_label(f->status);
+    case F_FROM:
+        return f->from;
+    case F_TO:
+        return f->to;
     case F_CUSTOMER:
         return f->customer != NULL ? f->customer : phone_customer(f->direction, f->from, f->to);
-    case F_DURATION: return note_format_duration(f->duration_seconds, buf, buflen);
+    case F_DURATION:
+        return note_format_duration(f->duration_seconds, buf, buflen);
     case F_DURATION_SECONDS:
         if (f->duration_seconds < 0)
             return NULL;
         snprintf(buf, buflen, "%ld", f->duration_seconds);
         return buf;
-    case F_START: return note_format_time(f->start, buf, buflen);
-    case F_END: return note_format_time(f->end, buf, buflen);
-    case F_RECORDING_URL: return f->recording_url;
-    case F_PRICE: return note_format_price(f, buf, buflen);
-    case F_ANSWERED_BY: return f->answered_by;
-    case F_CALLER_NAME: return f->caller_name;
-    case F_CALL_SID: return f->call_sid;
-    case F_MARKER: return marker;
-    case F_COUNT: break;
+    case F_START:
+        return note_format_time(f->start, buf, buflen);
+    case F_END:
+        return note_format_time(f->end, buf, buflen);
+    case F_RECORDING_URL:
+        return f->recording_url;
+    case F_PRICE:
+        return note_format_price(f, buf, buflen);
+    case F_ANSWERED_BY:
+        return f->answered_by;
+    case F_CALLER_NAME:
+        return f->caller_name;
+    case F_CALL_SID:
+        return f->call_sid;
+    case F_MARKER:
+        return marker;
+    case F_COUNT:
+        break;
     }
     return NULL;
 }

@@ -54,9 +54,9 @@ typedef struct retry_settings {
 } retry_settings;
 
 /* Initializer with the defaults. */
-#define RETRY_SETTINGS_DEFAULT                                                                 \
-    {                                                                                          \
-        RETRY_DEFAULT_MAX_ATTEMPTS, RETRY_DEFAULT_BASE_MS, RETRY_DEFAULT_MAX_DELAY_MS          \
+#define RETRY_SETTINGS_DEFAULT                                                                     \
+    {                                                                                              \
+        RETRY_DEFAULT_MAX_ATTEMPTS, RETRY_DEFAULT_BASE_MS, RETRY_DEFAULT_MAX_DELAY_MS              \
     }
 
 /* Classifies an outcome: `curl_code` is the CURLcode (0 = the exchange completed) and

@@ -54,11 +54,12 @@ services_as_pg() {
 }
 
 # Starts redis-server in DIR on PORT (AOF on, fsync always, loopback only, no RDB
-# snapshots) as a daemon whose pid is in DIR/redis.pid. Waits until it answers PING.
+# snapshots) as a daemon whose pid is in DIR/redis.pid, reading the optional config
+# file CONF first (the command-line settings win). Waits until it answers PING.
 services_redis_start() {
-    local dir=$1 port=$2 i
+    local dir=$1 port=$2 conf=${3:-} i
     mkdir -p "$dir"
-    redis-server --port "$port" --bind 127.0.0.1 --dir "$dir" \
+    redis-server ${conf:+"$conf"} --port "$port" --bind 127.0.0.1 --dir "$dir" \
         --appendonly yes --appendfsync always --save '' \
         --daemonize yes --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" >/dev/null ||
         return 1

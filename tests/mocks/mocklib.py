@@ -564,10 +564,15 @@ class MockApp:
     # ---- logging --------------------------------------------------------------
 
     def record(self, req, status, note=None):
-        """Log a finished request: one stderr line, plus the request log for API calls."""
+        """Log an answered request: one stderr line, plus the request log for API calls.
+
+        Called before the answer is written, so a client that has its answer always
+        finds the request in the log.  Returns the log entry (None for control calls).
+        """
         elapsed_ms = int((time.monotonic() - req.started) * 1000)
+        entry = None
         if req.api != "control":
-            self.requests.append({
+            entry = {
                 "time": time.time(),
                 "method": req.method,
                 "path": req.path,
@@ -581,9 +586,10 @@ class MockApp:
                 "content_type": req.headers.get("Content-Type"),
                 "user_agent": req.headers.get("User-Agent"),
                 "body": req.body_for_log(),
-            })
+            }
+            self.requests.append(entry)
         if self.quiet:
-            return
+            return entry
         target = req.path + ("?" + redact_query(req.raw_query) if req.raw_query else "")
         extras = "".join(" " + x for x in (req.fault, note) if x)
         line = "%s %s %s %s -> %s %dms%s\n" % (
@@ -591,6 +597,7 @@ class MockApp:
         with self._stderr_lock:
             sys.stderr.write(line)
             sys.stderr.flush()
+        return entry
 
     # ---- control API ----------------------------------------------------------
 
@@ -711,6 +718,10 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "mock"
     sys_version = ""
 
+    def version_string(self):
+        """The Server header value."""
+        return self.server_version
+
     def log_message(self, format, *args):  # noqa: A002 - BaseHTTPRequestHandler's signature
         """Silence the default access log; MockApp.record writes ours."""
 
@@ -729,17 +740,18 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             req = Request(self.command, self.path, self.headers, b"", self.client_address[0])
             req.api = "invalid"
-            self._write(text_response(exc.status, (exc.detail or "") + "\n"), req)
             app.record(req, exc.status, exc.detail)
+            self._write(text_response(exc.status, (exc.detail or "") + "\n"), req)
             return
         req = Request(self.command, self.path, self.headers, body, self.client_address[0])
         answer = app.handle(req)
         if isinstance(answer, Drop):
-            self._drop(answer)
             app.record(req, 0, "dropped")
+            self._drop(answer)
             return
-        note = None if self._write(answer, req) else "client gone"
-        app.record(req, answer.status, note)
+        entry = app.record(req, answer.status)
+        if not self._write(answer, req) and entry is not None:
+            entry["note"] = "client gone"
 
     def _read_body(self):
         """Return the request body (Content-Length or chunked); HttpError if unreadable."""

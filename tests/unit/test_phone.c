@@ -49,10 +49,10 @@ Test(phone_digits, refuses_overflow_and_null)
 
 Test(phone_variants, brazilian_mobile_9_digits)
 {
-    static const char *const want[] = {
-        "+5511971730783", "5511971730783", "11971730783", "(11) 97173-0783", "971730783",
-        "+551171730783",  "551171730783",  "1171730783",  "(11) 7173-0783",  "71730783",
-        "011971730783",   "01171730783"};
+    static const char *const want[] = {"+5511971730783",  "5511971730783", "11971730783",
+                                       "(11) 97173-0783", "971730783",     "+551171730783",
+                                       "551171730783",    "1171730783",    "(11) 7173-0783",
+                                       "71730783",        "011971730783",  "01171730783"};
     phone_variant_list l;
 
     cr_assert_eq(phone_variants("+5511971730783", &l), 12);
@@ -62,10 +62,10 @@ Test(phone_variants, brazilian_mobile_9_digits)
 
 Test(phone_variants, old_8_digit_mobile_gets_9th_digit_form)
 {
-    static const char *const want[] = {
-        "+552181234567", "552181234567", "2181234567", "(21) 8123-4567", "81234567",
-        "+5521981234567", "5521981234567", "21981234567", "(21) 98123-4567", "981234567",
-        "02181234567", "021981234567"};
+    static const char *const want[] = {"+552181234567",  "552181234567", "2181234567",
+                                       "(21) 8123-4567", "81234567",     "+5521981234567",
+                                       "5521981234567",  "21981234567",  "(21) 98123-4567",
+                                       "981234567",      "02181234567",  "021981234567"};
     phone_variant_list l;
 
     cr_assert_eq(phone_variants("+552181234567", &l), 12);
@@ -74,8 +74,8 @@ Test(phone_variants, old_8_digit_mobile_gets_9th_digit_form)
 
 Test(phone_variants, landline_has_no_9th_digit_form)
 {
-    static const char *const want[] = {"+551133334444", "551133334444", "1133334444",
-                                       "(11) 3333-4444", "33334444", "01133334444"};
+    static const char *const want[] = {"+551133334444",  "551133334444", "1133334444",
+                                       "(11) 3333-4444", "33334444",     "01133334444"};
     phone_variant_list l;
 
     cr_assert_eq(phone_variants("+551133334444", &l), 6);
@@ -85,8 +85,8 @@ Test(phone_variants, landline_has_no_9th_digit_form)
 Test(phone_variants, nine_digit_mobile_without_old_form)
 {
     /* 9 + 2xxxxxxx: dropping the 9 would give a landline-looking number, a different line. */
-    static const char *const want[] = {"+5511923456789", "5511923456789", "11923456789",
-                                       "(11) 92345-6789", "923456789", "011923456789"};
+    static const char *const want[] = {"+5511923456789",  "5511923456789", "11923456789",
+                                       "(11) 92345-6789", "923456789",     "011923456789"};
     phone_variant_list l;
 
     cr_assert_eq(phone_variants("+5511923456789", &l), 6);
@@ -130,8 +130,9 @@ Test(phone_variants, toll_free_is_opaque)
 Test(phone_variants, rejects_non_e164)
 {
     phone_variant_list l;
-    const char *bad[] = {"client:alice", "anonymous", "5511971730783", "+55 11 97173-0783",
-                         "+",            "+123456",   "+1234567890123456", "", NULL};
+    const char *bad[] = {"client:alice",      "anonymous", "5511971730783",
+                         "+55 11 97173-0783", "+",         "+123456",
+                         "+1234567890123456", "",          NULL};
 
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         l.count = 99;
@@ -156,12 +157,12 @@ Test(phone_variants, every_variant_matches_back)
 Test(phone_same_number, brazilian_mobile_formats)
 {
     const char *t = "+5511971730783";
-    const char *same[] = {"+5511971730783",     "+55 11 97173-0783", "5511971730783",
-                          "55 (11) 97173 0783", "(11) 97173-0783",   "11 971730783",
-                          "011 97173-0783",     "0 15 11 97173-0783", "0055 11 97173 0783",
-                          "+55 (011) 97173-0783", "971730783",       "97173-0783",
-                          " +55 11 7173-0783",  "(11) 7173-0783",    "1171730783",
-                          "71730783",           "551171730783",      "011 7173-0783"};
+    const char *same[] = {
+        "+5511971730783",     "+55 11 97173-0783",    "5511971730783",  "55 (11) 97173 0783",
+        "(11) 97173-0783",    "11 971730783",         "011 97173-0783", "0 15 11 97173-0783",
+        "0055 11 97173 0783", "+55 (011) 97173-0783", "971730783",      "97173-0783",
+        " +55 11 7173-0783",  "(11) 7173-0783",       "1171730783",     "71730783",
+        "551171730783",       "011 7173-0783"};
 
     for (size_t i = 0; i < sizeof same / sizeof same[0]; i++)
         cr_expect_eq(phone_same_number(t, same[i]), 1, "%s", same[i]);

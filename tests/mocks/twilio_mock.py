@@ -1,0 +1,308 @@
+#!/usr/bin/python3
+"""Mock of the Twilio REST API (Calls and Recordings) for calllog tests.
+
+The worker may enrich a call event from Twilio REST before writing the CRM note
+(design §1 step 2).  Integration and end-to-end tests point TWILIO_API_BASE_URL here.
+Following /work/shared/reference/twilio.md, the mock answers
+GET /2010-04-01/Accounts/{AC}/Calls/{CA}.json and .../Calls/{CA}/Recordings.json with
+HTTP Basic auth (API key SID:secret or AccountSid:AuthToken), Twilio's error bodies
+({"code","message","more_info","status"}), and a 429 (code 20429) when more requests
+are in flight than --max-concurrent allows (Twilio's limit is on concurrency).  Calls
+and recordings are seeded through the control API; faults, latency and the request
+log come from mocklib.
+
+Run: /usr/bin/python3 tests/mocks/twilio_mock.py --port 0 --port-file F [options];
+see tests/mocks/README.md.
+"""
+
+import base64
+import binascii
+import json
+import os
+import re
+import secrets
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import mocklib  # noqa: E402
+from mocklib import HttpError, json_response  # noqa: E402
+
+API = "/2010-04-01"
+ERROR_TEXT = {
+    400: (20001, "Bad Request"),
+    401: (20003, "Authenticate"),
+    403: (20403, "Forbidden"),
+    404: (20404, "The requested resource %s was not found"),
+    405: (20004, "Method not allowed"),
+    429: (20429, "Too Many Requests"),
+    500: (20500, "Internal Server Error"),
+    503: (20503, "Service Unavailable"),
+}
+UNANSWERED = ("busy", "no-answer", "failed", "canceled")
+RFC2822_RE = re.compile(r"^[A-Z][a-z]{2}, \d{1,2} [A-Z][a-z]{2} \d{4} ")
+
+
+def twilio_error(status, path, message=None):
+    """Build Twilio's JSON error answer for a status."""
+    code, text = ERROR_TEXT.get(status, (20000 + status if status < 1000 else status,
+                                         mocklib.reason_phrase(status)))
+    if "%s" in text:
+        text = text % path
+    return json_response(status, {"code": code, "message": message or text,
+                                  "more_info": "https://www.twilio.com/docs/errors/%d" % code,
+                                  "status": status})
+
+
+def twilio_time(value):
+    """Render a seeded time as RFC 2822 (Twilio's format); keep unparseable strings as given."""
+    if value is None or (isinstance(value, str) and RFC2822_RE.match(value)):
+        return value
+    parsed = mocklib.parse_time(value)
+    return mocklib.rfc2822(parsed) if parsed else value
+
+
+def random_sid(prefix):
+    """A Twilio-shaped SID: two letters and 32 hex digits."""
+    return prefix + secrets.token_hex(16)
+
+
+class TwilioMock(mocklib.MockApp):
+    """The Twilio REST mock."""
+
+    name = "twilio-mock"
+
+    def __init__(self, opts):
+        super().__init__(opts.rate_limit, opts.rate_window, opts.quiet)
+        self.account_sid = opts.account_sid
+        self.credentials = {}
+        if opts.auth_token:
+            self.credentials[opts.account_sid] = opts.auth_token
+        if opts.api_key_sid and opts.api_key_secret:
+            self.credentials[opts.api_key_sid] = opts.api_key_secret
+        self.max_concurrent = opts.max_concurrent
+        self.calls = {}
+        self.recordings = {}
+        self.api = mocklib.Router()
+        acc = API + r"/Accounts/([^/]+)"
+        self.api.add("GET", acc + r"/Calls/([^/]+)\.json", self._call_show)
+        self.api.add("GET", acc + r"/Calls/([^/]+)/Recordings\.json", self._call_recordings)
+        self.api.add("GET", acc + r"/Recordings/([^/]+)\.json", self._recording_show)
+        c = self.control
+        c.add("POST", r"/_mock/calls", self._ctl_seed_calls)
+        c.add("GET", r"/_mock/calls", lambda req: json_response(200, {"calls": list(self.calls.values())}))
+        c.add("POST", r"/_mock/recordings", self._ctl_seed_recordings)
+        c.add("GET", r"/_mock/recordings",
+              lambda req: json_response(200, {"recordings": list(self.recordings.values())}))
+
+    # ---- pipeline ---------------------------------------------------------------------
+
+    def serve_api(self, req):
+        """Rate/concurrency limits, Basic auth, then the routes."""
+        req.api = "twilio"
+        with self.lock:
+            too_many = self.max_concurrent > 0 and self.inflight > self.max_concurrent
+        if too_many or self.check_rate_limit() is not None:
+            return twilio_error(429, req.path)
+        if not self._authorized(req):
+            return twilio_error(401, req.path)
+        func, groups = self.api.match(req.method, req.path)
+        if func is None:
+            return twilio_error(405 if groups else 404, req.path)
+        account = groups[0]
+        if account != self.account_sid:
+            return twilio_error(401, req.path)
+        with self.lock:
+            return func(req, *groups[1:])
+
+    def finish(self, resp):
+        """Add the headers Twilio puts on every answer."""
+        resp.headers.setdefault("Twilio-Request-Id", random_sid("RQ"))
+        return resp
+
+    def handle(self, req):
+        """Answer a request, stamping Twilio's headers on API answers."""
+        answer = super().handle(req)
+        if isinstance(answer, mocklib.Response) and req.api != "control":
+            self.finish(answer)
+        if isinstance(answer, mocklib.Response) and answer.status == 401 and req.api != "control":
+            answer.headers.setdefault("WWW-Authenticate", 'Basic realm="Twilio API"')
+        return answer
+
+    def _authorized(self, req):
+        """Check HTTP Basic credentials against the configured pairs."""
+        header = req.headers.get("Authorization") or ""
+        scheme, _, encoded = header.partition(" ")
+        if scheme.lower() != "basic":
+            return False
+        try:
+            user, sep, password = base64.b64decode(encoded.strip(), validate=True).decode(
+                "utf-8").partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return False
+        expected = self.credentials.get(user)
+        return bool(sep) and expected is not None and secrets.compare_digest(
+            password.encode("utf-8"), expected.encode("utf-8"))
+
+    def default_error(self, status, req, detail=None):
+        """Twilio's error body for any status."""
+        return twilio_error(status, req.path, detail)
+
+    # ---- API --------------------------------------------------------------------------
+
+    def _call_show(self, req, call_sid):
+        """GET .../Calls/{CA}.json."""
+        call = self.calls.get(call_sid)
+        if call is None:
+            return twilio_error(404, req.path)
+        return json_response(200, call, content_type="application/json")
+
+    def _call_recordings(self, req, call_sid):
+        """GET .../Calls/{CA}/Recordings.json: the call's recordings, Twilio's list envelope."""
+        if call_sid not in self.calls:
+            return twilio_error(404, req.path)
+        items = [r for r in self.recordings.values() if r["call_sid"] == call_sid]
+        uri = req.path
+        page_size = 50
+        return json_response(200, {
+            "recordings": items, "start": 0, "end": max(0, len(items) - 1), "page": 0,
+            "page_size": page_size, "uri": "%s?PageSize=%d&Page=0" % (uri, page_size),
+            "first_page_uri": "%s?PageSize=%d&Page=0" % (uri, page_size),
+            "next_page_uri": None, "previous_page_uri": None}, content_type="application/json")
+
+    def _recording_show(self, req, recording_sid):
+        """GET .../Recordings/{RE}.json."""
+        rec = self.recordings.get(recording_sid)
+        if rec is None:
+            return twilio_error(404, req.path)
+        return json_response(200, rec, content_type="application/json")
+
+    # ---- seeding ----------------------------------------------------------------------
+
+    def reset_data(self, body):
+        """Forget seeded calls and recordings."""
+        self.calls.clear()
+        self.recordings.clear()
+
+    def build_call(self, spec):
+        """Complete a seeded call with Twilio's fields; seeded values win."""
+        if not isinstance(spec, dict):
+            raise HttpError(400, "a call must be an object")
+        sid = spec.get("sid") or random_sid("CA")
+        acc = self.account_sid
+        base = "%s/Accounts/%s/Calls/%s" % (API, acc, sid)
+        status = spec.get("status", "completed")
+        now = mocklib.now_utc()
+        duration = spec.get("duration",
+                            "0" if status == "completed" else "" if status in UNANSWERED else None)
+        call = {
+            "account_sid": acc, "annotation": None, "answered_by": None, "api_version": "2010-04-01",
+            "caller_name": None, "date_created": mocklib.rfc2822(now),
+            "date_updated": mocklib.rfc2822(now), "direction": "inbound", "duration": duration,
+            "end_time": mocklib.rfc2822(now) if status in ("completed",) + UNANSWERED else None,
+            "forwarded_from": None, "from": "+14155550100", "from_formatted": None,
+            "group_sid": None, "parent_call_sid": None, "phone_number_sid": random_sid("PN"),
+            "price": None, "price_unit": "USD", "queue_time": "0", "sid": sid,
+            "start_time": mocklib.rfc2822(now), "status": status, "to": "+14155550101",
+            "to_formatted": None, "trunk_sid": None, "uri": base + ".json",
+            "subresource_uris": {
+                "feedback": base + "/Feedback.json", "notifications": base + "/Notifications.json",
+                "recordings": base + "/Recordings.json", "streams": base + "/Streams.json",
+                "payments": base + "/Payments.json", "siprec": base + "/Siprec.json",
+                "events": base + "/Events.json",
+                "feedback_summaries": "%s/Accounts/%s/Calls/FeedbackSummary.json" % (API, acc)},
+        }
+        call.update(spec)
+        for key in ("date_created", "date_updated", "start_time", "end_time"):
+            call[key] = twilio_time(call[key])
+        call["from_formatted"] = call["from_formatted"] or call["from"]
+        call["to_formatted"] = call["to_formatted"] or call["to"]
+        if call["duration"] is not None and not isinstance(call["duration"], str):
+            call["duration"] = str(call["duration"])
+        return call
+
+    def build_recording(self, spec):
+        """Complete a seeded recording with Twilio's fields; seeded values win."""
+        if not isinstance(spec, dict) or not spec.get("call_sid"):
+            raise HttpError(400, "a recording needs call_sid")
+        sid = spec.get("sid") or random_sid("RE")
+        acc = self.account_sid
+        now = mocklib.rfc2822(mocklib.now_utc())
+        rec = {
+            "account_sid": acc, "api_version": "2010-04-01", "call_sid": spec["call_sid"],
+            "conference_sid": None, "channels": 1, "date_created": now, "date_updated": now,
+            "start_time": now, "duration": "0", "encryption_details": None, "error_code": None,
+            "price": None, "price_unit": "USD", "sid": sid, "source": "DialVerb",
+            "status": "completed", "track": "both",
+            "uri": "%s/Accounts/%s/Recordings/%s.json" % (API, acc, sid),
+            "subresource_uris": {
+                "add_on_results": "%s/Accounts/%s/Recordings/%s/AddOnResults.json" % (API, acc, sid),
+                "transcriptions": "%s/Accounts/%s/Recordings/%s/Transcriptions.json" % (API, acc, sid)},
+        }
+        rec.update(spec)
+        for key in ("date_created", "date_updated", "start_time"):
+            rec[key] = twilio_time(rec[key])
+        if rec["duration"] is not None and not isinstance(rec["duration"], str):
+            rec["duration"] = str(rec["duration"])
+        return rec
+
+    def _ctl_seed_calls(self, req):
+        """POST /_mock/calls: one call {...} or {"calls": [...]}; returns the stored calls."""
+        body = self.control_body(req)
+        specs = body["calls"] if isinstance(body, dict) and isinstance(body.get("calls"), list) else [body]
+        with self.lock:
+            calls = [self.build_call(s) for s in specs]
+            for call in calls:
+                self.calls[call["sid"]] = call
+        if isinstance(body, dict) and "calls" in body:
+            return json_response(201, {"calls": calls})
+        return json_response(201, calls[0])
+
+    def _ctl_seed_recordings(self, req):
+        """POST /_mock/recordings: one recording {call_sid, ...} or {"recordings": [...]}."""
+        body = self.control_body(req)
+        many = isinstance(body, dict) and isinstance(body.get("recordings"), list)
+        specs = body["recordings"] if many else [body]
+        with self.lock:
+            recs = [self.build_recording(s) for s in specs]
+            for rec in recs:
+                self.recordings[rec["sid"]] = rec
+        return json_response(201, {"recordings": recs} if many else recs[0])
+
+
+def parse_args(argv):
+    """Command-line options."""
+    parser = mocklib.new_argument_parser("Mock Twilio REST (Calls, Recordings) for calllog tests.")
+    parser.add_argument("--account-sid", default="AC" + "0" * 31 + "1")
+    parser.add_argument("--auth-token", default="mock-auth-token",
+                        help="accepted as AccountSid:AuthToken ('' disables)")
+    parser.add_argument("--api-key-sid", default="SK" + "0" * 31 + "1")
+    parser.add_argument("--api-key-secret", default="mock-api-key-secret",
+                        help="accepted as ApiKeySid:Secret ('' disables)")
+    parser.add_argument("--max-concurrent", type=int, default=0,
+                        help="429 (20429) when more requests are in flight (0 = no limit)")
+    parser.add_argument("--rate-limit", type=int, default=0,
+                        help="requests per window (0 = off, the default)")
+    parser.add_argument("--rate-window", type=float, default=60.0)
+    parser.add_argument("--seed", help='JSON file {"calls": [...], "recordings": [...]} to load at start')
+    return parser.parse_args(argv)
+
+
+def main(argv):
+    """Start the mock and serve until SIGTERM."""
+    opts = parse_args(argv)
+    app = TwilioMock(opts)
+    if opts.seed:
+        with open(opts.seed, encoding="utf-8") as handle:
+            seed = json.load(handle)
+        for spec in seed.get("calls", []):
+            call = app.build_call(spec)
+            app.calls[call["sid"]] = call
+        for spec in seed.get("recordings", []):
+            rec = app.build_recording(spec)
+            app.recordings[rec["sid"]] = rec
+    return mocklib.serve(app, opts.port, opts.port_file)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,245 @@
+/* consumer — consumer and promoter threads of calllog-worker (see consumer.h). */
+#include "consumer.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+#include "processor.h"
+#include "queue.h"
+#include "ratelimit.h"
+
+#define RECLAIM_EVERY_MS 1000
+#define PROMOTE_BATCH 100
+#define BACKOFF_MAX_MS 5000
+
+typedef struct consumer_thread {
+    consumers *group;
+    int index;
+    pthread_t tid;
+    worker_links links;
+    ratelimit_policy limit;
+} consumer_thread;
+
+struct consumers {
+    const worker_settings *settings;
+    const note_template *tpl;
+    const volatile int *stopping;
+    consumer_thread *threads;
+    int nthreads;
+    pthread_t promoter;
+    int promoter_started;
+};
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static long long monotonic_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Sleeps `*backoff` ms in short steps (so a stop is noticed) and doubles it. */
+static void backoff_sleep(const volatile int *stopping, long *backoff)
+{
+    for (long slept = 0; slept < *backoff && !*stopping; slept += 100)
+        sleep_ms(100);
+    *backoff = *backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : *backoff * 2;
+}
+
+/* rd_acquire_fn: the shared RD Station limiter, on this thread's Redis connection. */
+static int acquire_rd_budget(void *arg)
+{
+    consumer_thread *t = arg;
+    return ratelimit_acquire(t->links.redis, &t->limit, t->group->stopping);
+}
+
+/* (Re)connects Redis; the RD client follows the new connection. */
+static int connect_redis(consumer_thread *t)
+{
+    const worker_settings *s = t->group->settings;
+    char err[256];
+    if (t->links.redis)
+        redisFree(t->links.redis);
+    t->links.redis = redis_open(&s->redis, (int)s->redis_timeout_ms, err, sizeof err);
+    if (!t->links.redis) {
+        log_error("redis unreachable", LF_I("thread", t->index), LF_S("error", err));
+        return -1;
+    }
+    if (t->links.rd)
+        rd_client_set_redis(t->links.rd, t->links.redis);
+    return 0;
+}
+
+/* Makes the thread's connections, retrying with backoff until they work or a stop. */
+static int open_links(consumer_thread *t)
+{
+    const worker_settings *s = t->group->settings;
+    long backoff = 200;
+    char err[512];
+    while (!*t->group->stopping) {
+        if (!t->links.redis || t->links.redis->err)
+            connect_redis(t);
+        if (!t->links.ledger && !(t->links.ledger = ledger_open(s->database_url, err, sizeof err)))
+            log_error("postgres unreachable", LF_I("thread", t->index), LF_S("error", err));
+        if (t->links.redis && !t->links.redis->err && t->links.ledger)
+            break;
+        backoff_sleep(t->group->stopping, &backoff);
+    }
+    if (*t->group->stopping)
+        return -1;
+    if (!t->links.rd) {
+        rd_settings rs = s->rd;
+        rs.acquire = acquire_rd_budget;
+        rs.acquire_arg = t;
+        t->links.rd = rd_client_new(&rs, t->links.redis, &s->keys);
+    }
+    if (s->enrich && !t->links.twilio)
+        t->links.twilio = twilio_client_new(&s->twilio);
+    return t->links.rd && (!s->enrich || t->links.twilio) ? 0 : -1;
+}
+
+static void close_links(worker_links *l)
+{
+    rd_client_free(l->rd);
+    twilio_client_free(l->twilio);
+    ledger_close(l->ledger);
+    if (l->redis)
+        redisFree(l->redis);
+}
+
+/* Takes the next entry: a reclaimed one when due for a check, else a new one. */
+static queue_status next_entry(consumer_thread *t, char *cursor, long long *last_reclaim,
+                               queue_entry *e, char *err, size_t errlen)
+{
+    const worker_settings *s = t->group->settings;
+    queue_status st = QUEUE_EMPTY;
+    if (monotonic_ms() - *last_reclaim >= RECLAIM_EVERY_MS) {
+        st = queue_reclaim(t->links.redis, &s->keys, s->consumer, s->claim_idle_ms, cursor, e, err,
+                           errlen);
+        if (st == QUEUE_GOT)
+            log_warn("reclaimed an entry idle on another consumer", LF_S("id", e->id),
+                     LF_S("call_sid", e->call_sid), LF_I("deliveries", e->deliveries));
+        if (st != QUEUE_GOT && strcmp(cursor, "0-0") == 0)
+            *last_reclaim = monotonic_ms(); /* scanned the whole PEL: rest a while */
+    }
+    if (st == QUEUE_EMPTY)
+        st = queue_read(t->links.redis, &s->keys, s->consumer, s->block_ms, e, err, errlen);
+    return st;
+}
+
+/* One consumer thread: read, handle, repeat until stopping. */
+static void *consumer_main(void *arg)
+{
+    consumer_thread *t = arg;
+    char cursor[64] = "0-0", err[256];
+    long long last_reclaim = 0;
+    long backoff = 200;
+    while (!*t->group->stopping) {
+        if ((!t->links.redis || t->links.redis->err || !t->links.rd) && open_links(t) != 0)
+            break;
+        queue_entry e;
+        queue_status st = next_entry(t, cursor, &last_reclaim, &e, err, sizeof err);
+        if (st == QUEUE_ERROR) {
+            log_error("stream read failed", LF_I("thread", t->index), LF_S("error", err));
+            backoff_sleep(t->group->stopping, &backoff);
+            continue;
+        }
+        if (st == QUEUE_EMPTY)
+            continue;
+        outcome o = processor_handle(&t->links, &e);
+        queue_entry_free(&e);
+        if (o == OUTCOME_DEFERRED)
+            backoff_sleep(t->group->stopping, &backoff);
+        else
+            backoff = 200;
+    }
+    close_links(&t->links);
+    return NULL;
+}
+
+/* The promoter: due retries back to the stream, sleeping until the next is due. */
+static void *promoter_main(void *arg)
+{
+    consumers *g = arg;
+    const worker_settings *s = g->settings;
+    redisContext *c = NULL;
+    char err[256];
+    long backoff = 200;
+    while (!*g->stopping) {
+        if (!c || c->err) {
+            if (c)
+                redisFree(c);
+            if (!(c = redis_open(&s->redis, (int)s->redis_timeout_ms, err, sizeof err))) {
+                backoff_sleep(g->stopping, &backoff);
+                continue;
+            }
+        }
+        long moved = 0;
+        long long next_in = -1;
+        if (queue_promote(c, &s->keys, PROMOTE_BATCH, &moved, &next_in, err, sizeof err) != 0) {
+            log_error("promoter failed", LF_S("error", err));
+            backoff_sleep(g->stopping, &backoff);
+            continue;
+        }
+        backoff = 200;
+        if (moved > 0)
+            log_info("retries due, back on the stream", LF_I("moved", moved));
+        if (moved < PROMOTE_BATCH)
+            sleep_ms(next_in < 0 || next_in > 1000 ? 1000 : (next_in < 5 ? 5 : (long)next_in));
+    }
+    if (c)
+        redisFree(c);
+    return NULL;
+}
+
+consumers *consumers_start(const worker_settings *s, const note_template *tpl,
+                           const volatile int *stopping)
+{
+    consumers *g = calloc(1, sizeof *g);
+    if (!g || !(g->threads = calloc((size_t)s->concurrency, sizeof *g->threads))) {
+        free(g);
+        return NULL;
+    }
+    g->settings = s;
+    g->tpl = tpl;
+    g->stopping = stopping;
+    for (int i = 0; i < (int)s->concurrency; i++) {
+        consumer_thread *t = &g->threads[i];
+        t->group = g;
+        t->index = i;
+        t->links.settings = s;
+        t->links.tpl = tpl;
+        t->links.stopping = stopping;
+        snprintf(t->links.owner, sizeof t->links.owner, "%s/%d", s->consumer, i);
+        t->limit = (ratelimit_policy){s->keys.ratelimit, s->rate_per_minute, s->rate_burst};
+        if (pthread_create(&t->tid, NULL, consumer_main, t) != 0)
+            break;
+        g->nthreads++;
+    }
+    g->promoter_started = pthread_create(&g->promoter, NULL, promoter_main, g) == 0;
+    if (g->nthreads < (int)s->concurrency || !g->promoter_started)
+        log_error("could not start every thread", LF_I("consumers", g->nthreads),
+                  LF_I("promoter", g->promoter_started));
+    return g;
+}
+
+void consumers_join(consumers *g)
+{
+    if (!g)
+        return;
+    for (int i = 0; i < g->nthreads; i++)
+        pthread_join(g->threads[i].tid, NULL);
+    if (g->promoter_started)
+        pthread_join(g->promoter, NULL);
+    free(g->threads);
+    free(g);
+}

@@ -1,0 +1,81 @@
+/* ledger — the delivery state of every call, in Postgres (Supabase), keyed by CallSid.
+ *
+ * This is the primary guard against a second RD Station entry (design §3). States:
+ * pending → processing (lease owner + expiry) → delivered | skipped | dead, with
+ * retry_wait between attempts. A claim is one INSERT … ON CONFLICT … DO UPDATE … WHERE
+ * <claimable> RETURNING statement, so two workers racing on one CallSid cannot both win.
+ * `rd_post_started_at` is set just before posting to RD Station: a later claim that
+ * finds it set must look for the CallSid marker among the deal's notes before posting.
+ * Only unnamed statements (PQexecParams) are used, so Supabase's transaction pooler
+ * works. One ledger is one connection, used by one thread; it reconnects after a loss. */
+#ifndef CALLLOG_LEDGER_H
+#define CALLLOG_LEDGER_H
+
+#include <stddef.h>
+
+typedef struct ledger ledger;
+
+typedef enum {
+    CLAIM_WON,       /* this worker now holds the lease */
+    CLAIM_FINISHED,  /* delivered or skipped already: a duplicate, acknowledge it */
+    CLAIM_DEAD,      /* dead already: it belongs on the dead stream */
+    CLAIM_BUSY       /* another worker holds a valid lease */
+} claim_status;
+
+typedef struct ledger_claim {
+    claim_status status;
+    int attempts;               /* claims so far, this one included when WON */
+    int post_started;           /* 1 when an earlier attempt may have posted to RD */
+    char state[16];             /* the row's state after the statement */
+    char rd_deal_id[64];        /* the deal chosen by an earlier attempt, if any */
+    char reason[256];           /* skipped/dead: the recorded reason */
+} ledger_claim;
+
+typedef struct ledger_delivery {
+    const char *rd_contact_id;
+    const char *rd_deal_id;
+    const char *rd_note_id;  /* may be NULL (task-only mode) */
+    const char *rd_task_id;  /* may be NULL (note-only mode) */
+    int recovered;           /* 1 when found by marker instead of posted now */
+} ledger_delivery;
+
+/* Connects to `database_url` (libpq URI or key=value string). Returns the ledger
+ * (caller owns; ledger_close) or NULL with `err` filled (no password in it). */
+ledger *ledger_open(const char *database_url, char *err, size_t errlen);
+
+/* Checks that the migrations ran (schema, table, columns). Returns 0, or -1 with an
+ * `err` that says what to run. */
+int ledger_check_schema(ledger *l, char *err, size_t errlen);
+
+/* Claims `call_sid` for `owner` for `lease_ms`. Returns 0 with `out` filled, or -1 on a
+ * database error (`err` filled; the caller retries later). */
+int ledger_claim(ledger *l, const char *call_sid, const char *call_status, const char *owner,
+                 long lease_ms, const char *event_json, ledger_claim *out, char *err,
+                 size_t errlen);
+
+/* The outcomes below apply only while `owner` holds the lease (owner NULL: whatever
+ * the lease, for poison entries that were never claimed). They return 0 when
+ * recorded, 1 when the lease was lost (another worker took over), -1 on error. */
+
+/* Records the intent to post on `deal_id`, just before the RD request. */
+int ledger_mark_posting(ledger *l, const char *call_sid, const char *owner,
+                        const char *deal_id, char *err, size_t errlen);
+int ledger_mark_delivered(ledger *l, const char *call_sid, const char *owner,
+                          const ledger_delivery *d, char *err, size_t errlen);
+int ledger_mark_skipped(ledger *l, const char *call_sid, const char *owner,
+                        const char *reason, char *err, size_t errlen);
+int ledger_mark_retry(ledger *l, const char *call_sid, const char *owner, long delay_ms,
+                      const char *error, long http_status, char *err, size_t errlen);
+int ledger_mark_dead(ledger *l, const char *call_sid, const char *owner, const char *reason,
+                     const char *error, long http_status, char *err, size_t errlen);
+
+/* Admin: makes a dead (or stuck) call claimable again. Returns 0, 1 when no such row, -1. */
+int ledger_reset(ledger *l, const char *call_sid, char *err, size_t errlen);
+
+/* Admin: number of rows per state, written as "state=count" pairs into `out`. */
+int ledger_state_counts(ledger *l, char *out, size_t outlen, char *err, size_t errlen);
+
+/* Closes the connection. NULL is accepted. */
+void ledger_close(ledger *l);
+
+#endif

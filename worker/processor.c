@@ -1,0 +1,476 @@
+/* processor — one entry from claim to acknowledgement (see processor.h). */
+#include "processor.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "alert.h"
+#include "event.h"
+#include "log.h"
+#include "lookup_cache.h"
+#include "metrics.h"
+#include "phone.h"
+#include "retry_policy.h"
+
+static struct {
+    metric *processed;      /* by outcome */
+    metric *dead_letters;   /* by reason */
+    metric *retries;        /* reschedules */
+    metric *hangup_to_note; /* seconds from the ingest receiving the call to the note */
+    metric *handle_secs;    /* time to handle one entry */
+} pm;
+
+static const char *const outcome_names[] = {"delivered", "recovered", "skipped", "duplicate",
+                                            "ignored",   "retry",     "dead",    "deferred"};
+
+const char *processor_outcome_name(outcome o)
+{
+    return outcome_names[o];
+}
+
+int processor_metrics_init(void)
+{
+    static const double note_buckets[] = {0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600};
+    pm.processed = metrics_register(METRIC_COUNTER, "calllog_worker_processed_total",
+                                    "Stream entries handled, by outcome.", NULL, 0);
+    pm.dead_letters = metrics_register(METRIC_COUNTER, "calllog_worker_dead_letters_total",
+                                       "Entries moved to the dead stream, by reason.", NULL, 0);
+    pm.retries = metrics_register(METRIC_COUNTER, "calllog_worker_retries_total",
+                                  "Entries rescheduled on the retry set.", NULL, 0);
+    pm.hangup_to_note = metrics_register(
+        METRIC_HISTOGRAM, "calllog_worker_hangup_to_note_seconds",
+        "From the ingest receiving the final callback to the RD entry being recorded.",
+        note_buckets, sizeof note_buckets / sizeof *note_buckets);
+    pm.handle_secs = metrics_register(METRIC_HISTOGRAM, "calllog_worker_handle_seconds",
+                                      "Time to handle one stream entry.", NULL, 0);
+    return pm.processed && pm.dead_letters && pm.retries && pm.hangup_to_note && pm.handle_secs
+               ? 0
+               : -1;
+}
+
+/* Everything one entry's handling carries along. */
+typedef struct job {
+    worker_links *w;
+    const queue_entry *e;
+    json_t *ev;
+    ledger_claim claim;
+    int claimed;            /* this worker holds the lease */
+    const char *customer;   /* the caller's phone (E.164) */
+    const char *our_number; /* our Twilio number on this call */
+    cache_hit deal;         /* contact + deal chosen */
+    twilio_call rest;       /* enrichment, when any */
+    int enriched;
+} job;
+
+/* ---- outcomes ---------------------------------------------------------------- */
+
+/* Acknowledges the entry: it is finished. */
+static outcome finish(job *j, outcome o)
+{
+    char err[256];
+    if (queue_done(j->w->redis, &j->w->settings->keys, j->e, err, sizeof err) != 0) {
+        log_error("xack failed, entry stays pending", LF_S("call_sid", j->e->call_sid),
+                  LF_S("error", err));
+        return OUTCOME_DEFERRED;
+    }
+    return o;
+}
+
+/* Records a dead letter in Postgres and moves the entry to the dead stream. */
+static outcome bury(job *j, const char *reason, const char *error, long http_status)
+{
+    char err[256];
+    worker_links *w = j->w;
+    if (ledger_mark_dead(w->ledger, j->e->call_sid, j->claimed ? w->owner : NULL, reason, error,
+                         http_status, err, sizeof err) < 0) {
+        log_error("cannot record dead letter, entry stays pending",
+                  LF_S("call_sid", j->e->call_sid), LF_S("error", err));
+        return OUTCOME_DEFERRED;
+    }
+    dead_letter d = {reason, error, http_status, j->claim.attempts};
+    if (queue_bury(w->redis, &w->settings->keys, j->e, &d, err, sizeof err) != 0) {
+        log_error("cannot move to dead stream, entry stays pending",
+                  LF_S("call_sid", j->e->call_sid), LF_S("error", err));
+        return OUTCOME_DEFERRED;
+    }
+    char lbl[96];
+    snprintf(lbl, sizeof lbl, "reason=\"%s\"", reason);
+    metric_add(pm.dead_letters, lbl, 1);
+    log_error("dead letter", LF_S("call_sid", j->e->call_sid), LF_S("reason", reason),
+              LF_S("error", error), LF_I("http_status", http_status),
+              LF_I("attempts", j->claim.attempts));
+    alert_dead_letter(j->e->call_sid, reason, error);
+    return OUTCOME_DEAD;
+}
+
+/* Reschedules after a transient failure, or buries when attempts are used up. */
+static outcome retry_later(job *j, const api_error *ae)
+{
+    worker_links *w = j->w;
+    const retry_settings *rs = &w->settings->retry;
+    if (retry_exhausted(rs, j->claim.attempts))
+        return bury(j, "attempts_exhausted", ae->message, ae->http_status);
+    long delay = retry_delay_ms(rs, j->claim.attempts, ae->retry_after_ms, retry_random());
+    char err[256];
+    if (ledger_mark_retry(w->ledger, j->e->call_sid, w->owner, delay, ae->message, ae->http_status,
+                          err, sizeof err) < 0 ||
+        queue_reschedule(w->redis, &w->settings->keys, j->e, delay, err, sizeof err) != 0) {
+        log_error("cannot reschedule, entry stays pending", LF_S("call_sid", j->e->call_sid),
+                  LF_S("error", err));
+        return OUTCOME_DEFERRED;
+    }
+    metric_add(pm.retries, NULL, 1);
+    log_warn("rescheduled", LF_S("call_sid", j->e->call_sid), LF_S("error", ae->message),
+             LF_I("http_status", ae->http_status), LF_I("attempt", j->claim.attempts),
+             LF_I("delay_ms", delay));
+    return OUTCOME_RETRY;
+}
+
+/* Decides between retry and dead letter for a failed RD/Twilio exchange. */
+static outcome api_failed(job *j, const api_error *ae)
+{
+    if (j->w->stopping && *j->w->stopping && ae->curl_code == -1) {
+        api_error handback = *ae;
+        handback.retry_after_ms = 0;
+        snprintf(handback.message, sizeof handback.message, "worker stopping: handed back");
+        return retry_later(j, &handback);
+    }
+    switch (retry_classify(ae->curl_code, ae->http_status)) {
+    case RETRY_TRANSIENT:
+        return retry_later(j, ae);
+    default:
+        return bury(j, "permanent_error", ae->message, ae->http_status);
+    }
+}
+
+/* Applies CALLLOG_UNKNOWN_CALLER to a caller without contact or open deal. */
+static outcome unknown_caller(job *j, const char *reason)
+{
+    char err[256];
+    if (j->w->settings->unknown == UNKNOWN_DEAD)
+        return bury(j, reason, "caller has no RD contact or open deal", 0);
+    int rc =
+        ledger_mark_skipped(j->w->ledger, j->e->call_sid, j->w->owner, reason, err, sizeof err);
+    if (rc < 0)
+        return OUTCOME_DEFERRED;
+    log_info("skipped", LF_S("call_sid", j->e->call_sid), LF_S("reason", reason),
+             LF_S("customer", j->customer));
+    return finish(j, OUTCOME_SKIPPED);
+}
+
+/* ---- facts -------------------------------------------------------------------- */
+
+static long parse_long(const char *s, long def)
+{
+    char *end;
+    long v = s && *s ? strtol(s, &end, 10) : def;
+    return s && *s && *end == '\0' ? v : def;
+}
+
+/* Parses "2026-11-24T20:00:00.123Z" (the ingest's received_at) to epoch ms; 0 if bad. */
+static long long parse_received_at(const char *s)
+{
+    struct tm tm = {0};
+    const char *rest = s ? strptime(s, "%Y-%m-%dT%H:%M:%S", &tm) : NULL;
+    if (!rest)
+        return 0;
+    long ms = rest[0] == '.' ? strtol(rest + 1, NULL, 10) : 0;
+    return (long long)timegm(&tm) * 1000 + ms;
+}
+
+/* Parses Twilio's RFC 2822 Timestamp ("Sun, 25 Mar 2018 09:53:19 +0000"); 0 if bad. */
+static time_t parse_rfc2822(const char *s)
+{
+    struct tm tm = {0};
+    if (!s || !strptime(s, "%a, %d %b %Y %H:%M:%S", &tm))
+        return 0;
+    return timegm(&tm);
+}
+
+/* Fills the template's facts from the webhook event and, where it lacks them, REST. */
+static void build_facts(const job *j, call_facts *f)
+{
+    const json_t *ev = j->ev;
+    memset(f, 0, sizeof *f);
+    f->call_sid = j->e->call_sid;
+    f->direction = event_get(ev, "direction");
+    f->status = event_get(ev, "status");
+    f->from = event_get(ev, "from");
+    f->to = event_get(ev, "to");
+    f->customer = j->customer;
+    f->recording_url = event_get(ev, "recording_url");
+    f->caller_name = event_get(ev, "caller_name");
+    f->answered_by = event_get(ev, "answered_by");
+    f->duration_seconds = parse_long(event_get(ev, "duration"), -1);
+    f->end = parse_rfc2822(event_get(ev, "timestamp"));
+    if (j->enriched) {
+        const twilio_call *r = &j->rest;
+        if (!f->recording_url && r->recording_url[0])
+            f->recording_url = r->recording_url;
+        if (!f->caller_name && r->caller_name[0])
+            f->caller_name = r->caller_name;
+        if (!f->answered_by && r->answered_by[0])
+            f->answered_by = r->answered_by;
+        if (r->price[0]) {
+            f->price = r->price;
+            f->price_unit = r->price_unit;
+        }
+        if (f->duration_seconds < 0)
+            f->duration_seconds = r->duration_s;
+        f->start = r->start_time;
+        if (r->end_time)
+            f->end = r->end_time;
+    }
+    if (!f->start && f->end && f->duration_seconds > 0)
+        f->start = f->end - f->duration_seconds;
+}
+
+/* Fetches the call from Twilio's REST API; failure only loses the extra fields. */
+static void enrich(job *j)
+{
+    if (!j->w->twilio)
+        return;
+    api_error ae = {0};
+    j->enriched = twilio_fetch_call(j->w->twilio, j->e->call_sid, &j->rest, &ae) == 0;
+    if (!j->enriched)
+        log_warn("twilio enrichment failed, using the webhook's fields",
+                 LF_S("call_sid", j->e->call_sid), LF_S("error", ae.message),
+                 LF_I("http_status", ae.http_status));
+}
+
+/* ---- RD Station ------------------------------------------------------------------ */
+
+typedef enum { FIND_OK, FIND_NO_CONTACT, FIND_NO_DEAL, FIND_FAILED } find_result;
+
+/* Finds (or recalls) the contact and open deal for the customer. */
+static find_result find_deal(job *j, api_error *ae)
+{
+    worker_links *w = j->w;
+    const worker_settings *s = w->settings;
+    if (j->claim.rd_deal_id[0]) { /* an earlier attempt chose it: keep it for the marker */
+        snprintf(j->deal.deal_id, sizeof j->deal.deal_id, "%s", j->claim.rd_deal_id);
+        return FIND_OK;
+    }
+    switch (cache_get(w->redis, &s->keys, j->customer, &j->deal)) {
+    case CACHE_FOUND:
+        return FIND_OK;
+    case CACHE_NO_CONTACT:
+        return FIND_NO_CONTACT;
+    case CACHE_NO_DEAL:
+        return FIND_NO_DEAL;
+    case CACHE_MISS:
+        break;
+    }
+    rd_contact contact;
+    rd_deal deal;
+    rd_status st = rd_find_contact(w->rd, j->customer, &contact, ae);
+    if (st == RD_NOT_FOUND) {
+        cache_put_missing(w->redis, &s->keys, j->customer, CACHE_NO_CONTACT, NULL,
+                          s->negative_cache_ttl_s);
+        return FIND_NO_CONTACT;
+    }
+    if (st != RD_OK)
+        return FIND_FAILED;
+    snprintf(j->deal.contact_id, sizeof j->deal.contact_id, "%s", contact.id);
+    st = rd_find_open_deal(w->rd, contact.id, &deal, ae);
+    if (st == RD_NOT_FOUND) {
+        cache_put_missing(w->redis, &s->keys, j->customer, CACHE_NO_DEAL, contact.id,
+                          s->negative_cache_ttl_s);
+        return FIND_NO_DEAL;
+    }
+    if (st != RD_OK)
+        return FIND_FAILED;
+    snprintf(j->deal.deal_id, sizeof j->deal.deal_id, "%s", deal.id);
+    snprintf(j->deal.deal_user_id, sizeof j->deal.deal_user_id, "%s", deal.user_id);
+    cache_put_found(w->redis, &s->keys, j->customer, &j->deal, s->cache_ttl_s);
+    return FIND_OK;
+}
+
+/* Creates a contact and deal for an unknown caller (CALLLOG_UNKNOWN_CALLER=create). */
+static find_result create_deal(job *j, api_error *ae)
+{
+    const worker_settings *s = j->w->settings;
+    rd_contact contact;
+    rd_deal deal;
+    const char *name = event_get(j->ev, "caller_name");
+    if (rd_create_contact_and_deal(j->w->rd, name ? name : j->customer, j->customer,
+                                   s->create_stage_id, worker_settings_user_for(s, j->our_number),
+                                   &contact, &deal, ae) != RD_OK)
+        return FIND_FAILED;
+    snprintf(j->deal.contact_id, sizeof j->deal.contact_id, "%s", contact.id);
+    snprintf(j->deal.deal_id, sizeof j->deal.deal_id, "%s", deal.id);
+    cache_put_found(j->w->redis, &s->keys, j->customer, &j->deal, s->cache_ttl_s);
+    log_info("created contact and deal for unknown caller", LF_S("call_sid", j->e->call_sid),
+             LF_S("contact_id", contact.id), LF_S("deal_id", deal.id));
+    return FIND_OK;
+}
+
+/* The RD user the entry is written as: the line's salesperson, the default, the owner. */
+static const char *author(const job *j)
+{
+    const char *u = worker_settings_user_for(j->w->settings, j->our_number);
+    return u ? u : (j->deal.deal_user_id[0] ? j->deal.deal_user_id : NULL);
+}
+
+/* Posts the note and/or the completed call task. Fills the new ids. */
+static rd_status post(job *j, const char *text, const call_facts *f, char *note_id, char *task_id,
+                      api_error *ae)
+{
+    worker_links *w = j->w;
+    delivery_mode mode = w->settings->mode;
+    if (mode != MODE_TASK &&
+        rd_post_note(w->rd, j->deal.deal_id, author(j), text, note_id, 64, ae) != RD_OK)
+        return RD_ERROR;
+    if (mode == MODE_NOTE)
+        return RD_OK;
+    char subject[128];
+    size_t n = strcspn(text, "\n");
+    snprintf(subject, sizeof subject, "%.*s", (int)(n < 120 ? n : 120), text);
+    time_t when = f->start ? f->start : (f->end ? f->end : time(NULL));
+    return rd_post_call_task(w->rd, j->deal.deal_id, author(j), subject, text, when, task_id, 64,
+                             ae);
+}
+
+/* Records a delivery and acknowledges; observes hangup-to-note latency. */
+static outcome delivered(job *j, const char *note_id, const char *task_id, int recovered)
+{
+    char err[256];
+    ledger_delivery d = {j->deal.contact_id[0] ? j->deal.contact_id : NULL, j->deal.deal_id,
+                         note_id && note_id[0] ? note_id : NULL,
+                         task_id && task_id[0] ? task_id : NULL, recovered};
+    int rc = ledger_mark_delivered(j->w->ledger, j->e->call_sid, j->w->owner, &d, err, sizeof err);
+    if (rc < 0) {
+        /* The note exists; leaving the entry pending makes the next claim find the marker. */
+        log_error("delivered but not recorded, recovery will find the marker",
+                  LF_S("call_sid", j->e->call_sid), LF_S("error", err));
+        return OUTCOME_DEFERRED;
+    }
+    long long received = parse_received_at(j->e->received_at);
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    if (received > 0)
+        metric_observe(pm.hangup_to_note, NULL,
+                       (double)((long long)now.tv_sec * 1000 + now.tv_nsec / 1000000 - received) /
+                           1000.0);
+    log_info(recovered ? "recovered delivery by marker" : "delivered",
+             LF_S("call_sid", j->e->call_sid), LF_S("deal_id", j->deal.deal_id),
+             LF_S("note_id", note_id), LF_S("task_id", task_id),
+             LF_I("attempt", j->claim.attempts));
+    return finish(j, recovered ? OUTCOME_RECOVERED : OUTCOME_DELIVERED);
+}
+
+/* Steps after a won claim: enrich, find the deal, recover or post, record. */
+static outcome deliver(job *j)
+{
+    worker_links *w = j->w;
+    api_error ae = {0};
+    char err[256];
+    if (!j->customer)
+        return unknown_caller(j, "no_customer_phone");
+    enrich(j);
+    find_result fr = find_deal(j, &ae);
+    if (fr == FIND_NO_CONTACT || fr == FIND_NO_DEAL) {
+        if (w->settings->unknown != UNKNOWN_CREATE)
+            return unknown_caller(j, fr == FIND_NO_CONTACT ? "no_contact" : "no_open_deal");
+        fr = create_deal(j, &ae);
+    }
+    if (fr == FIND_FAILED)
+        return api_failed(j, &ae);
+    call_facts facts;
+    build_facts(j, &facts);
+    char *text = NULL;
+    if (note_render(w->tpl, &facts, &text) != NOTE_OK)
+        return bury(j, "render_failed", "note template could not be rendered", 0);
+    outcome o;
+    char marker[NOTE_MARKER_MAX], found[64] = "", note_id[64] = "", task_id[64] = "";
+    note_marker(j->e->call_sid, marker, sizeof marker);
+    rd_status seen = RD_NOT_FOUND;
+    if (j->claim.post_started)
+        seen = rd_find_marker(w->rd, j->deal.deal_id, marker, found, sizeof found, &ae);
+    if (seen == RD_OK) {
+        o = delivered(j, found, NULL, 1);
+    } else if (seen == RD_ERROR) {
+        o = api_failed(j, &ae);
+    } else {
+        int rc = ledger_mark_posting(w->ledger, j->e->call_sid, w->owner, j->deal.deal_id, err,
+                                     sizeof err);
+        if (rc != 0)
+            o = rc > 0 ? finish(j, OUTCOME_DUPLICATE) : OUTCOME_DEFERRED;
+        else if (post(j, text, &facts, note_id, task_id, &ae) == RD_OK)
+            o = delivered(j, note_id, task_id, 0);
+        else {
+            if (ae.http_status == 404) /* the cached deal vanished: look it up again */
+                cache_forget(w->redis, &w->settings->keys, j->customer);
+            o = ae.http_status == 404 ? retry_later(j, &ae) : api_failed(j, &ae);
+        }
+    }
+    free(text);
+    return o;
+}
+
+/* Claims the CallSid; anything but a win means another copy already owns the outcome. */
+static outcome claim_and_deliver(job *j)
+{
+    worker_links *w = j->w;
+    char err[256];
+    if (ledger_claim(w->ledger, j->e->call_sid, j->e->status, w->owner, w->settings->lease_ms,
+                     j->e->event, &j->claim, err, sizeof err) != 0) {
+        log_error("claim failed, entry stays pending", LF_S("call_sid", j->e->call_sid),
+                  LF_S("error", err));
+        return OUTCOME_DEFERRED;
+    }
+    j->claimed = j->claim.status == CLAIM_WON;
+    if (!j->claimed) {
+        log_info("duplicate", LF_S("call_sid", j->e->call_sid), LF_S("state", j->claim.state));
+        return finish(j, OUTCOME_DUPLICATE);
+    }
+    const char *direction = event_get(j->ev, "direction");
+    const char *from = event_get(j->ev, "from"), *to = event_get(j->ev, "to");
+    j->customer = phone_customer(direction, from, to);
+    j->our_number = j->customer == from ? to : from;
+    phone_variant_list v;
+    if (j->customer && phone_variants(j->customer, &v) != 0)
+        j->customer = NULL; /* "client:alice", "anonymous": no phone to look up */
+    return deliver(j);
+}
+
+/* Counts an outcome and feeds the failure-rate alert. */
+static void count(outcome o, const struct timespec *t0)
+{
+    char lbl[64];
+    snprintf(lbl, sizeof lbl, "outcome=\"%s\"", outcome_names[o]);
+    metric_add(pm.processed, lbl, 1);
+    struct timespec t1;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    metric_observe(pm.handle_secs, NULL,
+                   (double)(t1.tv_sec - t0->tv_sec) + (double)(t1.tv_nsec - t0->tv_nsec) / 1e9);
+    if (o != OUTCOME_IGNORED && o != OUTCOME_DUPLICATE && o != OUTCOME_DEFERRED)
+        alert_record(o == OUTCOME_RETRY || o == OUTCOME_DEAD);
+}
+
+outcome processor_handle(worker_links *w, const queue_entry *e)
+{
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    job j;
+    memset(&j, 0, sizeof j);
+    j.w = w;
+    j.e = e;
+    j.claim.attempts = e->attempt + 1;
+    char err[256];
+    outcome o;
+    j.ev = event_parse(e->event, strlen(e->event), err, sizeof err);
+    if (!j.ev)
+        o = bury(&j, "malformed_event", err, 0);
+    else if (e->deliveries > w->settings->max_deliveries)
+        o = bury(&j, "poison", "delivered too many times without an outcome", 0);
+    else if (!event_status_is_terminal(e->status))
+        o = finish(&j, OUTCOME_IGNORED);
+    else
+        o = claim_and_deliver(&j);
+    json_decref(j.ev);
+    count(o, &t0);
+    return o;
+}

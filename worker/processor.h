@@ -1,0 +1,56 @@
+/* processor — what happens to one events-stream entry, from claim to acknowledgement.
+ *
+ *   parse → terminal status? → claim in Postgres → enrich from Twilio → find the RD
+ *   contact and open deal (cached) → if an earlier attempt may have posted, look for the
+ *   CallSid marker → record the intent → post note/task → record delivered → XACK
+ *
+ * Every way out records its outcome before the entry leaves the stream (design §3):
+ * delivered/skipped/duplicate/ignored are acknowledged; transient failures are
+ * rescheduled on the retry set with backoff; permanent ones and exhausted attempts go
+ * to the dead stream. When Postgres or Redis itself fails the entry is left pending
+ * for the same or another worker to take again. */
+#ifndef CALLLOG_PROCESSOR_H
+#define CALLLOG_PROCESSOR_H
+
+#include <hiredis/hiredis.h>
+
+#include "ledger.h"
+#include "note_template.h"
+#include "queue.h"
+#include "rdstation.h"
+#include "settings.h"
+#include "twilio_rest.h"
+
+/* One worker thread's connections and identity. */
+typedef struct worker_links {
+    const worker_settings *settings;
+    const note_template *tpl;
+    redisContext *redis;
+    ledger *ledger;
+    rd_client *rd;
+    twilio_client *twilio; /* NULL when enrichment is off */
+    char owner[192];       /* lease owner: consumer name + thread number */
+    const volatile int *stopping;
+} worker_links;
+
+typedef enum {
+    OUTCOME_DELIVERED,
+    OUTCOME_RECOVERED, /* an earlier attempt had posted: found by marker */
+    OUTCOME_SKIPPED,   /* unknown caller under the skip policy, or no phone */
+    OUTCOME_DUPLICATE, /* already delivered/skipped/dead, or held by another worker */
+    OUTCOME_IGNORED,   /* not a terminal call status */
+    OUTCOME_RETRY,
+    OUTCOME_DEAD,
+    OUTCOME_DEFERRED /* Postgres or Redis failed: left pending, try again later */
+} outcome;
+
+/* Registers the worker's metrics (once, before threads start). Returns 0 or -1. */
+int processor_metrics_init(void);
+
+/* The outcome's name ("delivered", ...). */
+const char *processor_outcome_name(outcome o);
+
+/* Handles one entry completely. Never frees `e`. */
+outcome processor_handle(worker_links *w, const queue_entry *e);
+
+#endif

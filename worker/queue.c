@@ -1,0 +1,353 @@
+/* queue — events stream, retry set and dead stream operations (see queue.h). */
+#include "queue.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "redis_client.h"
+
+/* KEYS: events. ARGV: group, id. */
+static const char lua_done[] = "redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])\n"
+                               "redis.call('XDEL', KEYS[1], ARGV[2])\n"
+                               "return 1\n";
+
+/* KEYS: events, retry. ARGV: group, id, delay_ms, member. Returns the due time. */
+static const char lua_reschedule[] =
+    "local t = redis.call('TIME')\n"
+    "local due = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[3])\n"
+    "redis.call('ZADD', KEYS[2], due, ARGV[4])\n"
+    "redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])\n"
+    "redis.call('XDEL', KEYS[1], ARGV[2])\n"
+    "return due\n";
+
+/* KEYS: events, dead. ARGV: group, id, field, value, ... Returns the dead entry id. */
+static const char lua_bury[] = "local args = {'XADD', KEYS[2], '*'}\n"
+                               "for i = 3, #ARGV do args[#args + 1] = ARGV[i] end\n"
+                               "local id = redis.call(unpack(args))\n"
+                               "redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])\n"
+                               "redis.call('XDEL', KEYS[1], ARGV[2])\n"
+                               "return id\n";
+
+/* KEYS: retry, events, dead. ARGV: limit. Returns {moved, ms until the next is due or -1}. A member
+ * that does not decode is moved to the dead stream rather than left to block the set. */
+static const char lua_promote[] =
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, "
+    "tonumber(ARGV[1]))\n"
+    "for _, m in ipairs(due) do\n"
+    "  local ok, e = pcall(cjson.decode, m)\n"
+    "  if ok and type(e) == 'table' and e.call_sid and e.event then\n"
+    "    redis.call('XADD', KEYS[2], '*', 'call_sid', e.call_sid, 'status', e.status or '',\n"
+    "      'attempt', tostring(e.attempt or 0), 'request_id', e.request_id or '',\n"
+    "      'received_at', e.received_at or '', 'event', e.event)\n"
+    "  else\n"
+    "    redis.call('XADD', KEYS[3], '*', 'call_sid', '', 'reason', 'malformed_retry_member',\n"
+    "      'error', 'retry set member is not a calllog entry', 'http_status', '0',\n"
+    "      'attempts', '0', 'failed_at', tostring(now), 'event', m)\n"
+    "  end\n"
+    "  redis.call('ZREM', KEYS[1], m)\n"
+    "end\n"
+    "local nxt = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')\n"
+    "local n = '-1'\n"
+    "if #nxt == 2 then n = tostring(math.max(0, tonumber(nxt[2]) - now)) end\n"
+    "return {#due, n}\n";
+
+/* KEYS: dead, events. ARGV: id. Returns 1 when replayed, 0 when absent. */
+static const char lua_replay[] =
+    "local r = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])\n"
+    "if #r == 0 then return 0 end\n"
+    "local f, m = r[1][2], {}\n"
+    "for i = 1, #f, 2 do m[f[i]] = f[i + 1] end\n"
+    "if not m.event or m.event == '' then return redis.error_reply('dead entry has no event') "
+    "end\n"
+    "redis.call('XADD', KEYS[2], '*', 'call_sid', m.call_sid or '', 'status', m.status or '',\n"
+    "  'attempt', '0', 'request_id', m.request_id or '', 'received_at', m.received_at or '',\n"
+    "  'event', m.event, 'replayed_from', ARGV[1])\n"
+    "redis.call('XDEL', KEYS[1], ARGV[1])\n"
+    "return 1\n";
+
+void queue_entry_free(queue_entry *e)
+{
+    free(e->call_sid);
+    free(e->status);
+    free(e->request_id);
+    free(e->received_at);
+    free(e->event);
+    memset(e, 0, sizeof *e);
+}
+
+/* Runs a command given as argv; returns the reply (caller frees) or NULL with `err`. */
+static redisReply *run(redisContext *c, int argc, const char **argv, char *err, size_t errlen)
+{
+    redisReply *r = redisCommandArgv(c, argc, argv, NULL);
+    if (redis_reply_failed(c, r, err, errlen)) {
+        if (r)
+            freeReplyObject(r);
+        return NULL;
+    }
+    return r;
+}
+
+/* Runs a script with `nkeys` keys followed by arguments. */
+static redisReply *eval(redisContext *c, const char *script, int nkeys, int argc, const char **args,
+                        char *err, size_t errlen)
+{
+    const char *argv[64];
+    char nk[8];
+    if (argc + 3 > 64) {
+        snprintf(err, errlen, "too many script arguments");
+        return NULL;
+    }
+    snprintf(nk, sizeof nk, "%d", nkeys);
+    argv[0] = "EVAL";
+    argv[1] = script;
+    argv[2] = nk;
+    memcpy(argv + 3, args, (size_t)argc * sizeof *args);
+    return run(c, argc + 3, argv, err, errlen);
+}
+
+int queue_ensure_group(redisContext *c, const calllog_keys *k, char *err, size_t errlen)
+{
+    const char *argv[] = {"XGROUP", "CREATE", k->events, KEYS_GROUP, "0", "MKSTREAM"};
+    redisReply *r = redisCommandArgv(c, 6, argv, NULL);
+    int rc = 0;
+    if (!r || (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "BUSYGROUP", 9) != 0))
+        rc = redis_reply_failed(c, r, err, errlen) ? -1 : 0;
+    if (r)
+        freeReplyObject(r);
+    return rc;
+}
+
+/* strdup of a reply string, "" when absent. */
+static char *dup_field(const redisReply *v)
+{
+    return strdup(v && v->type == REDIS_REPLY_STRING ? v->str : "");
+}
+
+/* Fills `out` from an [id, [field, value, ...]] reply element. */
+static int parse_entry(const redisReply *item, queue_entry *out)
+{
+    memset(out, 0, sizeof *out);
+    if (item->type != REDIS_REPLY_ARRAY || item->elements != 2 ||
+        item->element[0]->type != REDIS_REPLY_STRING)
+        return -1;
+    snprintf(out->id, sizeof out->id, "%s", item->element[0]->str);
+    const redisReply *f = item->element[1];
+    const redisReply *sid = NULL, *st = NULL, *rid = NULL, *rat = NULL, *ev = NULL, *at = NULL;
+    for (size_t i = 0; f->type == REDIS_REPLY_ARRAY && i + 1 < f->elements; i += 2) {
+        const char *name = f->element[i]->str;
+        const redisReply *v = f->element[i + 1];
+        if (!name)
+            continue;
+        if (strcmp(name, "call_sid") == 0)
+            sid = v;
+        else if (strcmp(name, "status") == 0)
+            st = v;
+        else if (strcmp(name, "request_id") == 0)
+            rid = v;
+        else if (strcmp(name, "received_at") == 0)
+            rat = v;
+        else if (strcmp(name, "event") == 0)
+            ev = v;
+        else if (strcmp(name, "attempt") == 0)
+            at = v;
+    }
+    out->call_sid = dup_field(sid);
+    out->status = dup_field(st);
+    out->request_id = dup_field(rid);
+    out->received_at = dup_field(rat);
+    out->event = dup_field(ev);
+    out->attempt = at && at->type == REDIS_REPLY_STRING ? atoi(at->str) : 0;
+    out->deliveries = 1;
+    if (!out->call_sid || !out->status || !out->request_id || !out->received_at || !out->event) {
+        queue_entry_free(out);
+        return -1;
+    }
+    return 0;
+}
+
+queue_status queue_read(redisContext *c, const calllog_keys *k, const char *consumer, long block_ms,
+                        queue_entry *out, char *err, size_t errlen)
+{
+    char block[24];
+    snprintf(block, sizeof block, "%ld", block_ms);
+    const char *argv[] = {"XREADGROUP", "GROUP", KEYS_GROUP, consumer,  "COUNT", "1",
+                          "BLOCK",      block,   "STREAMS",  k->events, ">"};
+    redisReply *r = run(c, 11, argv, err, errlen);
+    if (!r)
+        return QUEUE_ERROR;
+    queue_status st = QUEUE_EMPTY;
+    if (r->type == REDIS_REPLY_ARRAY && r->elements == 1) {
+        const redisReply *entries = r->element[0]->element[1];
+        if (entries->elements > 0)
+            st = parse_entry(entries->element[0], out) == 0 ? QUEUE_GOT : QUEUE_ERROR;
+        if (st == QUEUE_ERROR)
+            snprintf(err, errlen, "unreadable stream entry");
+    }
+    freeReplyObject(r);
+    return st;
+}
+
+/* Times the group delivered entry `id` (XPENDING), or 1 when it cannot be read. */
+static long delivery_count(redisContext *c, const calllog_keys *k, const char *id)
+{
+    const char *argv[] = {"XPENDING", k->events, KEYS_GROUP, id, id, "1"};
+    redisReply *r = redisCommandArgv(c, 6, argv, NULL);
+    long n = 1;
+    if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 1 && r->element[0]->elements == 4 &&
+        r->element[0]->element[3]->type == REDIS_REPLY_INTEGER)
+        n = (long)r->element[0]->element[3]->integer;
+    if (r)
+        freeReplyObject(r);
+    return n;
+}
+
+queue_status queue_reclaim(redisContext *c, const calllog_keys *k, const char *consumer,
+                           long idle_ms, char *cursor, queue_entry *out, char *err, size_t errlen)
+{
+    char idle[24];
+    snprintf(idle, sizeof idle, "%ld", idle_ms);
+    const char *argv[] = {"XAUTOCLAIM", k->events, KEYS_GROUP, consumer,
+                          idle,         cursor,    "COUNT",    "1"};
+    redisReply *r = run(c, 8, argv, err, errlen);
+    if (!r)
+        return QUEUE_ERROR;
+    queue_status st = QUEUE_EMPTY;
+    if (r->type == REDIS_REPLY_ARRAY && r->elements >= 2) {
+        if (r->element[0]->type == REDIS_REPLY_STRING)
+            snprintf(cursor, 64, "%s", r->element[0]->str);
+        const redisReply *entries = r->element[1];
+        if (entries->elements > 0 && entries->element[0]->type == REDIS_REPLY_ARRAY)
+            st = parse_entry(entries->element[0], out) == 0 ? QUEUE_GOT : QUEUE_ERROR;
+    }
+    freeReplyObject(r);
+    if (st == QUEUE_GOT)
+        out->deliveries = delivery_count(c, k, out->id);
+    else if (st == QUEUE_ERROR)
+        snprintf(err, errlen, "unreadable stream entry");
+    return st;
+}
+
+int queue_done(redisContext *c, const calllog_keys *k, const queue_entry *e, char *err,
+               size_t errlen)
+{
+    const char *args[] = {k->events, KEYS_GROUP, e->id};
+    redisReply *r = eval(c, lua_done, 1, 3, args, err, errlen);
+    if (r)
+        freeReplyObject(r);
+    return r ? 0 : -1;
+}
+
+/* The retry-set member for `e`: its fields as compact JSON, attempt incremented. */
+static char *retry_member(const queue_entry *e)
+{
+    json_t *o = json_pack("{s:s,s:s,s:i,s:s,s:s,s:s,s:s}", "call_sid", e->call_sid, "status",
+                          e->status, "attempt", e->attempt + 1, "request_id", e->request_id,
+                          "received_at", e->received_at, "event", e->event, "from_id", e->id);
+    char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    return text;
+}
+
+int queue_reschedule(redisContext *c, const calllog_keys *k, const queue_entry *e, long delay_ms,
+                     char *err, size_t errlen)
+{
+    char *member = retry_member(e);
+    char delay[24];
+    snprintf(delay, sizeof delay, "%ld", delay_ms < 0 ? 0 : delay_ms);
+    const char *args[] = {k->events, k->retry, KEYS_GROUP, e->id, delay, member};
+    redisReply *r = member ? eval(c, lua_reschedule, 2, 6, args, err, errlen) : NULL;
+    if (!member)
+        snprintf(err, errlen, "out of memory");
+    free(member);
+    if (r)
+        freeReplyObject(r);
+    return r ? 0 : -1;
+}
+
+int queue_bury(redisContext *c, const calllog_keys *k, const queue_entry *e, const dead_letter *d,
+               char *err, size_t errlen)
+{
+    char http[24], attempts[24], failed_at[40], attempt[24];
+    snprintf(http, sizeof http, "%ld", d->http_status);
+    snprintf(attempts, sizeof attempts, "%d", d->attempts);
+    snprintf(attempt, sizeof attempt, "%d", e->attempt);
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(failed_at, sizeof failed_at, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    const char *args[] = {k->events,     k->dead,       KEYS_GROUP,    e->id,
+                          "call_sid",    e->call_sid,   "status",      e->status,
+                          "reason",      d->reason,     "error",       d->error ? d->error : "",
+                          "http_status", http,          "attempts",    attempts,
+                          "attempt",     attempt,       "failed_at",   failed_at,
+                          "request_id",  e->request_id, "received_at", e->received_at,
+                          "source_id",   e->id,         "event",       e->event};
+    redisReply *r = eval(c, lua_bury, 2, (int)(sizeof args / sizeof *args), args, err, errlen);
+    if (r)
+        freeReplyObject(r);
+    return r ? 0 : -1;
+}
+
+int queue_promote(redisContext *c, const calllog_keys *k, long limit, long *moved,
+                  long long *next_due_in_ms, char *err, size_t errlen)
+{
+    char lim[24];
+    snprintf(lim, sizeof lim, "%ld", limit);
+    const char *args[] = {k->retry, k->events, k->dead, lim};
+    redisReply *r = eval(c, lua_promote, 3, 4, args, err, errlen);
+    if (!r)
+        return -1;
+    int ok = r->type == REDIS_REPLY_ARRAY && r->elements == 2;
+    if (ok) {
+        *moved = (long)r->element[0]->integer;
+        *next_due_in_ms = r->element[1]->str ? atoll(r->element[1]->str) : -1;
+    } else {
+        snprintf(err, errlen, "unexpected promote reply");
+    }
+    freeReplyObject(r);
+    return ok ? 0 : -1;
+}
+
+int queue_replay_dead(redisContext *c, const calllog_keys *k, const char *id, char *err,
+                      size_t errlen)
+{
+    const char *args[] = {k->dead, k->events, id};
+    redisReply *r = eval(c, lua_replay, 2, 3, args, err, errlen);
+    if (!r)
+        return -1;
+    int rc = r->type == REDIS_REPLY_INTEGER && r->integer == 1 ? 0 : 1;
+    freeReplyObject(r);
+    return rc;
+}
+
+int queue_depths_read(redisContext *c, const calllog_keys *k, queue_depths *out)
+{
+    redisAppendCommand(c, "XLEN %s", k->events);
+    redisAppendCommand(c, "XPENDING %s %s", k->events, KEYS_GROUP);
+    redisAppendCommand(c, "ZCARD %s", k->retry);
+    redisAppendCommand(c, "XLEN %s", k->dead);
+    long long *slots[] = {&out->events, &out->pending, &out->retry, &out->dead};
+    int rc = 0;
+    for (int i = 0; i < 4; i++) {
+        redisReply *r = NULL;
+        if (redisGetReply(c, (void **)&r) != REDIS_OK || !r) {
+            return -1; /* the connection is broken: the caller reconnects */
+        }
+        if (r->type == REDIS_REPLY_INTEGER)
+            *slots[i] = r->integer;
+        else if (r->type == REDIS_REPLY_ARRAY && r->elements > 0 &&
+                 r->element[0]->type == REDIS_REPLY_INTEGER)
+            *slots[i] = r->element[0]->integer; /* XPENDING summary: count first */
+        else if (r->type == REDIS_REPLY_ERROR && i == 1)
+            *slots[i] = 0; /* no group yet */
+        else
+            rc = -1;
+        freeReplyObject(r);
+    }
+    return rc;
+}

@@ -1,0 +1,88 @@
+/* queue — the worker's side of Redis: the events stream, the retry set, the dead stream.
+ *
+ * Reads go through consumer group `calllog-workers` (XREADGROUP, XAUTOCLAIM). Every move
+ * that touches two keys is one Lua script, so an event is never in neither or both
+ * places (design §3 Durability):
+ *   done       XACK + XDEL on the events stream
+ *   reschedule ZADD retry <due-ms> <entry> + XACK + XDEL
+ *   bury       XADD dead <fields> + XACK + XDEL
+ *   promote    due members of retry → XADD events + ZREM (any worker runs it)
+ * Retry scores are due times in epoch ms on Redis's own clock (TIME), so workers with
+ * skewed clocks agree.
+ *   replay     (admin) dead entry → XADD events (attempt 0) + XDEL dead
+ * Acknowledged entries are deleted from the stream, so its length is the backlog and
+ * nothing trims an entry that has not been acknowledged. */
+#ifndef CALLLOG_QUEUE_H
+#define CALLLOG_QUEUE_H
+
+#include <hiredis/hiredis.h>
+#include <stddef.h>
+
+#include "keys.h"
+
+/* One events-stream entry. Strings are malloc'ed (queue_entry_free). */
+typedef struct queue_entry {
+    char id[64];
+    char *call_sid;
+    char *status;
+    char *request_id;
+    char *received_at;
+    char *event;     /* the normalized JSON */
+    int attempt;     /* retries so far (0 for an event straight from the ingest) */
+    long deliveries; /* times the group delivered it (1 = first time) */
+} queue_entry;
+
+/* Why an event goes to the dead stream, and what happened. */
+typedef struct dead_letter {
+    const char *reason; /* permanent_error, attempts_exhausted, poison, malformed_event, ... */
+    const char *error;  /* secret-free description */
+    long http_status;   /* 0 when none */
+    int attempts;
+} dead_letter;
+
+typedef enum { QUEUE_GOT = 0, QUEUE_EMPTY = 1, QUEUE_ERROR = -1 } queue_status;
+
+void queue_entry_free(queue_entry *e);
+
+/* Creates the consumer group (from the stream's start, MKSTREAM); exists already is fine. */
+int queue_ensure_group(redisContext *c, const calllog_keys *k, char *err, size_t errlen);
+
+/* Blocks up to `block_ms` for one new entry for `consumer`. */
+queue_status queue_read(redisContext *c, const calllog_keys *k, const char *consumer, long block_ms,
+                        queue_entry *out, char *err, size_t errlen);
+
+/* Takes over one entry idle for at least `idle_ms` on any consumer (XAUTOCLAIM), with
+ * its delivery count. `cursor` (initially "0-0", 64 bytes) carries the scan position. */
+queue_status queue_reclaim(redisContext *c, const calllog_keys *k, const char *consumer,
+                           long idle_ms, char *cursor, queue_entry *out, char *err, size_t errlen);
+
+/* The entry is finished (delivered, skipped, duplicate, ignored): XACK + XDEL. */
+int queue_done(redisContext *c, const calllog_keys *k, const queue_entry *e, char *err,
+               size_t errlen);
+
+/* Moves the entry to the retry set, due `delay_ms` from now (Redis's clock) with
+ * attempt + 1, atomically. */
+int queue_reschedule(redisContext *c, const calllog_keys *k, const queue_entry *e, long delay_ms,
+                     char *err, size_t errlen);
+
+/* Moves the entry to the dead stream with the reason, atomically. */
+int queue_bury(redisContext *c, const calllog_keys *k, const queue_entry *e, const dead_letter *d,
+               char *err, size_t errlen);
+
+/* Moves up to `limit` due retries back to the stream. Writes how many moved and how
+ * long until the next one is due (ms, -1 when the set is empty). Returns 0 or -1. */
+int queue_promote(redisContext *c, const calllog_keys *k, long limit, long *moved,
+                  long long *next_due_in_ms, char *err, size_t errlen);
+
+/* Admin: puts dead entry `id` back on the events stream (attempt 0) and removes it from
+ * the dead stream. Returns 0, 1 when there is no such entry, -1 on error. */
+int queue_replay_dead(redisContext *c, const calllog_keys *k, const char *id, char *err,
+                      size_t errlen);
+
+/* Depths for metrics and the admin: events backlog, pending in the group, retry, dead. */
+typedef struct queue_depths {
+    long long events, pending, retry, dead;
+} queue_depths;
+int queue_depths_read(redisContext *c, const calllog_keys *k, queue_depths *out);
+
+#endif

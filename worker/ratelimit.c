@@ -1,0 +1,59 @@
+/* ratelimit — GCRA limiter shared through Redis (see ratelimit.h). */
+#include "ratelimit.h"
+
+#include <stdio.h>
+#include <time.h>
+
+#include "log.h"
+#include "redis_client.h"
+
+/* KEYS: the limiter key. ARGV: interval ms (emission interval T), tolerance ms (tau).
+ * The key holds the theoretical arrival time (TAT) in ms. Returns 0 when allowed,
+ * else the ms to wait. */
+static const char lua_gcra[] = "local t = redis.call('TIME')\n"
+                               "local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000\n"
+                               "local T, tau = tonumber(ARGV[1]), tonumber(ARGV[2])\n"
+                               "local tat = tonumber(redis.call('GET', KEYS[1]) or now)\n"
+                               "if tat < now then tat = now end\n"
+                               "if tat - now > tau then return math.ceil(tat - now - tau) end\n"
+                               "local new_tat = tat + T\n"
+                               "redis.call('SET', KEYS[1], string.format('%.3f', new_tat), 'PX',\n"
+                               "  math.ceil(new_tat - now) + 1000)\n"
+                               "return 0\n";
+
+int ratelimit_try(redisContext *c, const ratelimit_policy *p, long *wait_ms)
+{
+    double interval = 60000.0 / (double)(p->per_minute - p->burst);
+    char t[32], tau[32];
+    snprintf(t, sizeof t, "%.3f", interval);
+    snprintf(tau, sizeof tau, "%.3f", interval * (double)p->burst - interval);
+    const char *argv[] = {"EVAL", lua_gcra, "1", p->key, t, tau};
+    redisReply *r = redisCommandArgv(c, 6, argv, NULL);
+    char err[256];
+    if (redis_reply_failed(c, r, err, sizeof err) || r->type != REDIS_REPLY_INTEGER) {
+        log_error("rate limiter unavailable", LF_S("error", err));
+        if (r)
+            freeReplyObject(r);
+        return -1;
+    }
+    *wait_ms = (long)r->integer;
+    freeReplyObject(r);
+    return 0;
+}
+
+int ratelimit_acquire(redisContext *c, const ratelimit_policy *p, const volatile int *stopping)
+{
+    for (;;) {
+        long wait_ms = 0;
+        if (ratelimit_try(c, p, &wait_ms) != 0)
+            return -1;
+        if (wait_ms == 0)
+            return 0;
+        if (stopping && *stopping)
+            return -1;
+        if (wait_ms > 1000)
+            wait_ms = 1000; /* ask again at least every second to notice a stop */
+        struct timespec ts = {wait_ms / 1000, (wait_ms % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+}

@@ -1,0 +1,92 @@
+/* rdstation — RD Station CRM client, API v1 (token) and v2 (OAuth2), behind one face.
+ *
+ * Finds the contact for a phone (querying the forms accounts hold, confirmed by digits),
+ * the contact's open deal (most recently updated), posts notes and completed call tasks,
+ * looks for the CallSid marker among a deal's notes/tasks, and can create a contact and
+ * deal. Every HTTP request first calls the shared rate limiter (`acquire`) and is counted
+ * in calllog_crm_requests_total{endpoint,status} and calllog_crm_request_seconds{endpoint}.
+ * On v2 the access token lives in Redis (keys.h: oauth hash) so every worker and the next
+ * restart share it; a refresh (which rotates the refresh token) happens under a Redis
+ * lock, and a 401 triggers one refresh and one retry. One client per thread. */
+#ifndef CALLLOG_RDSTATION_H
+#define CALLLOG_RDSTATION_H
+
+#include <hiredis/hiredis.h>
+#include <stddef.h>
+#include <time.h>
+
+#include "http_client.h"
+#include "keys.h"
+
+typedef enum { RD_API_V1 = 1, RD_API_V2 = 2 } rd_api;
+
+/* Waits until the shared rate limit allows one more request. Returns 0, or -1 when the
+ * worker is stopping (the client then gives up with curl_code -1, "stopping"). */
+typedef int (*rd_acquire_fn)(void *arg);
+
+typedef struct rd_settings {
+    rd_api api;
+    const char *base_url;      /* RDSTATION_API_BASE_URL */
+    const char *token;         /* v1 */
+    const char *client_id;     /* v2 */
+    const char *client_secret; /* v2 */
+    const char *refresh_token; /* v2: the first one; later ones live in Redis */
+    const char *oauth_url;     /* RDSTATION_OAUTH_URL */
+    long timeout_ms;
+    rd_acquire_fn acquire;
+    void *acquire_arg;
+} rd_settings;
+
+typedef enum { RD_OK = 0, RD_NOT_FOUND = 1, RD_ERROR = -1 } rd_status;
+
+typedef struct rd_contact {
+    char id[64];
+    char name[256];
+} rd_contact;
+
+typedef struct rd_deal {
+    char id[64];
+    char name[256];
+    char user_id[64]; /* the deal owner, when RD says */
+} rd_deal;
+
+typedef struct rd_client rd_client;
+
+/* Creates a client. `redis` (used for v2 tokens) and `keys` must outlive it.
+ * Returns NULL out of memory. */
+rd_client *rd_client_new(const rd_settings *s, redisContext *redis, const calllog_keys *keys);
+
+/* Replaces the Redis connection after the caller reconnected. */
+void rd_client_set_redis(rd_client *c, redisContext *redis);
+
+void rd_client_free(rd_client *c);
+
+/* Finds the contact whose phone is `phone_e164`'s line. RD_NOT_FOUND when none. */
+rd_status rd_find_contact(rd_client *c, const char *phone_e164, rd_contact *out,
+                          api_error *err);
+
+/* The contact's open deal updated most recently. RD_NOT_FOUND when it has none. */
+rd_status rd_find_open_deal(rd_client *c, const char *contact_id, rd_deal *out,
+                            api_error *err);
+
+/* Posts a note on a deal; writes the new note's id. */
+rd_status rd_post_note(rd_client *c, const char *deal_id, const char *user_id,
+                       const char *text, char *note_id, size_t idlen, api_error *err);
+
+/* Creates a call task on a deal dated `when`, then marks it done; writes its id. */
+rd_status rd_post_call_task(rd_client *c, const char *deal_id, const char *user_id,
+                            const char *subject, const char *notes, time_t when,
+                            char *task_id, size_t idlen, api_error *err);
+
+/* Looks for `marker` in the text of the deal's notes and call tasks. RD_OK with the
+ * entry's id in `found_id` when present, RD_NOT_FOUND when not. */
+rd_status rd_find_marker(rd_client *c, const char *deal_id, const char *marker,
+                         char *found_id, size_t idlen, api_error *err);
+
+/* Creates a contact with `phone_e164` (named `name`, or the phone) and a deal for it in
+ * pipeline stage `stage_id`. */
+rd_status rd_create_contact_and_deal(rd_client *c, const char *name, const char *phone_e164,
+                                     const char *stage_id, const char *user_id,
+                                     rd_contact *contact, rd_deal *deal, api_error *err);
+
+#endif

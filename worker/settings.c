@@ -1,0 +1,195 @@
+/* settings — loads calllog-worker's settings from the environment (see settings.h). */
+#include "settings.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "phone.h"
+
+static int load_redis(worker_settings *s, config_error *err)
+{
+    char why[200];
+    if (redis_url_parse(config_str("REDIS_URL", "redis://127.0.0.1:6379/0"), &s->redis, why,
+                        sizeof why) != 0)
+        return config_fail(err, "REDIS_URL", why);
+    if (keys_build(config_str("CALLLOG_KEY_PREFIX", "calllog"), &s->keys) != 0)
+        return config_fail(err, "CALLLOG_KEY_PREFIX", "expected a short name without spaces");
+    return config_long("WORKER_REDIS_TIMEOUT_MS", 5000, 100, 60000, &s->redis_timeout_ms, err);
+}
+
+/* The consumer name: WORKER_CONSUMER_NAME, else hostname-pid (unique per process). */
+static void make_consumer_name(worker_settings *s)
+{
+    const char *name = config_str("WORKER_CONSUMER_NAME", NULL);
+    char host[64] = "worker";
+    gethostname(host, sizeof host - 1);
+    if (name)
+        snprintf(s->consumer, sizeof s->consumer, "%s", name);
+    else
+        snprintf(s->consumer, sizeof s->consumer, "%s-%ld", host, (long)getpid());
+}
+
+static int load_consumer(worker_settings *s, config_error *err)
+{
+    make_consumer_name(s);
+    return config_long("WORKER_CONCURRENCY", 4, 1, 64, &s->concurrency, err) ||
+                   config_long("WORKER_BLOCK_MS", 2000, 10, 60000, &s->block_ms, err) ||
+                   config_long("WORKER_CLAIM_IDLE_MS", 60000, 100, 86400000, &s->claim_idle_ms,
+                               err) ||
+                   config_long("WORKER_LEASE_MS", 120000, 100, 86400000, &s->lease_ms, err) ||
+                   config_long("WORKER_MAX_DELIVERIES", 10, 1, 1000, &s->max_deliveries, err) ||
+                   config_long("WORKER_DRAIN_TIMEOUT_MS", 30000, 100, 600000, &s->drain_timeout_ms,
+                               err)
+               ? -1
+               : 0;
+}
+
+/* Twilio REST credentials: an API key (preferred) or the account's auth token. */
+static int load_twilio(worker_settings *s, config_error *err)
+{
+    twilio_settings *t = &s->twilio;
+    t->base_url = config_str("TWILIO_API_BASE_URL", "https://api.twilio.com");
+    t->account_sid = config_str("TWILIO_ACCOUNT_SID", NULL);
+    t->username = config_str("TWILIO_API_KEY_SID", NULL);
+    t->password = config_str("TWILIO_API_KEY_SECRET", NULL);
+    if (!t->username || !t->password) {
+        t->username = t->account_sid;
+        t->password = config_str("TWILIO_AUTH_TOKEN", NULL);
+    }
+    int have = t->account_sid && t->username && t->password;
+    t->timeout_ms = 5000;
+    t->max_tries = 3;
+    if (config_bool("TWILIO_ENRICH", have, &s->enrich, err) != 0)
+        return -1;
+    if (s->enrich && !have)
+        return config_fail(err, "TWILIO_ENRICH",
+                           "enrichment needs TWILIO_ACCOUNT_SID and TWILIO_API_KEY_SID/"
+                           "TWILIO_API_KEY_SECRET (or TWILIO_AUTH_TOKEN)");
+    return 0;
+}
+
+static int load_rd_v1(worker_settings *s, config_error *err)
+{
+    s->rd.base_url = config_str("RDSTATION_API_BASE_URL", "https://crm.rdstation.com/api/v1");
+    if (config_require("RDSTATION_TOKEN", &s->rd.token, err) != 0)
+        return -1;
+    return config_require("RDSTATION_USER_ID", &s->rd_user_id, err);
+}
+
+static int load_rd_v2(worker_settings *s, config_error *err)
+{
+    s->rd.base_url = config_str("RDSTATION_API_BASE_URL", "https://api.rd.services/crm/v2");
+    s->rd.oauth_url = config_str("RDSTATION_OAUTH_URL", "https://api.rd.services/oauth2/token");
+    s->rd_user_id = config_str("RDSTATION_USER_ID", NULL);
+    return config_require("RDSTATION_CLIENT_ID", &s->rd.client_id, err) ||
+                   config_require("RDSTATION_CLIENT_SECRET", &s->rd.client_secret, err) ||
+                   config_require("RDSTATION_REFRESH_TOKEN", &s->rd.refresh_token, err)
+               ? -1
+               : 0;
+}
+
+/* RDSTATION_USER_MAP: "+551130001000=userA,+551130001001=userB". */
+static int load_user_map(worker_settings *s, config_error *err)
+{
+    const char *v = config_str("RDSTATION_USER_MAP", NULL);
+    while (v && *v) {
+        const char *comma = strchr(v, ',');
+        size_t n = comma ? (size_t)(comma - v) : strlen(v);
+        const char *eq = memchr(v, '=', n);
+        user_route *r = &s->user_map[s->user_map_len];
+        size_t nl = eq ? (size_t)(eq - v) : 0, ul = eq ? n - nl - 1 : 0;
+        if (!eq || nl == 0 || ul == 0 || nl >= sizeof r->number || ul >= sizeof r->user_id ||
+            s->user_map_len == USER_MAP_MAX)
+            return config_fail(err, "RDSTATION_USER_MAP",
+                               "expected +5511...=rd_user_id pairs separated by commas");
+        memcpy(r->number, v, nl);
+        memcpy(r->user_id, eq + 1, ul);
+        s->user_map_len++;
+        v = comma ? comma + 1 : NULL;
+    }
+    return 0;
+}
+
+static int load_rdstation(worker_settings *s, config_error *err)
+{
+    static const char *const apis[] = {"v1", "v2", NULL};
+    int api;
+    if (config_choice("RDSTATION_API", "v1", apis, &api, err) != 0)
+        return -1;
+    s->rd.api = api == 0 ? RD_API_V1 : RD_API_V2;
+    if ((api == 0 ? load_rd_v1(s, err) : load_rd_v2(s, err)) != 0)
+        return -1;
+    if (config_long("RDSTATION_TIMEOUT_MS", 10000, 100, 120000, &s->rd.timeout_ms, err) ||
+        config_long("RDSTATION_RATE_LIMIT_PER_MINUTE", 120, 1, 100000, &s->rate_per_minute, err) ||
+        config_long("RDSTATION_RATE_BURST", 10, 1, 1000, &s->rate_burst, err))
+        return -1;
+    if (s->rate_burst >= s->rate_per_minute)
+        return config_fail(err, "RDSTATION_RATE_BURST",
+                           "must be smaller than RDSTATION_RATE_LIMIT_PER_MINUTE");
+    return load_user_map(s, err);
+}
+
+static int load_delivery(worker_settings *s, config_error *err)
+{
+    static const char *const modes[] = {"note", "task", "both", NULL};
+    static const char *const policies[] = {"skip", "dead", "create", NULL};
+    int mode, policy;
+    if (config_choice("CALLLOG_MODE", "note", modes, &mode, err) ||
+        config_choice("CALLLOG_UNKNOWN_CALLER", "skip", policies, &policy, err))
+        return -1;
+    s->mode = (delivery_mode)mode;
+    s->unknown = (unknown_policy)policy;
+    s->create_stage_id = config_str("CALLLOG_CREATE_DEAL_STAGE_ID", NULL);
+    if (s->unknown == UNKNOWN_CREATE && !s->create_stage_id)
+        return config_fail(err, "CALLLOG_CREATE_DEAL_STAGE_ID",
+                           "required when CALLLOG_UNKNOWN_CALLER=create");
+    s->note_template = config_str("CALLLOG_NOTE_TEMPLATE", NULL);
+    s->timezone = config_str("CALLLOG_TIMEZONE", "America/Sao_Paulo");
+    return 0;
+}
+
+static int load_retry_and_cache(worker_settings *s, config_error *err)
+{
+    long attempts;
+    if (config_long("RETRY_MAX_ATTEMPTS", RETRY_DEFAULT_MAX_ATTEMPTS, 1, 1000, &attempts, err) ||
+        config_long("RETRY_BASE_MS", RETRY_DEFAULT_BASE_MS, 0, 3600000, &s->retry.base_ms, err) ||
+        config_long("RETRY_MAX_DELAY_MS", RETRY_DEFAULT_MAX_DELAY_MS, 0, 86400000,
+                    &s->retry.max_delay_ms, err) ||
+        config_long("CACHE_TTL_S", 600, 0, 86400 * 30, &s->cache_ttl_s, err) ||
+        config_long("CACHE_NEGATIVE_TTL_S", 120, 0, 86400, &s->negative_cache_ttl_s, err))
+        return -1;
+    s->retry.max_attempts = (int)attempts;
+    return 0;
+}
+
+static int load_alerts(worker_settings *s, config_error *err)
+{
+    s->alert_webhook_url = config_str("ALERT_WEBHOOK_URL", NULL);
+    return config_long("ALERT_WINDOW_S", 300, 10, 86400, &s->alert_window_s, err) ||
+                   config_long("ALERT_MIN_EVENTS", 10, 1, 1000000, &s->alert_min_events, err) ||
+                   config_long("ALERT_FAILURE_PERCENT", 50, 1, 100, &s->alert_failure_percent, err)
+               ? -1
+               : 0;
+}
+
+int worker_settings_load(worker_settings *s, config_error *err)
+{
+    memset(s, 0, sizeof *s);
+    if (load_redis(s, err) || config_require("DATABASE_URL", &s->database_url, err) ||
+        load_consumer(s, err) || load_twilio(s, err) || load_rdstation(s, err) ||
+        load_delivery(s, err) || load_retry_and_cache(s, err) || load_alerts(s, err))
+        return -1;
+    return config_listen("METRICS_LISTEN", "127.0.0.1:9102", s->metrics_host,
+                         sizeof s->metrics_host, &s->metrics_port, err);
+}
+
+const char *worker_settings_user_for(const worker_settings *s, const char *our_number)
+{
+    for (size_t i = 0; our_number && i < s->user_map_len; i++) {
+        if (phone_same_number(our_number, s->user_map[i].number))
+            return s->user_map[i].user_id;
+    }
+    return s->rd_user_id;
+}

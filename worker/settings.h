@@ -1,0 +1,63 @@
+/* settings — calllog-worker's configuration, read and validated once at start-up.
+ *
+ * Everything the worker needs from the environment (design §2 and
+ * docs/configuration.md) lands here; a missing or malformed setting refuses the start
+ * with one line naming it. Strings point into the environment (process lifetime). */
+#ifndef CALLLOG_WORKER_SETTINGS_H
+#define CALLLOG_WORKER_SETTINGS_H
+
+#include <stddef.h>
+
+#include "config.h"
+#include "keys.h"
+#include "rdstation.h"
+#include "redis_client.h"
+#include "retry_policy.h"
+#include "twilio_rest.h"
+
+typedef enum { MODE_NOTE = 0, MODE_TASK, MODE_BOTH } delivery_mode;
+typedef enum { UNKNOWN_SKIP = 0, UNKNOWN_DEAD, UNKNOWN_CREATE } unknown_policy;
+
+#define USER_MAP_MAX 64
+
+/* One Twilio number → the RD user who owns that line. */
+typedef struct user_route {
+    char number[32];
+    char user_id[64];
+} user_route;
+
+typedef struct worker_settings {
+    redis_target redis;
+    calllog_keys keys;
+    const char *database_url;
+    char metrics_host[256];
+    int metrics_port;
+    char consumer[128]; /* unique per process */
+    long concurrency, block_ms, claim_idle_ms, lease_ms, max_deliveries, drain_timeout_ms;
+    long redis_timeout_ms;
+    int enrich;
+    twilio_settings twilio;
+    rd_settings rd;
+    const char *rd_user_id; /* default author of notes */
+    user_route user_map[USER_MAP_MAX];
+    size_t user_map_len;
+    long rate_per_minute, rate_burst;
+    delivery_mode mode;
+    unknown_policy unknown;
+    const char *create_stage_id;
+    const char *note_template; /* NULL: the built-in pt-BR template */
+    const char *timezone;
+    retry_settings retry;
+    long cache_ttl_s, negative_cache_ttl_s;
+    const char *alert_webhook_url;
+    long alert_window_s, alert_min_events, alert_failure_percent;
+} worker_settings;
+
+/* Loads and validates every setting. Returns 0, or -1 with `err` filled. */
+int worker_settings_load(worker_settings *s, config_error *err);
+
+/* The RD user for a call handled by Twilio number `our_number` (the mapped salesperson,
+ * else RDSTATION_USER_ID; may be NULL on v2 without a default). */
+const char *worker_settings_user_for(const worker_settings *s, const char *our_number);
+
+#endif

@@ -1,0 +1,45 @@
+/* twilio_rest — enrichment from Twilio's REST API: the call resource and its recordings.
+ *
+ * GET /2010-04-01/Accounts/{AC}/Calls/{CA}.json and …/Recordings.json with HTTP Basic
+ * (API key SID:secret, or AccountSid:AuthToken). 429 and 5xx are retried a few times
+ * with backoff inside the call; any failure leaves the fields empty, and the caller goes
+ * on with the webhook's own data — enrichment never blocks a note. */
+#ifndef CALLLOG_TWILIO_REST_H
+#define CALLLOG_TWILIO_REST_H
+
+#include <stddef.h>
+#include <time.h>
+
+#include "http_client.h"
+
+typedef struct twilio_settings {
+    const char *base_url;    /* TWILIO_API_BASE_URL, default https://api.twilio.com */
+    const char *account_sid; /* TWILIO_ACCOUNT_SID */
+    const char *username;    /* API key SID (SK…) or the account SID */
+    const char *password;    /* API key secret or the auth token */
+    long timeout_ms;
+    int max_tries; /* attempts on 429/5xx/network errors, e.g. 3 */
+} twilio_settings;
+
+typedef struct twilio_call {
+    time_t start_time; /* 0 when unknown */
+    time_t end_time;
+    long duration_s;   /* -1 when unknown */
+    char price[32];    /* "" when unknown, e.g. "-0.0130" */
+    char price_unit[8];
+    char answered_by[32];
+    char caller_name[128];
+    char recording_url[512]; /* media URL (the recording's uri without .json) */
+} twilio_call;
+
+typedef struct twilio_client twilio_client;
+
+/* `s` must outlive the client. Returns NULL out of memory. */
+twilio_client *twilio_client_new(const twilio_settings *s);
+void twilio_client_free(twilio_client *c);
+
+/* Fetches the call and its first recording. Returns 0 with `out` filled, or -1 with
+ * `err` filled (`out` then holds whatever was learnt, possibly nothing). */
+int twilio_fetch_call(twilio_client *c, const char *call_sid, twilio_call *out, api_error *err);
+
+#endif
