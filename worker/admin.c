@@ -1,19 +1,237 @@
-/* calllog-admin — placeholder until the worker issue lands (admin): parses settings and --help. */
+/* calllog-admin — the operator's tool for the dead stream and the queues.
+ *
+ *   calllog-admin status                 depths of every queue, delivery states in Postgres
+ *   calllog-admin dead list [--limit N]  one line per dead letter, oldest first
+ *   calllog-admin dead show ID           every field of one dead letter
+ *   calllog-admin dead replay ID|--all   back onto the events stream (attempt 0), after
+ *                                        making the CallSid claimable again in Postgres
+ *   calllog-admin dead purge ID|--all    delete dead letters (they are never capped silently)
+ *
+ * Same settings as the worker (REDIS_URL, CALLLOG_KEY_PREFIX, DATABASE_URL). */
+#include <jansson.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include "cli.h"
+#include "config.h"
+#include "keys.h"
+#include "ledger.h"
+#include "queue.h"
+#include "redis_client.h"
+
+static const char usage[] =
+    "calllog-admin [--env-file FILE] COMMAND\n"
+    "  status                  queue depths and delivery states\n"
+    "  dead list [--limit N]   list dead letters (default 50)\n"
+    "  dead show ID            show one dead letter\n"
+    "  dead replay ID|--all    put dead letters back on the events stream\n"
+    "  dead purge ID|--all     delete dead letters\n"
+    "Settings: REDIS_URL, CALLLOG_KEY_PREFIX, DATABASE_URL (see docs/configuration.md).";
+
+typedef struct admin {
+    redisContext *redis;
+    calllog_keys keys;
+    ledger *ledger; /* only for status and replay */
+} admin;
+
+static int fail(const char *msg)
+{
+    cli_fail("calllog-admin", msg);
+    return 1;
+}
+
+/* The value of `name` among an entry's flat fields, or "". */
+static const char *field(const redisReply *fields, const char *name)
+{
+    for (size_t i = 0; i + 1 < fields->elements; i += 2) {
+        if (fields->element[i]->str && strcmp(fields->element[i]->str, name) == 0)
+            return fields->element[i + 1]->str ? fields->element[i + 1]->str : "";
+    }
+    return "";
+}
+
+/* XRANGE dead from..to COUNT n; the caller frees the reply. */
+static redisReply *dead_range(admin *a, const char *from, const char *to, long count)
+{
+    char n[24];
+    snprintf(n, sizeof n, "%ld", count);
+    const char *argv[] = {"XRANGE", a->keys.dead, from, to, "COUNT", n};
+    redisReply *r = redisCommandArgv(a->redis, 6, argv, NULL);
+    if (redis_reply_failed(a->redis, r, NULL, 0) || r->type != REDIS_REPLY_ARRAY) {
+        if (r)
+            freeReplyObject(r);
+        return NULL;
+    }
+    return r;
+}
+
+static int cmd_dead_list(admin *a, long limit)
+{
+    redisReply *r = dead_range(a, "-", "+", limit);
+    if (!r)
+        return fail("cannot read the dead stream");
+    printf("%-20s %-36s %-22s %-5s %-20s %s\n", "ID", "CALL_SID", "REASON", "HTTP", "FAILED_AT",
+           "ERROR");
+    for (size_t i = 0; i < r->elements; i++) {
+        const redisReply *f = r->element[i]->element[1];
+        printf("%-20s %-36s %-22s %-5s %-20s %.80s\n", r->element[i]->element[0]->str,
+               field(f, "call_sid"), field(f, "reason"), field(f, "http_status"),
+               field(f, "failed_at"), field(f, "error"));
+    }
+    printf("%zu dead letter(s) shown\n", r->elements);
+    freeReplyObject(r);
+    return 0;
+}
+
+static int cmd_dead_show(admin *a, const char *id)
+{
+    redisReply *r = dead_range(a, id, id, 1);
+    if (!r || r->elements == 0) {
+        if (r)
+            freeReplyObject(r);
+        return fail("no such dead letter");
+    }
+    const redisReply *f = r->element[0]->element[1];
+    printf("id: %s\n", id);
+    for (size_t i = 0; i + 1 < f->elements; i += 2) {
+        if (strcmp(f->element[i]->str, "event") == 0) {
+            json_t *ev = json_loads(f->element[i + 1]->str, 0, NULL);
+            char *pretty = ev ? json_dumps(ev, JSON_INDENT(2) | JSON_SORT_KEYS) : NULL;
+            printf("event: %s\n", pretty ? pretty : f->element[i + 1]->str);
+            free(pretty);
+            json_decref(ev);
+        } else {
+            printf("%s: %s\n", f->element[i]->str, f->element[i + 1]->str);
+        }
+    }
+    freeReplyObject(r);
+    return 0;
+}
+
+/* Replays one dead letter: claimable again in Postgres, then back on the stream. */
+static int replay_one(admin *a, const char *id, const char *call_sid)
+{
+    char err[256];
+    if (call_sid[0] && ledger_reset(a->ledger, call_sid, err, sizeof err) < 0) {
+        fprintf(stderr, "calllog-admin: %s: cannot reset %s in Postgres: %s\n", id, call_sid, err);
+        return -1;
+    }
+    int rc = queue_replay_dead(a->redis, &a->keys, id, err, sizeof err);
+    if (rc != 0) {
+        fprintf(stderr, "calllog-admin: %s: %s\n", id, rc > 0 ? "no such dead letter" : err);
+        return -1;
+    }
+    printf("replayed %s (%s)\n", id, call_sid);
+    return 0;
+}
+
+/* Applies replay or purge to one id or, with --all, to every dead letter. */
+static int for_dead(admin *a, const char *target, int replay)
+{
+    int all = strcmp(target, "--all") == 0, failures = 0;
+    redisReply *r = dead_range(a, all ? "-" : target, all ? "+" : target, all ? 100000 : 1);
+    if (!r || r->elements == 0) {
+        if (r)
+            freeReplyObject(r);
+        return all ? (printf("no dead letters\n"), 0) : fail("no such dead letter");
+    }
+    for (size_t i = 0; i < r->elements; i++) {
+        const char *id = r->element[i]->element[0]->str;
+        if (replay) {
+            failures += replay_one(a, id, field(r->element[i]->element[1], "call_sid")) != 0;
+        } else {
+            redisReply *d = redisCommand(a->redis, "XDEL %s %s", a->keys.dead, id);
+            failures += redis_reply_failed(a->redis, d, NULL, 0);
+            if (d)
+                freeReplyObject(d);
+            printf("purged %s\n", id);
+        }
+    }
+    freeReplyObject(r);
+    return failures ? 1 : 0;
+}
+
+static int cmd_status(admin *a)
+{
+    queue_depths d;
+    if (queue_depths_read(a->redis, &a->keys, &d) != 0)
+        return fail("cannot read queue depths from Redis");
+    printf("events stream %-24s %lld entries (%lld pending on consumers)\n", a->keys.events,
+           d.events, d.pending);
+    printf("retry set     %-24s %lld entries\n", a->keys.retry, d.retry);
+    printf("dead stream   %-24s %lld entries\n", a->keys.dead, d.dead);
+    char counts[512], err[256];
+    if (a->ledger && ledger_state_counts(a->ledger, counts, sizeof counts, err, sizeof err) == 0)
+        printf("deliveries    %s\n", counts);
+    else if (a->ledger)
+        printf("deliveries    unavailable: %s\n", err);
+    return 0;
+}
+
+/* Connects to Redis and, when `need_db`, to Postgres. */
+static int admin_open(admin *a, int need_db)
+{
+    char err[512];
+    redis_target t;
+    if (redis_url_parse(config_str("REDIS_URL", "redis://127.0.0.1:6379/0"), &t, err, sizeof err) !=
+        0)
+        return fail("setting REDIS_URL is malformed");
+    if (keys_build(config_str("CALLLOG_KEY_PREFIX", "calllog"), &a->keys) != 0)
+        return fail("setting CALLLOG_KEY_PREFIX is malformed");
+    if (!(a->redis = redis_open(&t, 5000, err, sizeof err)))
+        return fail(err);
+    const char *db = config_str("DATABASE_URL", NULL);
+    if (need_db && !db)
+        return fail("setting DATABASE_URL is required but not set");
+    if (db && !(a->ledger = ledger_open(db, err, sizeof err)) && need_db)
+        return fail(err);
+    return 0;
+}
+
+/* Runs the command in argv[0..argc). */
+static int dispatch(admin *a, int argc, char **argv)
+{
+    if (argc == 1 && strcmp(argv[0], "status") == 0)
+        return cmd_status(a);
+    if (argc >= 2 && strcmp(argv[0], "dead") == 0) {
+        if (strcmp(argv[1], "list") == 0) {
+            long limit = argc == 4 && strcmp(argv[2], "--limit") == 0 ? atol(argv[3]) : 50;
+            return cmd_dead_list(a, limit > 0 ? limit : 50);
+        }
+        if (argc == 3 && strcmp(argv[1], "show") == 0)
+            return cmd_dead_show(a, argv[2]);
+        if (argc == 3 && strcmp(argv[1], "replay") == 0)
+            return for_dead(a, argv[2], 1);
+        if (argc == 3 && strcmp(argv[1], "purge") == 0)
+            return for_dead(a, argv[2], 0);
+    }
+    fprintf(stderr, "calllog-admin: unknown command (try --help)\n");
+    return 2;
+}
 
 int main(int argc, char **argv)
 {
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--version") == 0) {
-            printf("calllog-admin %s\n", CALLLOG_VERSION);
-            return 0;
-        }
-        if (strcmp(argv[i], "--help") == 0) {
-            printf("usage: calllog-admin [--env-file FILE]\n");
-            return 0;
-        }
+    int rest_argc;
+    char **rest = calloc((size_t)argc + 1, sizeof *rest);
+    switch (cli_start(argc, argv, "calllog-admin", usage, &rest_argc, rest)) {
+    case CLI_EXIT_OK:
+        free(rest);
+        return 0;
+    case CLI_EXIT_USAGE:
+        free(rest);
+        return 2;
+    case CLI_RUN:
+        break;
     }
-    fprintf(stderr, "calllog-admin: not built yet\n");
-    return 1;
+    admin a = {0};
+    int need_db = rest_argc >= 2 && strcmp(rest[1], "replay") == 0;
+    int rc = rest_argc == 0                 ? (fprintf(stderr, "usage: %s\n", usage), 2)
+             : admin_open(&a, need_db) != 0 ? 1
+                                            : dispatch(&a, rest_argc, rest);
+    if (a.redis)
+        redisFree(a.redis);
+    ledger_close(a.ledger);
+    free(rest);
+    return rc;
 }

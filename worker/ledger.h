@@ -22,14 +22,14 @@ typedef enum {
     CLAIM_BUSY       /* another worker holds a valid lease */
 } claim_status;
 
-typedef struct ledger_claim {
+typedef struct claim_result {
     claim_status status;
     int attempts;               /* claims so far, this one included when WON */
     int post_started;           /* 1 when an earlier attempt may have posted to RD */
     char state[16];             /* the row's state after the statement */
     char rd_deal_id[64];        /* the deal chosen by an earlier attempt, if any */
     char reason[256];           /* skipped/dead: the recorded reason */
-} ledger_claim;
+} claim_result;
 
 typedef struct ledger_delivery {
     const char *rd_contact_id;
@@ -50,7 +50,7 @@ int ledger_check_schema(ledger *l, char *err, size_t errlen);
 /* Claims `call_sid` for `owner` for `lease_ms`. Returns 0 with `out` filled, or -1 on a
  * database error (`err` filled; the caller retries later). */
 int ledger_claim(ledger *l, const char *call_sid, const char *call_status, const char *owner,
-                 long lease_ms, const char *event_json, ledger_claim *out, char *err,
+                 long lease_ms, const char *event_json, claim_result *out, char *err,
                  size_t errlen);
 
 /* The outcomes below apply only while `owner` holds the lease (owner NULL: whatever

@@ -55,7 +55,7 @@ typedef struct job {
     worker_links *w;
     const queue_entry *e;
     json_t *ev;
-    ledger_claim claim;
+    claim_result claim;
     int claimed;            /* this worker holds the lease */
     const char *customer;   /* the caller's phone (E.164) */
     const char *our_number; /* our Twilio number on this call */
