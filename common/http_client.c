@@ -183,7 +183,7 @@ static void transport_error(http_client *c, const char *method, const char *url,
     err->http_status = 0;
     err->curl_code = (int)rc;
     err->retry_after_ms = -1;
-    snprintf(err->message, sizeof err->message, "%s %s: %s", method, path, why);
+    snprintf(err->message, sizeof err->message, "%.16s %.200s: %.280s", method, path, why);
 }
 
 /* Sets every option of one request on the (freshly reset) handle. Returns CURLE_OK or
@@ -255,9 +255,9 @@ static struct curl_slist *build_headers(const char *const *headers)
 }
 
 /* Performs one request; see the header. */
-int http_request(http_client *c, const char *method, const char *url,
-                 const char *const *headers, const char *basic_auth, const char *body,
-                 size_t body_len, http_response *out, api_error *err)
+int http_request(http_client *c, const char *method, const char *url, const char *const *headers,
+                 const char *basic_auth, const char *body, size_t body_len, http_response *out,
+                 api_error *err)
 {
     http_sink sink = {NULL, 0, 0, 0, -1};
     struct curl_slist *hdrs;

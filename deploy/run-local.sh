@@ -16,15 +16,16 @@
 #
 # When REDIS_URL or DATABASE_URL is set (environment or env file), that server is used
 # instead of a local one. LOCAL_REDIS_PORT (6379) and LOCAL_PG_PORT (5432) choose the
-# ports of the local servers. Ingest metrics are on 127.0.0.1:9101, worker i's on
-# 127.0.0.1:9101+i.
+# ports of the local servers, CALLLOG_BUILD_DIR (build) the build tree. Ingest metrics
+# are on 127.0.0.1:9101, worker i's on 127.0.0.1:9101+i.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 RUN=$ROOT/deploy/.run
 ENV_FILE=$RUN/env
-BIN=$ROOT/build/bin
+BUILD=${CALLLOG_BUILD_DIR:-build}
+BIN=$ROOT/$BUILD/bin
 LOCAL_REDIS_PORT=${LOCAL_REDIS_PORT:-6379}
 LOCAL_PG_PORT=${LOCAL_PG_PORT:-5432}
 LOCAL_DB=calllog
@@ -64,11 +65,11 @@ pid_alive() {
 
 # Builds the Release tree (incrementally).
 build_release() {
-    echo "run-local: building Release into build/ (log: build/build.log)"
-    mkdir -p build
-    if ! cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >build/build.log 2>&1 ||
-        ! cmake --build build -j "$(nproc)" >>build/build.log 2>&1; then
-        tail -n 40 build/build.log
+    echo "run-local: building Release into $BUILD/ (log: $BUILD/build.log)"
+    mkdir -p "$BUILD"
+    if ! cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >"$BUILD/build.log" 2>&1 ||
+        ! cmake --build "$BUILD" -j "$(nproc)" >>"$BUILD/build.log" 2>&1; then
+        tail -n 40 "$BUILD/build.log"
         echo "run-local: the build failed" >&2
         exit 1
     fi

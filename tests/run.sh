@@ -107,11 +107,14 @@ probe_lsan() {
     local tmp
     tmp=$(mktemp -d)
     printf '#include <stdlib.h>\nvoid *volatile keep;\nint main(void) { keep = malloc(33); keep = 0; return 0; }\n' >"$tmp/leak.c"
+    local out=
     LSAN_WORKS=0
-    if cc -fsanitize=address -g "$tmp/leak.c" -o "$tmp/leak" 2>/dev/null &&
-        ASAN_OPTIONS=detect_leaks=1 "$tmp/leak" 2>&1 | grep -q 'LeakSanitizer: detected memory leaks'; then
-        LSAN_WORKS=1
+    if cc -fsanitize=address -g "$tmp/leak.c" -o "$tmp/leak" 2>/dev/null; then
+        out=$(ASAN_OPTIONS=detect_leaks=1 "$tmp/leak" 2>&1 || true)
     fi
+    case $out in
+    *'LeakSanitizer: detected memory leaks'*) LSAN_WORKS=1 ;;
+    esac
     rm -rf "$tmp"
     if [ "$LSAN_WORKS" -eq 1 ]; then
         echo "LeakSanitizer works here: sanitizer runs use detect_leaks=1"

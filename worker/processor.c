@@ -14,6 +14,8 @@
 #include "phone.h"
 #include "retry_policy.h"
 
+#define BUSY_RECHECK_MS 10000
+
 static struct {
     metric *processed;      /* by outcome */
     metric *dead_letters;   /* by reason */
@@ -233,8 +235,8 @@ static void enrich(job *j)
     if (!j->w->twilio)
         return;
     api_error ae = {0};
-    j->enriched = twilio_fetch_call(j->w->twilio, j->e->call_sid, &j->rest, &ae) == 0;
-    if (!j->enriched)
+    j->enriched = 1; /* on failure `rest` still holds whatever was learnt */
+    if (twilio_fetch_call(j->w->twilio, j->e->call_sid, &j->rest, &ae) != 0)
         log_warn("twilio enrichment failed, using the webhook's fields",
                  LF_S("call_sid", j->e->call_sid), LF_S("error", ae.message),
                  LF_I("http_status", ae.http_status));
@@ -410,7 +412,26 @@ static outcome deliver(job *j)
     return o;
 }
 
-/* Claims the CallSid; anything but a win means another copy already owns the outcome. */
+/* Another worker holds a valid lease. It may be alive (then this copy will turn out a
+ * duplicate) or dead (its stream entry was handed to us before its lease ran out): look
+ * again in a while, until the lease has expired, rather than acknowledging and losing
+ * the call. Rechecks do not count as attempts. */
+static outcome wait_for_lease(job *j)
+{
+    char err[256];
+    worker_links *w = j->w;
+    long delay = w->settings->lease_ms < BUSY_RECHECK_MS ? w->settings->lease_ms : BUSY_RECHECK_MS;
+    if (queue_reschedule(w->redis, &w->settings->keys, j->e, delay, err, sizeof err) != 0) {
+        log_error("cannot reschedule, entry stays pending", LF_S("call_sid", j->e->call_sid),
+                  LF_S("error", err));
+        return OUTCOME_DEFERRED;
+    }
+    log_info("held by another worker, looking again after its lease",
+             LF_S("call_sid", j->e->call_sid), LF_I("delay_ms", delay));
+    return OUTCOME_RETRY;
+}
+
+/* Claims the CallSid; anything but a win or a held lease is a duplicate: acknowledge. */
 static outcome claim_and_deliver(job *j)
 {
     worker_links *w = j->w;
@@ -422,6 +443,8 @@ static outcome claim_and_deliver(job *j)
         return OUTCOME_DEFERRED;
     }
     j->claimed = j->claim.status == CLAIM_WON;
+    if (j->claim.status == CLAIM_BUSY)
+        return wait_for_lease(j);
     if (!j->claimed) {
         log_info("duplicate", LF_S("call_sid", j->e->call_sid), LF_S("state", j->claim.state));
         return finish(j, OUTCOME_DUPLICATE);
@@ -431,7 +454,7 @@ static outcome claim_and_deliver(job *j)
     j->customer = phone_customer(direction, from, to);
     j->our_number = j->customer == from ? to : from;
     phone_variant_list v;
-    if (j->customer && phone_variants(j->customer, &v) != 0)
+    if (j->customer && phone_variants(j->customer, &v) < 1)
         j->customer = NULL; /* "client:alice", "anonymous": no phone to look up */
     return deliver(j);
 }

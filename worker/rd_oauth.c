@@ -112,7 +112,7 @@ rd_oauth *rd_oauth_new(const rd_oauth_settings *s, http_client *http, redisConte
     }
     sprintf(o->lock_key, "%s:lock", s->hash_key);
     o->lock_ttl_ms = s->http_timeout_ms + 5000 > RD_OAUTH_MIN_LOCK_MS ? s->http_timeout_ms + 5000
-                                                                     : RD_OAUTH_MIN_LOCK_MS;
+                                                                      : RD_OAUTH_MIN_LOCK_MS;
     o->http = http;
     o->redis = redis;
     o->requests = requests;
@@ -185,8 +185,9 @@ static int tokens_read(rd_oauth *o, rd_tokens *t, api_error *err)
     memset(t, 0, sizeof *t);
     if (o->redis == NULL)
         return redis_error(o, NULL, "HMGET", err);
-    redisReply *r = redisCommand(o->redis, "HMGET %s access_token access_expires_at_ms "
-                                           "refresh_token",
+    redisReply *r = redisCommand(o->redis,
+                                 "HMGET %s access_token access_expires_at_ms "
+                                 "refresh_token",
                                  o->hash_key);
     if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 3)
         return redis_error(o, r, "HMGET", err);
@@ -200,16 +201,16 @@ static int tokens_read(rd_oauth *o, rd_tokens *t, api_error *err)
 }
 
 /* Writes both tokens and the expiry with one HSET. Returns 0 or -1 with `err` filled. */
-static int tokens_write(rd_oauth *o, const char *access, long long expires_ms,
-                        const char *refresh, api_error *err)
+static int tokens_write(rd_oauth *o, const char *access, long long expires_ms, const char *refresh,
+                        api_error *err)
 {
     char num[32];
     snprintf(num, sizeof num, "%lld", expires_ms);
     if (o->redis == NULL)
         return redis_error(o, NULL, "HSET", err);
-    redisReply *r = redisCommand(o->redis,
-                                 "HSET %s access_token %s access_expires_at_ms %s refresh_token %s",
-                                 o->hash_key, access, num, refresh);
+    redisReply *r =
+        redisCommand(o->redis, "HSET %s access_token %s access_expires_at_ms %s refresh_token %s",
+                     o->hash_key, access, num, refresh);
     if (r == NULL || r->type == REDIS_REPLY_ERROR)
         return redis_error(o, r, "HSET", err);
     freeReplyObject(r);
@@ -248,8 +249,7 @@ static int lock_take(rd_oauth *o, const char *val, api_error *err)
 {
     if (o->redis == NULL)
         return redis_error(o, NULL, "SET lock", err);
-    redisReply *r =
-        redisCommand(o->redis, "SET %s %s NX PX %ld", o->lock_key, val, o->lock_ttl_ms);
+    redisReply *r = redisCommand(o->redis, "SET %s %s NX PX %ld", o->lock_key, val, o->lock_ttl_ms);
     if (r == NULL || r->type == REDIS_REPLY_ERROR)
         return redis_error(o, r, "SET lock", err);
     int taken = r->type == REDIS_REPLY_STATUS;
@@ -280,8 +280,8 @@ static char *refresh_form(const rd_oauth *o, const char *refresh)
         body = malloc(n);
         if (body)
             snprintf(body, n,
-                     "client_id=%s&client_secret=%s&grant_type=refresh_token&refresh_token=%s",
-                     id, secret, rt);
+                     "client_id=%s&client_secret=%s&grant_type=refresh_token&refresh_token=%s", id,
+                     secret, rt);
     }
     if (secret)
         memset(secret, 0, strlen(secret));
@@ -327,9 +327,9 @@ static int refresh_rejected(rd_oauth *o, const http_response *r, api_error *err)
                  "RDSTATION_REFRESH_TOKEN and clear the stored tokens with "
                  "`redis-cli -u \"$REDIS_URL\" DEL %.150s`, then restart the workers",
                  r->status, code ? code : "refused", o->hash_key);
-    json_decref(j);
     log_error("rdstation oauth refresh rejected", LF_I("http_status", r->status),
               LF_S("error", code ? code : ""), LF_S("key", o->hash_key));
+    json_decref(j); /* `code` points into it */
     return -1;
 }
 

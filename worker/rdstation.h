@@ -52,8 +52,9 @@ typedef struct rd_deal {
 
 typedef struct rd_client rd_client;
 
-/* Creates a client. `redis` (used for v2 tokens) and `keys` must outlive it.
- * Returns NULL out of memory. */
+/* Creates a client. `redis` (used for v2 tokens) and `keys` must outlive it; the strings
+ * of `s` are copied. Returns NULL out of memory or when a required setting is missing
+ * (v1: base_url, token; v2: base_url, oauth_url, keys). */
 rd_client *rd_client_new(const rd_settings *s, redisContext *redis, const calllog_keys *keys);
 
 /* Replaces the Redis connection after the caller reconnected. */
@@ -73,7 +74,10 @@ rd_status rd_find_open_deal(rd_client *c, const char *contact_id, rd_deal *out,
 rd_status rd_post_note(rd_client *c, const char *deal_id, const char *user_id,
                        const char *text, char *note_id, size_t idlen, api_error *err);
 
-/* Creates a call task on a deal dated `when`, then marks it done; writes its id. */
+/* Creates a call task on a deal dated `when`, then marks it done; writes its id. v1 dates
+ * it in the process's local zone (note_timezone_init), v2 in UTC. When the task was
+ * created but could not be marked done, RD_ERROR is returned with `task_id` already set:
+ * the task exists, so look for the marker before trying again. */
 rd_status rd_post_call_task(rd_client *c, const char *deal_id, const char *user_id,
                             const char *subject, const char *notes, time_t when,
                             char *task_id, size_t idlen, api_error *err);

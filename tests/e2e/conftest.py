@@ -48,7 +48,7 @@ def bin_dir():
 
 
 def bin_path(name):
-    """Path of program `name`; skips the test when it has not been built."""
+    """Path of program `name`; fails the test when it has not been built."""
     p = bin_dir() / name
     if not os.access(p, os.X_OK):
         pytest.fail(f"{p} is missing: build the project first (cmake --build build)")

@@ -132,6 +132,13 @@ BEGIN
             EXECUTE format('REVOKE ALL ON ALL TABLES IN SCHEMA calllog FROM %I', api_role);
             EXECUTE format('REVOKE ALL ON ALL SEQUENCES IN SCHEMA calllog FROM %I', api_role);
             EXECUTE format('REVOKE ALL ON ALL FUNCTIONS IN SCHEMA calllog FROM %I', api_role);
+            -- Grants someone set up for future objects of this schema go too.
+            EXECUTE format('ALTER DEFAULT PRIVILEGES IN SCHEMA calllog REVOKE ALL ON TABLES FROM %I',
+                           api_role);
+            EXECUTE format('ALTER DEFAULT PRIVILEGES IN SCHEMA calllog REVOKE ALL ON SEQUENCES FROM %I',
+                           api_role);
+            EXECUTE format('ALTER DEFAULT PRIVILEGES IN SCHEMA calllog REVOKE ALL ON FUNCTIONS FROM %I',
+                           api_role);
         END IF;
     END LOOP;
 END

@@ -1,0 +1,300 @@
+/* test_http_client — unit tests for common/http_client against the RD Station and Twilio
+ * mocks (tests/mocks/): methods, bodies and headers as the server saw them, Retry-After in
+ * both forms, redirects not followed, Basic auth, transport failures (refused, dropped,
+ * timed out, body over the cap) described without the URL's query, and the error message
+ * built from an answer (one line, clipped, never the query string). */
+#include <criterion/criterion.h>
+#include <curl/curl.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "http_client.h"
+#include "mock_server.h"
+
+static mock_server rd;
+static http_client *hc;
+
+/* Starts the RD mock (used here as a programmable HTTP server) and a client. */
+static void setup(void)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    cr_assert_eq(mock_start(&rd, "rdstation_mock.py", NULL), 0, "mock did not start");
+    hc = http_client_new(5000, 2000);
+    cr_assert_not_null(hc);
+}
+
+/* Stops everything. */
+static void teardown(void)
+{
+    http_client_free(hc);
+    mock_stop(&rd);
+    curl_global_cleanup();
+}
+
+TestSuite(http_client, .init = setup, .fini = teardown);
+
+/* Arms one fault on the mock. */
+static void arm(const char *fault_json)
+{
+    cr_assert_eq(mock_post(&rd, "/_mock/faults", fault_json, NULL), 201, "fault %s", fault_json);
+}
+
+/* The last logged API request. */
+static json_t *last_request(void)
+{
+    json_t *log = mock_get(&rd, "/_mock/requests");
+    json_t *reqs = json_object_get(log, "requests");
+    cr_assert(json_array_size(reqs) > 0, "no request logged");
+    json_t *e = json_incref(json_array_get(reqs, json_array_size(reqs) - 1));
+    json_decref(log);
+    return e;
+}
+
+/* GET to a URL of the mock; the answer must arrive. */
+static void get_ok(const char *path, http_response *r)
+{
+    char url[256];
+    api_error err;
+    snprintf(url, sizeof url, "%s%s", rd.base, path);
+    cr_assert_eq(http_request(hc, "GET", url, NULL, NULL, NULL, 0, r, &err), 0, "%s", err.message);
+}
+
+Test(http_client, get_returns_status_and_body_and_sends_user_agent)
+{
+    http_response r;
+    get_ok("/api/v1/users?token=mock-v1-token", &r);
+    cr_expect_eq(r.status, 200);
+    cr_expect_not_null(strstr(r.body, "\"users\""));
+    cr_expect_eq(r.body_len, strlen(r.body));
+    cr_expect_eq(r.retry_after_ms, -1);
+    http_response_free(&r);
+    cr_expect_null(r.body);
+
+    json_t *e = last_request();
+    cr_expect_str_eq(json_string_value(json_object_get(e, "user_agent")),
+                     "calllog/" CALLLOG_VERSION);
+    cr_expect_str_eq(json_string_value(json_object_get(e, "method")), "GET");
+    json_decref(e);
+}
+
+Test(http_client, post_and_put_send_body_and_headers)
+{
+    static const char *const hdrs[] = {"Content-Type: application/json", NULL};
+    const char *body = "{\"task\":{\"done\":true}}";
+    char url[256];
+    http_response r;
+    api_error err;
+
+    snprintf(url, sizeof url, "%s/api/v1/activities?token=mock-v1-token", rd.base);
+    cr_assert_eq(http_request(hc, "POST", url, hdrs, NULL, "{}", 2, &r, &err), 0);
+    cr_expect_eq(r.status, 422); /* no activity fields: RD's validation answer */
+    http_response_free(&r);
+    json_t *e = last_request();
+    cr_expect_str_eq(json_string_value(json_object_get(e, "method")), "POST");
+    cr_expect_str_eq(json_string_value(json_object_get(e, "content_type")), "application/json");
+    json_decref(e);
+
+    snprintf(url, sizeof url, "%s/api/v1/tasks/nope?token=mock-v1-token", rd.base);
+    cr_assert_eq(http_request(hc, "PUT", url, hdrs, NULL, body, strlen(body), &r, &err), 0);
+    cr_expect_eq(r.status, 404);
+    http_response_free(&r);
+    e = last_request();
+    cr_expect_str_eq(json_string_value(json_object_get(e, "method")), "PUT");
+    json_t *done = json_object_get(json_object_get(json_object_get(e, "body"), "task"), "done");
+    cr_expect(json_is_true(done), "PUT body did not arrive");
+    json_decref(e);
+}
+
+Test(http_client, retry_after_seconds_and_date)
+{
+    http_response r;
+    char fault[256], date[64];
+    time_t later = time(NULL) + 3600;
+    struct tm tm;
+
+    arm("{\"path\":\"^/a$\",\"status\":429,\"retry_after\":120}");
+    get_ok("/a", &r);
+    cr_expect_eq(r.status, 429);
+    cr_expect_eq(r.retry_after_ms, 120000);
+    http_response_free(&r);
+
+    gmtime_r(&later, &tm);
+    strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    snprintf(fault, sizeof fault, "{\"path\":\"^/b$\",\"status\":503,\"retry_after\":\"%s\"}",
+             date);
+    arm(fault);
+    get_ok("/b", &r);
+    cr_expect_eq(r.status, 503);
+    /* An hour ahead, give or take the seconds this test takes. */
+    cr_expect(r.retry_after_ms > 3500000 && r.retry_after_ms <= 3600000, "got %ld",
+              r.retry_after_ms);
+    http_response_free(&r);
+
+    arm("{\"path\":\"^/c$\",\"status\":503,\"retry_after\":\"soon\"}");
+    get_ok("/c", &r);
+    cr_expect_eq(r.retry_after_ms, -1);
+    http_response_free(&r);
+}
+
+Test(http_client, redirects_are_not_followed)
+{
+    http_response r;
+    arm("{\"path\":\"^/moved$\",\"status\":302,\"body\":\"\",\"headers\":{\"Location\":\"/api/v1/"
+        "users?token=mock-v1-token\"}}");
+    get_ok("/moved", &r);
+    cr_expect_eq(r.status, 302);
+    http_response_free(&r);
+    cr_expect_eq(mock_count_requests(&rd, NULL), 1, "the redirect was followed");
+}
+
+Test(http_client, refused_connection_is_a_transport_error_without_query)
+{
+    mock_server gone = rd;
+    char url[256];
+    http_response r;
+    api_error err;
+
+    /* A port nobody listens on: stop a second mock and reuse its port. */
+    cr_assert_eq(mock_start(&gone, "rdstation_mock.py", NULL), 0);
+    mock_stop(&gone);
+    snprintf(url, sizeof url, "%s/api/v1/contacts?token=SECRET-TOKEN-123", gone.base);
+    cr_assert_eq(http_request(hc, "GET", url, NULL, NULL, NULL, 0, &r, &err), -1);
+    cr_expect_eq(err.curl_code, CURLE_COULDNT_CONNECT);
+    cr_expect_eq(err.http_status, 0);
+    cr_expect_eq(err.retry_after_ms, -1);
+    cr_expect_null(strstr(err.message, "SECRET"), "%s", err.message);
+    cr_expect_null(strstr(err.message, "token="), "%s", err.message);
+    cr_expect(strncmp(err.message, "GET /api/v1/contacts: ", 22) == 0, "%s", err.message);
+    cr_expect_null(r.body);
+}
+
+Test(http_client, dropped_connection_is_a_transport_error)
+{
+    http_response r;
+    api_error err;
+    char url[256];
+    arm("{\"path\":\"^/drop$\",\"drop\":true}");
+    snprintf(url, sizeof url, "%s/drop", rd.base);
+    cr_assert_eq(http_request(hc, "GET", url, NULL, NULL, NULL, 0, &r, &err), -1);
+    cr_expect_eq(err.curl_code, CURLE_GOT_NOTHING);
+    cr_expect_eq(err.http_status, 0);
+}
+
+Test(http_client, timeout_is_a_transport_error)
+{
+    http_client *quick = http_client_new(300, 300);
+    http_response r;
+    api_error err;
+    char url[256];
+    arm("{\"path\":\"^/slow$\",\"delay_ms\":3000,\"status\":200}");
+    snprintf(url, sizeof url, "%s/slow", rd.base);
+    cr_assert_eq(http_request(quick, "GET", url, NULL, NULL, NULL, 0, &r, &err), -1);
+    cr_expect_eq(err.curl_code, CURLE_OPERATION_TIMEDOUT);
+    http_client_free(quick);
+}
+
+Test(http_client, body_over_the_cap_fails)
+{
+    size_t n = (size_t)HTTP_CLIENT_MAX_BODY + 1000;
+    char *fault = malloc(n + 100), url[256];
+    http_response r;
+    api_error err;
+    int len = sprintf(fault, "{\"path\":\"^/big$\",\"status\":200,\"body\":\"");
+    memset(fault + len, 'x', n);
+    strcpy(fault + len + n, "\"}");
+    arm(fault);
+    free(fault);
+    snprintf(url, sizeof url, "%s/big", rd.base);
+    cr_assert_eq(http_request(hc, "GET", url, NULL, NULL, NULL, 0, &r, &err), -1);
+    cr_expect_neq(err.curl_code, 0);
+    cr_expect_not_null(strstr(err.message, "size limit"), "%s", err.message);
+    cr_expect_null(r.body);
+
+    /* The handle is still usable afterwards. */
+    get_ok("/api/v1/users?token=mock-v1-token", &r);
+    cr_expect_eq(r.status, 200);
+    http_response_free(&r);
+}
+
+Test(http_client, basic_auth_is_sent)
+{
+    mock_server tw;
+    char url[256];
+    http_response r;
+    api_error err;
+    cr_assert_eq(mock_start(&tw, "twilio_mock.py", NULL), 0);
+    snprintf(url, sizeof url, "%s/2010-04-01/Accounts/AC%s1/Calls/CA1.json", tw.base,
+             "0000000000000000000000000000000");
+    cr_assert_eq(http_request(hc, "GET", url, NULL,
+                              "AC00000000000000000000000000000001:mock-auth-token", NULL, 0, &r,
+                              &err),
+                 0);
+    cr_expect_eq(r.status, 404, "right credentials reach the route (unknown call)");
+    http_response_free(&r);
+    cr_assert_eq(http_request(hc, "GET", url, NULL, "AC00000000000000000000000000000001:wrong",
+                              NULL, 0, &r, &err),
+                 0);
+    cr_expect_eq(r.status, 401);
+    http_response_free(&r);
+    cr_assert_eq(http_request(hc, "GET", url, NULL, NULL, NULL, 0, &r, &err), 0);
+    cr_expect_eq(r.status, 401, "basic auth must not leak into the next request");
+    http_response_free(&r);
+    mock_stop(&tw);
+}
+
+Test(http_escape, encodes_all_but_unreserved)
+{
+    char *s = http_escape("+55 (11) 9\xc3\xa1/&=?%:");
+    cr_assert_not_null(s);
+    cr_expect_str_eq(s, "%2B55%20%2811%29%209%C3%A1%2F%26%3D%3F%25%3A");
+    free(s);
+    s = http_escape("AZaz09-._~");
+    cr_expect_str_eq(s, "AZaz09-._~");
+    free(s);
+    s = http_escape("");
+    cr_expect_str_eq(s, "");
+    free(s);
+    cr_expect_null(http_escape(NULL));
+}
+
+TestSuite(http_error);
+
+Test(http_error, one_line_status_and_body_without_query)
+{
+    char body[] = "{\"errors\":\n  {\"text\": [\"n\xc3\xa3o pode\"]}\r\n}";
+    http_response r = {422, body, sizeof body - 1, -1};
+    api_error err;
+    http_error_from_response(&r, "POST /activities?token=abc123", &err);
+    cr_expect_eq(err.http_status, 422);
+    cr_expect_eq(err.curl_code, 0);
+    cr_expect_eq(err.retry_after_ms, -1);
+    cr_expect_str_eq(err.message,
+                     "POST /activities: 422 {\"errors\": {\"text\": [\"n\xc3\xa3o pode\"]} }");
+}
+
+Test(http_error, long_bodies_are_clipped_and_retry_after_kept)
+{
+    char *body = malloc(5000);
+    memset(body, 'y', 4999);
+    body[4999] = '\0';
+    http_response r = {429, body, 4999, 30000};
+    api_error err;
+    http_error_from_response(&r, "GET /contacts", &err);
+    cr_expect_eq(err.http_status, 429);
+    cr_expect_eq(err.retry_after_ms, 30000);
+    cr_expect_eq(strlen(err.message), sizeof err.message - 1);
+    cr_expect(strncmp(err.message, "GET /contacts: 429 yyy", 22) == 0, "%s", err.message);
+    cr_expect_str_eq(err.message + strlen(err.message) - 3, "...");
+    free(body);
+}
+
+Test(http_error, empty_body)
+{
+    http_response r = {500, NULL, 0, -1};
+    api_error err;
+    http_error_from_response(&r, "GET /deals/1", &err);
+    cr_expect_str_eq(err.message, "GET /deals/1: 500");
+}

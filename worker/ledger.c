@@ -1,0 +1,764 @@
+/* ledger — the delivery state of every call in Postgres (Supabase), keyed by CallSid.
+ *
+ * The table is created by deploy/supabase/migrations/20261124000000_calllog_deliveries.sql.
+ * Every statement here is one self-contained, auto-committed PQexecParams call: no named
+ * prepared statement (Supabase's transaction pooler on port 6543 hands each transaction to
+ * any server connection, so a name prepared on one is unknown on the next), no SET, no
+ * explicit transaction. For the same reason nothing relies on session state:
+ *
+ *  - application_name is a connection parameter (fallback_application_name, so one given
+ *    in DATABASE_URL wins); poolers pass it on.
+ *  - The statement timeout is enforced here, not with SET (lost in transaction mode) nor
+ *    with the `options` startup parameter (PgBouncer-style poolers refuse connections that
+ *    carry it). A statement that has no answer after STATEMENT_TIMEOUT_MS is cancelled;
+ *    if even the cancel gets no answer within CANCEL_GRACE_MS, the connection is dropped
+ *    and counts as lost. Operators on a direct connection may still add
+ *    `options=-c statement_timeout=...` to DATABASE_URL.
+ *
+ * A lost connection (server restart, pooler failover, network cut) is reset once and the
+ * statement run once more. Every statement is safe to repeat:
+ *  - the claim: if the first run committed but its answer was lost, the second finds the
+ *    row `processing` under a valid lease held by this very owner, which is reported as
+ *    WON (only on the repeat: the owner string is this thread's identity);
+ *  - the marks: an owner's mark also matches a row already in the target state under the
+ *    same owner (lease_owner is kept after the lease ends, as "who held it last"), so a
+ *    repeat records the same outcome again and reports 0;
+ *  - reset and the read-only queries are idempotent anyway.
+ *
+ * Errors never carry the connection string; the password (as given and URL-decoded) is
+ * scrubbed from every message libpq produces. */
+#include "ledger.h"
+
+#include <libpq-fe.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* The calllog.schema_version this code needs (ledger_check_schema). */
+#define LEDGER_SCHEMA_VERSION 1
+/* How long one statement may take before it is cancelled. */
+#define STATEMENT_TIMEOUT_MS 10000
+/* How long a cancelled statement may take to answer before the connection is dropped. */
+#define CANCEL_GRACE_MS 2000
+/* Every parameter is sent as `text` (pg_type oid 25) and cast in SQL where needed. */
+#define TEXT_OID 25
+#define MAX_PARAMS 8
+
+#define MIGRATION_HINT                                                                             \
+    "run deploy/supabase/migrations/*.sql (psql \"$DATABASE_URL\" -v ON_ERROR_STOP=1 -f "          \
+    "<file>) or `supabase db push`"
+
+struct ledger {
+    PGconn *conn;
+    char *secret[2]; /* the password as written in the URL and decoded; scrubbed from errors */
+};
+
+/* ---- errors ---------------------------------------------------------------------- */
+
+/* Writes a formatted message into `err` when there is room for one. */
+__attribute__((format(printf, 3, 4))) static void set_err(char *err, size_t errlen, const char *fmt,
+                                                          ...)
+{
+    if (!err || errlen == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+/* Length of the secret in `secret` that starts at `s`, or 0 when none does. */
+static size_t secret_at(char *const secret[2], const char *s)
+{
+    for (int i = 0; i < 2; i++) {
+        size_t n = secret[i] ? strlen(secret[i]) : 0;
+        if (n > 0 && strncmp(s, secret[i], n) == 0)
+            return n;
+    }
+    return 0;
+}
+
+/* Copies libpq's (possibly multi-line) message `in` into `out` on one line (runs of
+ * blanks become one space), with every occurrence of a secret replaced by "***". */
+static void scrub_copy(char *const secret[2], const char *in, char *out, size_t outlen)
+{
+    size_t o = 0;
+    if (outlen == 0)
+        return;
+    for (const char *p = in ? in : ""; *p && o + 1 < outlen;) {
+        size_t n = secret_at(secret, p);
+        if (n > 0) {
+            for (const char *r = "***"; *r && o + 1 < outlen; r++)
+                out[o++] = *r;
+            p += n;
+            continue;
+        }
+        char ch = (*p == '\n' || *p == '\r' || *p == '\t') ? ' ' : *p;
+        if (ch != ' ' || (o > 0 && out[o - 1] != ' '))
+            out[o++] = ch;
+        p++;
+    }
+    while (o > 0 && out[o - 1] == ' ')
+        o--;
+    out[o] = '\0';
+}
+
+/* Fills `err` with "<what>: <libpq message>", scrubbed. */
+static void conn_err(const ledger *l, const char *what, const char *msg, char *err, size_t errlen)
+{
+    char clean[512];
+    scrub_copy(l->secret, msg, clean, sizeof clean);
+    set_err(err, errlen, "%s: %s", what, clean[0] ? clean : "unknown libpq error");
+}
+
+/* Fills `err` from a failed statement result: SQLSTATE and primary message, plus the
+ * migration hint when the schema or table is missing. */
+static void result_err(const ledger *l, const char *what, const PGresult *r, char *err,
+                       size_t errlen)
+{
+    const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    const char *msg = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+    char clean[384];
+    if (!msg) {
+        conn_err(l, what, PQresultErrorMessage(r), err, errlen);
+        return;
+    }
+    scrub_copy(l->secret, msg, clean, sizeof clean);
+    int missing = state && (strcmp(state, "42P01") == 0 || strcmp(state, "3F000") == 0);
+    set_err(err, errlen, "%s: %s (SQLSTATE %s)%s%s", what, clean, state ? state : "?",
+            missing ? ": " : "", missing ? MIGRATION_HINT : "");
+}
+
+/* ---- connection ------------------------------------------------------------------ */
+
+/* Remembers the password of `url` in both forms it can take in an error message: as
+ * libpq decoded it and as typed between "user:" and "@" in a URI. */
+static void remember_secrets(ledger *l, const char *url)
+{
+    char *perr = NULL;
+    PQconninfoOption *opts = PQconninfoParse(url, &perr);
+    if (perr)
+        PQfreemem(perr);
+    for (PQconninfoOption *o = opts; o && o->keyword; o++)
+        if (strcmp(o->keyword, "password") == 0 && o->val && o->val[0])
+            l->secret[0] = strdup(o->val);
+    if (opts)
+        PQconninfoFree(opts);
+
+    const char *scheme = strstr(url, "://");
+    if (!scheme)
+        return;
+    const char *auth = scheme + 3;
+    const char *end = auth + strcspn(auth, "/?#");
+    const char *at = NULL;
+    for (const char *p = auth; p < end; p++)
+        if (*p == '@')
+            at = p;
+    const char *colon = at ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
+    if (colon && at > colon + 1)
+        l->secret[1] = strndup(colon + 1, (size_t)(at - colon - 1));
+}
+
+ledger *ledger_open(const char *database_url, char *err, size_t errlen)
+{
+    if (!database_url || !database_url[0]) {
+        set_err(err, errlen, "DATABASE_URL is empty");
+        return NULL;
+    }
+    ledger *l = calloc(1, sizeof *l);
+    if (!l) {
+        set_err(err, errlen, "out of memory");
+        return NULL;
+    }
+    remember_secrets(l, database_url);
+    /* Defaults come before `dbname` (the expanded URL), so the URL can override them. */
+    const char *const keys[] = {
+        "fallback_application_name", "connect_timeout",  "keepalives", "keepalives_idle",
+        "keepalives_interval",       "keepalives_count", "dbname",     NULL};
+    const char *const vals[] = {"calllog-worker", "10", "1", "30", "10", "3", database_url, NULL};
+    l->conn = PQconnectdbParams(keys, vals, 1);
+    if (!l->conn || PQstatus(l->conn) != CONNECTION_OK) {
+        conn_err(l, "cannot connect to Postgres",
+                 l->conn ? PQerrorMessage(l->conn) : "out of memory", err, errlen);
+        ledger_close(l);
+        return NULL;
+    }
+    return l;
+}
+
+void ledger_close(ledger *l)
+{
+    if (!l)
+        return;
+    if (l->conn)
+        PQfinish(l->conn);
+    for (int i = 0; i < 2; i++) {
+        if (l->secret[i]) {
+            explicit_bzero(l->secret[i], strlen(l->secret[i]));
+            free(l->secret[i]);
+        }
+    }
+    free(l);
+}
+
+/* Reconnects when the connection is known to be gone. Returns 0 when usable. */
+static int ensure_connected(ledger *l, char *err, size_t errlen)
+{
+    if (PQstatus(l->conn) == CONNECTION_OK)
+        return 0;
+    PQreset(l->conn);
+    if (PQstatus(l->conn) == CONNECTION_OK)
+        return 0;
+    conn_err(l, "cannot reconnect to Postgres", PQerrorMessage(l->conn), err, errlen);
+    return -1;
+}
+
+/* Milliseconds on the monotonic clock. */
+static long long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Reads from the server until a result can be taken without blocking. Returns 0 then,
+ * 1 when `deadline` passed first, -1 when the connection failed. */
+static int await_result(PGconn *c, long long deadline)
+{
+    while (PQisBusy(c)) {
+        long long left = deadline - now_ms();
+        if (left <= 0)
+            return 1;
+        struct pollfd pfd = {.fd = PQsocket(c), .events = POLLIN};
+        if (pfd.fd < 0)
+            return -1;
+        int n = poll(&pfd, 1, (int)left);
+        if (n < 0)
+            continue; /* EINTR: the loop re-checks the deadline */
+        if (n > 0 && !PQconsumeInput(c))
+            return -1;
+    }
+    return 0;
+}
+
+/* Asks the server to cancel the statement running on `c` (best effort). */
+static void cancel_statement(PGconn *c)
+{
+    char buf[256];
+    PGcancel *cancel = PQgetCancel(c);
+    if (cancel) {
+        (void)PQcancel(cancel, buf, sizeof buf);
+        PQfreeCancel(cancel);
+    }
+}
+
+/* Sends one unnamed statement and waits for its outcome within the statement timeout.
+ * Returns the result (caller owns; the first error result wins over later ones), or NULL
+ * when the connection failed; `*abandoned` is 1 when the server never answered. */
+static PGresult *exec_once(ledger *l, const char *sql, int nparams, const char *const *params,
+                           int *abandoned)
+{
+    static const Oid types[MAX_PARAMS] = {TEXT_OID, TEXT_OID, TEXT_OID, TEXT_OID,
+                                          TEXT_OID, TEXT_OID, TEXT_OID, TEXT_OID};
+    PGresult *kept = NULL;
+    int cancelled = 0;
+    *abandoned = 0;
+    if (!PQsendQueryParams(l->conn, sql, nparams, types, params, NULL, NULL, 0))
+        return NULL;
+    long long deadline = now_ms() + STATEMENT_TIMEOUT_MS;
+    for (;;) {
+        int rc = await_result(l->conn, deadline);
+        if (rc > 0 && !cancelled) {
+            cancel_statement(l->conn);
+            cancelled = 1;
+            deadline = now_ms() + CANCEL_GRACE_MS;
+            continue;
+        }
+        if (rc != 0) {
+            PQclear(kept);
+            *abandoned = rc > 0;
+            return NULL;
+        }
+        PGresult *r = PQgetResult(l->conn);
+        if (!r)
+            return kept;
+        int r_failed = PQresultStatus(r) == PGRES_FATAL_ERROR;
+        if (!kept || (r_failed && PQresultStatus(kept) != PGRES_FATAL_ERROR)) {
+            PQclear(kept);
+            kept = r;
+        } else {
+            PQclear(r);
+        }
+    }
+}
+
+/* Runs one statement expecting `want` (PGRES_TUPLES_OK or PGRES_COMMAND_OK). When the
+ * connection is lost on the way it is reset and the statement run once more, and
+ * `*repeated` says so. Returns the result (caller owns; PQclear) or NULL with `err`
+ * filled as "<what>: <reason>". */
+static PGresult *run(ledger *l, const char *what, const char *sql, int nparams,
+                     const char *const *params, ExecStatusType want, int *repeated, char *err,
+                     size_t errlen)
+{
+    *repeated = 0;
+    if (ensure_connected(l, err, errlen) != 0)
+        return NULL;
+    for (int round = 0;; round++) {
+        int abandoned = 0;
+        PGresult *r = exec_once(l, sql, nparams, params, &abandoned);
+        if (r && PQresultStatus(r) == want)
+            return r;
+        int lost = abandoned || PQstatus(l->conn) != CONNECTION_OK;
+        if (!lost || round == 1) {
+            if (abandoned)
+                set_err(err, errlen, "%s: no answer from Postgres within %d ms", what,
+                        STATEMENT_TIMEOUT_MS + CANCEL_GRACE_MS);
+            else if (r)
+                result_err(l, what, r, err, errlen);
+            else
+                conn_err(l, what, PQerrorMessage(l->conn), err, errlen);
+            PQclear(r);
+            return NULL;
+        }
+        PQclear(r);
+        PQreset(l->conn);
+        if (PQstatus(l->conn) != CONNECTION_OK) {
+            conn_err(l, "connection to Postgres lost and reconnecting failed",
+                     PQerrorMessage(l->conn), err, errlen);
+            return NULL;
+        }
+        *repeated = 1;
+    }
+}
+
+/* Copies column `col` of row 0 of `r` into `out` (empty for NULL), truncating. */
+static void copy_field(const PGresult *r, int col, char *out, size_t outlen)
+{
+    const char *v = PQgetisnull(r, 0, col) ? "" : PQgetvalue(r, 0, col);
+    snprintf(out, outlen, "%s", v);
+}
+
+/* 1 when column `col` of row 0 of `r` is boolean true. */
+static int field_true(const PGresult *r, int col)
+{
+    return !PQgetisnull(r, 0, col) && PQgetvalue(r, 0, col)[0] == 't';
+}
+
+/* 1 when a statement that returns no rows changed none (PQcmdTuples "0"). */
+static int changed_none(PGresult *r)
+{
+    const char *n = PQcmdTuples(r);
+    return n[0] == '\0' || strcmp(n, "0") == 0;
+}
+
+/* ---- schema check ---------------------------------------------------------------- */
+
+/* The columns the statements below use. */
+static const char REQUIRED_COLUMNS[] =
+    "{call_sid,state,call_status,attempts,lease_owner,lease_expires_at,next_attempt_at,"
+    "rd_post_started_at,rd_contact_id,rd_deal_id,rd_note_id,rd_task_id,recovered,reason,"
+    "last_error,last_http_status,event,created_at,updated_at,finished_at}";
+
+static const char SCHEMA_SQL[] =
+    "SELECT pg_catalog.to_regclass('calllog.deliveries') IS NOT NULL,"
+    " pg_catalog.to_regclass('calllog.schema_version') IS NOT NULL,"
+    " (SELECT pg_catalog.string_agg(w.c, ', ' ORDER BY w.o)"
+    "    FROM pg_catalog.unnest($1::text[]) WITH ORDINALITY AS w(c, o)"
+    "   WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a"
+    "                      WHERE a.attrelid = pg_catalog.to_regclass('calllog.deliveries')"
+    "                        AND a.attname = w.c AND a.attnum > 0 AND NOT a.attisdropped)),"
+    " EXISTS (SELECT 1 FROM pg_catalog.pg_index i"
+    "           JOIN pg_catalog.pg_attribute a"
+    "             ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]"
+    "          WHERE i.indrelid = pg_catalog.to_regclass('calllog.deliveries')"
+    "            AND i.indisunique AND i.indnatts = 1 AND a.attname = 'call_sid')";
+
+static const char VERSION_SQL[] = "SELECT COALESCE(max(version), 0) FROM calllog.schema_version";
+
+/* Checks the schema version table. Returns 0 or -1 with `err` filled. */
+static int check_version(ledger *l, char *err, size_t errlen)
+{
+    int repeated;
+    PGresult *r = run(l, "reading calllog.schema_version", VERSION_SQL, 0, NULL, PGRES_TUPLES_OK,
+                      &repeated, err, errlen);
+    if (!r)
+        return -1;
+    int version = PQntuples(r) == 1 ? atoi(PQgetvalue(r, 0, 0)) : 0;
+    PQclear(r);
+    if (version < LEDGER_SCHEMA_VERSION) {
+        set_err(err, errlen, "calllog schema version %d is older than %d: %s", version,
+                LEDGER_SCHEMA_VERSION, MIGRATION_HINT);
+        return -1;
+    }
+    return 0;
+}
+
+int ledger_check_schema(ledger *l, char *err, size_t errlen)
+{
+    const char *params[1] = {REQUIRED_COLUMNS};
+    int repeated;
+    PGresult *r = run(l, "checking the calllog schema", SCHEMA_SQL, 1, params, PGRES_TUPLES_OK,
+                      &repeated, err, errlen);
+    if (!r)
+        return -1;
+    int rc = -1;
+    if (PQntuples(r) != 1)
+        set_err(err, errlen, "checking the calllog schema: unexpected answer");
+    else if (!field_true(r, 0))
+        set_err(err, errlen, "table calllog.deliveries is missing: %s", MIGRATION_HINT);
+    else if (!PQgetisnull(r, 0, 2))
+        set_err(err, errlen, "table calllog.deliveries lacks column(s) %s: %s", PQgetvalue(r, 0, 2),
+                MIGRATION_HINT);
+    else if (!field_true(r, 3))
+        set_err(err, errlen, "table calllog.deliveries has no unique key on call_sid: %s",
+                MIGRATION_HINT);
+    else if (!field_true(r, 1))
+        set_err(err, errlen, "table calllog.schema_version is missing: %s", MIGRATION_HINT);
+    else
+        rc = 0;
+    PQclear(r);
+    return rc == 0 ? check_version(l, err, errlen) : -1;
+}
+
+/* ---- claim ----------------------------------------------------------------------- */
+
+/* Inserts the row as `processing`, or takes it over when it is claimable: pending,
+ * retry_wait, or processing under an expired lease. No row comes back otherwise. */
+static const char CLAIM_SQL[] =
+    "INSERT INTO calllog.deliveries AS d"
+    " (call_sid, state, call_status, attempts, lease_owner, lease_expires_at, event)"
+    " VALUES ($1, 'processing', $2, 1, $3,"
+    "         now() + $4::bigint * interval '1 millisecond', $5::jsonb)"
+    " ON CONFLICT (call_sid) DO UPDATE SET"
+    " state = 'processing',"
+    " call_status = COALESCE(EXCLUDED.call_status, d.call_status),"
+    " attempts = d.attempts + 1,"
+    " lease_owner = EXCLUDED.lease_owner,"
+    " lease_expires_at = EXCLUDED.lease_expires_at,"
+    " next_attempt_at = NULL,"
+    " event = COALESCE(EXCLUDED.event, d.event)"
+    " WHERE d.state IN ('pending', 'retry_wait')"
+    "    OR (d.state = 'processing' AND d.lease_expires_at < now())"
+    " RETURNING d.state, d.attempts, d.rd_post_started_at IS NOT NULL, d.rd_deal_id,"
+    " d.reason, d.lease_owner, true";
+
+/* Why a claim did not win: the row as it is now (same columns as CLAIM_SQL's answer,
+ * the last one saying whether a lease is running). */
+static const char CLAIM_STATE_SQL[] =
+    "SELECT state, attempts, rd_post_started_at IS NOT NULL, rd_deal_id, reason,"
+    " lease_owner, state = 'processing' AND lease_expires_at >= now()"
+    " FROM calllog.deliveries WHERE call_sid = $1";
+
+/* How often a claim is tried again when the row became claimable between the claim and
+ * the look at why it failed (its holder gave it up in that instant). */
+#define CLAIM_ROUNDS 3
+
+/* Fills `out` from a row of CLAIM_SQL / CLAIM_STATE_SQL with status `status`. */
+static void fill_claim(const PGresult *r, claim_status status, claim_result *out)
+{
+    memset(out, 0, sizeof *out);
+    out->status = status;
+    copy_field(r, 0, out->state, sizeof out->state);
+    out->attempts = atoi(PQgetvalue(r, 0, 1));
+    out->post_started = field_true(r, 2);
+    copy_field(r, 3, out->rd_deal_id, sizeof out->rd_deal_id);
+    copy_field(r, 4, out->reason, sizeof out->reason);
+}
+
+/* Classifies the row read by CLAIM_STATE_SQL. Returns 1 with `out` filled, or 0 when
+ * the row is claimable (or gone) and the claim should run again. A running lease held
+ * by `owner` itself counts as won only when `repeated` (our own claim whose answer was
+ * lost with the connection). */
+static int classify(const PGresult *r, const char *owner, int repeated, claim_result *out)
+{
+    if (PQntuples(r) != 1)
+        return 0;
+    const char *state = PQgetvalue(r, 0, 0);
+    if (strcmp(state, "delivered") == 0 || strcmp(state, "skipped") == 0)
+        fill_claim(r, CLAIM_FINISHED, out);
+    else if (strcmp(state, "dead") == 0)
+        fill_claim(r, CLAIM_DEAD, out);
+    else if (field_true(r, 6))
+        fill_claim(r, repeated && strcmp(PQgetvalue(r, 0, 5), owner) == 0 ? CLAIM_WON : CLAIM_BUSY,
+                   out);
+    else
+        return 0;
+    return 1;
+}
+
+/* One round of the claim: the upsert, then (when it took nothing) a look at the row.
+ * Returns 1 when decided, 0 to go round again, -1 on error. */
+static int claim_round(ledger *l, const char *const *params, const char *owner, int *repeated,
+                       claim_result *out, char *err, size_t errlen)
+{
+    int again = 0;
+    PGresult *r =
+        run(l, "claiming the call", CLAIM_SQL, 5, params, PGRES_TUPLES_OK, &again, err, errlen);
+    if (!r)
+        return -1;
+    *repeated |= again;
+    if (PQntuples(r) == 1) {
+        fill_claim(r, CLAIM_WON, out);
+        PQclear(r);
+        return 1;
+    }
+    PQclear(r);
+    r = run(l, "reading the call's state", CLAIM_STATE_SQL, 1, params, PGRES_TUPLES_OK, &again, err,
+            errlen);
+    if (!r)
+        return -1;
+    int decided = classify(r, owner, *repeated, out);
+    PQclear(r);
+    return decided;
+}
+
+int ledger_claim(ledger *l, const char *call_sid, const char *call_status, const char *owner,
+                 long lease_ms, const char *event_json, claim_result *out, char *err, size_t errlen)
+{
+    if (!l || !call_sid || !call_sid[0] || !owner || !owner[0] || lease_ms <= 0 || !out) {
+        set_err(err, errlen, "claiming the call: call_sid, owner and a positive lease needed");
+        return -1;
+    }
+    char lease[32];
+    snprintf(lease, sizeof lease, "%ld", lease_ms);
+    const char *params[5] = {call_sid, call_status, owner, lease, event_json};
+    int repeated = 0;
+    for (int round = 0; round < CLAIM_ROUNDS; round++) {
+        int rc = claim_round(l, params, owner, &repeated, out, err, errlen);
+        if (rc != 0)
+            return rc > 0 ? 0 : -1;
+    }
+    /* Claimable each time we looked, taken each time we tried: someone else is on it. */
+    memset(out, 0, sizeof *out);
+    out->status = CLAIM_BUSY;
+    snprintf(out->state, sizeof out->state, "processing");
+    return 0;
+}
+
+/* ---- outcomes -------------------------------------------------------------------- */
+
+/* One way out of `processing`: the state written, the assignments that go with it
+ * ($1 call_sid, $2 owner, $3.. the outcome's values; `d` is the row), and the columns and
+ * values an owner-less mark inserts when the call has no row yet. */
+typedef struct transition {
+    const char *what;
+    const char *state;
+    const char *set;
+    const char *cols;
+    const char *vals;
+} transition;
+
+static const transition TO_DELIVERED = {
+    "recording the delivery", "delivered",
+    "rd_contact_id = COALESCE($3, d.rd_contact_id), rd_deal_id = COALESCE($4, d.rd_deal_id),"
+    " rd_note_id = $5, rd_task_id = $6, recovered = $7::boolean, reason = NULL,"
+    " next_attempt_at = NULL, finished_at = now()",
+    "rd_contact_id, rd_deal_id, rd_note_id, rd_task_id, recovered, finished_at",
+    "$3, $4, $5, $6, $7::boolean, now()"};
+
+static const transition TO_SKIPPED = {"recording the skip", "skipped",
+                                      "reason = $3, next_attempt_at = NULL, finished_at = now()",
+                                      "reason, finished_at", "$3, now()"};
+
+static const transition TO_DEAD = {
+    "recording the dead letter", "dead",
+    "reason = $3, last_error = $4, last_http_status = $5::integer, next_attempt_at = NULL,"
+    " finished_at = now()",
+    "reason, last_error, last_http_status, finished_at", "$3, $4, $5::integer, now()"};
+
+static const transition TO_RETRY = {
+    "recording the retry", "retry_wait",
+    "next_attempt_at = now() + $3::bigint * interval '1 millisecond', last_error = $4,"
+    " last_http_status = $5::integer, finished_at = NULL",
+    "next_attempt_at, last_error, last_http_status",
+    "now() + $3::bigint * interval '1 millisecond', $4, $5::integer"};
+
+/* Builds the statement of `t`: with an owner, an UPDATE of the row that owner holds (or
+ * already moved to the same state); without one, an upsert that leaves finished rows of
+ * another state alone. */
+static int transition_sql(const transition *t, int with_owner, char *sql, size_t sqllen)
+{
+    int n;
+    if (with_owner)
+        n = snprintf(sql, sqllen,
+                     "UPDATE calllog.deliveries AS d SET state = '%s', lease_expires_at = NULL,"
+                     " %s WHERE d.call_sid = $1 AND d.lease_owner = $2"
+                     " AND d.state IN ('processing', '%s')",
+                     t->state, t->set, t->state);
+    else
+        n = snprintf(sql, sqllen,
+                     "INSERT INTO calllog.deliveries AS d (call_sid, state, %s)"
+                     " VALUES ($1, '%s', %s) ON CONFLICT (call_sid) DO UPDATE SET"
+                     " state = '%s', lease_expires_at = NULL, %s"
+                     " WHERE d.state NOT IN ('delivered', 'skipped') OR d.state = '%s'",
+                     t->cols, t->state, t->vals, t->state, t->set, t->state);
+    return n > 0 && (size_t)n < sqllen ? 0 : -1;
+}
+
+/* Runs transition `t` with `params` ($1 call_sid, $2 owner or NULL, ...). Returns 0 when
+ * recorded, 1 when the row is not (or no longer) this owner's or there is no CallSid to
+ * record (a malformed entry on its way to the dead stream), -1 on error. */
+static int apply_transition(ledger *l, const transition *t, int nparams, const char *const *params,
+                            char *err, size_t errlen)
+{
+    char sql[1024];
+    int repeated;
+    if (!l) {
+        set_err(err, errlen, "%s: no ledger", t->what);
+        return -1;
+    }
+    if (!params[0] || !params[0][0])
+        return 1; /* an entry without CallSid (malformed): no row can be its */
+    if (transition_sql(t, params[1] != NULL, sql, sizeof sql) != 0) {
+        set_err(err, errlen, "%s: statement too long", t->what);
+        return -1;
+    }
+    PGresult *r = run(l, t->what, sql, nparams, params, PGRES_COMMAND_OK, &repeated, err, errlen);
+    if (!r)
+        return -1;
+    int lost = changed_none(r);
+    PQclear(r);
+    return lost ? 1 : 0;
+}
+
+/* Formats an HTTP status for a parameter: NULL (no status) when 0 or less. */
+static const char *http_param(long http_status, char *buf, size_t buflen)
+{
+    if (http_status <= 0)
+        return NULL;
+    snprintf(buf, buflen, "%ld", http_status);
+    return buf;
+}
+
+static const char POSTING_SQL[] =
+    "UPDATE calllog.deliveries AS d"
+    " SET rd_post_started_at = now(), rd_deal_id = COALESCE($3, d.rd_deal_id)"
+    " WHERE d.call_sid = $1 AND d.state = 'processing'"
+    " AND ($2::text IS NULL OR d.lease_owner = $2)";
+
+int ledger_mark_posting(ledger *l, const char *call_sid, const char *owner, const char *deal_id,
+                        char *err, size_t errlen)
+{
+    if (!l) {
+        set_err(err, errlen, "recording the post: no ledger");
+        return -1;
+    }
+    if (!call_sid || !call_sid[0])
+        return 1;
+    const char *params[3] = {call_sid, owner, deal_id};
+    int repeated;
+    PGresult *r = run(l, "recording the post", POSTING_SQL, 3, params, PGRES_COMMAND_OK, &repeated,
+                      err, errlen);
+    if (!r)
+        return -1;
+    int lost = changed_none(r);
+    PQclear(r);
+    return lost ? 1 : 0;
+}
+
+int ledger_mark_delivered(ledger *l, const char *call_sid, const char *owner,
+                          const ledger_delivery *d, char *err, size_t errlen)
+{
+    if (!d) {
+        set_err(err, errlen, "recording the delivery: no delivery given");
+        return -1;
+    }
+    const char *params[7] = {call_sid,
+                             owner,
+                             d->rd_contact_id,
+                             d->rd_deal_id,
+                             d->rd_note_id,
+                             d->rd_task_id,
+                             d->recovered ? "true" : "false"};
+    return apply_transition(l, &TO_DELIVERED, 7, params, err, errlen);
+}
+
+int ledger_mark_skipped(ledger *l, const char *call_sid, const char *owner, const char *reason,
+                        char *err, size_t errlen)
+{
+    const char *params[3] = {call_sid, owner, reason};
+    return apply_transition(l, &TO_SKIPPED, 3, params, err, errlen);
+}
+
+int ledger_mark_retry(ledger *l, const char *call_sid, const char *owner, long delay_ms,
+                      const char *error, long http_status, char *err, size_t errlen)
+{
+    char delay[32], status[32];
+    snprintf(delay, sizeof delay, "%ld", delay_ms > 0 ? delay_ms : 0);
+    const char *params[5] = {call_sid, owner, delay, error,
+                             http_param(http_status, status, sizeof status)};
+    return apply_transition(l, &TO_RETRY, 5, params, err, errlen);
+}
+
+int ledger_mark_dead(ledger *l, const char *call_sid, const char *owner, const char *reason,
+                     const char *error, long http_status, char *err, size_t errlen)
+{
+    char status[32];
+    const char *params[5] = {call_sid, owner, reason, error,
+                             http_param(http_status, status, sizeof status)};
+    return apply_transition(l, &TO_DEAD, 5, params, err, errlen);
+}
+
+/* ---- admin ----------------------------------------------------------------------- */
+
+/* A dead, stuck or waiting row goes back to `pending` with a fresh attempt budget.
+ * rd_post_started_at and rd_deal_id stay: the next claim must still look for the marker
+ * when an earlier attempt may have posted. Delivered and skipped rows are left alone. */
+static const char RESET_SQL[] =
+    "UPDATE calllog.deliveries SET state = 'pending', attempts = 0, lease_owner = NULL,"
+    " lease_expires_at = NULL, next_attempt_at = NULL, reason = NULL, finished_at = NULL"
+    " WHERE call_sid = $1 AND state IN ('dead', 'processing', 'retry_wait', 'pending')";
+
+int ledger_reset(ledger *l, const char *call_sid, char *err, size_t errlen)
+{
+    if (!l || !call_sid || !call_sid[0]) {
+        set_err(err, errlen, "resetting the call: call_sid needed");
+        return -1;
+    }
+    const char *params[1] = {call_sid};
+    int repeated;
+    PGresult *r = run(l, "resetting the call", RESET_SQL, 1, params, PGRES_COMMAND_OK, &repeated,
+                      err, errlen);
+    if (!r)
+        return -1;
+    int none = changed_none(r);
+    PQclear(r);
+    return none ? 1 : 0;
+}
+
+static const char COUNTS_SQL[] =
+    "SELECT s.state, count(d.call_sid)"
+    " FROM unnest(ARRAY['pending', 'processing', 'retry_wait', 'delivered', 'skipped',"
+    "                   'dead']) WITH ORDINALITY AS s(state, o)"
+    " LEFT JOIN calllog.deliveries d ON d.state = s.state"
+    " GROUP BY s.state, s.o ORDER BY s.o";
+
+int ledger_state_counts(ledger *l, char *out, size_t outlen, char *err, size_t errlen)
+{
+    if (!l || !out || outlen == 0) {
+        set_err(err, errlen, "counting states: no output buffer");
+        return -1;
+    }
+    int repeated;
+    PGresult *r =
+        run(l, "counting states", COUNTS_SQL, 0, NULL, PGRES_TUPLES_OK, &repeated, err, errlen);
+    if (!r)
+        return -1;
+    size_t used = 0;
+    out[0] = '\0';
+    for (int i = 0; i < PQntuples(r); i++) {
+        int n = snprintf(out + used, outlen - used, "%s%s=%s", i ? " " : "", PQgetvalue(r, i, 0),
+                         PQgetvalue(r, i, 1));
+        if (n < 0 || (size_t)n >= outlen - used) {
+            PQclear(r);
+            set_err(err, errlen, "counting states: output buffer too small");
+            return -1;
+        }
+        used += (size_t)n;
+    }
+    PQclear(r);
+    return 0;
+}

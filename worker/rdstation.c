@@ -1,0 +1,1097 @@
+/* rdstation — RD Station CRM client, API v1 (token) and v2 (OAuth2), behind one face.
+ *
+ * Every operation is a handful of HTTP calls through rd_call(), which is the only place
+ * that talks to the network: it waits for the shared rate limiter, authenticates (v1:
+ * `?token=` appended to the URL; v2: a Bearer token from rd_oauth, refreshed once and the
+ * request retried once after a 401), counts the request in the CRM metrics, and turns a
+ * non-2xx answer into an api_error whose message never holds a token or a query string.
+ *
+ * Choices the reference leaves open (reference/rdstation.md), and what this file does:
+ * - Phones: RD does not say which forms `phone=` matches, so every form phone_variants()
+ *   yields is queried, most likely first, and a returned contact counts only when one of
+ *   its phones is the same line (phone_same_number). v2 filter values other than digits
+ *   and '+' are double-quoted for RDQL; a form RD refuses (400/422) is skipped.
+ * - Open deal: v1 `win` null and `closed_at` null (and `hold` not true when RD says);
+ *   v2 `status` "ongoing" only — a paused deal is not where a new call belongs. Among open
+ *   deals the latest `updated_at` wins. v1 contact lists embed deal summaries; the ones
+ *   rd_find_contact just saw are remembered briefly so the deal look-up right after
+ *   costs no request. Summaries without `updated_at` are completed with GET /deals/{id}
+ *   (at most RD_V1_DEAL_FETCH_MAX). v2 deals are listed with filter=contact_id:<id>
+ *   (contact_ids:<id> when RD refuses that field), and a deal whose contact_ids do not
+ *   name the contact is ignored in case RD ignored the filter.
+ * - v1 task date/hour are written in the process's local time zone, which
+ *   note_timezone_init() sets to the notes' zone (default America/Sao_Paulo, the zone RD
+ *   accounts show); v2 due_date is ISO 8601 in UTC.
+ * - A task is created open and then marked done; if that second request fails, the task
+ *   exists (its id is returned with RD_ERROR) and retrying would create another, so the
+ *   caller should look for the marker first.
+ * - Marker search reads at most RD_MARKER_MAX_PAGES pages of notes and of tasks.
+ *
+ * One client per thread: it owns one http_client (kept-alive connections). */
+#include "rdstation.h"
+
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+#include "metrics.h"
+#include "phone.h"
+#include "rd_oauth.h"
+
+#define RD_CONNECT_TIMEOUT_MS 5000L
+#define RD_DEFAULT_TIMEOUT_MS 15000L
+/* How long deals embedded in a found contact are trusted for the next deal look-up. */
+#define RD_MEMO_TTL_S 30.0
+/* Bounds on extra requests: deal details fetched, deal/marker list pages read. */
+#define RD_V1_DEAL_FETCH_MAX 5
+#define RD_V1_DEAL_IDS_MAX 10
+#define RD_DEAL_MAX_PAGES 5
+#define RD_MARKER_MAX_PAGES 10
+#define RD_V1_PAGE_SIZE 200
+#define RD_V2_PAGE_SIZE 100
+
+struct rd_client {
+    rd_api api;
+    char *base_url;
+    char *token;
+    rd_acquire_fn acquire;
+    void *acquire_arg;
+    http_client *http;
+    rd_oauth *oauth;
+    metric *requests;
+    metric *seconds;
+    char access[RD_OAUTH_TOKEN_MAX]; /* v2: the token of the last request (for redaction) */
+    /* v1: deals embedded in the contact rd_find_contact confirmed last. */
+    char memo_contact[64];
+    json_t *memo_deals;
+    double memo_at;
+};
+
+/* One API request. */
+typedef struct rd_req {
+    const char *method;
+    const char *endpoint; /* metric label: method and path template, e.g. "GET /deals/{id}" */
+    const char *path;     /* relative to the base URL, query included (never credentials) */
+    json_t *body;         /* borrowed; NULL for none */
+} rd_req;
+
+/* Monotonic seconds. */
+static double mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* vsnprintf into a new string. Returns it (caller frees) or NULL out of memory. */
+__attribute__((format(printf, 1, 2))) static char *fmt_alloc(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return NULL;
+    char *s = malloc((size_t)n + 1);
+    if (s == NULL)
+        return NULL;
+    va_start(ap, fmt);
+    vsnprintf(s, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    return s;
+}
+
+/* Copies at most outlen-1 bytes of `src` into `out` (NUL-terminated). */
+static void copy_str(char *out, size_t outlen, const char *src)
+{
+    if (out == NULL || outlen == 0)
+        return;
+    snprintf(out, outlen, "%s", src ? src : "");
+}
+
+/* Fills `err` with a message and no HTTP status (classified transient unless curl_code
+ * says otherwise). Returns RD_ERROR. */
+static rd_status fail(api_error *err, int curl_code, const char *msg)
+{
+    memset(err, 0, sizeof *err);
+    err->curl_code = curl_code;
+    err->retry_after_ms = -1;
+    copy_str(err->message, sizeof err->message, msg);
+    return RD_ERROR;
+}
+
+/* Replaces every occurrence of `secret` in `msg` with "***". */
+static void redact(char *msg, const char *secret)
+{
+    size_t n = secret ? strlen(secret) : 0;
+    char *p;
+    if (n < 4)
+        return;
+    while ((p = strstr(msg, secret)) != NULL) {
+        memcpy(p, "***", 3);
+        memmove(p + 3, p + n, strlen(p + n) + 1);
+    }
+}
+
+/* Removes every credential this client knows from an error message. */
+static void redact_all(rd_client *c, api_error *err)
+{
+    redact(err->message, c->token);
+    redact(err->message, c->access);
+    char *esc = c->token ? http_escape(c->token) : NULL;
+    if (esc != NULL)
+        redact(err->message, esc);
+    free(esc);
+}
+
+/* ---- JSON helpers --------------------------------------------------------------------- */
+
+/* Writes an object's id — `_id`, else `id`; a string or an integer — into `out`.
+ * Returns 0, or -1 when it has none. */
+static int json_id(const json_t *obj, char *out, size_t outlen)
+{
+    static const char *const keys[] = {"_id", "id"};
+    out[0] = '\0';
+    for (size_t i = 0; i < 2; i++) {
+        json_t *v = json_object_get(obj, keys[i]);
+        if (json_is_string(v) && json_string_length(v) > 0) {
+            copy_str(out, outlen, json_string_value(v));
+            return 0;
+        }
+        if (json_is_integer(v)) {
+            snprintf(out, outlen, "%lld", (long long)json_integer_value(v));
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* The string member `key` of `obj`, or NULL. */
+static const char *json_str(const json_t *obj, const char *key)
+{
+    json_t *v = json_object_get(obj, key);
+    return json_is_string(v) ? json_string_value(v) : NULL;
+}
+
+/* The array member `key` of `root`, or NULL. */
+static json_t *json_list(json_t *root, const char *key)
+{
+    json_t *v = json_object_get(root, key);
+    return json_is_array(v) ? v : NULL;
+}
+
+/* The object a v2 answer wraps in "data", or the answer itself (v1). */
+static json_t *json_payload(rd_client *c, json_t *root)
+{
+    if (c->api == RD_API_V2) {
+        json_t *d = json_object_get(root, "data");
+        return json_is_object(d) ? d : NULL;
+    }
+    return json_is_object(root) ? root : NULL;
+}
+
+/* Days from 1970-01-01 to the civil date y-m-d (proleptic Gregorian). */
+static long long days_from_civil(long long y, unsigned m, unsigned d)
+{
+    y -= m <= 2;
+    long long era = (y >= 0 ? y : y - 399) / 400;
+    unsigned yoe = (unsigned)(y - era * 400);
+    unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + (long long)doe - 719468;
+}
+
+/* Parses ISO 8601 "YYYY-MM-DDTHH:MM:SS[.fff][Z|±HH:MM]" into epoch ms (no zone = UTC).
+ * Returns -1 when `s` is NULL or not in that shape. */
+static long long iso_ms(const char *s)
+{
+    int y, mo, d, h, mi, sec, used = 0;
+    if (s == NULL ||
+        sscanf(s, "%4d-%2d-%2d%*1[T ]%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &sec, &used) != 6 ||
+        used == 0)
+        return -1;
+    if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60)
+        return -1;
+    const char *p = s + used;
+    long long ms = 0;
+    if (*p == '.') {
+        int digits = 0;
+        for (p++; *p >= '0' && *p <= '9'; p++, digits++)
+            if (digits < 3)
+                ms = ms * 10 + (*p - '0');
+        for (; digits < 3; digits++)
+            ms *= 10;
+    }
+    long long offset_s = 0;
+    if (*p == '+' || *p == '-') {
+        int oh = 0, om = 0;
+        if (sscanf(p + 1, "%2d:%2d", &oh, &om) < 1 && sscanf(p + 1, "%2d%2d", &oh, &om) < 1)
+            return -1;
+        offset_s = (long long)(oh * 3600 + om * 60) * (*p == '-' ? -1 : 1);
+    }
+    long long t =
+        days_from_civil(y, (unsigned)mo, (unsigned)d) * 86400 + h * 3600 + mi * 60 + sec - offset_s;
+    return t * 1000 + ms;
+}
+
+/* ---- the request path ----------------------------------------------------------------- */
+
+/* Counts one request: calllog_crm_requests_total and calllog_crm_request_seconds. */
+static void count_request(rd_client *c, const char *endpoint, long status, double started)
+{
+    char labels[192];
+    if (status > 0)
+        snprintf(labels, sizeof labels, "endpoint=\"%s\",status=\"%ld\"", endpoint, status);
+    else
+        snprintf(labels, sizeof labels, "endpoint=\"%s\",status=\"error\"", endpoint);
+    metric_add(c->requests, labels, 1);
+    snprintf(labels, sizeof labels, "endpoint=\"%s\"", endpoint);
+    metric_observe(c->seconds, labels, mono_s() - started);
+}
+
+/* The full URL of a request: base + path, plus the v1 token. Caller frees. */
+static char *request_url(rd_client *c, const char *path)
+{
+    if (c->api != RD_API_V1)
+        return fmt_alloc("%s%s", c->base_url, path);
+    char *tok = http_escape(c->token);
+    char *url =
+        tok ? fmt_alloc("%s%s%ctoken=%s", c->base_url, path, strchr(path, '?') ? '&' : '?', tok)
+            : NULL;
+    free(tok);
+    return url;
+}
+
+/* Sends one request once (after the rate limiter). Returns 0 with `r` holding the answer,
+ * or -1 with `err` filled. */
+static int send_once(rd_client *c, const rd_req *q, const char *url, const char *body,
+                     http_response *r, api_error *err)
+{
+    char auth[RD_OAUTH_TOKEN_MAX + 32];
+    const char *headers[4] = {"Accept: application/json", NULL, NULL, NULL};
+    size_t nh = 1;
+    if (body != NULL)
+        headers[nh++] = "Content-Type: application/json";
+    if (c->api == RD_API_V2) {
+        if (rd_oauth_token(c->oauth, c->access, sizeof c->access, err) < 0)
+            return -1;
+        snprintf(auth, sizeof auth, "Authorization: Bearer %s", c->access);
+        headers[nh++] = auth;
+    }
+    if (c->acquire != NULL && c->acquire(c->acquire_arg) < 0) {
+        fail(err, -1, "stopping");
+        return -1;
+    }
+    double started = mono_s();
+    int rc =
+        http_request(c->http, q->method, url, headers, NULL, body, body ? strlen(body) : 0, r, err);
+    count_request(c, q->endpoint, rc == 0 ? r->status : 0, started);
+    memset(auth, 0, sizeof auth);
+    return rc;
+}
+
+/* Performs one API call; see the file comment. On RD_OK, `*out` (when `out` is given)
+ * holds the parsed answer, or NULL when it was empty or not JSON; the caller decrefs it. */
+static rd_status rd_call(rd_client *c, const rd_req *q, json_t **out, api_error *err)
+{
+    char what[160];
+    http_response r;
+    rd_status st = RD_ERROR;
+    char *url = request_url(c, q->path);
+    char *body = q->body ? json_dumps(q->body, JSON_COMPACT) : NULL;
+    if (out != NULL)
+        *out = NULL;
+    memset(err, 0, sizeof *err);
+    err->retry_after_ms = -1;
+    snprintf(what, sizeof what, "%s %s", q->method, q->path);
+    if (url == NULL || (q->body != NULL && body == NULL)) {
+        free(url);
+        free(body);
+        return fail(err, 0, "out of memory");
+    }
+    for (int attempt = 0;; attempt++) {
+        if (send_once(c, q, url, body, &r, err) < 0)
+            break;
+        if (c->api == RD_API_V2 && r.status == 401 && attempt == 0) {
+            http_response_free(&r);
+            log_info("rdstation access token refused; refreshing", LF_S("endpoint", q->endpoint));
+            if (rd_oauth_invalidate(c->oauth, c->access, err) < 0)
+                break;
+            continue;
+        }
+        if (r.status >= 200 && r.status <= 299) {
+            if (out != NULL && r.body_len > 0)
+                *out = json_loadb(r.body, r.body_len, 0, NULL);
+            st = RD_OK;
+        } else {
+            http_error_from_response(&r, what, err);
+        }
+        http_response_free(&r);
+        break;
+    }
+    redact_all(c, err);
+    free(url);
+    free(body);
+    return st;
+}
+
+/* Fills `err` for a 2xx answer that cannot be read (transient: RD or a proxy hiccuped). */
+static rd_status bad_answer(api_error *err, const char *what)
+{
+    char msg[200];
+    snprintf(msg, sizeof msg, "%s: answer is not the expected JSON", what);
+    return fail(err, 0, msg);
+}
+
+/* ---- client life cycle ---------------------------------------------------------------- */
+
+/* Copies the base URL without trailing slashes. */
+static char *base_dup(const char *url)
+{
+    char *s = strdup(url);
+    if (s != NULL) {
+        size_t n = strlen(s);
+        while (n > 0 && s[n - 1] == '/')
+            s[--n] = '\0';
+    }
+    return s;
+}
+
+/* Creates the client; see the header. NULL also for missing settings. */
+rd_client *rd_client_new(const rd_settings *s, redisContext *redis, const calllog_keys *keys)
+{
+    if (s == NULL || s->base_url == NULL || (s->api != RD_API_V1 && s->api != RD_API_V2) ||
+        (s->api == RD_API_V1 && (s->token == NULL || s->token[0] == '\0')) ||
+        (s->api == RD_API_V2 && (keys == NULL || s->oauth_url == NULL)))
+        return NULL;
+    rd_client *c = calloc(1, sizeof *c);
+    if (c == NULL)
+        return NULL;
+    long timeout = s->timeout_ms > 0 ? s->timeout_ms : RD_DEFAULT_TIMEOUT_MS;
+    c->api = s->api;
+    c->acquire = s->acquire;
+    c->acquire_arg = s->acquire_arg;
+    c->base_url = base_dup(s->base_url);
+    c->token = s->token ? strdup(s->token) : NULL;
+    c->http =
+        http_client_new(timeout, timeout < RD_CONNECT_TIMEOUT_MS ? timeout : RD_CONNECT_TIMEOUT_MS);
+    c->requests = metrics_register(METRIC_COUNTER, "calllog_crm_requests_total",
+                                   "RD Station CRM requests by endpoint and HTTP status", NULL, 0);
+    c->seconds = metrics_register(METRIC_HISTOGRAM, "calllog_crm_request_seconds",
+                                  "RD Station CRM request latency in seconds", NULL, 0);
+    if (c->base_url == NULL || c->http == NULL || (s->token != NULL && c->token == NULL)) {
+        rd_client_free(c);
+        return NULL;
+    }
+    if (s->api == RD_API_V2) {
+        rd_oauth_settings os = {s->oauth_url,     s->client_id, s->client_secret,
+                                s->refresh_token, keys->oauth,  timeout};
+        c->oauth = rd_oauth_new(&os, c->http, redis, c->requests, c->seconds);
+        if (c->oauth == NULL) {
+            rd_client_free(c);
+            return NULL;
+        }
+    }
+    return c;
+}
+
+/* Replaces the Redis connection (v2 tokens). */
+void rd_client_set_redis(rd_client *c, redisContext *redis)
+{
+    if (c != NULL)
+        rd_oauth_set_redis(c->oauth, redis);
+}
+
+/* Frees the client, wiping its credentials. */
+void rd_client_free(rd_client *c)
+{
+    if (c == NULL)
+        return;
+    rd_oauth_free(c->oauth);
+    http_client_free(c->http);
+    if (c->token != NULL)
+        memset(c->token, 0, strlen(c->token));
+    free(c->token);
+    free(c->base_url);
+    json_decref(c->memo_deals);
+    memset(c, 0, sizeof *c);
+    free(c);
+}
+
+/* ---- contacts ------------------------------------------------------------------------- */
+
+/* 1 when one of the contact's phones is the line `e164`. */
+static int contact_confirms(const json_t *contact, const char *e164)
+{
+    json_t *phones = json_object_get(contact, "phones"), *p;
+    size_t i;
+    if (!json_is_array(phones))
+        return 0;
+    json_array_foreach(phones, i, p)
+    {
+        const char *num = json_is_string(p) ? json_string_value(p) : json_str(p, "phone");
+        if (num != NULL && phone_same_number(e164, num))
+            return 1;
+    }
+    return 0;
+}
+
+/* The search path for one phone form: v1 ?phone=, v2 ?filter=phone:<form> (quoted when
+ * it holds more than digits and '+'). Caller frees. */
+static char *contact_search_path(rd_client *c, const char *form)
+{
+    char *esc, *path;
+    if (c->api == RD_API_V1) {
+        esc = http_escape(form);
+        path = esc ? fmt_alloc("/contacts?phone=%s", esc) : NULL;
+    } else {
+        int plain = strspn(form, "+0123456789") == strlen(form);
+        char *filter = fmt_alloc(plain ? "phone:%s" : "phone:\"%s\"", form);
+        esc = filter ? http_escape(filter) : NULL;
+        free(filter);
+        path = esc ? fmt_alloc("/contacts?filter=%s", esc) : NULL;
+    }
+    free(esc);
+    return path;
+}
+
+/* Remembers the deals a v1 contact list embedded for the confirmed contact. */
+static void memo_keep(rd_client *c, const char *contact_id, json_t *contact)
+{
+    json_t *deals = json_list(contact, "deals");
+    json_decref(c->memo_deals);
+    c->memo_deals = deals ? json_incref(deals) : NULL;
+    copy_str(c->memo_contact, sizeof c->memo_contact, deals ? contact_id : "");
+    c->memo_at = mono_s();
+}
+
+/* Finds the contact of a phone; see the header. */
+rd_status rd_find_contact(rd_client *c, const char *phone_e164, rd_contact *out, api_error *err)
+{
+    phone_variant_list vl;
+    memset(out, 0, sizeof *out);
+    memset(err, 0, sizeof *err);
+    err->retry_after_ms = -1;
+    if (phone_variants(phone_e164, &vl) < 0) {
+        copy_str(err->message, sizeof err->message, "not a phone number: no contact to look up");
+        return RD_NOT_FOUND;
+    }
+    for (size_t i = 0; i < vl.count; i++) {
+        json_t *root = NULL, *item;
+        size_t k;
+        char *path = contact_search_path(c, vl.v[i]);
+        if (path == NULL)
+            return fail(err, 0, "out of memory");
+        rd_req q = {"GET", "GET /contacts", path, NULL};
+        rd_status st = rd_call(c, &q, &root, err);
+        free(path);
+        if (st != RD_OK) {
+            if (c->api == RD_API_V2 && (err->http_status == 400 || err->http_status == 422))
+                continue; /* RDQL refused this form; others may work */
+            return st;
+        }
+        json_t *list = json_list(root, c->api == RD_API_V1 ? "contacts" : "data");
+        if (list == NULL) {
+            json_decref(root);
+            return bad_answer(err, "GET /contacts");
+        }
+        json_array_foreach(list, k, item)
+        {
+            if (!json_is_object(item) || !contact_confirms(item, phone_e164) ||
+                json_id(item, out->id, sizeof out->id) < 0)
+                continue;
+            copy_str(out->name, sizeof out->name, json_str(item, "name"));
+            if (c->api == RD_API_V1)
+                memo_keep(c, out->id, item);
+            json_decref(root);
+            memset(err, 0, sizeof *err);
+            err->retry_after_ms = -1;
+            return RD_OK;
+        }
+        json_decref(root);
+    }
+    memset(err, 0, sizeof *err);
+    err->retry_after_ms = -1;
+    snprintf(err->message, sizeof err->message,
+             "no RD Station contact holds this phone (%zu forms tried)", vl.count);
+    return RD_NOT_FOUND;
+}
+
+/* ---- deals ---------------------------------------------------------------------------- */
+
+/* The best open deal seen so far. */
+typedef struct deal_pick {
+    int found;
+    long long updated_ms;
+    rd_deal deal;
+} deal_pick;
+
+/* 1 when a v1 deal (summary or full) is open: not won/lost, not closed, not on hold. */
+static int v1_deal_open(const json_t *d)
+{
+    json_t *win = json_object_get(d, "win"), *closed = json_object_get(d, "closed_at");
+    return (win == NULL || json_is_null(win)) && (closed == NULL || json_is_null(closed)) &&
+           !json_is_true(json_object_get(d, "hold"));
+}
+
+/* Writes a deal's owner id: v1 `user` object or `user_id`, v2 `owner_id`. */
+static void deal_owner(const json_t *d, char *out, size_t outlen)
+{
+    json_t *user = json_object_get(d, "user");
+    const char *id;
+    out[0] = '\0';
+    if (json_is_object(user) && json_id(user, out, outlen) == 0)
+        return;
+    if ((id = json_str(d, "user_id")) != NULL || (id = json_str(d, "owner_id")) != NULL)
+        copy_str(out, outlen, id);
+}
+
+/* Considers one open deal: keeps it when it was updated later than the current pick
+ * (a deal without a readable updated_at only wins when nothing else is known). */
+static void pick_consider(deal_pick *p, const json_t *d)
+{
+    long long ts = iso_ms(json_str(d, "updated_at"));
+    char id[64];
+    if (json_id(d, id, sizeof id) < 0 || (p->found && ts <= p->updated_ms))
+        return;
+    p->found = 1;
+    p->updated_ms = ts;
+    copy_str(p->deal.id, sizeof p->deal.id, id);
+    copy_str(p->deal.name, sizeof p->deal.name, json_str(d, "name"));
+    deal_owner(d, p->deal.user_id, sizeof p->deal.user_id);
+}
+
+/* v1: GET /deals/{id}. RD_OK with the deal in `*out`, RD_NOT_FOUND on 404 (deleted, or
+ * not visible to the token's user), RD_ERROR otherwise. */
+static rd_status v1_deal_get(rd_client *c, const char *deal_id, json_t **out, api_error *err)
+{
+    char *esc = http_escape(deal_id), *path = esc ? fmt_alloc("/deals/%s", esc) : NULL;
+    free(esc);
+    if (path == NULL)
+        return fail(err, 0, "out of memory");
+    rd_req q = {"GET", "GET /deals/{id}", path, NULL};
+    rd_status st = rd_call(c, &q, out, err);
+    free(path);
+    if (st == RD_ERROR && err->http_status == 404)
+        return RD_NOT_FOUND;
+    if (st == RD_OK && !json_is_object(*out)) {
+        json_decref(*out);
+        *out = NULL;
+        return bad_answer(err, "GET /deals/{id}");
+    }
+    return st;
+}
+
+/* v1: picks from deal summaries; open ones without updated_at are fetched (bounded). */
+static rd_status v1_pick_from_summaries(rd_client *c, json_t *deals, deal_pick *p, api_error *err)
+{
+    json_t *d;
+    size_t i;
+    int fetched = 0;
+    json_array_foreach(deals, i, d)
+    {
+        char id[64];
+        json_t *full = NULL;
+        if (!json_is_object(d) || !v1_deal_open(d))
+            continue;
+        if (iso_ms(json_str(d, "updated_at")) >= 0 || fetched >= RD_V1_DEAL_FETCH_MAX ||
+            json_id(d, id, sizeof id) < 0) {
+            pick_consider(p, d);
+            continue;
+        }
+        fetched++;
+        rd_status st = v1_deal_get(c, id, &full, err);
+        if (st == RD_ERROR)
+            return st;
+        if (st == RD_OK && v1_deal_open(full))
+            pick_consider(p, full);
+        json_decref(full);
+    }
+    return RD_OK;
+}
+
+/* v1: picks from a contact's deal_ids, fetching the last RD_V1_DEAL_IDS_MAX of them. */
+static rd_status v1_pick_from_ids(rd_client *c, json_t *ids, deal_pick *p, api_error *err)
+{
+    size_t n = json_array_size(ids);
+    size_t first = n > RD_V1_DEAL_IDS_MAX ? n - RD_V1_DEAL_IDS_MAX : 0;
+    for (size_t i = first; i < n; i++) {
+        json_t *v = json_array_get(ids, i), *full = NULL;
+        char id[64];
+        if (json_is_string(v))
+            copy_str(id, sizeof id, json_string_value(v));
+        else if (json_is_integer(v))
+            snprintf(id, sizeof id, "%lld", (long long)json_integer_value(v));
+        else
+            continue;
+        rd_status st = v1_deal_get(c, id, &full, err);
+        if (st == RD_ERROR)
+            return st;
+        if (st == RD_OK && v1_deal_open(full))
+            pick_consider(p, full);
+        json_decref(full);
+    }
+    return RD_OK;
+}
+
+/* v1: the open deal of a contact, from the memo or GET /contacts/{id}. */
+static rd_status v1_find_open_deal(rd_client *c, const char *contact_id, deal_pick *p,
+                                   api_error *err)
+{
+    rd_status st;
+    if (c->memo_deals != NULL && strcmp(c->memo_contact, contact_id) == 0 &&
+        mono_s() - c->memo_at < RD_MEMO_TTL_S) {
+        json_t *deals = c->memo_deals;
+        c->memo_deals = NULL;
+        c->memo_contact[0] = '\0';
+        st = v1_pick_from_summaries(c, deals, p, err);
+        json_decref(deals);
+        return st;
+    }
+    json_t *contact = NULL, *list;
+    char *esc = http_escape(contact_id), *path = esc ? fmt_alloc("/contacts/%s", esc) : NULL;
+    free(esc);
+    if (path == NULL)
+        return fail(err, 0, "out of memory");
+    rd_req q = {"GET", "GET /contacts/{id}", path, NULL};
+    st = rd_call(c, &q, &contact, err);
+    free(path);
+    if (st == RD_ERROR && err->http_status == 404)
+        return RD_NOT_FOUND;
+    if (st != RD_OK)
+        return st;
+    if (!json_is_object(contact)) {
+        json_decref(contact);
+        return bad_answer(err, "GET /contacts/{id}");
+    }
+    if ((list = json_list(contact, "deals")) != NULL)
+        st = v1_pick_from_summaries(c, list, p, err);
+    else if ((list = json_list(contact, "deal_ids")) != NULL)
+        st = v1_pick_from_ids(c, list, p, err);
+    json_decref(contact);
+    return st;
+}
+
+/* 1 when a v2 deal belongs to the contact (or does not say which contacts it has). */
+static int v2_deal_of(const json_t *d, const char *contact_id)
+{
+    json_t *ids = json_object_get(d, "contact_ids"), *v;
+    size_t i;
+    if (!json_is_array(ids))
+        return 1;
+    json_array_foreach(ids, i, v)
+    {
+        char id[64] = "";
+        if (json_is_string(v))
+            copy_str(id, sizeof id, json_string_value(v));
+        else if (json_is_integer(v))
+            snprintf(id, sizeof id, "%lld", (long long)json_integer_value(v));
+        if (strcmp(id, contact_id) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* v2: one page of GET /deals?filter=<field>:<contact>. Sets `*more` when a next page may
+ * exist. */
+static rd_status v2_deals_page(rd_client *c, const char *field, const char *contact_id, int page,
+                               deal_pick *p, int *more, api_error *err)
+{
+    json_t *root = NULL, *list, *d;
+    size_t i;
+    char *filter = fmt_alloc("%s:%s", field, contact_id);
+    char *esc = filter ? http_escape(filter) : NULL;
+    char *path = esc ? fmt_alloc("/deals?filter=%s&page%%5Bnumber%%5D=%d&page%%5Bsize%%5D=%d", esc,
+                                 page, RD_V2_PAGE_SIZE)
+                     : NULL;
+    free(filter);
+    free(esc);
+    *more = 0;
+    if (path == NULL)
+        return fail(err, 0, "out of memory");
+    rd_req q = {"GET", "GET /deals", path, NULL};
+    rd_status st = rd_call(c, &q, &root, err);
+    free(path);
+    if (st != RD_OK)
+        return st;
+    if ((list = json_list(root, "data")) == NULL) {
+        json_decref(root);
+        return bad_answer(err, "GET /deals");
+    }
+    json_array_foreach(list, i, d)
+    {
+        const char *status = json_str(d, "status");
+        if (status != NULL && strcmp(status, "ongoing") == 0 && v2_deal_of(d, contact_id))
+            pick_consider(p, d);
+    }
+    json_t *links = json_object_get(root, "links");
+    *more = json_array_size(list) >= RD_V2_PAGE_SIZE &&
+            (!json_is_object(links) || json_str(links, "next") != NULL);
+    json_decref(root);
+    return RD_OK;
+}
+
+/* v2: the open deal of a contact, filtering by contact_id (contact_ids if refused). */
+static rd_status v2_find_open_deal(rd_client *c, const char *contact_id, deal_pick *p,
+                                   api_error *err)
+{
+    static const char *const fields[] = {"contact_id", "contact_ids"};
+    for (size_t f = 0; f < 2; f++) {
+        int more = 1;
+        rd_status st = RD_OK;
+        for (int page = 1; more && page <= RD_DEAL_MAX_PAGES; page++) {
+            st = v2_deals_page(c, fields[f], contact_id, page, p, &more, err);
+            if (st != RD_OK)
+                break;
+        }
+        if (st == RD_OK)
+            return RD_OK;
+        if (f == 1 || (err->http_status != 400 && err->http_status != 422))
+            return st;
+    }
+    return RD_OK;
+}
+
+/* The contact's open deal updated most recently; see the header. */
+rd_status rd_find_open_deal(rd_client *c, const char *contact_id, rd_deal *out, api_error *err)
+{
+    deal_pick p;
+    memset(&p, 0, sizeof p);
+    memset(out, 0, sizeof *out);
+    memset(err, 0, sizeof *err);
+    err->retry_after_ms = -1;
+    if (contact_id == NULL || contact_id[0] == '\0')
+        return fail(err, 0, "no contact id");
+    rd_status st = c->api == RD_API_V1 ? v1_find_open_deal(c, contact_id, &p, err)
+                                       : v2_find_open_deal(c, contact_id, &p, err);
+    if (st != RD_OK)
+        return st;
+    memset(err, 0, sizeof *err);
+    err->retry_after_ms = -1;
+    if (!p.found) {
+        copy_str(err->message, sizeof err->message, "the contact has no open deal");
+        return RD_NOT_FOUND;
+    }
+    *out = p.deal;
+    return RD_OK;
+}
+
+/* ---- notes and tasks ------------------------------------------------------------------ */
+
+/* Writes the id of the object a create returned (v2: inside "data"); "" when unknown. */
+static void created_id(rd_client *c, json_t *root, char *out, size_t outlen)
+{
+    json_t *obj = root ? json_payload(c, root) : NULL;
+    if (out == NULL || outlen == 0)
+        return;
+    out[0] = '\0';
+    if (obj != NULL)
+        json_id(obj, out, outlen);
+}
+
+/* Posts a note; see the header. */
+rd_status rd_post_note(rd_client *c, const char *deal_id, const char *user_id, const char *text,
+                       char *note_id, size_t idlen, api_error *err)
+{
+    json_t *body, *root = NULL;
+    char *path = NULL;
+    rd_req q;
+    copy_str(note_id, idlen, "");
+    if (deal_id == NULL || text == NULL)
+        return fail(err, 0, "rd_post_note: no deal or text");
+    if (c->api == RD_API_V1) {
+        body = json_pack("{s:{s:s,s:s,s:s}}", "activity", "deal_id", deal_id, "user_id",
+                         user_id ? user_id : "", "text", text);
+        q = (rd_req){"POST", "POST /activities", "/activities", body};
+    } else {
+        json_t *data = json_pack("{s:s}", "description", text);
+        if (data != NULL && user_id != NULL && user_id[0] != '\0')
+            json_object_set_new(data, "user_id", json_string(user_id));
+        body = data ? json_pack("{s:o}", "data", data) : NULL;
+        char *esc = http_escape(deal_id);
+        path = esc ? fmt_alloc("/deals/%s/notes", esc) : NULL;
+        free(esc);
+        q = (rd_req){"POST", "POST /deals/{id}/notes", path, body};
+    }
+    if (body == NULL || q.path == NULL) {
+        json_decref(body);
+        free(path);
+        return fail(err, 0, "out of memory (or text is not UTF-8)");
+    }
+    rd_status st = rd_call(c, &q, &root, err);
+    if (st == RD_OK)
+        created_id(c, root, note_id, idlen);
+    json_decref(root);
+    json_decref(body);
+    free(path);
+    return st;
+}
+
+/* The body of a new call task. Returns NULL out of memory (or invalid UTF-8). */
+static json_t *task_body(rd_client *c, const char *deal_id, const char *user_id,
+                         const char *subject, const char *notes, time_t when)
+{
+    struct tm tm;
+    char date[16], hour[8], due[32];
+    int has_user = user_id != NULL && user_id[0] != '\0';
+    json_t *owners = json_array();
+    if (owners != NULL && has_user)
+        json_array_append_new(owners, json_string(user_id));
+    if (c->api == RD_API_V1) {
+        localtime_r(&when, &tm);
+        strftime(date, sizeof date, "%Y-%m-%d", &tm);
+        strftime(hour, sizeof hour, "%H:%M", &tm);
+        return json_pack("{s:{s:s,s:s,s:s,s:s,s:s,s:o,s:s}}", "task", "deal_id", deal_id, "subject",
+                         subject, "type", "call", "date", date, "hour", hour, "user_ids", owners,
+                         "notes", notes ? notes : "");
+    }
+    gmtime_r(&when, &tm);
+    strftime(due, sizeof due, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    json_t *data =
+        json_pack("{s:s,s:s,s:s,s:s,s:s}", "name", subject, "type", "call", "description",
+                  notes ? notes : "", "due_date", due, "deal_id", deal_id);
+    if (data != NULL && has_user)
+        json_object_set(data, "owner_ids", owners);
+    json_decref(owners);
+    return data ? json_pack("{s:o}", "data", data) : NULL;
+}
+
+/* Marks a created task done: PUT /tasks/{id}. */
+static rd_status task_complete(rd_client *c, const char *task_id, api_error *err)
+{
+    json_t *body = c->api == RD_API_V1 ? json_pack("{s:{s:b}}", "task", "done", 1)
+                                       : json_pack("{s:{s:s}}", "data", "status", "completed");
+    char *esc = http_escape(task_id), *path = esc ? fmt_alloc("/tasks/%s", esc) : NULL;
+    free(esc);
+    rd_status st = fail(err, 0, "out of memory");
+    if (body != NULL && path != NULL) {
+        rd_req q = {"PUT", "PUT /tasks/{id}", path, body};
+        st = rd_call(c, &q, NULL, err);
+    }
+    json_decref(body);
+    free(path);
+    return st;
+}
+
+/* Creates a call task and marks it done; see the header. */
+rd_status rd_post_call_task(rd_client *c, const char *deal_id, const char *user_id,
+                            const char *subject, const char *notes, time_t when, char *task_id,
+                            size_t idlen, api_error *err)
+{
+    json_t *root = NULL;
+    char id[64];
+    copy_str(task_id, idlen, "");
+    if (deal_id == NULL || subject == NULL)
+        return fail(err, 0, "rd_post_call_task: no deal or subject");
+    json_t *body = task_body(c, deal_id, user_id, subject, notes, when);
+    if (body == NULL)
+        return fail(err, 0, "out of memory (or text is not UTF-8)");
+    rd_req q = {"POST", "POST /tasks", "/tasks", body};
+    rd_status st = rd_call(c, &q, &root, err);
+    json_decref(body);
+    if (st != RD_OK)
+        return st;
+    created_id(c, root, id, sizeof id);
+    json_decref(root);
+    if (id[0] == '\0')
+        return bad_answer(err, "POST /tasks (created, but no id to complete it)");
+    copy_str(task_id, idlen, id);
+    st = task_complete(c, id, err);
+    if (st != RD_OK)
+        log_warn("rdstation call task created but not marked done", LF_S("task_id", id),
+                 LF_S("error", err->message));
+    return st;
+}
+
+/* ---- marker search -------------------------------------------------------------------- */
+
+/* Looks for `marker` in the given text fields of each item; copies the id of the first
+ * match. Returns 1 when found. */
+static int list_has_marker(json_t *list, const char *const *fields, const char *marker,
+                           char *found_id, size_t idlen)
+{
+    json_t *item;
+    size_t i;
+    json_array_foreach(list, i, item)
+    {
+        for (size_t f = 0; fields[f] != NULL; f++) {
+            const char *text = json_str(item, fields[f]);
+            if (text != NULL && strstr(text, marker) != NULL) {
+                char id[64];
+                json_id(item, id, sizeof id);
+                copy_str(found_id, idlen, id);
+                return 1;
+            }
+        }
+    }
+    return 0;
+}
+
+/* Pages through one list (`base` plus the page parameters) looking for the marker.
+ * Returns RD_OK when found, RD_NOT_FOUND when not, RD_ERROR on failure. */
+static rd_status search_pages(rd_client *c, const char *endpoint, const char *base,
+                              const char *list_key, const char *const *fields, const char *marker,
+                              char *found_id, size_t idlen, api_error *err)
+{
+    int v1 = c->api == RD_API_V1, size = v1 ? RD_V1_PAGE_SIZE : RD_V2_PAGE_SIZE;
+    char sep = strchr(base, '?') ? '&' : '?';
+    for (int page = 1; page <= RD_MARKER_MAX_PAGES; page++) {
+        json_t *root = NULL, *list;
+        char *path =
+            v1 ? fmt_alloc("%s%climit=%d&page=%d", base, sep, size, page)
+               : fmt_alloc("%s%cpage%%5Bnumber%%5D=%d&page%%5Bsize%%5D=%d", base, sep, page, size);
+        if (path == NULL)
+            return fail(err, 0, "out of memory");
+        rd_req q = {"GET", endpoint, path, NULL};
+        rd_status st = rd_call(c, &q, &root, err);
+        free(path);
+        if (st != RD_OK)
+            return st;
+        if ((list = json_list(root, list_key)) == NULL) {
+            json_decref(root);
+            return bad_answer(err, endpoint);
+        }
+        int found = list_has_marker(list, fields, marker, found_id, idlen);
+        size_t n = json_array_size(list);
+        json_decref(root);
+        if (found)
+            return RD_OK;
+        if (n < (size_t)size)
+            break;
+    }
+    return RD_NOT_FOUND;
+}
+
+/* Builds the list paths (without paging) of a deal's notes and call tasks. Returns 0, or
+ * -1 out of memory; the caller frees both. */
+static int marker_paths(rd_client *c, const char *deal_id, char **notes, char **tasks)
+{
+    char *esc = http_escape(deal_id), *filter = NULL, *fesc = NULL;
+    *notes = *tasks = NULL;
+    if (esc != NULL && c->api == RD_API_V1) {
+        *notes = fmt_alloc("/activities?deal_id=%s", esc);
+        *tasks = fmt_alloc("/tasks?deal_id=%s&type=call", esc);
+    } else if (esc != NULL) {
+        filter = fmt_alloc("deal_id:%s", deal_id);
+        fesc = filter ? http_escape(filter) : NULL;
+        *notes = fmt_alloc("/deals/%s/notes", esc);
+        *tasks = fesc ? fmt_alloc("/tasks?filter=%s", fesc) : NULL;
+    }
+    free(esc);
+    free(filter);
+    free(fesc);
+    if (*notes != NULL && *tasks != NULL)
+        return 0;
+    free(*notes);
+    free(*tasks);
+    *notes = *tasks = NULL;
+    return -1;
+}
+
+/* Looks for the CallSid marker among a deal's notes and call tasks; see the header. */
+rd_status rd_find_marker(rd_client *c, const char *deal_id, const char *marker, char *found_id,
+                         size_t idlen, api_error *err)
+{
+    static const char *const v1_note_fields[] = {"text", NULL};
+    static const char *const v1_task_fields[] = {"notes", "subject", NULL};
+    static const char *const v2_note_fields[] = {"description", NULL};
+    static const char *const v2_task_fields[] = {"description", "name", NULL};
+    char *notes, *tasks;
+    int v1 = c->api == RD_API_V1;
+    copy_str(found_id, idlen, "");
+    if (deal_id == NULL || marker == NULL || marker[0] == '\0')
+        return fail(err, 0, "rd_find_marker: no deal or marker");
+    if (marker_paths(c, deal_id, &notes, &tasks) < 0)
+        return fail(err, 0, "out of memory");
+    rd_status st = search_pages(c, v1 ? "GET /activities" : "GET /deals/{id}/notes", notes,
+                                v1 ? "activities" : "data", v1 ? v1_note_fields : v2_note_fields,
+                                marker, found_id, idlen, err);
+    if (st == RD_NOT_FOUND)
+        st = search_pages(c, "GET /tasks", tasks, v1 ? "tasks" : "data",
+                          v1 ? v1_task_fields : v2_task_fields, marker, found_id, idlen, err);
+    if (st == RD_NOT_FOUND) {
+        memset(err, 0, sizeof *err);
+        err->retry_after_ms = -1;
+        copy_str(err->message, sizeof err->message, "marker not found on the deal");
+    }
+    free(notes);
+    free(tasks);
+    return st;
+}
+
+/* ---- creating a contact and a deal ---------------------------------------------------- */
+
+/* The body creating a contact named `name` with one cellphone. */
+static json_t *contact_body(rd_client *c, const char *name, const char *phone)
+{
+    json_t *phones = json_pack("[{s:s,s:s}]", "phone", phone, "type", "cellphone");
+    if (phones == NULL)
+        return NULL;
+    return json_pack("{s:{s:s,s:o}}", c->api == RD_API_V1 ? "contact" : "data", "name", name,
+                     "phones", phones);
+}
+
+/* The body creating a deal for contact `cid`. */
+static json_t *deal_body(rd_client *c, const char *name, const char *cid, const char *stage_id,
+                         const char *user_id)
+{
+    int has_user = user_id != NULL && user_id[0] != '\0';
+    json_t *d;
+    if (c->api == RD_API_V1) {
+        d = json_pack("{s:s,s:s}", "name", name, "deal_stage_id", stage_id);
+        if (d != NULL && has_user)
+            json_object_set_new(d, "user_id", json_string(user_id));
+        return d ? json_pack("{s:o,s:[{s:s}]}", "deal", d, "contacts", "_id", cid) : NULL;
+    }
+    d = json_pack("{s:s,s:[s],s:s}", "name", name, "contact_ids", cid, "stage_id", stage_id);
+    if (d != NULL && has_user)
+        json_object_set_new(d, "owner_id", json_string(user_id));
+    return d ? json_pack("{s:o}", "data", d) : NULL;
+}
+
+/* POSTs a body and reads the created object's id. */
+static rd_status create_one(rd_client *c, const char *endpoint, const char *path, json_t *body,
+                            char *id, size_t idlen, api_error *err)
+{
+    json_t *root = NULL;
+    if (body == NULL)
+        return fail(err, 0, "out of memory (or text is not UTF-8)");
+    rd_req q = {"POST", endpoint, path, body};
+    rd_status st = rd_call(c, &q, &root, err);
+    json_decref(body);
+    if (st == RD_OK) {
+        created_id(c, root, id, idlen);
+        if (id[0] == '\0')
+            st = bad_answer(err, endpoint);
+    }
+    json_decref(root);
+    return st;
+}
+
+/* Creates a contact and a deal for it; see the header. */
+rd_status rd_create_contact_and_deal(rd_client *c, const char *name, const char *phone_e164,
+                                     const char *stage_id, const char *user_id, rd_contact *contact,
+                                     rd_deal *deal, api_error *err)
+{
+    const char *nm = name != NULL && name[0] != '\0' ? name : phone_e164;
+    memset(contact, 0, sizeof *contact);
+    memset(deal, 0, sizeof *deal);
+    if (phone_e164 == NULL || stage_id == NULL || stage_id[0] == '\0')
+        return fail(err, 0, "rd_create_contact_and_deal: no phone or stage");
+    rd_status st = create_one(c, "POST /contacts", "/contacts", contact_body(c, nm, phone_e164),
+                              contact->id, sizeof contact->id, err);
+    if (st != RD_OK)
+        return st;
+    copy_str(contact->name, sizeof contact->name, nm);
+    st = create_one(c, "POST /deals", "/deals", deal_body(c, nm, contact->id, stage_id, user_id),
+                    deal->id, sizeof deal->id, err);
+    if (st != RD_OK)
+        return st;
+    copy_str(deal->name, sizeof deal->name, nm);
+    copy_str(deal->user_id, sizeof deal->user_id, user_id);
+    return RD_OK;
+}

@@ -1,0 +1,281 @@
+/* twilio_rest — enrichment from Twilio's REST API: the call resource and its recordings.
+ *
+ * The webhook already says who called and how it ended; REST adds what the note wants
+ * beyond that (start/end time, price, answered_by, caller name, the recording's media
+ * URL). This runs inline in the worker, so retries are few and short: up to max_tries
+ * attempts on 429, 5xx and transport errors, with full-jitter backoff from a 200 ms base
+ * capped at 2 s (a Retry-After counts, clamped to the same 2 s). Anything else fails at
+ * once, and the caller carries on with the webhook's data.
+ *
+ * Twilio dates are RFC 2822 ("Tue, 24 Nov 2026 19:00:00 +0000"); they are parsed by hand
+ * (English month names, numeric zone) so the result does not depend on the locale. Every
+ * request is counted in calllog_twilio_requests_total{status}. */
+#include "twilio_rest.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "metrics.h"
+#include "retry_policy.h"
+
+#define TWILIO_CONNECT_TIMEOUT_MS 3000L
+#define TWILIO_DEFAULT_TIMEOUT_MS 5000L
+#define TWILIO_RETRY_BASE_MS 200L
+#define TWILIO_RETRY_MAX_MS 2000L
+
+struct twilio_client {
+    const twilio_settings *s;
+    char *base_url;
+    char *auth;
+    http_client *http;
+    metric *requests;
+};
+
+/* Sleeps `ms` milliseconds, resuming after signals. */
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+/* Creates a client; see the header. */
+twilio_client *twilio_client_new(const twilio_settings *s)
+{
+    if (s == NULL || s->base_url == NULL || s->account_sid == NULL || s->username == NULL ||
+        s->password == NULL)
+        return NULL;
+    twilio_client *c = calloc(1, sizeof *c);
+    if (c == NULL)
+        return NULL;
+    long timeout = s->timeout_ms > 0 ? s->timeout_ms : TWILIO_DEFAULT_TIMEOUT_MS;
+    size_t n = strlen(s->username) + strlen(s->password) + 2;
+    c->s = s;
+    c->base_url = strdup(s->base_url);
+    c->auth = malloc(n);
+    c->http = http_client_new(
+        timeout, timeout < TWILIO_CONNECT_TIMEOUT_MS ? timeout : TWILIO_CONNECT_TIMEOUT_MS);
+    c->requests = metrics_register(METRIC_COUNTER, "calllog_twilio_requests_total",
+                                   "Twilio REST requests by HTTP status", NULL, 0);
+    if (c->base_url == NULL || c->auth == NULL || c->http == NULL) {
+        twilio_client_free(c);
+        return NULL;
+    }
+    snprintf(c->auth, n, "%s:%s", s->username, s->password);
+    for (size_t len = strlen(c->base_url); len > 0 && c->base_url[len - 1] == '/'; len--)
+        c->base_url[len - 1] = '\0';
+    return c;
+}
+
+/* Frees the client, wiping the credentials it copied. */
+void twilio_client_free(twilio_client *c)
+{
+    if (c == NULL)
+        return;
+    if (c->auth != NULL)
+        memset(c->auth, 0, strlen(c->auth));
+    free(c->auth);
+    free(c->base_url);
+    http_client_free(c->http);
+    free(c);
+}
+
+/* Parses an RFC 2822 date ("Tue, 24 Nov 2026 19:00:00 +0000"; the weekday is optional,
+ * the zone may be ±hhmm, GMT, UT or UTC) into epoch seconds. Returns 0 when unreadable. */
+static time_t parse_rfc2822(const char *s)
+{
+    static const char months[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
+    struct tm tm;
+    char mon[4], zone[8] = "";
+    int day, year, h, mi, sec = 0;
+    const char *comma;
+    if (s == NULL)
+        return 0;
+    comma = strchr(s, ',');
+    if (comma != NULL)
+        s = comma + 1;
+    if (sscanf(s, " %2d %3s %4d %2d:%2d:%2d %7s", &day, mon, &year, &h, &mi, &sec, zone) < 6)
+        return 0;
+    const char *m = strstr(months, mon);
+    if (strlen(mon) != 3 || m == NULL || (m - months) % 3 != 0)
+        return 0;
+    long offset = 0;
+    if ((zone[0] == '+' || zone[0] == '-') && strlen(zone) == 5) {
+        long v = strtol(zone + 1, NULL, 10);
+        offset = (v / 100 * 3600 + v % 100 * 60) * (zone[0] == '-' ? -1 : 1);
+    } else if (zone[0] != '\0' && strcasecmp(zone, "GMT") != 0 && strcasecmp(zone, "UT") != 0 &&
+               strcasecmp(zone, "UTC") != 0 && strcasecmp(zone, "Z") != 0) {
+        return 0;
+    }
+    memset(&tm, 0, sizeof tm);
+    tm.tm_mday = day;
+    tm.tm_mon = (int)((m - months) / 3);
+    tm.tm_year = year - 1900;
+    tm.tm_hour = h;
+    tm.tm_min = mi;
+    tm.tm_sec = sec;
+    time_t t = timegm(&tm);
+    return t == (time_t)-1 ? 0 : t - offset;
+}
+
+/* Copies `src` into `out`, clipped to fit (always NUL-terminated). */
+static void copy_clipped(char *out, size_t outlen, const char *src)
+{
+    size_t n = strlen(src);
+    if (n >= outlen)
+        n = outlen - 1;
+    memcpy(out, src, n);
+    out[n] = '\0';
+}
+
+/* Copies the string (or number) member `key` of `obj` into `out` ("" when absent/null). */
+static void get_str(const json_t *obj, const char *key, char *out, size_t outlen)
+{
+    json_t *v = json_object_get(obj, key);
+    char num[32];
+    if (json_is_string(v)) {
+        copy_clipped(out, outlen, json_string_value(v));
+    } else if (json_is_number(v)) {
+        snprintf(num, sizeof num, "%g", json_number_value(v));
+        copy_clipped(out, outlen, num);
+    } else {
+        out[0] = '\0';
+    }
+}
+
+/* Fills `out` from a call resource. */
+static void read_call(const json_t *call, twilio_call *out)
+{
+    char dur[32];
+    json_t *start = json_object_get(call, "start_time"), *end = json_object_get(call, "end_time");
+    out->start_time = json_is_string(start) ? parse_rfc2822(json_string_value(start)) : 0;
+    out->end_time = json_is_string(end) ? parse_rfc2822(json_string_value(end)) : 0;
+    get_str(call, "duration", dur, sizeof dur);
+    char *stop = NULL;
+    long d = dur[0] ? strtol(dur, &stop, 10) : -1;
+    out->duration_s = dur[0] && stop && *stop == '\0' && d >= 0 ? d : -1;
+    get_str(call, "price", out->price, sizeof out->price);
+    get_str(call, "price_unit", out->price_unit, sizeof out->price_unit);
+    get_str(call, "answered_by", out->answered_by, sizeof out->answered_by);
+    get_str(call, "caller_name", out->caller_name, sizeof out->caller_name);
+}
+
+/* Counts one request by status ("error" for a transport failure). */
+static void count_request(twilio_client *c, long status)
+{
+    char labels[32];
+    if (status > 0)
+        snprintf(labels, sizeof labels, "status=\"%ld\"", status);
+    else
+        snprintf(labels, sizeof labels, "status=\"error\"");
+    metric_add(c->requests, labels, 1);
+}
+
+/* GETs `path` (relative to the base URL), retrying transient failures. Returns 0 with the
+ * parsed JSON in `*out` (caller decrefs), or -1 with `err` filled. `what` names the
+ * request in messages. */
+static int get_json(twilio_client *c, const char *path, const char *what, json_t **out,
+                    api_error *err)
+{
+    static const char *const headers[] = {"Accept: application/json", NULL};
+    const retry_settings rs = {c->s->max_tries > 0 ? c->s->max_tries : 1, TWILIO_RETRY_BASE_MS,
+                               TWILIO_RETRY_MAX_MS};
+    size_t n = strlen(c->base_url) + strlen(path) + 1;
+    char *url = malloc(n);
+    *out = NULL;
+    if (url == NULL) {
+        memset(err, 0, sizeof *err);
+        snprintf(err->message, sizeof err->message, "%s: out of memory", what);
+        return -1;
+    }
+    snprintf(url, n, "%s%s", c->base_url, path);
+    for (int attempt = 1;; attempt++) {
+        http_response r;
+        int rc = http_request(c->http, "GET", url, headers, c->auth, NULL, 0, &r, err);
+        count_request(c, rc == 0 ? r.status : 0);
+        if (rc == 0 && r.status >= 200 && r.status <= 299) {
+            *out = json_loadb(r.body, r.body_len, 0, NULL);
+            http_response_free(&r);
+            if (*out == NULL) {
+                memset(err, 0, sizeof *err);
+                err->retry_after_ms = -1;
+                snprintf(err->message, sizeof err->message, "%s: answer is not JSON", what);
+            }
+            break;
+        }
+        if (rc == 0) {
+            http_error_from_response(&r, what, err);
+            http_response_free(&r);
+        }
+        if (retry_classify(err->curl_code, err->http_status) != RETRY_TRANSIENT ||
+            retry_exhausted(&rs, attempt))
+            break;
+        long ra =
+            err->retry_after_ms > TWILIO_RETRY_MAX_MS ? TWILIO_RETRY_MAX_MS : err->retry_after_ms;
+        sleep_ms(retry_delay_ms(&rs, attempt, ra, retry_random()));
+    }
+    free(url);
+    return *out != NULL ? 0 : -1;
+}
+
+/* Writes the media URL of the first recording in a Recordings list (base URL + uri
+ * without ".json"); leaves it empty when there is none. */
+static void read_recording(twilio_client *c, const json_t *list, twilio_call *out)
+{
+    json_t *recs = json_object_get(list, "recordings");
+    json_t *first = json_is_array(recs) ? json_array_get(recs, 0) : NULL;
+    json_t *uri = first ? json_object_get(first, "uri") : NULL;
+    if (!json_is_string(uri))
+        return;
+    const char *u = json_string_value(uri);
+    size_t len = strlen(u);
+    if (len >= 5 && strcmp(u + len - 5, ".json") == 0)
+        len -= 5;
+    if (strncmp(u, "http://", 7) == 0 || strncmp(u, "https://", 8) == 0)
+        snprintf(out->recording_url, sizeof out->recording_url, "%.*s", (int)len, u);
+    else
+        snprintf(out->recording_url, sizeof out->recording_url, "%s%.*s", c->base_url, (int)len, u);
+}
+
+/* 1 when a SID is safe to put in a path (letters and digits only, as Twilio's are). */
+static int sid_ok(const char *sid)
+{
+    size_t n = sid ? strlen(sid) : 0;
+    for (size_t i = 0; i < n; i++)
+        if (!((sid[i] >= '0' && sid[i] <= '9') || (sid[i] >= 'a' && sid[i] <= 'z') ||
+              (sid[i] >= 'A' && sid[i] <= 'Z')))
+            return 0;
+    return n > 0 && n < 64;
+}
+
+/* Fetches the call and its first recording; see the header. */
+int twilio_fetch_call(twilio_client *c, const char *call_sid, twilio_call *out, api_error *err)
+{
+    char path[256];
+    json_t *j = NULL;
+    memset(out, 0, sizeof *out);
+    out->duration_s = -1;
+    memset(err, 0, sizeof *err);
+    err->retry_after_ms = -1;
+    if (c == NULL || !sid_ok(call_sid) || !sid_ok(c->s->account_sid)) {
+        snprintf(err->message, sizeof err->message, "twilio: unusable call or account SID");
+        return -1;
+    }
+    snprintf(path, sizeof path, "/2010-04-01/Accounts/%s/Calls/%s.json", c->s->account_sid,
+             call_sid);
+    if (get_json(c, path, "GET Calls/{sid}.json", &j, err) < 0)
+        return -1;
+    read_call(j, out);
+    json_decref(j);
+    snprintf(path, sizeof path, "/2010-04-01/Accounts/%s/Calls/%s/Recordings.json",
+             c->s->account_sid, call_sid);
+    if (get_json(c, path, "GET Calls/{sid}/Recordings.json", &j, err) < 0)
+        return -1;
+    read_recording(c, j, out);
+    json_decref(j);
+    return 0;
+}
