@@ -107,14 +107,10 @@ static outcome bury(job *j, const char *reason, const char *error, long http_sta
     return OUTCOME_DEAD;
 }
 
-/* Reschedules after a transient failure, or buries when attempts are used up. */
-static outcome retry_later(job *j, const api_error *ae)
+/* Records retry_wait and moves the entry to the retry set, due in `delay` ms. */
+static outcome reschedule(job *j, long delay, const api_error *ae)
 {
     worker_links *w = j->w;
-    const retry_settings *rs = &w->settings->retry;
-    if (retry_exhausted(rs, j->claim.attempts))
-        return bury(j, "attempts_exhausted", ae->message, ae->http_status);
-    long delay = retry_delay_ms(rs, j->claim.attempts, ae->retry_after_ms, retry_random());
     char err[256];
     if (ledger_mark_retry(w->ledger, j->e->call_sid, w->owner, delay, ae->message, ae->http_status,
                           err, sizeof err) < 0 ||
@@ -130,21 +126,28 @@ static outcome retry_later(job *j, const api_error *ae)
     return OUTCOME_RETRY;
 }
 
-/* Decides between retry and dead letter for a failed RD/Twilio exchange. */
+/* Reschedules after a transient failure, or buries when attempts are used up. */
+static outcome retry_later(job *j, const api_error *ae)
+{
+    const retry_settings *rs = &j->w->settings->retry;
+    if (retry_exhausted(rs, j->claim.attempts))
+        return bury(j, "attempts_exhausted", ae->message, ae->http_status);
+    return reschedule(j, retry_delay_ms(rs, j->claim.attempts, ae->retry_after_ms, retry_random()),
+                      ae);
+}
+
+/* Decides between retry and dead letter for a failed RD/Twilio exchange. A worker that
+ * is stopping hands the call back at once, without spending an attempt. */
 static outcome api_failed(job *j, const api_error *ae)
 {
     if (j->w->stopping && *j->w->stopping && ae->curl_code == -1) {
         api_error handback = *ae;
-        handback.retry_after_ms = 0;
         snprintf(handback.message, sizeof handback.message, "worker stopping: handed back");
-        return retry_later(j, &handback);
+        return reschedule(j, 0, &handback);
     }
-    switch (retry_classify(ae->curl_code, ae->http_status)) {
-    case RETRY_TRANSIENT:
+    if (retry_classify(ae->curl_code, ae->http_status) == RETRY_TRANSIENT)
         return retry_later(j, ae);
-    default:
-        return bury(j, "permanent_error", ae->message, ae->http_status);
-    }
+    return bury(j, "permanent_error", ae->message, ae->http_status);
 }
 
 /* Applies CALLLOG_UNKNOWN_CALLER to a caller without contact or open deal. */
