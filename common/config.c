@@ -61,7 +61,8 @@ static int apply_env_line(char *line, const char *path, int lineno, config_error
         }
     }
     char *value = unquote(trim(eq + 1));
-    if (getenv(key) == NULL && setenv(key, value, 0) != 0) {
+    const char *current = getenv(key); /* set and non-empty: the environment wins */
+    if ((!current || !*current) && setenv(key, value, 1) != 0) {
         snprintf(err->msg, sizeof err->msg, "env file %s: cannot set %s", path, key);
         return -1;
     }

@@ -2,6 +2,7 @@
 #include "event.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -52,12 +53,60 @@ static const char *lookup(const char *const (*table)[2], size_t n, const char *k
     return NULL;
 }
 
+/* Length of the valid UTF-8 sequence at `p` (1–4), or 0 when it is not valid. */
+static size_t utf8_sequence(const unsigned char *p)
+{
+    size_t n = p[0] < 0x80             ? 1
+               : (p[0] & 0xE0) == 0xC0 ? 2
+               : (p[0] & 0xF0) == 0xE0 ? 3
+               : (p[0] & 0xF8) == 0xF0 ? 4
+                                       : 0;
+    for (size_t i = 1; i < n; i++) {
+        if ((p[i] & 0xC0) != 0x80)
+            return 0;
+    }
+    if ((n == 2 && p[0] < 0xC2) || (n == 3 && p[0] == 0xE0 && p[1] < 0xA0) ||
+        (n == 3 && p[0] == 0xED && p[1] >= 0xA0) || (n == 4 && p[0] == 0xF0 && p[1] < 0x90) ||
+        (n == 4 && p[0] > 0xF4) || (n == 4 && p[0] == 0xF4 && p[1] >= 0x90))
+        return 0; /* overlong forms, surrogates, beyond U+10FFFF */
+    return n;
+}
+
+/* A JSON string of `value`, with bytes that are not UTF-8 replaced by U+FFFD: a caller
+ * name in Latin-1 must not cost the call. */
+static json_t *json_string_repaired(const char *value)
+{
+    json_t *s = json_string(value);
+    if (s)
+        return s;
+    size_t len = strlen(value);
+    char *fixed = malloc(len * 3 + 1), *o = fixed;
+    if (!fixed)
+        return NULL;
+    for (const unsigned char *p = (const unsigned char *)value; *p;) {
+        size_t n = utf8_sequence(p);
+        if (n == 0) {
+            memcpy(o, "\xEF\xBF\xBD", 3);
+            o += 3;
+            p++;
+        } else {
+            memcpy(o, p, n);
+            o += n;
+            p += n;
+        }
+    }
+    *o = '\0';
+    s = json_string(fixed);
+    free(fixed);
+    return s;
+}
+
 /* Sets obj[key] = value unless already set (the first of repeated keys wins). */
 static int set_once(json_t *obj, const char *key, const char *value)
 {
     if (json_object_get(obj, key))
         return 0;
-    json_t *s = json_string(value);
+    json_t *s = json_string_repaired(value);
     return s ? json_object_set_new(obj, key, s) : -1;
 }
 

@@ -70,7 +70,9 @@ int redis_url_parse(const char *url, redis_target *out, char *err, size_t errlen
     const char *s = url + 8;
     const char *slash = strchr(s, '/');
     const char *end = slash ? slash : s + strlen(s);
-    const char *at = memchr(s, '@', (size_t)(end - s));
+    const char *at = NULL; /* the last '@': a password may contain '@' */
+    for (const char *p = s; p < end; p++)
+        at = *p == '@' ? p : at;
     if (at) {
         if (parse_userinfo(s, at, out) != 0) {
             snprintf(err, errlen, "user or password too long");

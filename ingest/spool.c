@@ -108,8 +108,11 @@ static int spool_recover(spool *s)
     }
     s->size = end;
     s->consumed = read_offset(s->offset_fd);
-    if (s->consumed < 0 || s->consumed > s->size)
+    if (s->consumed < 0 || s->consumed > s->size) { /* stale: the spool was emptied */
         s->consumed = 0;
+        if (write_offset(s, 0) != 0)
+            return -1;
+    }
     long n = count_records(s->fd, s->consumed, s->size);
     if (n < 0)
         return -1;
@@ -191,20 +194,22 @@ int spool_writable(spool *s)
     return ok;
 }
 
-/* Once everything is delivered, empties both files so the spool does not grow. */
+/* Once everything is delivered, empties both files so the spool does not grow. The
+ * offset is reset first: a crash in between replays delivered records (a duplicate the
+ * claim absorbs) instead of trusting a stale offset over new records (a loss). */
 static int spool_reset_if_empty(spool *s)
 {
     if (s->depth != 0)
         return 0;
-    if (ftruncate(s->fd, 0) != 0 || fdatasync(s->fd) != 0)
+    if (write_offset(s, 0) != 0 || ftruncate(s->fd, 0) != 0 || fdatasync(s->fd) != 0)
         return -1;
     s->size = s->consumed = 0;
-    return write_offset(s, 0);
+    return 0;
 }
 
-/* Splits `buf[0..len)` into at most SPOOL_BATCH lines (NUL-terminating them in place).
- * Returns the number of lines; `*used` is the bytes they span, newlines included. */
-static size_t split_lines(char *buf, size_t len, char **lines, size_t *used)
+/* Splits `buf[0..len)` into at most SPOOL_BATCH whole lines (NUL-terminating them in
+ * place). Returns the number of lines. */
+static size_t split_lines(char *buf, size_t len, char **lines)
 {
     size_t n = 0, start = 0;
     for (size_t i = 0; i < len && n < SPOOL_BATCH; i++) {
@@ -214,7 +219,6 @@ static size_t split_lines(char *buf, size_t len, char **lines, size_t *used)
             start = i + 1;
         }
     }
-    *used = start;
     return n;
 }
 
@@ -247,7 +251,7 @@ long spool_drain(spool *s, spool_sink sink, void *arg)
     long delivered = (buf && lines) ? 0 : -1;
     while (delivered >= 0 && s->depth > 0) {
         ssize_t got = read_chunk(s, &buf, &cap);
-        size_t used = 0, n = got > 0 ? split_lines(buf, (size_t)got, lines, &used) : 0;
+        size_t n = got > 0 ? split_lines(buf, (size_t)got, lines) : 0;
         if (n == 0) {
             delivered = -1;
             break;

@@ -15,6 +15,7 @@
 #include "retry_policy.h"
 
 #define BUSY_RECHECK_MS 10000
+#define DEFER_DELAY_MS 5000
 
 static struct {
     metric *processed;      /* by outcome */
@@ -47,9 +48,17 @@ int processor_metrics_init(void)
         note_buckets, sizeof note_buckets / sizeof *note_buckets);
     pm.handle_secs = metrics_register(METRIC_HISTOGRAM, "calllog_worker_handle_seconds",
                                       "Time to handle one stream entry.", NULL, 0);
-    return pm.processed && pm.dead_letters && pm.retries && pm.hangup_to_note && pm.handle_secs
-               ? 0
-               : -1;
+    if (!pm.processed || !pm.dead_letters || !pm.retries || !pm.hangup_to_note || !pm.handle_secs)
+        return -1;
+    static const char *const reasons[] = {"permanent_error", "attempts_exhausted", "poison",
+                                          "malformed_event"};
+    for (size_t i = 0; i < sizeof reasons / sizeof *reasons; i++) {
+        char lbl[64]; /* series exist from start-up, so increase() sees the first one */
+        snprintf(lbl, sizeof lbl, "reason=\"%s\"", reasons[i]);
+        metric_add(pm.dead_letters, lbl, 0);
+    }
+    metric_add(pm.retries, NULL, 0);
+    return 0;
 }
 
 /* Everything one entry's handling carries along. */
@@ -137,7 +146,7 @@ static outcome retry_later(job *j, const api_error *ae)
 }
 
 /* Decides between retry and dead letter for a failed RD/Twilio exchange. A worker that
- * is stopping hands the call back at once, without spending an attempt. */
+ * is stopping hands the call back at once: no backoff, never a dead letter. */
 static outcome api_failed(job *j, const api_error *ae)
 {
     if (j->w->stopping && *j->w->stopping && ae->curl_code == -1) {
@@ -297,9 +306,10 @@ static find_result find_deal(job *j, api_error *ae)
 static find_result create_deal(job *j, api_error *ae)
 {
     const worker_settings *s = j->w->settings;
-    rd_contact contact;
+    rd_contact contact = {0};
     rd_deal deal;
     const char *name = event_get(j->ev, "caller_name");
+    snprintf(contact.id, sizeof contact.id, "%s", j->deal.contact_id); /* "" if none */
     if (rd_create_contact_and_deal(j->w->rd, name ? name : j->customer, j->customer,
                                    s->create_stage_id, worker_settings_user_for(s, j->our_number),
                                    &contact, &deal, ae) != RD_OK)
@@ -307,7 +317,7 @@ static find_result create_deal(job *j, api_error *ae)
     snprintf(j->deal.contact_id, sizeof j->deal.contact_id, "%s", contact.id);
     snprintf(j->deal.deal_id, sizeof j->deal.deal_id, "%s", deal.id);
     cache_put_found(j->w->redis, &s->keys, j->customer, &j->deal, s->cache_ttl_s);
-    log_info("created contact and deal for unknown caller", LF_S("call_sid", j->e->call_sid),
+    log_info("created deal for unknown caller", LF_S("call_sid", j->e->call_sid),
              LF_S("contact_id", contact.id), LF_S("deal_id", deal.id));
     return FIND_OK;
 }
@@ -462,16 +472,31 @@ static outcome claim_and_deliver(job *j)
     return deliver(j);
 }
 
-/* Counts an outcome and feeds the failure-rate alert. */
-static void count(outcome o, const struct timespec *t0)
+/* Postgres (or Redis) failed before an outcome was recorded: park the entry on the retry
+ * set for a few seconds. Leaving it pending would work too, but every takeover counts
+ * as a delivery, and a long database outage would end in `poison` dead letters. When
+ * Redis is the one failing this fails too, and the entry simply stays pending. */
+static void defer(job *j)
+{
+    char err[256];
+    if (queue_reschedule(j->w->redis, &j->w->settings->keys, j->e, DEFER_DELAY_MS, err,
+                         sizeof err) != 0)
+        log_warn("entry stays pending", LF_S("call_sid", j->e->call_sid), LF_S("error", err));
+}
+
+/* Counts an outcome, logs the entry's one summary line, feeds the failure-rate alert. */
+static void count(const queue_entry *e, outcome o, const struct timespec *t0)
 {
     char lbl[64];
     snprintf(lbl, sizeof lbl, "outcome=\"%s\"", outcome_names[o]);
     metric_add(pm.processed, lbl, 1);
     struct timespec t1;
     clock_gettime(CLOCK_MONOTONIC, &t1);
-    metric_observe(pm.handle_secs, NULL,
-                   (double)(t1.tv_sec - t0->tv_sec) + (double)(t1.tv_nsec - t0->tv_nsec) / 1e9);
+    double secs = (double)(t1.tv_sec - t0->tv_sec) + (double)(t1.tv_nsec - t0->tv_nsec) / 1e9;
+    metric_observe(pm.handle_secs, NULL, secs);
+    log_info("handled", LF_S("request_id", e->request_id), LF_S("call_sid", e->call_sid),
+             LF_S("status", e->status), LF_S("outcome", outcome_names[o]),
+             LF_I("attempt", e->attempt), LF_I("latency_us", (long long)(secs * 1e6)));
     if (o != OUTCOME_IGNORED && o != OUTCOME_DUPLICATE && o != OUTCOME_DEFERRED)
         alert_record(o == OUTCOME_RETRY || o == OUTCOME_DEAD);
 }
@@ -496,7 +521,9 @@ outcome processor_handle(worker_links *w, const queue_entry *e)
         o = finish(&j, OUTCOME_IGNORED);
     else
         o = claim_and_deliver(&j);
+    if (o == OUTCOME_DEFERRED)
+        defer(&j);
     json_decref(j.ev);
-    count(o, &t0);
+    count(e, o, &t0);
     return o;
 }

@@ -1078,15 +1078,20 @@ rd_status rd_create_contact_and_deal(rd_client *c, const char *name, const char 
                                      rd_deal *deal, api_error *err)
 {
     const char *nm = name != NULL && name[0] != '\0' ? name : phone_e164;
-    memset(contact, 0, sizeof *contact);
+    int have_contact = contact->id[0] != '\0';
+    if (!have_contact)
+        memset(contact, 0, sizeof *contact);
     memset(deal, 0, sizeof *deal);
     if (phone_e164 == NULL || stage_id == NULL || stage_id[0] == '\0')
         return fail(err, 0, "rd_create_contact_and_deal: no phone or stage");
-    rd_status st = create_one(c, "POST /contacts", "/contacts", contact_body(c, nm, phone_e164),
-                              contact->id, sizeof contact->id, err);
-    if (st != RD_OK)
-        return st;
-    copy_str(contact->name, sizeof contact->name, nm);
+    rd_status st = RD_OK;
+    if (!have_contact) {
+        st = create_one(c, "POST /contacts", "/contacts", contact_body(c, nm, phone_e164),
+                        contact->id, sizeof contact->id, err);
+        if (st != RD_OK)
+            return st;
+        copy_str(contact->name, sizeof contact->name, nm);
+    }
     st = create_one(c, "POST /deals", "/deals", deal_body(c, nm, contact->id, stage_id, user_id),
                     deal->id, sizeof deal->id, err);
     if (st != RD_OK)

@@ -63,34 +63,33 @@ void rd_client_set_redis(rd_client *c, redisContext *redis);
 void rd_client_free(rd_client *c);
 
 /* Finds the contact whose phone is `phone_e164`'s line. RD_NOT_FOUND when none. */
-rd_status rd_find_contact(rd_client *c, const char *phone_e164, rd_contact *out,
-                          api_error *err);
+rd_status rd_find_contact(rd_client *c, const char *phone_e164, rd_contact *out, api_error *err);
 
 /* The contact's open deal updated most recently. RD_NOT_FOUND when it has none. */
-rd_status rd_find_open_deal(rd_client *c, const char *contact_id, rd_deal *out,
-                            api_error *err);
+rd_status rd_find_open_deal(rd_client *c, const char *contact_id, rd_deal *out, api_error *err);
 
 /* Posts a note on a deal; writes the new note's id. */
-rd_status rd_post_note(rd_client *c, const char *deal_id, const char *user_id,
-                       const char *text, char *note_id, size_t idlen, api_error *err);
+rd_status rd_post_note(rd_client *c, const char *deal_id, const char *user_id, const char *text,
+                       char *note_id, size_t idlen, api_error *err);
 
 /* Creates a call task on a deal dated `when`, then marks it done; writes its id. v1 dates
  * it in the process's local zone (note_timezone_init), v2 in UTC. When the task was
  * created but could not be marked done, RD_ERROR is returned with `task_id` already set:
  * the task exists, so look for the marker before trying again. */
 rd_status rd_post_call_task(rd_client *c, const char *deal_id, const char *user_id,
-                            const char *subject, const char *notes, time_t when,
-                            char *task_id, size_t idlen, api_error *err);
+                            const char *subject, const char *notes, time_t when, char *task_id,
+                            size_t idlen, api_error *err);
 
 /* Looks for `marker` in the text of the deal's notes and call tasks. RD_OK with the
  * entry's id in `found_id` when present, RD_NOT_FOUND when not. */
-rd_status rd_find_marker(rd_client *c, const char *deal_id, const char *marker,
-                         char *found_id, size_t idlen, api_error *err);
+rd_status rd_find_marker(rd_client *c, const char *deal_id, const char *marker, char *found_id,
+                         size_t idlen, api_error *err);
 
 /* Creates a contact with `phone_e164` (named `name`, or the phone) and a deal for it in
- * pipeline stage `stage_id`. */
+ * pipeline stage `stage_id`. When `contact->id` is already set (a known contact without
+ * an open deal) only the deal is created, for that contact. */
 rd_status rd_create_contact_and_deal(rd_client *c, const char *name, const char *phone_e164,
-                                     const char *stage_id, const char *user_id,
-                                     rd_contact *contact, rd_deal *deal, api_error *err);
+                                     const char *stage_id, const char *user_id, rd_contact *contact,
+                                     rd_deal *deal, api_error *err);
 
 #endif

@@ -155,6 +155,11 @@ services_stop() {
     [ -n "${SERVICES_DIR:-}" ] || return 0
     services_pg_stop "$SERVICES_DIR/pg"
     services_redis_stop "$SERVICES_DIR/redis"
-    rm -rf "$SERVICES_DIR"
+    # A server's last writes may still land while the tree goes: try a few times.
+    local i
+    for i in 1 2 3 4 5; do
+        rm -rf "$SERVICES_DIR" 2>/dev/null && break
+        sleep 0.5
+    done
     SERVICES_DIR=
 }

@@ -1,0 +1,633 @@
+"""test_worker — calllog-worker end to end: the acceptance test of the worker.
+
+Real programs (calllog-ingest, calllog-worker, calllog-admin from $CALLLOG_BIN_DIR), a
+real Redis and a real PostgreSQL with the migration of deploy/supabase/migrations/
+applied; only Twilio REST and RD Station CRM are mocked (tests/mocks/). Checks design
+§2–§3: one note per finished call on the caller's most recently updated open deal, in
+pt-BR with the CallSid marker; duplicates, replays, racing workers and a worker killed
+at any point never produce a second note; transient failures are retried, permanent ones
+dead-lettered and replayable with calllog-admin; the RD rate limit is shared by every
+worker; start-up refuses clearly; SIGTERM drains. Outcomes are awaited by polling
+Postgres, Redis and the mocks' state, never by sleeping.
+"""
+
+import json
+import math
+import os
+import signal
+import subprocess
+import time
+
+import psycopg2
+import pytest
+
+from conftest import bin_path, clean_env, stream_entries, wait_for
+from worker_env import (  # noqa: F401  (fixtures are found by name)
+    CALLER, CALLER_AS_STORED, OUR_NUMBER, RD_STAGE_ID, RD_USER_ID, admin_env, database_url,
+    db, diagnostics, marker, new_sid, queue_state, queues_empty, rd, rd_server, run_admin,
+    seed_standard_contact, send_call, start_worker, tw, tw_server, wait_until)
+
+PROCESSED = "calllog_worker_processed_total"
+RETRIES = "calllog_worker_retries_total"
+
+
+def wait_delivered(db, sids, timeout, diag):
+    """Waits until every CallSid in `sids` is `delivered` in Postgres."""
+    sids = list(sids)
+
+    def all_delivered():
+        states = db.states(sids)
+        return len(states) == len(sids) and set(states.values()) == {"delivered"}
+
+    wait_until(all_delivered, timeout, f"{len(sids)} call(s) delivered", diag)
+
+
+def post_requests(rd, api):
+    """The note-creating requests the mock received (any status)."""
+    path = r"^/api/v1/activities$" if api == "v1" else r"^/crm/v2/deals/[^/]+/notes$"
+    return rd.requests(method="POST", path=path)
+
+
+# ---------------------------------------------------------------------------------------
+# 1. Life cycle.
+
+@pytest.mark.parametrize("api", ["v1", "v2"])
+def test_call_lifecycle_posts_one_note_on_latest_open_deal(api, rd, tw, db, rdb, key_prefix,
+                                                           start_ingest, start_worker):
+    deal, other_deals = seed_standard_contact(rd)
+    contact_id = rd.contacts()[0]["id"]
+    sid = new_sid()
+    # Twilio REST knows the call: its start time only comes from there (enrichment).
+    tw.seed_call({"sid": sid, "from": CALLER, "to": OUR_NUMBER, "status": "completed",
+                  "direction": "inbound", "start_time": "Tue, 24 Nov 2026 19:00:00 +0000",
+                  "end_time": "Tue, 24 Nov 2026 19:02:35 +0000", "duration": "155",
+                  "price": "-0.0130", "price_unit": "USD"})
+    ingest = start_ingest()
+    worker = start_worker(api, enrich=True)
+    diag = diagnostics(rd, db, rdb, key_prefix, [worker])
+
+    for status in ("initiated", "ringing", "in-progress"):
+        send_call(ingest, sid, status, duration="")
+    wait_until(lambda: worker.metric(PROCESSED, outcome="ignored") >= 3, 30,
+               "the three progress callbacks acknowledged", diag)
+    assert rd.notes() == [], "a progress callback produced an RD entry"
+    send_call(ingest, sid, "completed", duration="155")
+    wait_delivered(db, [sid], 30, diag)
+
+    notes = rd.notes()
+    assert len(notes) == 1, notes
+    note = notes[0]
+    assert note["deal_id"] == deal, f"note on {note['deal_id']}, not the latest open deal"
+    assert note["deal_id"] not in other_deals
+    assert note["version"] == api
+    assert note["user_id"] == RD_USER_ID
+    text = note["text"]
+    lines = text.splitlines()
+    assert lines[0] == "Ligação recebida — atendida", text
+    assert "De: +5511971730783" in lines and "Para: +551130001000" in lines, text
+    assert "Duração: 02:35" in lines, text
+    assert "Início: 24/11/2026 16:00" in lines, f"REST start time not used: {text}"
+    assert marker(sid) in text
+
+    row = db.row(sid)
+    assert row["state"] == "delivered"
+    assert row["rd_deal_id"] == deal
+    assert row["rd_note_id"] == note["id"]
+    assert row["rd_contact_id"] == contact_id
+    assert row["recovered"] is False
+    assert row["attempts"] == 1
+    assert row["call_status"] == "completed"
+    assert row["lease_expires_at"] is None
+
+    wait_until(lambda: queues_empty(rdb, key_prefix), 20, "stream and retry set empty", diag)
+    assert queue_state(rdb, key_prefix)["dead"] == 0
+    assert worker.metric(PROCESSED, outcome="delivered") == 1
+    assert worker.metric(PROCESSED, outcome="ignored") == 3
+    assert len(post_requests(rd, api)) == 1
+    assert tw.requests(method="GET", path=sid), "the worker did not ask Twilio about the call"
+
+
+@pytest.mark.parametrize("api", ["v1", "v2"])
+def test_every_terminal_status_gets_a_note_with_its_label(api, rd, db, rdb, key_prefix,
+                                                          start_ingest, start_worker):
+    deal, _ = seed_standard_contact(rd)
+    ingest = start_ingest()
+    worker = start_worker(api)
+    cases = {  # status: (direction, expected first line)
+        "busy": ("inbound", "Ligação recebida — ocupado"),
+        "no-answer": ("inbound", "Ligação recebida — não atendida"),
+        "failed": ("inbound", "Ligação recebida — falhou"),
+        "canceled": ("outbound-api", "Ligação realizada — cancelada"),
+    }
+    sids = {}
+    for status, (direction, _) in cases.items():
+        sids[status] = sid = new_sid()
+        send_call(ingest, sid, "ringing", direction=direction, duration="")
+        send_call(ingest, sid, status, direction=direction, duration="0")
+    wait_delivered(db, sids.values(), 30, diagnostics(rd, db, rdb, key_prefix, [worker]))
+    for status, (direction, first_line) in cases.items():
+        notes = rd.notes_of(sids[status])
+        assert len(notes) == 1, (status, notes)
+        assert notes[0]["deal_id"] == deal
+        assert notes[0]["text"].splitlines()[0] == first_line, notes[0]["text"]
+        assert db.row(sids[status])["call_status"] == status
+    # The outbound call's customer is the number called (To), still our caller.
+    assert "Para: +5511971730783" in rd.notes_of(sids["canceled"])[0]["text"]
+    assert len(rd.notes()) == 4
+
+
+# ---------------------------------------------------------------------------------------
+# 2. Duplicates and replays.
+
+def test_duplicate_callbacks_and_replayed_dead_letter_post_once(rd, db, rdb, key_prefix,
+                                                                start_ingest, start_worker,
+                                                                admin_env):
+    seed_standard_contact(rd)
+    ingest = start_ingest()
+    worker = start_worker("v1")
+    diag = diagnostics(rd, db, rdb, key_prefix, [worker])
+    sid = new_sid()
+    for _ in range(5):
+        send_call(ingest, sid)
+    wait_delivered(db, [sid], 30, diag)
+    # Copies that found the call held by the first are looked at again after its lease.
+    wait_until(lambda: queues_empty(rdb, key_prefix), 30, "every copy finished", diag)
+    assert len(rd.notes_of(sid)) == 1
+    note_id = db.row(sid)["rd_note_id"]
+
+    dup_before = worker.metric(PROCESSED, outcome="duplicate")
+    send_call(ingest, sid)  # Twilio retrying long after the delivery
+    wait_until(lambda: worker.metric(PROCESSED, outcome="duplicate") > dup_before
+               and queues_empty(rdb, key_prefix), 20, "the late copy acknowledged", diag)
+    assert len(rd.notes_of(sid)) == 1
+
+    # A dead letter of the same call (left over from an earlier failed copy) replayed by
+    # an operator: the call is delivered already, so nothing is posted.
+    row = db.row(sid)
+    event = json.dumps(row["event"])
+    dead_id = rdb.xadd(f"{key_prefix}:dead", {
+        "call_sid": sid, "status": "completed", "attempt": "2", "request_id": "",
+        "received_at": row["event"].get("received_at", ""), "event": event,
+        "reason": "attempts_exhausted", "error": "HTTP 503 from RD Station",
+        "http_status": "503", "attempts": "8", "failed_at": str(int(time.time() * 1000))})
+    dup_before = worker.metric(PROCESSED, outcome="duplicate")
+    res = run_admin(["dead", "replay", dead_id], admin_env)
+    assert res.returncode == 0, res.stderr
+    assert dead_id in res.stdout
+    wait_until(lambda: worker.metric(PROCESSED, outcome="duplicate") > dup_before
+               and queues_empty(rdb, key_prefix), 20, "the replayed copy acknowledged", diag)
+    assert queue_state(rdb, key_prefix)["dead"] == 0
+    assert len(rd.notes_of(sid)) == 1
+    assert len(post_requests(rd, "v1")) == 1
+    row = db.row(sid)
+    assert row["state"] == "delivered" and row["rd_note_id"] == note_id
+
+
+# ---------------------------------------------------------------------------------------
+# 3. Unknown callers.
+
+STRANGER = "+5521998887766"
+
+
+@pytest.mark.parametrize("policy", ["skip", "dead", "create"])
+def test_unknown_caller_policy(policy, rd, db, rdb, key_prefix, start_ingest, start_worker):
+    seed_standard_contact(rd)  # someone else
+    # A known contact whose only deal is won: no open deal.
+    rd.seed_contact({"name": "Cliente antigo", "phones": ["+55 31 98765-4321"],
+                     "deals": [{"name": "Fechado", "status": "won"}]})
+    env = {"CALLLOG_UNKNOWN_CALLER": policy}
+    if policy == "create":
+        env["CALLLOG_CREATE_DEAL_STAGE_ID"] = RD_STAGE_ID
+    ingest = start_ingest()
+    worker = start_worker("v1", env=env)
+    diag = diagnostics(rd, db, rdb, key_prefix, [worker])
+    sid, sid_nodeal = new_sid(), new_sid()
+    send_call(ingest, sid, caller=STRANGER, CallerName="Fulano de Tal")
+    send_call(ingest, sid_nodeal, caller="+5531987654321")
+
+    if policy == "skip":
+        wait_until(lambda: set(db.states([sid, sid_nodeal]).values()) == {"skipped"}, 30,
+                   "both calls skipped", diag)
+        assert db.row(sid)["reason"] == "no_contact"
+        assert db.row(sid_nodeal)["reason"] == "no_open_deal"
+        assert rd.notes() == []
+        wait_until(lambda: queues_empty(rdb, key_prefix), 20, "queues empty", diag)
+        assert queue_state(rdb, key_prefix)["dead"] == 0
+        assert worker.metric(PROCESSED, outcome="skipped") == 2
+    elif policy == "dead":
+        wait_until(lambda: len(stream_entries(rdb, f"{key_prefix}:dead")) == 2, 30,
+                   "two dead letters", diag)
+        dead = {f["call_sid"]: f for _, f in stream_entries(rdb, f"{key_prefix}:dead")}
+        assert set(dead) == {sid, sid_nodeal}
+        fields = dead[sid]
+        for name in ("call_sid", "reason", "error", "http_status", "attempts", "failed_at",
+                     "event"):
+            assert name in fields, f"dead letter lacks {name}: {fields}"
+        assert fields["reason"] == "no_contact"
+        assert dead[sid_nodeal]["reason"] == "no_open_deal"
+        assert fields["error"]
+        assert fields["http_status"] == "0"
+        assert fields["attempts"] == "1"
+        assert int(fields["failed_at"]) > 0 or "T" in fields["failed_at"]
+        ev = json.loads(fields["event"])
+        assert ev["call_sid"] == sid and ev["from"] == STRANGER
+        assert db.row(sid)["state"] == "dead" and db.row(sid)["reason"] == "no_contact"
+        assert rd.notes() == []
+        wait_until(lambda: queues_empty(rdb, key_prefix), 20, "queues empty", diag)
+    else:
+        wait_delivered(db, [sid, sid_nodeal], 30, diag)
+        created = [c for c in rd.contacts()
+                   if any(p["phone"].replace("+", "").endswith("21998887766")
+                          for p in c["phones"])]
+        assert len(created) == 1, rd.contacts()
+        row = db.row(sid)
+        deal = next(d for d in rd.deals() if d["id"] == row["rd_deal_id"])
+        assert deal["stage_id"] == RD_STAGE_ID
+        assert created[0]["id"] in deal["contact_ids"]
+        assert created[0]["name"] == "Fulano de Tal"
+        notes = rd.notes_of(sid)
+        assert len(notes) == 1 and notes[0]["deal_id"] == deal["id"]
+        # The contact without an open deal got a new deal too, not a second contact.
+        row2 = db.row(sid_nodeal)
+        deal2 = next(d for d in rd.deals() if d["id"] == row2["rd_deal_id"])
+        assert deal2["stage_id"] == RD_STAGE_ID and deal2["status"] == "ongoing"
+        assert len(rd.notes_of(sid_nodeal)) == 1
+        assert len(rd.notes()) == 2
+
+
+# ---------------------------------------------------------------------------------------
+# 4. Transient failures.
+
+V1_POST = r"^/api/v1/activities$"
+V2_POST = r"^/crm/v2/deals/[^/]+/notes$"
+
+TRANSIENT_CASES = {
+    "v1-503-twice": ("v1", {"method": "POST", "path": V1_POST, "status": 503, "count": 2}, 2),
+    "v2-503-twice": ("v2", {"method": "POST", "path": V2_POST, "status": 503, "count": 2}, 2),
+    "v1-429": ("v1", {"method": "POST", "path": V1_POST, "status": 429, "count": 1}, 1),
+    "v2-429-retry-after": ("v2", {"method": "POST", "path": V2_POST, "status": 429,
+                                  "retry_after": 2, "count": 1}, 1),
+    "v1-timeout": ("v1", {"method": "GET", "path": r"^/api/v1/contacts$", "status": 0,
+                          "delay_ms": 1500, "count": 1}, 1),
+    "v1-dropped": ("v1", {"method": "POST", "path": V1_POST, "drop": True, "count": 1}, 1),
+    "v2-reset": ("v2", {"method": "POST", "path": V2_POST, "drop": "reset", "count": 1}, 1),
+}
+
+
+@pytest.mark.parametrize("case", list(TRANSIENT_CASES))
+def test_transient_failure_is_retried_to_one_note(case, rd, db, rdb, key_prefix, start_ingest,
+                                                  start_worker):
+    api, fault, expected_retries = TRANSIENT_CASES[case]
+    deal, _ = seed_standard_contact(rd)
+    rd.fault(**fault)
+    ingest = start_ingest()
+    worker = start_worker(api, env={"RDSTATION_TIMEOUT_MS": "500"})
+    diag = diagnostics(rd, db, rdb, key_prefix, [worker])
+    sid = new_sid()
+    send_call(ingest, sid)
+    wait_delivered(db, [sid], 40, diag)
+    notes = rd.notes_of(sid)
+    assert len(notes) == 1 and notes[0]["deal_id"] == deal, notes
+    faulted = [q for q in rd.requests() if q["fault"]]
+    assert len(faulted) == expected_retries, faulted
+    assert worker.metric(RETRIES) == expected_retries
+    row = db.row(sid)
+    assert row["attempts"] == expected_retries + 1
+    wait_until(lambda: queues_empty(rdb, key_prefix), 20, "queues empty", diag)
+    assert queue_state(rdb, key_prefix)["dead"] == 0
+
+    resched = [r for r in worker.log_records() if r.get("msg") == "rescheduled"]
+    assert len(resched) == expected_retries, resched
+    if fault.get("retry_after"):
+        # Retry-After is honoured even above RETRY_MAX_DELAY_MS (500 here).
+        assert resched[0]["delay_ms"] >= fault["retry_after"] * 1000, resched
+        assert resched[0]["http_status"] == 429
+    elif fault.get("status") in (429, 503):
+        assert resched[0]["http_status"] == fault["status"]
+        assert resched[0]["delay_ms"] <= 500, resched  # capped backoff, no invented wait
+
+
+def test_timed_out_post_that_rd_completes_later_is_not_doubled(rd, db, rdb, key_prefix,
+                                                                start_ingest, start_worker):
+    """The POST times out on our side but RD finishes it afterwards: the next attempt
+    must not post a second note (it searches for the marker first)."""
+    deal, _ = seed_standard_contact(rd)
+    rd.fault(method="POST", path=V1_POST, status=0, delay_ms=1500, count=1)
+    ingest = start_ingest()
+    worker = start_worker("v1", env={"RDSTATION_TIMEOUT_MS": "500"})
+    diag = diagnostics(rd, db, rdb, key_prefix, [worker])
+    sid = new_sid()
+    send_call(ingest, sid)
+    wait_delivered(db, [sid], 40, diag)
+    # The hung request has ended by now at the latest when RD shows its note.
+    wait_until(lambda: any(q["fault"] for q in rd.requests()), 20,
+               "the hung request finished at the mock", diag)
+    notes = rd.notes_of(sid)
+    assert len(notes) == 1, f"{len(notes)} notes for one call: {notes}"
+
+
+# ---------------------------------------------------------------------------------------
+# 5. Permanent failure, dead letter, replay with calllog-admin.
+
+def test_permanent_error_goes_to_dead_stream_and_admin_replays_it(rd, db, rdb, key_prefix,
+                                                                  start_ingest, start_worker,
+                                                                  admin_env):
+    deal, _ = seed_standard_contact(rd)
+    rd.fault(method="POST", path=V1_POST, status=422, count=-1)
+    ingest = start_ingest()
+    worker = start_worker("v1")
+    diag = diagnostics(rd, db, rdb, key_prefix, [worker])
+    sid = new_sid()
+    send_call(ingest, sid)
+    wait_until(lambda: len(stream_entries(rdb, f"{key_prefix}:dead")) == 1, 30,
+               "a dead letter", diag)
+    (dead_id, fields), = stream_entries(rdb, f"{key_prefix}:dead")
+    assert fields["call_sid"] == sid
+    assert fields["reason"] == "permanent_error"
+    assert fields["http_status"] == "422"
+    assert fields["error"]
+    assert json.loads(fields["event"])["call_sid"] == sid
+    row = db.row(sid)
+    assert row["state"] == "dead" and row["last_http_status"] == 422
+    assert rd.notes() == []
+    assert len(post_requests(rd, "v1")) == 1, "a 422 must not be retried"
+    wait_until(lambda: queues_empty(rdb, key_prefix), 20, "queues empty", diag)
+    assert worker.metric("calllog_worker_dead_letters_total", reason="permanent_error") == 1
+
+    res = run_admin(["dead", "list"], admin_env)
+    assert res.returncode == 0, res.stderr
+    line = next((ln for ln in res.stdout.splitlines() if dead_id in ln), None)
+    assert line is not None, res.stdout
+    assert sid in line and "permanent_error" in line and "422" in line
+
+    rd.clear_faults()
+    res = run_admin(["dead", "replay", dead_id], admin_env)
+    assert res.returncode == 0, res.stderr
+    wait_delivered(db, [sid], 30, diag)
+    notes = rd.notes_of(sid)
+    assert len(notes) == 1 and notes[0]["deal_id"] == deal
+    assert db.row(sid)["rd_note_id"] == notes[0]["id"]
+    assert queue_state(rdb, key_prefix)["dead"] == 0
+    wait_until(lambda: queues_empty(rdb, key_prefix), 20, "queues empty", diag)
+    res = run_admin(["dead", "list"], admin_env)
+    assert dead_id not in res.stdout
+
+
+# ---------------------------------------------------------------------------------------
+# 6. A worker killed mid-run.
+
+CALLERS = ["(11) 97173-0783", "+55 21 99888-1111", "5531 98888-2222", "(41) 3333-4444"]
+CALLERS_E164 = ["+5511971730783", "+5521998881111", "+5531988882222", "+554133334444"]
+
+
+def test_sigkill_mid_run_other_worker_finishes_without_duplicates(rd, db, rdb, key_prefix,
+                                                                  start_ingest, start_worker):
+    deals = []
+    for i, phone in enumerate(CALLERS):
+        deals.append(rd.seed_contact({"name": f"Cliente {i}", "phones": [phone],
+                                      "deals": [{"name": "Aberto", "status": "ongoing"}]}
+                                     )["deal_ids"][0])
+    # The lease outlives one slow request, so a live worker keeps what it holds.
+    env = {"WORKER_LEASE_MS": "5000", "WORKER_CLAIM_IDLE_MS": "2500"}
+    a = start_worker("v1", env=env, name="killA")
+    b = start_worker("v1", env=env, name="keepB")
+    ingest = start_ingest()
+    diag = diagnostics(rd, db, rdb, key_prefix, [a, b])
+    warm = [new_sid() for _ in CALLERS_E164]  # fills the look-up cache
+    for sid, phone in zip(warm, CALLERS_E164):
+        send_call(ingest, sid, caller=phone)
+    wait_delivered(db, warm, 30, diag)
+
+    rd.latency(1500)
+    sids = [new_sid() for _ in range(20)]
+    for i, sid in enumerate(sids):
+        send_call(ingest, sid, caller=CALLERS_E164[i % len(CALLERS_E164)])
+
+    def a_is_posting():
+        return db.query("SELECT call_sid FROM calllog.deliveries WHERE state = 'processing'"
+                        " AND lease_owner LIKE 'killA/%%' AND rd_post_started_at IS NOT NULL")
+
+    wait_until(a_is_posting, 30, "worker A posting to RD", diag, interval=0.02)
+    a.kill()
+    in_flight = {r["call_sid"] for r in a_is_posting()}
+
+    wait_delivered(db, sids, 90, diag)
+    for sid in sids + warm:
+        assert len(rd.notes_of(sid)) == 1, (sid, rd.notes_of(sid))
+    assert len(rd.notes()) == len(sids) + len(warm)
+    rows = db.rows(sids)
+    recovered = {r["call_sid"] for r in rows if r["recovered"]}
+    # A's requests in flight reached RD, which created the notes after A died: those
+    # calls are finished by B through the marker, not by posting again.
+    assert recovered, f"no recovery by marker; A was posting {in_flight}"
+    assert recovered <= in_flight, (recovered, in_flight)
+    for r in rows:
+        assert rd.notes_of(r["call_sid"])[0]["id"] == r["rd_note_id"]
+    wait_until(lambda: queues_empty(rdb, key_prefix), 30, "A's pending entries reclaimed",
+               diag)
+    assert queue_state(rdb, key_prefix)["dead"] == 0
+
+
+def test_kill_after_rd_accepted_note_before_postgres_recorded_it(rd, db, rdb, key_prefix,
+                                                                 database_url, start_ingest,
+                                                                 start_worker):
+    """The worst window: RD has the note, Postgres does not know. Worker A's request to
+    record the delivery is held by a row lock, A is killed, its statement cancelled."""
+    deal, _ = seed_standard_contact(rd)
+    rd.fault(method="POST", path=V1_POST, status=0, delay_ms=1000, count=1)  # slow POST
+    ingest = start_ingest()
+    a = start_worker("v1", name="killA")
+    diag = diagnostics(rd, db, rdb, key_prefix, [a])
+    sid = new_sid()
+    send_call(ingest, sid)
+    wait_until(lambda: (db.row(sid) or {}).get("rd_post_started_at"), 30,
+               "A posting to RD", diag, interval=0.02)
+
+    lock = psycopg2.connect(database_url)
+    try:
+        cur = lock.cursor()
+        cur.execute("SELECT pg_backend_pid()")
+        lock_pid = cur.fetchone()[0]
+        cur.execute("SELECT 1 FROM calllog.deliveries WHERE call_sid = %s FOR UPDATE", (sid,))
+        wait_until(lambda: len(rd.notes_of(sid)) == 1, 20, "RD accepting the note", diag)
+
+        def blocked():
+            return db.query("SELECT pid FROM pg_stat_activity WHERE %s = ANY("
+                            "pg_blocking_pids(pid))", lock_pid)
+
+        wait_until(blocked, 20, "A recording the delivery (blocked by the lock)", diag)
+        a.kill()
+        for r in blocked():
+            db.query("SELECT pg_terminate_backend(%s)", r["pid"])
+    finally:
+        lock.rollback()
+        lock.close()
+    row = db.row(sid)
+    assert row["state"] == "processing" and row["rd_note_id"] is None, row
+    note_id = rd.notes_of(sid)[0]["id"]
+
+    b = start_worker("v1", name="recoverB")
+    diag = diagnostics(rd, db, rdb, key_prefix, [a, b])
+    wait_delivered(db, [sid], 40, diag)
+    row = db.row(sid)
+    assert row["recovered"] is True
+    assert row["rd_note_id"] == note_id and row["rd_deal_id"] == deal
+    assert len(rd.notes_of(sid)) == 1
+    assert len(post_requests(rd, "v1")) == 1, "B posted again instead of finding the marker"
+    assert rd.requests(method="GET", path=r"^/api/v1/activities$"), "no marker search"
+    assert b.metric(PROCESSED, outcome="recovered") == 1
+    wait_until(lambda: queues_empty(rdb, key_prefix), 20, "queues empty", diag)
+
+
+# ---------------------------------------------------------------------------------------
+# 7. Two workers racing on one CallSid.
+
+def test_two_workers_racing_on_one_call_sid_post_once(rd, db, rdb, key_prefix, start_ingest,
+                                                      start_worker):
+    seed_standard_contact(rd)
+    # The ingest writes to a side stream: its entries are then pushed twice at once.
+    src = f"{key_prefix}:src"
+    ingest = start_ingest(env={"CALLLOG_KEY_PREFIX": src})
+    sids = [new_sid() for _ in range(10)]
+    for sid in sids:
+        send_call(ingest, sid)
+    entries = stream_entries(rdb, f"{src}:events")
+    assert len(entries) == 10
+    a = start_worker("v1", name="raceA")
+    b = start_worker("v1", name="raceB")
+    diag = diagnostics(rd, db, rdb, key_prefix, [a, b])
+    for _, fields in entries:
+        assert {"call_sid", "status", "attempt", "event"} <= set(fields)
+        pipe = rdb.pipeline(transaction=False)
+        pipe.xadd(f"{key_prefix}:events", fields)
+        pipe.xadd(f"{key_prefix}:events", fields)
+        pipe.execute()
+    wait_delivered(db, sids, 40, diag)
+    wait_until(lambda: queues_empty(rdb, key_prefix), 30, "both copies finished", diag)
+    for sid in sids:
+        assert len(rd.notes_of(sid)) == 1, (sid, rd.notes_of(sid))
+    assert len(post_requests(rd, "v1")) == 10
+    handled = sum(w.metric(PROCESSED, outcome=o) for w in (a, b)
+                  for o in ("delivered", "duplicate"))
+    assert handled == 20, f"{handled} copies finished for 20 pushed"
+
+
+# ---------------------------------------------------------------------------------------
+# 8. The RD rate limit is shared by every worker.
+
+def test_rate_limit_is_shared_by_all_workers(rd, db, rdb, key_prefix, start_ingest,
+                                             start_worker):
+    per_minute, burst = 30, 2
+    seed_standard_contact(rd)
+    ingest = start_ingest()
+    # A first call fills the look-up cache: from then on a call costs one request.
+    w0 = start_worker("v1", name="warm")
+    sid0 = new_sid()
+    send_call(ingest, sid0)
+    wait_delivered(db, [sid0], 30, diagnostics(rd, db, rdb, key_prefix, [w0]))
+    assert w0.stop() == 0
+    rdb.delete(f"{key_prefix}:ratelimit:rdstation")
+    rd.ratelimit(per_minute, 60, clear=True)
+    seq = max((q["seq"] for q in rd.requests()), default=0)
+
+    # Leases outlast the wait for budget (docs: above the longest handling time).
+    env = {"RDSTATION_RATE_LIMIT_PER_MINUTE": str(per_minute),
+           "RDSTATION_RATE_BURST": str(burst),
+           "WORKER_LEASE_MS": "60000", "WORKER_CLAIM_IDLE_MS": "45000"}
+    a = start_worker("v1", env=env, name="rateA")
+    b = start_worker("v1", env=env, name="rateB")
+    diag = diagnostics(rd, db, rdb, key_prefix, [a, b])
+    sids = [new_sid() for _ in range(15)]
+    for sid in sids:
+        send_call(ingest, sid)
+    wait_delivered(db, sids, 40, diag)
+
+    reqs = rd.requests(since=seq)
+    statuses = [q["status"] for q in reqs]
+    assert 429 not in statuses, f"RD answered 429: {statuses}"
+    assert len(reqs) >= 15
+    for sid in sids:
+        assert len(rd.notes_of(sid)) == 1
+    # Both workers took calls, so the budget really was shared between them.
+    assert a.metric(PROCESSED, outcome="delivered") > 0
+    assert b.metric(PROCESSED, outcome="delivered") > 0
+    # GCRA with this burst and rate: any run of k requests spans at least
+    # (k - burst) emission intervals. A limiter per worker would allow twice as many.
+    # (One request of slack for the mock stamping answers, not arrivals.)
+    interval = 60.0 / (per_minute - burst)
+    times = sorted(q["time"] for q in reqs)
+    for i in range(len(times)):
+        for j in range(i + 1, len(times)):
+            allowed = burst + math.floor((times[j] - times[i]) / interval) + 1
+            assert j - i + 1 <= allowed, (
+                f"{j - i + 1} requests within {times[j] - times[i]:.2f} s exceed the "
+                f"shared budget ({per_minute}/min, burst {burst})")
+
+
+# ---------------------------------------------------------------------------------------
+# 9. Start-up and shutdown.
+
+def _run_worker_once(env, timeout=30):
+    return subprocess.run([str(bin_path("calllog-worker"))], env=env, capture_output=True,
+                          text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def _worker_env(start_worker_settings):
+    return clean_env(start_worker_settings)
+
+
+def test_worker_refuses_to_start_without_database_url(rd, tw, db, redis_url, key_prefix):
+    from worker_env import worker_settings
+    from conftest import free_port
+    env = worker_settings("v1", redis_url, key_prefix, "unused", rd, tw, "nodb", free_port())
+    res = _run_worker_once(clean_env(env, unset=("DATABASE_URL",)))
+    out = (res.stdout + res.stderr).strip()
+    assert res.returncode == 2, out
+    assert len(out.splitlines()) == 1, out
+    assert "DATABASE_URL" in out
+
+
+def test_worker_refuses_to_start_without_schema(rd, tw, db, database_url, redis_url,
+                                                key_prefix):
+    from worker_env import worker_settings
+    from conftest import free_port
+    db.query("DROP SCHEMA calllog CASCADE")
+    env = worker_settings("v1", redis_url, key_prefix, database_url, rd, tw, "noschema",
+                          free_port())
+    res = _run_worker_once(clean_env(env))
+    out = (res.stdout + res.stderr).strip()
+    assert res.returncode != 0, out
+    assert "deploy/supabase/migrations" in out, out
+    assert "calllog" in out
+
+
+def test_sigterm_drains_and_the_call_is_still_delivered_once(rd, db, rdb, key_prefix,
+                                                             start_ingest, start_worker):
+    deal, _ = seed_standard_contact(rd)
+    rd.fault(method="POST", path=V1_POST, status=0, delay_ms=2000, count=1)  # slow POST
+    ingest = start_ingest()
+    a = start_worker("v1", name="drainA")
+    diag = diagnostics(rd, db, rdb, key_prefix, [a])
+    sid = new_sid()
+    send_call(ingest, sid)
+    wait_until(lambda: (db.row(sid) or {}).get("rd_post_started_at"), 30,
+               "A posting to RD", diag, interval=0.02)
+    a.proc.send_signal(signal.SIGTERM)
+    try:
+        rc = a.proc.wait(20)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the worker did not drain within 20 s:\n" + a.log_text()[-3000:])
+    assert rc == 0, a.log_text()[-3000:]
+    assert any(r.get("msg") == "stopped" for r in a.log_records())
+    # Finished or handed back: nothing lost in either case.
+    state = db.row(sid)["state"]
+    if state != "delivered":
+        assert state in ("retry_wait", "processing"), state
+        q = queue_state(rdb, key_prefix)
+        assert q["retry"] + q["pending"] + q["events"] >= 1, q
+    b = start_worker("v1", name="drainB")
+    diag = diagnostics(rd, db, rdb, key_prefix, [a, b])
+    wait_delivered(db, [sid], 40, diag)
+    wait_until(lambda: queues_empty(rdb, key_prefix), 30, "queues empty", diag)
+    notes = rd.notes_of(sid)
+    assert len(notes) == 1 and notes[0]["deal_id"] == deal
