@@ -43,7 +43,7 @@ main() {
         echo "install-deps: all ${#PACKAGES[@]} packages already installed"
         return 0
     fi
-    echo "install-deps: installing:" $missing
+    echo "install-deps: installing: $(echo $missing)"
     as_root apt-get update -q
     # shellcheck disable=SC2086  # word splitting of the package list is intended
     as_root env DEBIAN_FRONTEND=noninteractive \

@@ -30,7 +30,7 @@ LOCAL_REDIS_PORT=${LOCAL_REDIS_PORT:-6379}
 LOCAL_PG_PORT=${LOCAL_PG_PORT:-5432}
 LOCAL_DB=calllog
 
-# shellcheck source=../tests/lib/services.sh
+# shellcheck source=tests/lib/services.sh
 . "$ROOT/tests/lib/services.sh"
 
 # Prints the usage text.
@@ -268,12 +268,12 @@ cmd_status() {
 main() {
     local cmd=${1:-start}
     case $cmd in
+    -h | --help | help) usage ;;
     start) [ $# -eq 0 ] || shift; cmd_start "$@" ;;
     --*) cmd_start "$@" ;;
     stop) cmd_stop ;;
     status) cmd_status ;;
     logs) exec tail -n 50 -F "$RUN"/logs/*.log ;;
-    -h | --help | help) usage ;;
     *) echo "run-local: unknown command $cmd (try --help)" >&2; exit 2 ;;
     esac
 }

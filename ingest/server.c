@@ -2,6 +2,7 @@
 #include "server.h"
 
 #include <civetweb.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +32,8 @@ struct ingest_server {
     enqueuer *queue;
     struct mg_context *ctx;
     ingest_metrics m;
+    atomic_int in_flight; /* webhook requests inside the handler */
+    atomic_int draining;  /* SIGTERM received: not ready, no keep-alive */
 };
 
 static double seconds_since(const struct timespec *t0)
@@ -225,6 +228,9 @@ static int accept_callback(ingest_server *srv, struct mg_connection *conn, const
 static int handle_log_call(struct mg_connection *conn, void *cbdata)
 {
     ingest_server *srv = cbdata;
+    atomic_fetch_add(&srv->in_flight, 1);
+    if (atomic_load(&srv->draining))
+        mg_disable_connection_keep_alive(conn);
     const struct mg_request_info *ri = mg_get_request_info(conn);
     struct timespec t0;
     clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -251,6 +257,7 @@ static int handle_log_call(struct mg_connection *conn, void *cbdata)
     free(heap);
     respond(conn, status, status == 204 ? NULL : reason, "text/plain; charset=utf-8");
     record_answer(srv, status, reason, request_id, call_sid, &t0);
+    atomic_fetch_sub(&srv->in_flight, 1);
     return status;
 }
 
@@ -266,7 +273,7 @@ static int handle_healthz(struct mg_connection *conn, void *cbdata)
 static int handle_readyz(struct mg_connection *conn, void *cbdata)
 {
     ingest_server *srv = cbdata;
-    int ready = enqueue_ready(srv->queue);
+    int ready = !atomic_load(&srv->draining) && enqueue_ready(srv->queue);
     char body[128];
     snprintf(body, sizeof body, "{\"ready\":%s,\"spool_depth\":%zu}\n", ready ? "true" : "false",
              enqueue_spool_depth(srv->queue));
@@ -349,6 +356,12 @@ void ingest_server_stop(ingest_server *srv)
 {
     if (!srv)
         return;
+    /* mg_stop cuts body reads short, so first let running handlers finish: the caller's
+     * watchdog bounds this by INGEST_DRAIN_TIMEOUT_MS. */
+    atomic_store(&srv->draining, 1);
+    struct timespec tick = {0, 5 * 1000000L};
+    while (atomic_load(&srv->in_flight) > 0)
+        nanosleep(&tick, NULL);
     mg_stop(srv->ctx);
     free(srv);
 }

@@ -17,7 +17,8 @@ typedef struct ingest_server ingest_server;
  * server. Returns the server (caller owns; ingest_server_stop), or NULL with `err`. */
 ingest_server *ingest_server_start(const ingest_settings *s, enqueuer *q, char *err, size_t errlen);
 
-/* Stops accepting, waits for in-flight requests to finish, frees the server. */
+/* Drains: /readyz turns 503 (load balancers stop sending), keep-alive is refused, and
+ * once no webhook request is inside its handler the listener stops. Frees the server. */
 void ingest_server_stop(ingest_server *srv);
 
 #endif

@@ -189,7 +189,7 @@ size_t spool_depth(spool *s)
 int spool_writable(spool *s)
 {
     pthread_mutex_lock(&s->lock);
-    int ok = s->size < s->max_bytes && access(s->dir, W_OK) == 0;
+    int ok = s->fd >= 0 && s->size < s->max_bytes; /* the open file is what appends use */
     pthread_mutex_unlock(&s->lock);
     return ok;
 }

@@ -139,6 +139,7 @@ run_unit_suites() {
     for exe in "$dir"/tests/test_*; do
         [ -f "$exe" ] && [ -x "$exe" ] || continue
         found=1
+        # shellcheck disable=SC2086  # $wrap is empty or one word
         suite "unit:$label:$(basename "$exe")" $wrap timeout 900 "$exe" --jobs "$JOBS"
     done
     if [ $found -eq 0 ]; then

@@ -13,7 +13,7 @@ Postgres, Redis and the mocks' state, never by sleeping.
 
 import json
 import math
-import os
+import re
 import signal
 import subprocess
 import time
@@ -21,11 +21,12 @@ import time
 import psycopg2
 import pytest
 
-from conftest import bin_path, clean_env, stream_entries, wait_for
+from conftest import bin_path, clean_env, free_port, stream_entries
 from worker_env import (  # noqa: F401  (fixtures are found by name)
-    CALLER, CALLER_AS_STORED, OUR_NUMBER, RD_STAGE_ID, RD_USER_ID, admin_env, database_url,
-    db, diagnostics, marker, new_sid, queue_state, queues_empty, rd, rd_server, run_admin,
-    seed_standard_contact, send_call, start_worker, tw, tw_server, wait_until)
+    CALLER, OUR_NUMBER, RD_STAGE_ID, RD_USER_ID, admin_env, database_url, db, diagnostics,
+    ingests, marker, new_ingest, new_sid, queue_state, queues_empty, rd, rd_server, run_admin,
+    seed_standard_contact, send_call, start_worker, tw, tw_server, wait_until,
+    worker_settings)
 
 PROCESSED = "calllog_worker_processed_total"
 RETRIES = "calllog_worker_retries_total"
@@ -53,7 +54,7 @@ def post_requests(rd, api):
 
 @pytest.mark.parametrize("api", ["v1", "v2"])
 def test_call_lifecycle_posts_one_note_on_latest_open_deal(api, rd, tw, db, rdb, key_prefix,
-                                                           start_ingest, start_worker):
+                                                           new_ingest, start_worker):
     deal, other_deals = seed_standard_contact(rd)
     contact_id = rd.contacts()[0]["id"]
     sid = new_sid()
@@ -62,7 +63,7 @@ def test_call_lifecycle_posts_one_note_on_latest_open_deal(api, rd, tw, db, rdb,
                   "direction": "inbound", "start_time": "Tue, 24 Nov 2026 19:00:00 +0000",
                   "end_time": "Tue, 24 Nov 2026 19:02:35 +0000", "duration": "155",
                   "price": "-0.0130", "price_unit": "USD"})
-    ingest = start_ingest()
+    ingest = new_ingest()
     worker = start_worker(api, enrich=True)
     diag = diagnostics(rd, db, rdb, key_prefix, [worker])
 
@@ -109,9 +110,9 @@ def test_call_lifecycle_posts_one_note_on_latest_open_deal(api, rd, tw, db, rdb,
 
 @pytest.mark.parametrize("api", ["v1", "v2"])
 def test_every_terminal_status_gets_a_note_with_its_label(api, rd, db, rdb, key_prefix,
-                                                          start_ingest, start_worker):
+                                                          new_ingest, start_worker):
     deal, _ = seed_standard_contact(rd)
-    ingest = start_ingest()
+    ingest = new_ingest()
     worker = start_worker(api)
     cases = {  # status: (direction, expected first line)
         "busy": ("inbound", "Ligação recebida — ocupado"),
@@ -140,10 +141,10 @@ def test_every_terminal_status_gets_a_note_with_its_label(api, rd, db, rdb, key_
 # 2. Duplicates and replays.
 
 def test_duplicate_callbacks_and_replayed_dead_letter_post_once(rd, db, rdb, key_prefix,
-                                                                start_ingest, start_worker,
+                                                                new_ingest, start_worker,
                                                                 admin_env):
     seed_standard_contact(rd)
-    ingest = start_ingest()
+    ingest = new_ingest()
     worker = start_worker("v1")
     diag = diagnostics(rd, db, rdb, key_prefix, [worker])
     sid = new_sid()
@@ -190,7 +191,7 @@ STRANGER = "+5521998887766"
 
 
 @pytest.mark.parametrize("policy", ["skip", "dead", "create"])
-def test_unknown_caller_policy(policy, rd, db, rdb, key_prefix, start_ingest, start_worker):
+def test_unknown_caller_policy(policy, rd, db, rdb, key_prefix, new_ingest, start_worker):
     seed_standard_contact(rd)  # someone else
     # A known contact whose only deal is won: no open deal.
     rd.seed_contact({"name": "Cliente antigo", "phones": ["+55 31 98765-4321"],
@@ -198,7 +199,7 @@ def test_unknown_caller_policy(policy, rd, db, rdb, key_prefix, start_ingest, st
     env = {"CALLLOG_UNKNOWN_CALLER": policy}
     if policy == "create":
         env["CALLLOG_CREATE_DEAL_STAGE_ID"] = RD_STAGE_ID
-    ingest = start_ingest()
+    ingest = new_ingest()
     worker = start_worker("v1", env=env)
     diag = diagnostics(rd, db, rdb, key_prefix, [worker])
     sid, sid_nodeal = new_sid(), new_sid()
@@ -228,7 +229,8 @@ def test_unknown_caller_policy(policy, rd, db, rdb, key_prefix, start_ingest, st
         assert fields["error"]
         assert fields["http_status"] == "0"
         assert fields["attempts"] == "1"
-        assert int(fields["failed_at"]) > 0 or "T" in fields["failed_at"]
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z",
+                            fields["failed_at"]), fields["failed_at"]
         ev = json.loads(fields["event"])
         assert ev["call_sid"] == sid and ev["from"] == STRANGER
         assert db.row(sid)["state"] == "dead" and db.row(sid)["reason"] == "no_contact"
@@ -261,59 +263,84 @@ def test_unknown_caller_policy(policy, rd, db, rdb, key_prefix, start_ingest, st
 V1_POST = r"^/api/v1/activities$"
 V2_POST = r"^/crm/v2/deals/[^/]+/notes$"
 
+# name: (fault rule, requests the rule answers, reschedules expected). Each case has a
+# caller of its own, so its look-ups are not cached by an earlier case.
+# A dropped or reset connection is armed twice: libcurl silently re-sends a request
+# whose reused keep-alive connection died without an answer (on a fresh connection),
+# so the first drop alone may never reach the worker; the second one always does.
 TRANSIENT_CASES = {
-    "v1-503-twice": ("v1", {"method": "POST", "path": V1_POST, "status": 503, "count": 2}, 2),
-    "v2-503-twice": ("v2", {"method": "POST", "path": V2_POST, "status": 503, "count": 2}, 2),
-    "v1-429": ("v1", {"method": "POST", "path": V1_POST, "status": 429, "count": 1}, 1),
-    "v2-429-retry-after": ("v2", {"method": "POST", "path": V2_POST, "status": 429,
-                                  "retry_after": 2, "count": 1}, 1),
-    "v1-timeout": ("v1", {"method": "GET", "path": r"^/api/v1/contacts$", "status": 0,
-                          "delay_ms": 1500, "count": 1}, 1),
-    "v1-dropped": ("v1", {"method": "POST", "path": V1_POST, "drop": True, "count": 1}, 1),
-    "v2-reset": ("v2", {"method": "POST", "path": V2_POST, "drop": "reset", "count": 1}, 1),
+    "v1": [
+        ("503 twice", {"method": "POST", "path": V1_POST, "status": 503, "count": 2}, 2, 2),
+        ("429 without Retry-After", {"method": "POST", "path": V1_POST, "status": 429,
+                                     "count": 1}, 1, 1),
+        ("look-up timeout", {"method": "GET", "path": r"^/api/v1/contacts$", "status": 0,
+                             "delay_ms": 1500, "count": 1}, 1, 1),
+        ("dropped connection", {"method": "POST", "path": V1_POST, "drop": True,
+                                "count": 2}, 2, 1),
+    ],
+    "v2": [
+        ("503 twice", {"method": "POST", "path": V2_POST, "status": 503, "count": 2}, 2, 2),
+        ("429 with Retry-After", {"method": "POST", "path": V2_POST, "status": 429,
+                                  "retry_after": 2, "count": 1}, 1, 1),
+        ("connection reset", {"method": "POST", "path": V2_POST, "drop": "reset",
+                              "count": 2}, 2, 1),
+    ],
 }
 
 
-@pytest.mark.parametrize("case", list(TRANSIENT_CASES))
-def test_transient_failure_is_retried_to_one_note(case, rd, db, rdb, key_prefix, start_ingest,
-                                                  start_worker):
-    api, fault, expected_retries = TRANSIENT_CASES[case]
-    deal, _ = seed_standard_contact(rd)
-    rd.fault(**fault)
-    ingest = start_ingest()
+@pytest.mark.parametrize("api", ["v1", "v2"])
+def test_transient_failures_are_retried_to_one_note(api, rd, db, rdb, key_prefix, new_ingest,
+                                                    start_worker):
+    ingest = new_ingest()
     worker = start_worker(api, env={"RDSTATION_TIMEOUT_MS": "500"})
     diag = diagnostics(rd, db, rdb, key_prefix, [worker])
-    sid = new_sid()
-    send_call(ingest, sid)
-    wait_delivered(db, [sid], 40, diag)
-    notes = rd.notes_of(sid)
-    assert len(notes) == 1 and notes[0]["deal_id"] == deal, notes
-    faulted = [q for q in rd.requests() if q["fault"]]
-    assert len(faulted) == expected_retries, faulted
-    assert worker.metric(RETRIES) == expected_retries
-    row = db.row(sid)
-    assert row["attempts"] == expected_retries + 1
-    wait_until(lambda: queues_empty(rdb, key_prefix), 20, "queues empty", diag)
-    assert queue_state(rdb, key_prefix)["dead"] == 0
+    for i, (name, fault, answered, expected) in enumerate(TRANSIENT_CASES[api]):
+        phone = f"+551199111000{i}"
+        deal = rd.seed_contact({"name": f"Caso {i}", "phones": [f"(11) 99111-000{i}"],
+                                "deals": [{"name": "Aberto", "status": "ongoing"}]}
+                               )["deal_ids"][0]
+        seq = max((q["seq"] for q in rd.requests()), default=0)
+        retries_before = worker.metric(RETRIES)
+        rd.fault(**fault)
+        sid = new_sid()
+        send_call(ingest, sid, caller=phone)
+        wait_delivered(db, [sid], 40, diag)
+        # A hung request is logged by the mock when it ends, after the worker gave up.
+        wait_until(lambda: len([q for q in rd.requests(since=seq) if q["fault"]]) >= answered,
+                   20, f"{name}: the fault answering {answered} request(s)", diag)
+        assert len([q for q in rd.requests(since=seq) if q["fault"]]) == answered, name
 
-    resched = [r for r in worker.log_records() if r.get("msg") == "rescheduled"]
-    assert len(resched) == expected_retries, resched
-    if fault.get("retry_after"):
-        # Retry-After is honoured even above RETRY_MAX_DELAY_MS (500 here).
-        assert resched[0]["delay_ms"] >= fault["retry_after"] * 1000, resched
-        assert resched[0]["http_status"] == 429
-    elif fault.get("status") in (429, 503):
-        assert resched[0]["http_status"] == fault["status"]
-        assert resched[0]["delay_ms"] <= 500, resched  # capped backoff, no invented wait
+        notes = rd.notes_of(sid)
+        assert len(notes) == 1 and notes[0]["deal_id"] == deal, (name, notes)
+        assert worker.metric(RETRIES) - retries_before == expected, name
+        row = db.row(sid)
+        assert row["attempts"] == expected + 1, (name, row)
+        assert row["rd_note_id"] == notes[0]["id"]
+        resched = [r for r in worker.log_records()
+                   if r.get("msg") == "rescheduled" and r.get("call_sid") == sid]
+        assert len(resched) == expected, (name, resched)
+        if fault.get("retry_after"):
+            # Retry-After is honoured, even above RETRY_MAX_DELAY_MS (500 here).
+            assert resched[0]["http_status"] == 429
+            assert resched[0]["delay_ms"] >= fault["retry_after"] * 1000, resched
+        elif fault.get("status") in (429, 503):
+            assert resched[0]["http_status"] == fault["status"], resched
+            assert resched[0]["delay_ms"] <= 500, resched  # the capped backoff
+        wait_until(lambda: queues_empty(rdb, key_prefix), 20, f"{name}: queues empty", diag)
+        assert queue_state(rdb, key_prefix)["dead"] == 0, name
+    assert len(rd.notes()) == len(TRANSIENT_CASES[api])
 
 
+@pytest.mark.xfail(strict=True, reason="product bug: the retry after a timed-out POST "
+                   "searches for the marker before RD has finished the first request, "
+                   "then posts a second note (see the report of the worker e2e tests)")
 def test_timed_out_post_that_rd_completes_later_is_not_doubled(rd, db, rdb, key_prefix,
-                                                                start_ingest, start_worker):
+                                                                new_ingest, start_worker):
     """The POST times out on our side but RD finishes it afterwards: the next attempt
     must not post a second note (it searches for the marker first)."""
     deal, _ = seed_standard_contact(rd)
     rd.fault(method="POST", path=V1_POST, status=0, delay_ms=1500, count=1)
-    ingest = start_ingest()
+    ingest = new_ingest()
     worker = start_worker("v1", env={"RDSTATION_TIMEOUT_MS": "500"})
     diag = diagnostics(rd, db, rdb, key_prefix, [worker])
     sid = new_sid()
@@ -330,11 +357,11 @@ def test_timed_out_post_that_rd_completes_later_is_not_doubled(rd, db, rdb, key_
 # 5. Permanent failure, dead letter, replay with calllog-admin.
 
 def test_permanent_error_goes_to_dead_stream_and_admin_replays_it(rd, db, rdb, key_prefix,
-                                                                  start_ingest, start_worker,
+                                                                  new_ingest, start_worker,
                                                                   admin_env):
     deal, _ = seed_standard_contact(rd)
     rd.fault(method="POST", path=V1_POST, status=422, count=-1)
-    ingest = start_ingest()
+    ingest = new_ingest()
     worker = start_worker("v1")
     diag = diagnostics(rd, db, rdb, key_prefix, [worker])
     sid = new_sid()
@@ -381,7 +408,7 @@ CALLERS_E164 = ["+5511971730783", "+5521998881111", "+5531988882222", "+55413333
 
 
 def test_sigkill_mid_run_other_worker_finishes_without_duplicates(rd, db, rdb, key_prefix,
-                                                                  start_ingest, start_worker):
+                                                                  new_ingest, start_worker):
     deals = []
     for i, phone in enumerate(CALLERS):
         deals.append(rd.seed_contact({"name": f"Cliente {i}", "phones": [phone],
@@ -391,7 +418,7 @@ def test_sigkill_mid_run_other_worker_finishes_without_duplicates(rd, db, rdb, k
     env = {"WORKER_LEASE_MS": "5000", "WORKER_CLAIM_IDLE_MS": "2500"}
     a = start_worker("v1", env=env, name="killA")
     b = start_worker("v1", env=env, name="keepB")
-    ingest = start_ingest()
+    ingest = new_ingest()
     diag = diagnostics(rd, db, rdb, key_prefix, [a, b])
     warm = [new_sid() for _ in CALLERS_E164]  # fills the look-up cache
     for sid, phone in zip(warm, CALLERS_E164):
@@ -429,13 +456,13 @@ def test_sigkill_mid_run_other_worker_finishes_without_duplicates(rd, db, rdb, k
 
 
 def test_kill_after_rd_accepted_note_before_postgres_recorded_it(rd, db, rdb, key_prefix,
-                                                                 database_url, start_ingest,
+                                                                 database_url, new_ingest,
                                                                  start_worker):
     """The worst window: RD has the note, Postgres does not know. Worker A's request to
     record the delivery is held by a row lock, A is killed, its statement cancelled."""
     deal, _ = seed_standard_contact(rd)
     rd.fault(method="POST", path=V1_POST, status=0, delay_ms=1000, count=1)  # slow POST
-    ingest = start_ingest()
+    ingest = new_ingest()
     a = start_worker("v1", name="killA")
     diag = diagnostics(rd, db, rdb, key_prefix, [a])
     sid = new_sid()
@@ -482,12 +509,12 @@ def test_kill_after_rd_accepted_note_before_postgres_recorded_it(rd, db, rdb, ke
 # ---------------------------------------------------------------------------------------
 # 7. Two workers racing on one CallSid.
 
-def test_two_workers_racing_on_one_call_sid_post_once(rd, db, rdb, key_prefix, start_ingest,
+def test_two_workers_racing_on_one_call_sid_post_once(rd, db, rdb, key_prefix, new_ingest,
                                                       start_worker):
     seed_standard_contact(rd)
     # The ingest writes to a side stream: its entries are then pushed twice at once.
     src = f"{key_prefix}:src"
-    ingest = start_ingest(env={"CALLLOG_KEY_PREFIX": src})
+    ingest = new_ingest(env={"CALLLOG_KEY_PREFIX": src})
     sids = [new_sid() for _ in range(10)]
     for sid in sids:
         send_call(ingest, sid)
@@ -515,11 +542,11 @@ def test_two_workers_racing_on_one_call_sid_post_once(rd, db, rdb, key_prefix, s
 # ---------------------------------------------------------------------------------------
 # 8. The RD rate limit is shared by every worker.
 
-def test_rate_limit_is_shared_by_all_workers(rd, db, rdb, key_prefix, start_ingest,
+def test_rate_limit_is_shared_by_all_workers(rd, db, rdb, key_prefix, new_ingest,
                                              start_worker):
     per_minute, burst = 30, 2
     seed_standard_contact(rd)
-    ingest = start_ingest()
+    ingest = new_ingest()
     # A first call fills the look-up cache: from then on a call costs one request.
     w0 = start_worker("v1", name="warm")
     sid0 = new_sid()
@@ -572,13 +599,7 @@ def _run_worker_once(env, timeout=30):
                           text=True, timeout=timeout, stdin=subprocess.DEVNULL)
 
 
-def _worker_env(start_worker_settings):
-    return clean_env(start_worker_settings)
-
-
 def test_worker_refuses_to_start_without_database_url(rd, tw, db, redis_url, key_prefix):
-    from worker_env import worker_settings
-    from conftest import free_port
     env = worker_settings("v1", redis_url, key_prefix, "unused", rd, tw, "nodb", free_port())
     res = _run_worker_once(clean_env(env, unset=("DATABASE_URL",)))
     out = (res.stdout + res.stderr).strip()
@@ -589,8 +610,6 @@ def test_worker_refuses_to_start_without_database_url(rd, tw, db, redis_url, key
 
 def test_worker_refuses_to_start_without_schema(rd, tw, db, database_url, redis_url,
                                                 key_prefix):
-    from worker_env import worker_settings
-    from conftest import free_port
     db.query("DROP SCHEMA calllog CASCADE")
     env = worker_settings("v1", redis_url, key_prefix, database_url, rd, tw, "noschema",
                           free_port())
@@ -602,10 +621,10 @@ def test_worker_refuses_to_start_without_schema(rd, tw, db, database_url, redis_
 
 
 def test_sigterm_drains_and_the_call_is_still_delivered_once(rd, db, rdb, key_prefix,
-                                                             start_ingest, start_worker):
+                                                             new_ingest, start_worker):
     deal, _ = seed_standard_contact(rd)
     rd.fault(method="POST", path=V1_POST, status=0, delay_ms=2000, count=1)  # slow POST
-    ingest = start_ingest()
+    ingest = new_ingest()
     a = start_worker("v1", name="drainA")
     diag = diagnostics(rd, db, rdb, key_prefix, [a])
     sid = new_sid()

@@ -25,7 +25,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -36,8 +35,8 @@ import psycopg2
 import psycopg2.extras
 import pytest
 
-from conftest import (ROOT, bin_path, call_params, clean_env, free_port, http_request,
-                      metric_sum, stream_entries, wait_for)
+from conftest import (ROOT, STOP_TIMEOUT_S, bin_path, call_params, clean_env, free_port,
+                      http_request, metric_sum, stream_entries, wait_for)
 
 MIGRATIONS = ROOT / "deploy" / "supabase" / "migrations"
 MOCKS = ROOT / "tests" / "mocks"
@@ -429,6 +428,17 @@ class Worker:
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(10)
 
+    def wait_stopped(self, timeout=WORKER_STOP_TIMEOUT_S):
+        """Waits for the exit after a SIGTERM was sent; returns the status (None when it
+        had to be killed)."""
+        if self.stopped_rc is None:
+            try:
+                self.stopped_rc = self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.stopped_rc
+
     def stop(self, timeout=WORKER_STOP_TIMEOUT_S):
         """SIGTERM; returns the exit status (None when it had to be killed)."""
         if self.stopped_rc is not None:
@@ -488,10 +498,30 @@ def worker_settings(api, redis_url, prefix, database_url, rd, tw, name, metrics_
 
 
 @pytest.fixture
-def start_worker(redis_url, key_prefix, database_url, db, rd, tw, tmp_path):
+def ingests():
+    """The ingests new_ingest started in this test."""
+    return []
+
+
+@pytest.fixture
+def new_ingest(start_ingest, ingests):
+    """conftest's start_ingest, remembering each ingest so that start_worker's teardown
+    can stop it at the same time as the workers (conftest then checks its exit)."""
+    def start(**kwargs):
+        ing = start_ingest(**kwargs)
+        ingests.append(ing)
+        return ing
+    return start
+
+
+@pytest.fixture
+def start_worker(redis_url, key_prefix, database_url, db, rd, tw, tmp_path, start_ingest,
+                 ingests):
     """Factory: start_worker(api="v1", env=None, unset=(), name=None, enrich=False,
     wait=True) → Worker serving /metrics. Every worker still running at the end of the
-    test gets SIGTERM and must exit 0 within 20 s; no configured secret may be logged."""
+    test gets SIGTERM and must exit 0 within 20 s; no configured secret may be logged.
+    The ingests of new_ingest get their SIGTERM at the same moment (both drain in
+    parallel); conftest's start_ingest then checks that they exited 0."""
     started = []
 
     def start(api="v1", env=None, unset=(), name=None, enrich=False, wait=True):
@@ -528,10 +558,18 @@ def start_worker(redis_url, key_prefix, database_url, db, rd, tw, tmp_path):
     yield start
 
     problems = []
+    running = [w for w in started if not w.killed and w.running()]
+    for proc in [w.proc for w in running] + [i.proc for i in ingests if i.running()]:
+        proc.send_signal(signal.SIGTERM)
+    for ing in ingests:
+        try:
+            ing.proc.wait(STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            pass  # conftest's teardown reports it
     for w in started:
         if w.killed:
             continue
-        rc = w.stop()
+        rc = w.wait_stopped()
         if rc != 0:
             problems.append(f"calllog-worker {w.name} exited with {rc} after SIGTERM (None = "
                             f"still running after {WORKER_STOP_TIMEOUT_S} s); log tail:\n"

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # services.sh — throwaway Redis and PostgreSQL servers for the test suites.
 #
 # Design §4: every integration and end-to-end test talks to a real Redis and a real
@@ -57,13 +58,13 @@ services_as_pg() {
 # snapshots) as a daemon whose pid is in DIR/redis.pid, reading the optional config
 # file CONF first (the command-line settings win). Waits until it answers PING.
 services_redis_start() {
-    local dir=$1 port=$2 conf=${3:-} i
+    local dir=$1 port=$2 conf=${3:-}
     mkdir -p "$dir"
     redis-server ${conf:+"$conf"} --port "$port" --bind 127.0.0.1 --dir "$dir" \
         --appendonly yes --appendfsync always --save '' \
         --daemonize yes --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" >/dev/null ||
         return 1
-    for i in $(seq 1 100); do
+    for _ in $(seq 1 100); do
         if redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null | grep -q PONG; then
             return 0
         fi
@@ -76,12 +77,12 @@ services_redis_start() {
 
 # Stops the redis-server whose pid file is in DIR (SIGTERM: it fsyncs the AOF first).
 services_redis_stop() {
-    local dir=$1 pid i
+    local dir=$1 pid
     [ -f "$dir/redis.pid" ] || return 0
     pid=$(cat "$dir/redis.pid" 2>/dev/null || true)
     [ -n "$pid" ] || return 0
     kill -TERM "$pid" 2>/dev/null || return 0
-    for i in $(seq 1 100); do
+    for _ in $(seq 1 100); do
         kill -0 "$pid" 2>/dev/null || return 0
         sleep 0.1
     done
@@ -156,10 +157,10 @@ services_stop() {
     services_pg_stop "$SERVICES_DIR/pg"
     services_redis_stop "$SERVICES_DIR/redis"
     # A server's last writes may still land while the tree goes: try a few times.
-    local i
-    for i in 1 2 3 4 5; do
+    local attempt
+    for attempt in 1 2 3 4 5; do
+        [ "$attempt" -eq 1 ] || sleep 0.5
         rm -rf "$SERVICES_DIR" 2>/dev/null && break
-        sleep 0.5
     done
     SERVICES_DIR=
 }
