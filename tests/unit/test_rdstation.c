@@ -801,7 +801,7 @@ Test(v1, marker_on_a_later_page)
 /* A new contact and deal, then found through the ordinary look-ups. */
 static void create_contact_and_deal(void)
 {
-    rd_contact c, found;
+    rd_contact c = {0}, found; /* empty id: create the contact too */
     rd_deal d, open;
     api_error err;
     const char *stage = "5e00000000000000000000a2";
@@ -822,6 +822,17 @@ static void create_contact_and_deal(void)
     cr_expect_str_eq(json_string_value(json_object_get(deal, "owner_id")), USER_ID);
     expect_one_acquire_per_request();
     json_decref(deals);
+    /* A known contact without an open deal: only a deal is created, for that contact. */
+    json_t *before = mock_list("contacts");
+    rd_deal d2;
+    cr_assert_eq(
+        rd_create_contact_and_deal(cl, "Novo Cliente", CUSTOMER, stage, USER_ID, &c, &d2, &err),
+        RD_OK, "%s", err.message);
+    json_t *after = mock_list("contacts");
+    cr_expect_eq(json_array_size(after), json_array_size(before), "a second contact was created");
+    cr_expect_str_neq(d2.id, d.id);
+    json_decref(before);
+    json_decref(after);
 }
 Test(v1, create_contact_and_deal)
 {
