@@ -222,6 +222,10 @@ static CURLcode configure(http_client *c, const char *method, const char *url,
         SETOPT(CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
         SETOPT(CURLOPT_USERPWD, basic_auth);
     }
+    /* A POST is not idempotent: never send it on a reused connection, which curl would
+     * silently re-send on a fresh one if the old one turned out dead (the first may have
+     * been processed). */
+    SETOPT(CURLOPT_FRESH_CONNECT, strcmp(method, "POST") == 0 ? 1L : 0L);
     if (strcmp(method, "GET") == 0 && body == NULL) {
         SETOPT(CURLOPT_HTTPGET, 1L);
     } else if (strcmp(method, "HEAD") == 0) {

@@ -59,6 +59,10 @@ static void backoff_sleep(const volatile int *stopping, long *backoff)
 static int acquire_rd_budget(void *arg)
 {
     consumer_thread *t = arg;
+    if (t->links.budget_prepaid) { /* paid by the processor just before renewing the lease */
+        t->links.budget_prepaid = 0;
+        return 0;
+    }
     return ratelimit_acquire(t->links.redis, &t->limit, t->group->stopping);
 }
 
@@ -220,6 +224,8 @@ consumers *consumers_start(const worker_settings *s, const note_template *tpl,
         t->links.tpl = tpl;
         t->links.stopping = stopping;
         snprintf(t->links.owner, sizeof t->links.owner, "%s/%d", s->consumer, i);
+        t->links.acquire_budget = acquire_rd_budget;
+        t->links.acquire_arg = t;
         t->limit = (ratelimit_policy){s->keys.ratelimit, s->rate_per_minute, s->rate_burst};
         if (pthread_create(&t->tid, NULL, consumer_main, t) != 0)
             break;

@@ -635,12 +635,13 @@ static const char *http_param(long http_status, char *buf, size_t buflen)
 
 static const char POSTING_SQL[] =
     "UPDATE calllog.deliveries AS d"
-    " SET rd_post_started_at = now(), rd_deal_id = COALESCE($3, d.rd_deal_id)"
+    " SET rd_post_started_at = now(), rd_deal_id = COALESCE($3, d.rd_deal_id),"
+    " lease_expires_at = now() + $4::bigint * interval '1 millisecond'"
     " WHERE d.call_sid = $1 AND d.state = 'processing'"
-    " AND ($2::text IS NULL OR d.lease_owner = $2)";
+    " AND ($2::text IS NULL OR (d.lease_owner = $2 AND d.lease_expires_at > now()))";
 
 int ledger_mark_posting(ledger *l, const char *call_sid, const char *owner, const char *deal_id,
-                        char *err, size_t errlen)
+                        long lease_ms, char *err, size_t errlen)
 {
     if (!l) {
         set_err(err, errlen, "recording the post: no ledger");
@@ -648,9 +649,11 @@ int ledger_mark_posting(ledger *l, const char *call_sid, const char *owner, cons
     }
     if (!call_sid || !call_sid[0])
         return 1;
-    const char *params[3] = {call_sid, owner, deal_id};
+    char lease[24];
+    snprintf(lease, sizeof lease, "%ld", lease_ms);
+    const char *params[4] = {call_sid, owner, deal_id, lease};
     int repeated;
-    PGresult *r = run(l, "recording the post", POSTING_SQL, 3, params, PGRES_COMMAND_OK, &repeated,
+    PGresult *r = run(l, "recording the post", POSTING_SQL, 4, params, PGRES_COMMAND_OK, &repeated,
                       err, errlen);
     if (!r)
         return -1;

@@ -16,27 +16,27 @@
 typedef struct ledger ledger;
 
 typedef enum {
-    CLAIM_WON,       /* this worker now holds the lease */
-    CLAIM_FINISHED,  /* delivered or skipped already: a duplicate, acknowledge it */
-    CLAIM_DEAD,      /* dead already: it belongs on the dead stream */
-    CLAIM_BUSY       /* another worker holds a valid lease */
+    CLAIM_WON,      /* this worker now holds the lease */
+    CLAIM_FINISHED, /* delivered or skipped already: a duplicate, acknowledge it */
+    CLAIM_DEAD,     /* dead already: it belongs on the dead stream */
+    CLAIM_BUSY      /* another worker holds a valid lease */
 } claim_status;
 
 typedef struct claim_result {
     claim_status status;
-    int attempts;               /* claims so far, this one included when WON */
-    int post_started;           /* 1 when an earlier attempt may have posted to RD */
-    char state[16];             /* the row's state after the statement */
-    char rd_deal_id[64];        /* the deal chosen by an earlier attempt, if any */
-    char reason[256];           /* skipped/dead: the recorded reason */
+    int attempts;        /* claims so far, this one included when WON */
+    int post_started;    /* 1 when an earlier attempt may have posted to RD */
+    char state[16];      /* the row's state after the statement */
+    char rd_deal_id[64]; /* the deal chosen by an earlier attempt, if any */
+    char reason[256];    /* skipped/dead: the recorded reason */
 } claim_result;
 
 typedef struct ledger_delivery {
     const char *rd_contact_id;
     const char *rd_deal_id;
-    const char *rd_note_id;  /* may be NULL (task-only mode) */
-    const char *rd_task_id;  /* may be NULL (note-only mode) */
-    int recovered;           /* 1 when found by marker instead of posted now */
+    const char *rd_note_id; /* may be NULL (task-only mode) */
+    const char *rd_task_id; /* may be NULL (note-only mode) */
+    int recovered;          /* 1 when found by marker instead of posted now */
 } ledger_delivery;
 
 /* Connects to `database_url` (libpq URI or key=value string). Returns the ledger
@@ -57,13 +57,15 @@ int ledger_claim(ledger *l, const char *call_sid, const char *call_status, const
  * the lease, for poison entries that were never claimed). They return 0 when
  * recorded, 1 when the lease was lost (another worker took over), -1 on error. */
 
-/* Records the intent to post on `deal_id`, just before the RD request. */
-int ledger_mark_posting(ledger *l, const char *call_sid, const char *owner,
-                        const char *deal_id, char *err, size_t errlen);
+/* Records the intent to post on `deal_id`, just before the RD request, and renews the
+ * lease for `lease_ms`. Returns 1 when the lease has already expired: the caller must not
+ * post, another worker may be taking over. */
+int ledger_mark_posting(ledger *l, const char *call_sid, const char *owner, const char *deal_id,
+                        long lease_ms, char *err, size_t errlen);
 int ledger_mark_delivered(ledger *l, const char *call_sid, const char *owner,
                           const ledger_delivery *d, char *err, size_t errlen);
-int ledger_mark_skipped(ledger *l, const char *call_sid, const char *owner,
-                        const char *reason, char *err, size_t errlen);
+int ledger_mark_skipped(ledger *l, const char *call_sid, const char *owner, const char *reason,
+                        char *err, size_t errlen);
 int ledger_mark_retry(ledger *l, const char *call_sid, const char *owner, long delay_ms,
                       const char *error, long http_status, char *err, size_t errlen);
 int ledger_mark_dead(ledger *l, const char *call_sid, const char *owner, const char *reason,

@@ -135,14 +135,15 @@ static outcome reschedule(job *j, long delay, const api_error *ae)
     return OUTCOME_RETRY;
 }
 
-/* Reschedules after a transient failure, or buries when attempts are used up. */
-static outcome retry_later(job *j, const api_error *ae)
+/* Reschedules after a transient failure (at least `min_delay` ms away), or buries when
+ * attempts are used up. */
+static outcome retry_later(job *j, const api_error *ae, long min_delay)
 {
     const retry_settings *rs = &j->w->settings->retry;
     if (retry_exhausted(rs, j->claim.attempts))
         return bury(j, "attempts_exhausted", ae->message, ae->http_status);
-    return reschedule(j, retry_delay_ms(rs, j->claim.attempts, ae->retry_after_ms, retry_random()),
-                      ae);
+    long delay = retry_delay_ms(rs, j->claim.attempts, ae->retry_after_ms, retry_random());
+    return reschedule(j, delay > min_delay ? delay : min_delay, ae);
 }
 
 /* Decides between retry and dead letter for a failed RD/Twilio exchange. A worker that
@@ -155,7 +156,7 @@ static outcome api_failed(job *j, const api_error *ae)
         return reschedule(j, 0, &handback);
     }
     if (retry_classify(ae->curl_code, ae->http_status) == RETRY_TRANSIENT)
-        return retry_later(j, ae);
+        return retry_later(j, ae, 0);
     return bury(j, "permanent_error", ae->message, ae->http_status);
 }
 
@@ -356,6 +357,9 @@ static outcome delivered(job *j, const char *note_id, const char *task_id, int r
                          note_id && note_id[0] ? note_id : NULL,
                          task_id && task_id[0] ? task_id : NULL, recovered};
     int rc = ledger_mark_delivered(j->w->ledger, j->e->call_sid, j->w->owner, &d, err, sizeof err);
+    if (rc > 0)
+        log_warn("lease lost before the delivery was recorded; the next holder finds the marker",
+                 LF_S("call_sid", j->e->call_sid));
     if (rc < 0) {
         /* The note exists; leaving the entry pending makes the next claim find the marker. */
         log_error("delivered but not recorded, recovery will find the marker",
@@ -376,12 +380,50 @@ static outcome delivered(job *j, const char *note_id, const char *task_id, int r
     return finish(j, recovered ? OUTCOME_RECOVERED : OUTCOME_DELIVERED);
 }
 
+/* 1 when a failed POST may nonetheless have been processed by RD (no answer, or a
+ * gateway error): looking for the marker must then wait until RD is done with it. */
+static int outcome_unknown(const api_error *ae)
+{
+    return ae->curl_code > 0 || ae->http_status == 500 || ae->http_status == 502 ||
+           ae->http_status == 504;
+}
+
+/* Pays for the request, renews the lease while recording the intent, then posts at once,
+ * so that no wait (for rate budget) can stretch between the renewal and the POST. */
+static outcome post_once(job *j, const char *text, const call_facts *f)
+{
+    worker_links *w = j->w;
+    const worker_settings *s = w->settings;
+    api_error ae = {0};
+    char err[256], note_id[64] = "", task_id[64] = "";
+    if (w->acquire_budget(w->acquire_arg) != 0) {
+        ae.curl_code = -1;
+        snprintf(ae.message, sizeof ae.message, "rate limiter: stopping or unavailable");
+        return api_failed(j, &ae);
+    }
+    w->budget_prepaid = 1;
+    int rc = ledger_mark_posting(w->ledger, j->e->call_sid, w->owner, j->deal.deal_id, s->lease_ms,
+                                 err, sizeof err);
+    if (rc != 0) { /* lease lost (another worker owns the call now) or database down */
+        w->budget_prepaid = 0;
+        return rc > 0 ? finish(j, OUTCOME_DUPLICATE) : OUTCOME_DEFERRED;
+    }
+    if (post(j, text, f, note_id, task_id, &ae) == RD_OK)
+        return delivered(j, note_id, task_id, 0);
+    if (ae.http_status == 404) { /* the cached deal vanished: look it up again */
+        cache_forget(w->redis, &s->keys, j->customer);
+        return retry_later(j, &ae, 0);
+    }
+    if (outcome_unknown(&ae) && retry_classify(ae.curl_code, ae.http_status) == RETRY_TRANSIENT)
+        return retry_later(j, &ae, s->unknown_outcome_delay_ms);
+    return api_failed(j, &ae);
+}
+
 /* Steps after a won claim: enrich, find the deal, recover or post, record. */
 static outcome deliver(job *j)
 {
     worker_links *w = j->w;
     api_error ae = {0};
-    char err[256];
     if (!j->customer)
         return unknown_caller(j, "no_customer_phone");
     enrich(j);
@@ -399,7 +441,7 @@ static outcome deliver(job *j)
     if (note_render(w->tpl, &facts, &text) != NOTE_OK)
         return bury(j, "render_failed", "note template could not be rendered", 0);
     outcome o;
-    char marker[NOTE_MARKER_MAX], found[64] = "", note_id[64] = "", task_id[64] = "";
+    char marker[NOTE_MARKER_MAX], found[64] = "";
     note_marker(j->e->call_sid, marker, sizeof marker);
     rd_status seen = RD_NOT_FOUND;
     if (j->claim.post_started)
@@ -409,17 +451,7 @@ static outcome deliver(job *j)
     } else if (seen == RD_ERROR) {
         o = api_failed(j, &ae);
     } else {
-        int rc = ledger_mark_posting(w->ledger, j->e->call_sid, w->owner, j->deal.deal_id, err,
-                                     sizeof err);
-        if (rc != 0)
-            o = rc > 0 ? finish(j, OUTCOME_DUPLICATE) : OUTCOME_DEFERRED;
-        else if (post(j, text, &facts, note_id, task_id, &ae) == RD_OK)
-            o = delivered(j, note_id, task_id, 0);
-        else {
-            if (ae.http_status == 404) /* the cached deal vanished: look it up again */
-                cache_forget(w->redis, &w->settings->keys, j->customer);
-            o = ae.http_status == 404 ? retry_later(j, &ae) : api_failed(j, &ae);
-        }
+        o = post_once(j, text, &facts);
     }
     free(text);
     return o;
@@ -523,6 +555,7 @@ outcome processor_handle(worker_links *w, const queue_entry *e)
         o = claim_and_deliver(&j);
     if (o == OUTCOME_DEFERRED)
         defer(&j);
+    w->budget_prepaid = 0;
     json_decref(j.ev);
     count(e, o, &t0);
     return o;

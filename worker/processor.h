@@ -31,6 +31,9 @@ typedef struct worker_links {
     twilio_client *twilio; /* NULL when enrichment is off */
     char owner[192];       /* lease owner: consumer name + thread number */
     const volatile int *stopping;
+    rd_acquire_fn acquire_budget; /* the shared RD limiter (waits; 0 when granted) */
+    void *acquire_arg;
+    int budget_prepaid; /* 1: the next RD request was paid for before the lease renewal */
 } worker_links;
 
 typedef enum {

@@ -123,7 +123,9 @@ static int load_rdstation(worker_settings *s, config_error *err)
         return -1;
     if (config_long("RDSTATION_TIMEOUT_MS", 10000, 100, 120000, &s->rd.timeout_ms, err) ||
         config_long("RDSTATION_RATE_LIMIT_PER_MINUTE", 120, 1, 100000, &s->rate_per_minute, err) ||
-        config_long("RDSTATION_RATE_BURST", 10, 1, 1000, &s->rate_burst, err))
+        config_long("RDSTATION_RATE_BURST", 10, 1, 1000, &s->rate_burst, err) ||
+        config_long("RDSTATION_UNKNOWN_OUTCOME_DELAY_MS", 60000, 0, 86400000,
+                    &s->unknown_outcome_delay_ms, err))
         return -1;
     if (s->rate_burst >= s->rate_per_minute)
         return config_fail(err, "RDSTATION_RATE_BURST",

@@ -42,6 +42,7 @@ typedef struct worker_settings {
     user_route user_map[USER_MAP_MAX];
     size_t user_map_len;
     long rate_per_minute, rate_burst;
+    long unknown_outcome_delay_ms; /* wait before the marker search after a lost answer */
     delivery_mode mode;
     unknown_policy unknown;
     const char *create_stage_id;

@@ -25,9 +25,7 @@ import signal
 import subprocess
 import sys
 import tempfile
-import urllib.error
 import urllib.parse
-import urllib.request
 import uuid
 from pathlib import Path
 
@@ -475,6 +473,7 @@ def worker_settings(api, redis_url, prefix, database_url, rd, tw, name, metrics_
         "RETRY_BASE_MS": "100",
         "RETRY_MAX_DELAY_MS": "500",
         "RETRY_MAX_ATTEMPTS": "8",
+        "RDSTATION_UNKNOWN_OUTCOME_DELAY_MS": "1000",
         "RDSTATION_API": api,
         "RDSTATION_TIMEOUT_MS": "5000",
         "RDSTATION_RATE_LIMIT_PER_MINUTE": "6000",

@@ -444,8 +444,8 @@ Test(ledger, delivered_call_is_finished_for_everyone)
     ledger *a = open_ledger(), *b = open_ledger();
     char err[512] = "", v[128];
     cr_assert_eq(claim(a, "CAdone", "worker-a").status, CLAIM_WON);
-    cr_expect_eq(ledger_mark_posting(a, "CAdone", "worker-a", "deal-1", err, sizeof err), 0, "%s",
-                 err);
+    cr_expect_eq(ledger_mark_posting(a, "CAdone", "worker-a", "deal-1", 60000, err, sizeof err), 0,
+                 "%s", err);
     ledger_delivery d = {"contact-1", "deal-1", "note-1", NULL, 0};
     cr_expect_eq(ledger_mark_delivered(a, "CAdone", "worker-a", &d, err, sizeof err), 0, "%s", err);
 
@@ -500,12 +500,31 @@ Test(ledger, skipped_and_dead_report_their_reason)
     ledger_close(a);
 }
 
+Test(ledger, posting_needs_a_live_lease_and_renews_it)
+{
+    ledger *a = open_ledger();
+    char err[512] = "";
+    cr_assert_eq(claim(a, "CAslow", "worker-a").status, CLAIM_WON);
+    /* Too slow (e.g. waiting for rate budget): the lease ran out before posting. */
+    expire_lease("CAslow");
+    cr_expect_eq(ledger_mark_posting(a, "CAslow", "worker-a", "deal-1", 60000, err, sizeof err), 1);
+    /* A fresh claim can post, and posting renews the lease. */
+    cr_assert_eq(claim(a, "CAslow", "worker-a").status, CLAIM_WON);
+    cr_expect_eq(ledger_mark_posting(a, "CAslow", "worker-a", "deal-1", 3600000, err, sizeof err),
+                 0, "%s", err);
+    ledger *b = open_ledger();
+    cr_expect_eq(claim(b, "CAslow", "worker-b").status, CLAIM_BUSY);
+    ledger_close(b);
+    ledger_close(a);
+}
+
 Test(ledger, expired_lease_is_reclaimed_with_post_started)
 {
     ledger *a = open_ledger(), *b = open_ledger();
     char err[512] = "", v[128];
     cr_assert_eq(claim(a, "CAcrash", "worker-a").status, CLAIM_WON);
-    cr_assert_eq(ledger_mark_posting(a, "CAcrash", "worker-a", "deal-7", err, sizeof err), 0);
+    cr_assert_eq(ledger_mark_posting(a, "CAcrash", "worker-a", "deal-7", 60000, err, sizeof err),
+                 0);
     /* worker-a dies here, after posting and before recording it. */
     expire_lease("CAcrash");
 
@@ -519,7 +538,8 @@ Test(ledger, expired_lease_is_reclaimed_with_post_started)
     /* The old holder, back from a pause, has lost every right to the row. */
     ledger_delivery d = {"contact-7", "deal-7", "note-old", NULL, 0};
     cr_expect_eq(ledger_mark_delivered(a, "CAcrash", "worker-a", &d, err, sizeof err), 1);
-    cr_expect_eq(ledger_mark_posting(a, "CAcrash", "worker-a", "deal-7", err, sizeof err), 1);
+    cr_expect_eq(ledger_mark_posting(a, "CAcrash", "worker-a", "deal-7", 60000, err, sizeof err),
+                 1);
 
     ledger_delivery found = {"contact-7", "deal-7", "note-found", NULL, 1};
     cr_expect_eq(ledger_mark_delivered(b, "CAcrash", "worker-b", &found, err, sizeof err), 0, "%s",
@@ -542,7 +562,8 @@ Test(ledger, marks_by_another_owner_change_nothing)
     admin_value(sql, "CAowned", before, sizeof before);
 
     ledger_delivery d = {"c", "d", "n", "t", 0};
-    cr_expect_eq(ledger_mark_posting(a, "CAowned", "intruder", "deal-x", err, sizeof err), 1);
+    cr_expect_eq(ledger_mark_posting(a, "CAowned", "intruder", "deal-x", 60000, err, sizeof err),
+                 1);
     cr_expect_eq(ledger_mark_delivered(a, "CAowned", "intruder", &d, err, sizeof err), 1);
     cr_expect_eq(ledger_mark_skipped(a, "CAowned", "intruder", "no_contact", err, sizeof err), 1);
     cr_expect_eq(ledger_mark_retry(a, "CAowned", "intruder", 5000, "503", 503, err, sizeof err), 1);
@@ -554,7 +575,7 @@ Test(ledger, marks_by_another_owner_change_nothing)
 
     /* No row at all: nothing to mark either. */
     cr_expect_eq(ledger_mark_retry(a, "CAnobody", "worker-a", 5000, "x", 0, err, sizeof err), 1);
-    cr_expect_eq(ledger_mark_posting(a, "CAnobody", "worker-a", "d", err, sizeof err), 1);
+    cr_expect_eq(ledger_mark_posting(a, "CAnobody", "worker-a", "d", 60000, err, sizeof err), 1);
     cr_expect_str_eq(row_col("CAnobody", "state", after, sizeof after), "(none)");
     ledger_close(a);
 }
@@ -618,7 +639,8 @@ Test(ledger, reset_makes_a_dead_call_claimable)
     ledger *a = open_ledger();
     char err[512] = "", v[128];
     cr_assert_eq(claim(a, "CAzombie", "worker-a").status, CLAIM_WON);
-    cr_assert_eq(ledger_mark_posting(a, "CAzombie", "worker-a", "deal-9", err, sizeof err), 0);
+    cr_assert_eq(ledger_mark_posting(a, "CAzombie", "worker-a", "deal-9", 60000, err, sizeof err),
+                 0);
     cr_assert_eq(ledger_mark_dead(a, "CAzombie", "worker-a", "attempts_exhausted", "timeout", 0,
                                   err, sizeof err),
                  0);
@@ -1099,7 +1121,7 @@ Test(ledger, only_unnamed_statements_and_no_session_state)
     cr_expect_eq(ledger_check_schema(l, err, sizeof err), 0, "%s", err);
     cr_assert_eq(claim(l, "CAwire", "w").status, CLAIM_WON);
     cr_expect_eq(claim(l, "CAwire", "other").status, CLAIM_BUSY);
-    cr_expect_eq(ledger_mark_posting(l, "CAwire", "w", "deal", err, sizeof err), 0);
+    cr_expect_eq(ledger_mark_posting(l, "CAwire", "w", "deal", 60000, err, sizeof err), 0);
     cr_expect_eq(ledger_mark_retry(l, "CAwire", "w", 10, "x", 500, err, sizeof err), 0);
     cr_expect_eq(claim(l, "CAwire", "w").status, CLAIM_WON);
     ledger_delivery d = {"c", "deal", "n", "t", 0};
@@ -1126,7 +1148,8 @@ Test(ledger, reconnects_after_losing_the_connection)
     cr_assert_eq(claim(l, "CAcut", "w").status, CLAIM_WON);
 
     proxy_request(&px, &px.kill_all); /* server restart, pooler failover, cable cut */
-    cr_expect_eq(ledger_mark_posting(l, "CAcut", "w", "deal-3", err, sizeof err), 0, "%s", err);
+    cr_expect_eq(ledger_mark_posting(l, "CAcut", "w", "deal-3", 60000, err, sizeof err), 0, "%s",
+                 err);
     cr_expect_str_eq(row_col("CAcut", "rd_deal_id", v, sizeof v), "deal-3");
 
     proxy_request(&px, &px.kill_all);
