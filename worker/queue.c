@@ -31,8 +31,9 @@ static const char lua_bury[] = "local args = {'XADD', KEYS[2], '*'}\n"
                                "redis.call('XDEL', KEYS[1], ARGV[2])\n"
                                "return id\n";
 
-/* KEYS: retry, events, dead. ARGV: limit. Returns {moved, ms until the next is due or -1}. A member
- * that does not decode is moved to the dead stream rather than left to block the set. */
+/* KEYS: retry, events, dead. ARGV: limit, now as RFC 3339 (for failed_at). Returns {moved, ms until
+ * the next is due or -1}. A member that does not decode is moved to the dead stream rather than
+ * left to block the set. */
 static const char lua_promote[] =
     "local t = redis.call('TIME')\n"
     "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
@@ -47,7 +48,7 @@ static const char lua_promote[] =
     "  else\n"
     "    redis.call('XADD', KEYS[3], '*', 'call_sid', '', 'reason', 'malformed_retry_member',\n"
     "      'error', 'retry set member is not a calllog entry', 'http_status', '0',\n"
-    "      'attempts', '0', 'failed_at', tostring(now), 'event', m)\n"
+    "      'attempts', '0', 'failed_at', ARGV[2], 'event', m)\n"
     "  end\n"
     "  redis.call('ZREM', KEYS[1], m)\n"
     "end\n"
@@ -78,6 +79,15 @@ void queue_entry_free(queue_entry *e)
     free(e->received_at);
     free(e->event);
     memset(e, 0, sizeof *e);
+}
+
+/* The current time as RFC 3339 UTC, the format of every timestamp on the dead stream. */
+static void utc_now(char *out, size_t outlen)
+{
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(out, outlen, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
 /* Runs a command given as argv; returns the reply (caller frees) or NULL with `err`. */
@@ -276,10 +286,7 @@ int queue_bury(redisContext *c, const calllog_keys *k, const queue_entry *e, con
     snprintf(http, sizeof http, "%ld", d->http_status);
     snprintf(attempts, sizeof attempts, "%d", d->attempts);
     snprintf(attempt, sizeof attempt, "%d", e->attempt);
-    time_t now = time(NULL);
-    struct tm tm;
-    gmtime_r(&now, &tm);
-    strftime(failed_at, sizeof failed_at, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    utc_now(failed_at, sizeof failed_at);
     const char *args[] = {k->events,     k->dead,       KEYS_GROUP,    e->id,
                           "call_sid",    e->call_sid,   "status",      e->status,
                           "reason",      d->reason,     "error",       d->error ? d->error : "",
@@ -296,10 +303,11 @@ int queue_bury(redisContext *c, const calllog_keys *k, const queue_entry *e, con
 int queue_promote(redisContext *c, const calllog_keys *k, long limit, long *moved,
                   long long *next_due_in_ms, char *err, size_t errlen)
 {
-    char lim[24];
+    char lim[24], now[40];
     snprintf(lim, sizeof lim, "%ld", limit);
-    const char *args[] = {k->retry, k->events, k->dead, lim};
-    redisReply *r = eval(c, lua_promote, 3, 4, args, err, errlen);
+    utc_now(now, sizeof now);
+    const char *args[] = {k->retry, k->events, k->dead, lim, now};
+    redisReply *r = eval(c, lua_promote, 3, 5, args, err, errlen);
     if (!r)
         return -1;
     int ok = r->type == REDIS_REPLY_ARRAY && r->elements == 2;
