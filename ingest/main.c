@@ -2,12 +2,7 @@
  * and makes each one durable in the Redis events stream (or the local spool) before
  * answering Twilio. SIGTERM/SIGINT drain in-flight requests, bounded by
  * INGEST_DRAIN_TIMEOUT_MS. */
-#include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
-#include <stdlib.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "cli.h"
 #include "enqueue.h"
@@ -15,6 +10,7 @@
 #include "metrics_server.h"
 #include "server.h"
 #include "settings.h"
+#include "shutdown.h"
 
 static const char usage[] =
     "calllog-ingest [--env-file FILE]\n"
@@ -22,37 +18,11 @@ static const char usage[] =
     "Redis stream <CALLLOG_KEY_PREFIX>:events. Settings come from the environment;\n"
     "see docs/configuration.md. Required: PUBLIC_BASE_URL, TWILIO_AUTH_TOKEN.";
 
-/* Kills the process when draining takes longer than allowed. */
-static void *drain_watchdog(void *arg)
-{
-    long ms = *(const long *)arg;
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-    log_error("drain timed out, exiting with requests in flight", LF_I("timeout_ms", ms));
-    _exit(1);
-    return NULL;
-}
-
-/* Blocks the termination signals in every thread; main waits for them with sigwait. */
-static void block_signals(sigset_t *set)
-{
-    sigemptyset(set);
-    sigaddset(set, SIGTERM);
-    sigaddset(set, SIGINT);
-    pthread_sigmask(SIG_BLOCK, set, NULL);
-    signal(SIGPIPE, SIG_IGN);
-}
-
 /* Waits for SIGTERM/SIGINT, then drains and stops everything. */
-static int run_until_signal(const ingest_settings *s, sigset_t *set, metrics_server *ms,
-                            enqueuer *q, ingest_server *srv)
+static int run_until_signal(const ingest_settings *s, metrics_server *ms, enqueuer *q,
+                            ingest_server *srv)
 {
-    int sig = 0;
-    sigwait(set, &sig);
-    log_info("draining", LF_S("signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"),
-             LF_I("timeout_ms", s->drain_timeout_ms));
-    pthread_t watchdog;
-    pthread_create(&watchdog, NULL, drain_watchdog, (void *)&s->drain_timeout_ms);
+    shutdown_wait(s->drain_timeout_ms);
     ingest_server_stop(srv);
     metrics_server_stop(ms);
     enqueue_close(q);
@@ -76,8 +46,7 @@ int main(int argc, char **argv)
         cli_fail("calllog-ingest", cerr.msg);
         return 2;
     }
-    sigset_t set;
-    block_signals(&set);
+    shutdown_block_signals();
     char err[512];
     metrics_server *ms = metrics_server_start(s.metrics_host, s.metrics_port, err, sizeof err);
     enqueuer *q = ms ? enqueue_open(&s, err, sizeof err) : NULL;
@@ -91,5 +60,5 @@ int main(int argc, char **argv)
     log_info("listening", LF_S("listen", s.listen_host), LF_I("port", s.listen_port),
              LF_S("public_base_url", s.public_base_url), LF_S("stream", s.keys.events),
              LF_I("tokens", (long long)s.ntokens), LF_S("spool_dir", s.spool_dir));
-    return run_until_signal(&s, &set, ms, q, srv);
+    return run_until_signal(&s, ms, q, srv);
 }

@@ -6,12 +6,9 @@
  * serves /metrics until SIGTERM/SIGINT, when it drains within WORKER_DRAIN_TIMEOUT_MS. */
 #include <curl/curl.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "alert.h"
 #include "cli.h"
@@ -23,6 +20,7 @@
 #include "processor.h"
 #include "queue.h"
 #include "settings.h"
+#include "shutdown.h"
 
 static const char usage[] =
     "calllog-worker [--env-file FILE]\n"
@@ -121,25 +119,9 @@ static int check_dependencies(const worker_settings *s, char *err, size_t errlen
     return rc;
 }
 
-static void *drain_watchdog(void *arg)
-{
-    long ms = *(const long *)arg;
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-    log_error("drain timed out; unfinished entries stay pending for another worker",
-              LF_I("timeout_ms", ms));
-    _exit(1);
-    return NULL;
-}
-
 static int run(const worker_settings *s, note_template *tpl)
 {
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &set, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    shutdown_block_signals();
     char err[512];
     metrics_server *ms = metrics_server_start(s->metrics_host, s->metrics_port, err, sizeof err);
     if (!ms) {
@@ -151,13 +133,8 @@ static int run(const worker_settings *s, note_template *tpl)
              LF_S("stream", s->keys.events),
              LF_S("rdstation_api", s->rd.api == RD_API_V1 ? "v1" : "v2"), LF_I("enrich", s->enrich),
              LF_I("rate_per_minute", s->rate_per_minute));
-    int sig = 0;
-    sigwait(&set, &sig);
-    log_info("draining", LF_S("signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"),
-             LF_I("timeout_ms", s->drain_timeout_ms));
+    shutdown_wait(s->drain_timeout_ms);
     stopping = 1;
-    pthread_t watchdog;
-    pthread_create(&watchdog, NULL, drain_watchdog, (void *)&s->drain_timeout_ms);
     consumers_join(g);
     metrics_server_stop(ms);
     log_info("stopped", LF_END);

@@ -19,39 +19,21 @@
 #include "keys.h"
 #include "lookup_cache.h"
 #include "redis_client.h"
+#include "redis_fixture.h"
 
-#define URL_ENV "CALLLOG_TEST_REDIS_URL"
 #define PHONE "+55 (11) 97173-0783"
 #define DIGITS "5511971730783"
 
 static redisContext *rc;
 static calllog_keys keys;
 
-/* Connects to the test Redis (failing the test when the variable is not set). */
-static redisContext *connect_test_redis(void)
-{
-    const char *u = getenv(URL_ENV);
-    cr_assert(u && u[0],
-              URL_ENV " is not set: these tests need a real Redis. Run `bash tests/run.sh`, or "
-                      "`. tests/lib/services.sh && services_start` and run them again.");
-    redis_target t;
-    char err[256] = "";
-    cr_assert_eq(redis_url_parse(u, &t, err, sizeof err), 0, "%s: %s", URL_ENV, err);
-    redisContext *c = redis_open(&t, 5000, err, sizeof err);
-    cr_assert_not_null(c, "cannot connect to the test Redis: %s", err);
-    return c;
-}
-
 /* A unique prefix for this test. */
 static void setup(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
     char prefix[96];
-    snprintf(prefix, sizeof prefix, "calllog-unit:cache:%d:%lld%09ld", (int)getpid(),
-             (long long)ts.tv_sec, ts.tv_nsec);
+    redis_fixture_name(prefix, sizeof prefix, "cache");
     cr_assert_eq(keys_build(prefix, &keys), 0);
-    rc = connect_test_redis();
+    rc = redis_fixture_connect();
 }
 
 /* Deletes every key under this test's prefix. */

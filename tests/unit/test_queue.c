@@ -27,8 +27,8 @@
 #include "keys.h"
 #include "queue.h"
 #include "redis_client.h"
+#include "redis_fixture.h"
 
-#define URL_ENV "CALLLOG_TEST_REDIS_URL"
 #define EVENT_JSON "{\"v\":1,\"call_sid\":\"CA1\",\"status\":\"completed\"}"
 
 static redisContext *rc;
@@ -36,31 +36,13 @@ static calllog_keys keys;
 
 /* ---- fixture -------------------------------------------------------------------------------- */
 
-/* Connects to the test Redis (failing the test when the variable is not set). */
-static redisContext *connect_test_redis(void)
-{
-    const char *u = getenv(URL_ENV);
-    cr_assert(u && u[0],
-              URL_ENV " is not set: these tests need a real Redis. Run `bash tests/run.sh`, or "
-                      "`. tests/lib/services.sh && services_start` and run them again.");
-    redis_target t;
-    char err[256] = "";
-    cr_assert_eq(redis_url_parse(u, &t, err, sizeof err), 0, "%s: %s", URL_ENV, err);
-    redisContext *c = redis_open(&t, 5000, err, sizeof err);
-    cr_assert_not_null(c, "cannot connect to the test Redis: %s", err);
-    return c;
-}
-
 /* Builds this test's unique keys and opens the connection. */
 static void setup(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
     char prefix[96];
-    snprintf(prefix, sizeof prefix, "calllog-unit:queue:%d:%lld%09ld", (int)getpid(),
-             (long long)ts.tv_sec, ts.tv_nsec);
+    redis_fixture_name(prefix, sizeof prefix, "queue");
     cr_assert_eq(keys_build(prefix, &keys), 0);
-    rc = connect_test_redis();
+    rc = redis_fixture_connect();
 }
 
 /* Deletes this test's keys. */

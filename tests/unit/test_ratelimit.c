@@ -20,35 +20,16 @@
 
 #include "ratelimit.h"
 #include "redis_client.h"
-
-#define URL_ENV "CALLLOG_TEST_REDIS_URL"
+#include "redis_fixture.h"
 
 static redisContext *rc;
 static char key[128];
 
-/* Connects to the test Redis (failing the test when the variable is not set). */
-static redisContext *connect_test_redis(void)
-{
-    const char *u = getenv(URL_ENV);
-    cr_assert(u && u[0],
-              URL_ENV " is not set: these tests need a real Redis. Run `bash tests/run.sh`, or "
-                      "`. tests/lib/services.sh && services_start` and run them again.");
-    redis_target t;
-    char err[256] = "";
-    cr_assert_eq(redis_url_parse(u, &t, err, sizeof err), 0, "%s: %s", URL_ENV, err);
-    redisContext *c = redis_open(&t, 5000, err, sizeof err);
-    cr_assert_not_null(c, "cannot connect to the test Redis: %s", err);
-    return c;
-}
-
 /* A unique limiter key for this test. */
 static void setup(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    snprintf(key, sizeof key, "calllog-unit:ratelimit:%d:%lld%09ld", (int)getpid(),
-             (long long)ts.tv_sec, ts.tv_nsec);
-    rc = connect_test_redis();
+    redis_fixture_name(key, sizeof key, "ratelimit");
+    rc = redis_fixture_connect();
 }
 
 /* Deletes the key(s) this test used. */
@@ -133,7 +114,7 @@ Test(ratelimit, state_is_one_key_with_an_expiry)
 
 Test(ratelimit, two_connections_share_one_budget)
 {
-    redisContext *other = connect_test_redis();
+    redisContext *other = redis_fixture_connect();
     ratelimit_policy p = {key, 60, 5};
     cr_assert_eq(try_once(rc, &p), 0);
     cr_assert_eq(try_once(other, &p), 0);
