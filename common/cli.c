@@ -36,8 +36,8 @@ static int configure_logging(const char *program)
     return 0;
 }
 
-cli_outcome cli_start(int argc, char **argv, const char *program, const char *usage, int *rest_argc,
-                      char **rest_argv)
+int cli_start(int argc, char **argv, const char *program, const char *usage, int *rest_argc,
+              char **rest_argv)
 {
     const char *env_file = NULL;
     if (rest_argc)
@@ -45,10 +45,10 @@ cli_outcome cli_start(int argc, char **argv, const char *program, const char *us
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             printf("usage: %s\n", usage);
-            return CLI_EXIT_OK;
+            return 0;
         } else if (strcmp(argv[i], "--version") == 0) {
             printf("%s %s\n", program, CALLLOG_VERSION);
-            return CLI_EXIT_OK;
+            return 0;
         } else if (strcmp(argv[i], "--env-file") == 0 && i + 1 < argc) {
             env_file = argv[++i];
         } else if (strncmp(argv[i], "--env-file=", 11) == 0) {
@@ -57,10 +57,10 @@ cli_outcome cli_start(int argc, char **argv, const char *program, const char *us
             rest_argv[(*rest_argc)++] = argv[i];
         } else {
             fprintf(stderr, "%s: unknown option %s (try --help)\n", program, argv[i]);
-            return CLI_EXIT_USAGE;
+            return 2;
         }
     }
     if (env_file && load_env_file_option(program, env_file) != 0)
-        return CLI_EXIT_USAGE;
-    return configure_logging(program) == 0 ? CLI_RUN : CLI_EXIT_USAGE;
+        return 2;
+    return configure_logging(program) == 0 ? CLI_RUN : 2;
 }

@@ -6,17 +6,14 @@
 #ifndef CALLLOG_CLI_H
 #define CALLLOG_CLI_H
 
-typedef enum {
-    CLI_RUN = 0,   /* go on: settings are in the environment */
-    CLI_EXIT_OK,   /* --help or --version was printed: exit 0 */
-    CLI_EXIT_USAGE /* a bad option or env file was reported: exit 2 */
-} cli_outcome;
+#define CLI_RUN (-1) /* go on: the settings are in the environment */
 
 /* `usage` is the text printed for --help (after "usage: "). Options other than the common
  * ones are left for the program in `*rest_argc` / `rest_argv` (which must hold argc
- * entries); pass NULL to refuse any other option. */
-cli_outcome cli_start(int argc, char **argv, const char *program, const char *usage, int *rest_argc,
-                      char **rest_argv);
+ * entries); pass NULL to refuse any other option. Returns CLI_RUN to go on, or the status
+ * to exit with: 0 after --help/--version, 2 after a reported bad option or env file. */
+int cli_start(int argc, char **argv, const char *program, const char *usage, int *rest_argc,
+              char **rest_argv);
 
 /* Prints "<program>: <message>" on stderr; for refusals before logging is configured. */
 void cli_fail(const char *program, const char *message);

@@ -32,14 +32,9 @@ static int run_until_signal(const ingest_settings *s, metrics_server *ms, enqueu
 
 int main(int argc, char **argv)
 {
-    switch (cli_start(argc, argv, "calllog-ingest", usage, NULL, NULL)) {
-    case CLI_EXIT_OK:
-        return 0;
-    case CLI_EXIT_USAGE:
-        return 2;
-    case CLI_RUN:
-        break;
-    }
+    int status = cli_start(argc, argv, "calllog-ingest", usage, NULL, NULL);
+    if (status != CLI_RUN)
+        return status;
     static ingest_settings s;
     config_error cerr;
     if (ingest_settings_load(&s, &cerr) != 0) {

@@ -214,15 +214,10 @@ int main(int argc, char **argv)
 {
     int rest_argc;
     char **rest = calloc((size_t)argc + 1, sizeof *rest);
-    switch (cli_start(argc, argv, "calllog-admin", usage, &rest_argc, rest)) {
-    case CLI_EXIT_OK:
+    int status = rest ? cli_start(argc, argv, "calllog-admin", usage, &rest_argc, rest) : 1;
+    if (status != CLI_RUN) {
         free(rest);
-        return 0;
-    case CLI_EXIT_USAGE:
-        free(rest);
-        return 2;
-    case CLI_RUN:
-        break;
+        return status;
     }
     admin a = {0};
     int need_db = rest_argc >= 2 && strcmp(rest[1], "replay") == 0;

@@ -143,14 +143,9 @@ static int run(const worker_settings *s, note_template *tpl)
 
 int main(int argc, char **argv)
 {
-    switch (cli_start(argc, argv, "calllog-worker", usage, NULL, NULL)) {
-    case CLI_EXIT_OK:
-        return 0;
-    case CLI_EXIT_USAGE:
-        return 2;
-    case CLI_RUN:
-        break;
-    }
+    int status = cli_start(argc, argv, "calllog-worker", usage, NULL, NULL);
+    if (status != CLI_RUN)
+        return status;
     static worker_settings s;
     config_error cerr;
     char err[512];
