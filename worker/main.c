@@ -158,18 +158,18 @@ int main(int argc, char **argv)
         cli_fail("calllog-worker", err);
         return 2;
     }
+    int rc = 1;
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK || processor_metrics_init() != 0 ||
         register_depth_gauges(&s) != 0) {
         cli_fail("calllog-worker", "cannot initialise libcurl or metrics");
-        return 1;
-    }
-    alert_init(&s);
-    if (check_dependencies(&s, err, sizeof err) != 0) {
+    } else if (check_dependencies(&s, err, sizeof err) != 0) {
         cli_fail("calllog-worker", err);
-        return 1;
+    } else {
+        alert_init(&s);
+        rc = run(&s, tpl);
     }
-    int rc = run(&s, tpl);
     note_template_free(tpl);
     curl_global_cleanup();
+    metrics_reset();
     return rc;
 }

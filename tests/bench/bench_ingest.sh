@@ -12,7 +12,8 @@
 #                       shipped Redis config use; every XADD reply waits for fsync)
 #   redis XADD ...      redis-benchmark XADD of the very entry the ingest wrote: Redis floor
 #   post redis down     Redis stopped: every event is fdatasync'ed to the spool
-# then the spool's replay into Redis once it is back, and the ingest's RSS along the way.
+# then the spool's replay into Redis once it is back, how long one GET /healthz waits while
+# INGEST_THREADS connections sit idle (slow clients), and the ingest's RSS along the way.
 # Each row checks durability: stream entries (or spool records) added must equal the
 # requests answered 204.
 #
@@ -32,6 +33,7 @@ INGEST_BIN=${BENCH_INGEST_BIN:-$BUILD/bin/calllog-ingest} # to compare a patched
 TOKEN=8f14e45fceea167a5a36dedd4bea2543
 PUBLIC=https://calllog.example.com
 PREFIX=calllog
+HZ=$(getconf CLK_TCK)
 
 # shellcheck source=../lib/services.sh
 . "$ROOT/tests/lib/services.sh"
@@ -141,41 +143,46 @@ post_once() {
 
 # Prints the table header.
 table_header() {
-    echo "| scenario | connections | requests/s | p50 ms | p99 ms | errors | stalled conns | durable |"
-    echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+    echo "| scenario | connections | requests/s | p50 ms | p99 ms | errors | stalled conns | durable | ingest CPU µs/req |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
 }
 
-# Counts the client connections the ingest left unserved for a whole second mid-run: their
-# request sits unread in the server socket in five samples 0.25 s apart. wrk's figures
+# Counts the client connections the ingest has sent nothing to for over half a second,
+# sampled mid-run from the kernel's TCP info (`lastsnd`) on the server's side. wrk's figures
 # only cover answered requests, so a connection civetweb never picks up (more keep-alive
 # connections than INGEST_THREADS) is invisible there; this makes it visible.
 stalled_conns() {
-    local i
-    sleep $((DURATION / 3))
-    for i in 1 2 3 4 5; do
-        ss -tnH state established "( sport = :$IPORT )" | awk '$1 > 0 {print $4}'
-        sleep 0.25
-    done | sort | uniq -c | awk '$1 == 5' | wc -l
+    sleep "$(awk -v d="$DURATION" 'BEGIN {print (d / 2 > 1 ? d / 2 : 1)}')"
+    ss -tinH state established "( sport = :$IPORT )" |
+        awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^lastsnd:/ && substr($i, 9) + 0 > 500) n++ }
+             END { print n + 0 }'
+}
+
+# CPU time (user + system) the ingest has used so far, in clock ticks.
+ingest_ticks() {
+    awk '{print $14 + $15}' "/proc/$INGEST_PID/stat"
 }
 
 # Runs wrk for one row: $1 scenario name, $2 connections, $3 lua script, $4 path,
 # $5 how to count durable events ("stream", "spool" or "-").
 wrk_row() {
-    local name=$1 conns=$2 script=$3 path=$4 durable=$5 before after line
+    local name=$1 conns=$2 script=$3 path=$4 durable=$5 before after line cpu
     before=$(count_durable "$durable")
+    cpu=$(ingest_ticks)
     stalled_conns >"$WORK/stalled" &
     local sampler=$!
     line=$(wrk -t"$WRK_THREADS" -c"$conns" -d"${DURATION}s" --timeout 5s -s "$script" \
         "http://127.0.0.1:$IPORT$path" | grep '^BENCH ') || die "wrk failed for $name"
-    wait "$sampler"
+    wait "$sampler" || echo "?" >"$WORK/stalled"
+    cpu=$(($(ingest_ticks) - cpu))
     after=$(count_durable "$durable")
     # shellcheck disable=SC2086 # split the BENCH line into its fields
     set -- $line
     local added=-
     [ "$durable" = - ] || added=$((after - before))
-    printf '| %s | %d | %.0f | %.2f | %.2f | %d | %d | %s |\n' "$name" "$conns" \
+    printf '| %s | %d | %.0f | %.2f | %.2f | %d | %s | %s | %.0f |\n' "$name" "$conns" \
         "$(awk -v n="$2" -v d="$3" 'BEGIN {print n / d}')" "$4" "$5" "$6" "$(cat "$WORK/stalled")" \
-        "$added"
+        "$added" "$(awk -v t="$cpu" -v n="$2" -v hz="$HZ" 'BEGIN {print (n ? 1e6 * t / hz / n : 0)}')"
     # wrk does not count the requests in flight when it stops (at most one per connection).
     if [ "$durable" != - ] && { [ "$added" -lt $(($2 - $6)) ] || [ "$added" -gt $(($2 + conns)) ]; }; then
         echo "bench_ingest: $name: $added events durable for $(($2 - $6)) answered requests" >&2
@@ -215,7 +222,7 @@ redis_row() {
     # "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95..","p99..","max.."
     echo "$csv" | awk -F, -v c="$conns" -v f="$fsync" '{
         for (i = NF - 6; i <= NF; i++) gsub(/"/, "", $i);
-        printf "| redis XADD (redis-benchmark) fsync=%s | %d | %.0f | %.2f | %.2f | 0 | - | - |\n",
+        printf "| redis XADD (redis-benchmark) fsync=%s | %d | %.0f | %.2f | %.2f | 0 | - | - | - |\n",
                f, c, $(NF - 6), $(NF - 3), $(NF - 1) }'
 }
 
@@ -283,6 +290,25 @@ awk -v n="$SPOOLED" -v l="$LEN" -v a="$t0" -v b="$t1" 'BEGIN {
     printf("spool replay after Redis came back: %d records -> %d stream entries in %.2f s (%.0f/s)\n",
            n, l, b - a, rate) }'
 [ "$LEN" -ge "$SPOOLED" ] || echo "bench_ingest: replay left events behind" >&2
+
+# Slow clients: INGEST_THREADS connections that connect and send nothing, then one GET.
+echo
+/usr/bin/python3 - "$IPORT" "$INGEST_THREADS" <<'PY'
+import socket, sys, time, urllib.request
+port, n = int(sys.argv[1]), int(sys.argv[2])
+idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(n)]
+time.sleep(0.3)
+t0 = time.monotonic()
+try:
+    urllib.request.urlopen("http://127.0.0.1:%d/healthz" % port, timeout=60).read()
+    outcome = "answered"
+except OSError as exc:
+    outcome = "failed (%s)" % exc
+print("slow clients: with %d idle connections open (= INGEST_THREADS), GET /healthz %s after %.2f s"
+      % (n, outcome, time.monotonic() - t0))
+for s in idle:
+    s.close()
+PY
 echo
 echo "ingest RSS: at start $RSS_START; after the Redis rows $RSS_REDIS;" \
     "after the spool rows $RSS_SPOOL; after replay $(ingest_rss)"
