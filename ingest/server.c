@@ -328,6 +328,9 @@ ingest_server *ingest_server_start(const ingest_settings *s, enqueuer *q, char *
     else
         snprintf(ports, sizeof ports, "%d", s->listen_port);
     snprintf(threads, sizeof threads, "%ld", s->threads);
+    /* tcp_nodelay: civetweb writes headers and body separately, and Nagle would hold each
+     * keep-alive answer ~40 ms. Short keep-alive and request timeouts give threads back
+     * from idle or slow clients (civetweb holds one thread per connection). */
     const char *options[] = {"listening_ports",
                              ports,
                              "num_threads",
@@ -335,9 +338,11 @@ ingest_server *ingest_server_start(const ingest_settings *s, enqueuer *q, char *
                              "enable_keep_alive",
                              "yes",
                              "keep_alive_timeout_ms",
-                             "30000",
+                             "5000",
                              "request_timeout_ms",
                              "10000",
+                             "tcp_nodelay",
+                             "1",
                              NULL};
     mg_init_library(0);
     srv->ctx = mg_start(NULL, NULL, options);

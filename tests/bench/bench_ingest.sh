@@ -35,7 +35,7 @@ PUBLIC=https://calllog.example.com
 PREFIX=calllog
 HZ=$(getconf CLK_TCK)
 
-# shellcheck source=../lib/services.sh
+# shellcheck source=tests/lib/services.sh
 . "$ROOT/tests/lib/services.sh"
 
 WORK=$(mktemp -d /tmp/calllog-bench-ingest.XXXXXX)

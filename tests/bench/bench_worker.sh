@@ -34,7 +34,7 @@ PREFIX=calllog
 PY=/usr/bin/python3
 HZ=$(getconf CLK_TCK)
 
-# shellcheck source=../lib/services.sh
+# shellcheck source=tests/lib/services.sh
 . "$ROOT/tests/lib/services.sh"
 
 WORK=$(mktemp -d /tmp/calllog-bench-worker.XXXXXX)

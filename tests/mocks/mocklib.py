@@ -715,6 +715,7 @@ class _Handler(BaseHTTPRequestHandler):
     """Reads requests off a connection and hands them to the server's MockApp."""
 
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out in separate writes
     server_version = "mock"
     sys_version = ""
 
