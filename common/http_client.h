@@ -43,9 +43,9 @@ void http_client_free(http_client *c);
  * `body` may be NULL. `basic_auth` ("user:password") may be NULL. Returns 0 when an
  * answer arrived (whatever its status; `out` then owns a body), or -1 with `err` filled
  * (curl_code set) on a transport failure. */
-int http_request(http_client *c, const char *method, const char *url,
-                 const char *const *headers, const char *basic_auth, const char *body,
-                 size_t body_len, http_response *out, api_error *err);
+int http_request(http_client *c, const char *method, const char *url, const char *const *headers,
+                 const char *basic_auth, const char *body, size_t body_len, http_response *out,
+                 api_error *err);
 
 /* Releases the body of a response. */
 void http_response_free(http_response *r);

@@ -24,8 +24,8 @@ typedef struct twilio_settings {
 typedef struct twilio_call {
     time_t start_time; /* 0 when unknown */
     time_t end_time;
-    long duration_s;   /* -1 when unknown */
-    char price[32];    /* "" when unknown, e.g. "-0.0130" */
+    long duration_s; /* -1 when unknown */
+    char price[32];  /* "" when unknown, e.g. "-0.0130" */
     char price_unit[8];
     char answered_by[32];
     char caller_name[128];

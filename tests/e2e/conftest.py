@@ -307,14 +307,20 @@ class Ingest:
         if self.stopped_rc is not None or self.proc.poll() is not None:
             self.stopped_rc = self.proc.poll() if self.stopped_rc is None else self.stopped_rc
             return self.stopped_rc
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.stopped_rc = self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            return None
+        self.stopped_rc = sigterm_and_wait(self.proc, timeout)
         return self.stopped_rc
+
+
+def sigterm_and_wait(proc, timeout):
+    """Sends SIGTERM and returns the exit status, or None (after SIGKILL) when the
+    process did not exit within `timeout` seconds."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        return None
 
 
 def parse_metrics(text):

@@ -34,6 +34,7 @@ import psycopg2.extras
 import pytest
 
 from conftest import (ROOT, STOP_TIMEOUT_S, bin_path, call_params, clean_env, free_port,
+                      sigterm_and_wait,
                       http_request, metric_sum, stream_entries, wait_for)
 
 MIGRATIONS = ROOT / "deploy" / "supabase" / "migrations"
@@ -444,13 +445,7 @@ class Worker:
         if self.proc.poll() is not None:
             self.stopped_rc = self.proc.returncode
             return self.stopped_rc
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.stopped_rc = self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            return None
+        self.stopped_rc = sigterm_and_wait(self.proc, timeout)
         return self.stopped_rc
 
 
