@@ -4,10 +4,10 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
+#include "timing.h"
 
 static sigset_t termination_signals(void)
 {
@@ -29,8 +29,7 @@ void shutdown_block_signals(void)
 static void *drain_watchdog(void *arg)
 {
     long ms = (long)(intptr_t)arg;
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
+    timing_sleep_ms(ms);
     log_error("drain timed out; exiting with work unfinished (it stays queued)",
               LF_I("timeout_ms", ms));
     _exit(1);

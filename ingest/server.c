@@ -1,5 +1,6 @@
 /* server — civetweb set-up and the request handlers of calllog-ingest (see server.h). */
 #include "server.h"
+#include "timing.h"
 
 #include <civetweb.h>
 #include <stdatomic.h>
@@ -35,20 +36,6 @@ struct ingest_server {
     atomic_int in_flight; /* webhook requests inside the handler */
     atomic_int draining;  /* SIGTERM received: not ready, no keep-alive */
 };
-
-static double seconds_since(const struct timespec *t0)
-{
-    struct timespec t1;
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    return (double)(t1.tv_sec - t0->tv_sec) + (double)(t1.tv_nsec - t0->tv_nsec) / 1e9;
-}
-
-static long long epoch_ms_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* A random 16-hex-digit request id. */
 static void make_request_id(char out[17])
@@ -89,14 +76,14 @@ static void label(char *out, size_t outlen, const char *name, const char *value)
 
 /* Counts and logs one answered webhook request. */
 static void record_answer(ingest_server *srv, int status, const char *reason,
-                          const char *request_id, const char *call_sid, const struct timespec *t0)
+                          const char *request_id, const char *call_sid, double t0)
 {
     char lbl[64];
     char code[8];
     snprintf(code, sizeof code, "%d", status);
     label(lbl, sizeof lbl, "code", code);
     metric_add(srv->m.requests, lbl, 1);
-    double secs = seconds_since(t0);
+    double secs = timing_mono_s() - t0;
     metric_observe(srv->m.request_secs, NULL, secs);
     log_field fields[] = {LF_S("request_id", request_id),
                           LF_S("call_sid", call_sid),
@@ -169,8 +156,7 @@ static int enqueue_event(ingest_server *srv, json_t *ev, const char *request_id,
     }
     stream_entry e = {event_get(ev, "call_sid"), event_get(ev, "status"), request_id,
                       event_get(ev, "received_at"), text};
-    struct timespec t0;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    double t0 = timing_mono_s();
     enqueue_result r = enqueue_put(srv->queue, &e);
     free(text);
     if (r == ENQUEUE_FAILED) {
@@ -179,7 +165,7 @@ static int enqueue_event(ingest_server *srv, json_t *ev, const char *request_id,
     }
     metric_observe(srv->m.enqueue_secs,
                    r == ENQUEUE_STREAM ? "target=\"stream\"" : "target=\"spool\"",
-                   seconds_since(&t0));
+                   timing_mono_s() - t0);
     char lbl[64];
     const char *status = event_get(ev, "status");
     label(lbl, sizeof lbl, "status", event_status_is_known(status) ? status : "other");
@@ -205,7 +191,7 @@ static int accept_callback(ingest_server *srv, struct mg_connection *conn, const
                            mg_get_header(conn, "X-Twilio-Signature"),
                            mg_get_header(conn, "I-Twilio-Idempotency-Token"),
                            request_id,
-                           epoch_ms_now(),
+                           timing_epoch_ms(),
                            body,
                            len};
     webhook_result res;
@@ -232,8 +218,7 @@ static int handle_log_call(struct mg_connection *conn, void *cbdata)
     if (atomic_load(&srv->draining))
         mg_disable_connection_keep_alive(conn);
     const struct mg_request_info *ri = mg_get_request_info(conn);
-    struct timespec t0;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    double t0 = timing_mono_s();
     char request_id[17], call_sid[64] = "";
     make_request_id(request_id);
     const char *reason = "enqueued";
@@ -256,7 +241,7 @@ static int handle_log_call(struct mg_connection *conn, void *cbdata)
     }
     free(heap);
     respond(conn, status, status == 204 ? NULL : reason, "text/plain; charset=utf-8");
-    record_answer(srv, status, reason, request_id, call_sid, &t0);
+    record_answer(srv, status, reason, request_id, call_sid, t0);
     atomic_fetch_sub(&srv->in_flight, 1);
     return status;
 }
@@ -364,9 +349,8 @@ void ingest_server_stop(ingest_server *srv)
     /* mg_stop cuts body reads short, so first let running handlers finish: the caller's
      * watchdog bounds this by INGEST_DRAIN_TIMEOUT_MS. */
     atomic_store(&srv->draining, 1);
-    struct timespec tick = {0, 5 * 1000000L};
     while (atomic_load(&srv->in_flight) > 0)
-        nanosleep(&tick, NULL);
+        timing_sleep_ms(5);
     mg_stop(srv->ctx);
     free(srv);
 }

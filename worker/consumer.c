@@ -1,11 +1,11 @@
 /* consumer — consumer and promoter threads of calllog-worker (see consumer.h). */
 #include "consumer.h"
+#include "timing.h"
 
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "log.h"
 #include "processor.h"
@@ -34,24 +34,11 @@ struct consumers {
     int promoter_started;
 };
 
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-static long long monotonic_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Sleeps `*backoff` ms in short steps (so a stop is noticed) and doubles it. */
 static void backoff_sleep(const volatile int *stopping, long *backoff)
 {
     for (long slept = 0; slept < *backoff && !*stopping; slept += 100)
-        sleep_ms(100);
+        timing_sleep_ms(100);
     *backoff = *backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : *backoff * 2;
 }
 
@@ -126,14 +113,14 @@ static queue_status next_entry(consumer_thread *t, char *cursor, long long *last
 {
     const worker_settings *s = t->group->settings;
     queue_status st = QUEUE_EMPTY;
-    if (monotonic_ms() - *last_reclaim >= RECLAIM_EVERY_MS) {
+    if (timing_mono_ms() - *last_reclaim >= RECLAIM_EVERY_MS) {
         st = queue_reclaim(t->links.redis, &s->keys, s->consumer, s->claim_idle_ms, cursor, e, err,
                            errlen);
         if (st == QUEUE_GOT)
             log_warn("reclaimed an entry idle on another consumer", LF_S("id", e->id),
                      LF_S("call_sid", e->call_sid), LF_I("deliveries", e->deliveries));
         if (st != QUEUE_GOT && strcmp(cursor, "0-0") == 0)
-            *last_reclaim = monotonic_ms(); /* scanned the whole PEL: rest a while */
+            *last_reclaim = timing_mono_ms(); /* scanned the whole PEL: rest a while */
     }
     if (st == QUEUE_EMPTY)
         st = queue_read(t->links.redis, &s->keys, s->consumer, s->block_ms, e, err, errlen);
@@ -198,7 +185,8 @@ static void *promoter_main(void *arg)
         if (moved > 0)
             log_info("retries due, back on the stream", LF_I("moved", moved));
         if (moved < PROMOTE_BATCH)
-            sleep_ms(next_in < 0 || next_in > 1000 ? 1000 : (next_in < 5 ? 5 : (long)next_in));
+            timing_sleep_ms(next_in < 0 || next_in > 1000 ? 1000
+                                                          : (next_in < 5 ? 5 : (long)next_in));
     }
     if (c)
         redisFree(c);

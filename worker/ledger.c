@@ -28,6 +28,7 @@
  * Errors never carry the connection string; the password (as given and URL-decoded) is
  * scrubbed from every message libpq produces. */
 #include "ledger.h"
+#include "timing.h"
 
 #include <libpq-fe.h>
 #include <poll.h>
@@ -216,20 +217,12 @@ static int ensure_connected(ledger *l, char *err, size_t errlen)
     return -1;
 }
 
-/* Milliseconds on the monotonic clock. */
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Reads from the server until a result can be taken without blocking. Returns 0 then,
  * 1 when `deadline` passed first, -1 when the connection failed. */
 static int await_result(PGconn *c, long long deadline)
 {
     while (PQisBusy(c)) {
-        long long left = deadline - now_ms();
+        long long left = deadline - timing_mono_ms();
         if (left <= 0)
             return 1;
         struct pollfd pfd = {.fd = PQsocket(c), .events = POLLIN};
@@ -268,13 +261,13 @@ static PGresult *exec_once(ledger *l, const char *sql, int nparams, const char *
     *abandoned = 0;
     if (!PQsendQueryParams(l->conn, sql, nparams, types, params, NULL, NULL, 0))
         return NULL;
-    long long deadline = now_ms() + STATEMENT_TIMEOUT_MS;
+    long long deadline = timing_mono_ms() + STATEMENT_TIMEOUT_MS;
     for (;;) {
         int rc = await_result(l->conn, deadline);
         if (rc > 0 && !cancelled) {
             cancel_statement(l->conn);
             cancelled = 1;
-            deadline = now_ms() + CANCEL_GRACE_MS;
+            deadline = timing_mono_ms() + CANCEL_GRACE_MS;
             continue;
         }
         if (rc != 0) {

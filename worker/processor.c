@@ -1,5 +1,6 @@
 /* processor — one entry from claim to acknowledgement (see processor.h). */
 #include "processor.h"
+#include "timing.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -367,12 +368,8 @@ static outcome delivered(job *j, const char *note_id, const char *task_id, int r
         return OUTCOME_DEFERRED;
     }
     long long received = parse_received_at(j->e->received_at);
-    struct timespec now;
-    clock_gettime(CLOCK_REALTIME, &now);
     if (received > 0)
-        metric_observe(pm.hangup_to_note, NULL,
-                       (double)((long long)now.tv_sec * 1000 + now.tv_nsec / 1000000 - received) /
-                           1000.0);
+        metric_observe(pm.hangup_to_note, NULL, (double)(timing_epoch_ms() - received) / 1000.0);
     log_info(recovered ? "recovered delivery by marker" : "delivered",
              LF_S("call_sid", j->e->call_sid), LF_S("deal_id", j->deal.deal_id),
              LF_S("note_id", note_id), LF_S("task_id", task_id),
@@ -517,14 +514,12 @@ static void defer(job *j)
 }
 
 /* Counts an outcome, logs the entry's one summary line, feeds the failure-rate alert. */
-static void count(const queue_entry *e, outcome o, const struct timespec *t0)
+static void count(const queue_entry *e, outcome o, double t0)
 {
     char lbl[64];
     snprintf(lbl, sizeof lbl, "outcome=\"%s\"", outcome_names[o]);
     metric_add(pm.processed, lbl, 1);
-    struct timespec t1;
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    double secs = (double)(t1.tv_sec - t0->tv_sec) + (double)(t1.tv_nsec - t0->tv_nsec) / 1e9;
+    double secs = timing_mono_s() - t0;
     metric_observe(pm.handle_secs, NULL, secs);
     log_info("handled", LF_S("request_id", e->request_id), LF_S("call_sid", e->call_sid),
              LF_S("status", e->status), LF_S("outcome", outcome_names[o]),
@@ -535,8 +530,7 @@ static void count(const queue_entry *e, outcome o, const struct timespec *t0)
 
 outcome processor_handle(worker_links *w, const queue_entry *e)
 {
-    struct timespec t0;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    double t0 = timing_mono_s();
     job j;
     memset(&j, 0, sizeof j);
     j.w = w;
@@ -557,6 +551,6 @@ outcome processor_handle(worker_links *w, const queue_entry *e)
         defer(&j);
     w->budget_prepaid = 0;
     json_decref(j.ev);
-    count(e, o, &t0);
+    count(e, o, t0);
     return o;
 }

@@ -2,10 +2,10 @@
 #include "ratelimit.h"
 
 #include <stdio.h>
-#include <time.h>
 
 #include "log.h"
 #include "redis_client.h"
+#include "timing.h"
 
 /* KEYS: the limiter key. ARGV: interval ms (emission interval T), tolerance ms (tau).
  * The key holds the theoretical arrival time (TAT) in ms. Returns 0 when allowed,
@@ -53,7 +53,6 @@ int ratelimit_acquire(redisContext *c, const ratelimit_policy *p, const volatile
             return -1;
         if (wait_ms > 1000)
             wait_ms = 1000; /* ask again at least every second to notice a stop */
-        struct timespec ts = {wait_ms / 1000, (wait_ms % 1000) * 1000000L};
-        nanosleep(&ts, NULL);
+        timing_sleep_ms(wait_ms);
     }
 }

@@ -7,14 +7,13 @@
  * never outlive its lock), and a copy kept in memory when Redis fails right after a
  * refresh, written back at the next opportunity. */
 #include "rd_oauth.h"
+#include "timing.h"
 
-#include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "log.h"
 #include "retry_policy.h"
@@ -58,30 +57,6 @@ typedef struct rd_tokens {
     long long expires_ms;
     char refresh[RD_OAUTH_TOKEN_MAX];
 } rd_tokens;
-
-/* Wall-clock milliseconds (shared across hosts, unlike the monotonic clock). */
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* Monotonic seconds, for latency and wait deadlines. */
-static double mono_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-/* Sleeps `ms` milliseconds, resuming after signals. */
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
-}
 
 /* strdup that accepts NULL (giving ""). */
 static char *dup_or_empty(const char *s)
@@ -232,7 +207,7 @@ static int flush_unsaved(rd_oauth *o, api_error *err)
 /* 1 when `t` holds an access token with more than RD_OAUTH_MIN_TTL_MS left. */
 static int usable(const rd_tokens *t)
 {
-    return t->access[0] != '\0' && t->expires_ms - now_ms() > RD_OAUTH_MIN_TTL_MS;
+    return t->access[0] != '\0' && t->expires_ms - timing_epoch_ms() > RD_OAUTH_MIN_TTL_MS;
 }
 
 /* Copies a token out. Returns 0, or -1 when it does not fit. */
@@ -302,7 +277,7 @@ static void count_request(rd_oauth *o, long status, double started)
     else
         snprintf(labels, sizeof labels, "endpoint=\"POST /oauth2/token\",status=\"error\"");
     metric_add(o->requests, labels, 1);
-    metric_observe(o->seconds, "endpoint=\"POST /oauth2/token\"", mono_s() - started);
+    metric_observe(o->seconds, "endpoint=\"POST /oauth2/token\"", timing_mono_s() - started);
 }
 
 /* Fills `err` for a refresh RD refused with 400/401: permanent, says what to do. */
@@ -349,7 +324,7 @@ static int parse_grant(const http_response *r, rd_tokens *t, const char *sent_re
                          : json_is_number(ex) ? (long long)json_number_value(ex)
                                               : RD_OAUTH_DEFAULT_EXPIRES_S;
         strcpy(t->access, json_string_value(a));
-        t->expires_ms = now_ms() + (secs > 0 ? secs : RD_OAUTH_DEFAULT_EXPIRES_S) * 1000;
+        t->expires_ms = timing_epoch_ms() + (secs > 0 ? secs : RD_OAUTH_DEFAULT_EXPIRES_S) * 1000;
         /* RD always rotates; should a reply lack the new one, the old one still stands. */
         const char *nr = json_is_string(rt) ? json_string_value(rt) : sent_refresh;
         if (strlen(nr) < sizeof t->refresh) {
@@ -382,7 +357,7 @@ static int refresh_locked(rd_oauth *o, char *out, size_t outlen, api_error *err)
         return transient(err, "refresh", "out of memory");
     static const char *const headers[] = {"Content-Type: application/x-www-form-urlencoded",
                                           "Accept: application/json", NULL};
-    double started = mono_s();
+    double started = timing_mono_s();
     int hrc = http_request(o->http, "POST", o->url, headers, NULL, form, strlen(form), &r, err);
     memset(form, 0, strlen(form));
     free(form);
@@ -406,7 +381,7 @@ static int refresh_locked(rd_oauth *o, char *out, size_t outlen, api_error *err)
                       LF_S("error", err->message));
         }
         log_info("rdstation oauth token refreshed", LF_S("key", o->hash_key),
-                 LF_I("expires_in_s", (fresh.expires_ms - now_ms()) / 1000));
+                 LF_I("expires_in_s", (fresh.expires_ms - timing_epoch_ms()) / 1000));
         rc = copy_out(fresh.access, out, outlen, err);
     }
     http_response_free(&r);
@@ -430,7 +405,7 @@ int rd_oauth_token(rd_oauth *o, char *out, size_t outlen, api_error *err)
     if (usable(&st))
         return copy_out(st.access, out, outlen, err);
     snprintf(val, sizeof val, "%016" PRIx64 "%016" PRIx64, retry_random(), retry_random());
-    double deadline = mono_s() + (double)(o->lock_ttl_ms + 1000) / 1000.0;
+    double deadline = timing_mono_s() + (double)(o->lock_ttl_ms + 1000) / 1000.0;
     for (;;) {
         int taken = lock_take(o, val, err);
         if (taken < 0)
@@ -440,12 +415,12 @@ int rd_oauth_token(rd_oauth *o, char *out, size_t outlen, api_error *err)
             lock_release(o, val);
             return rc;
         }
-        sleep_ms(RD_OAUTH_POLL_MS);
+        timing_sleep_ms(RD_OAUTH_POLL_MS);
         if (tokens_read(o, &st, err) < 0)
             return -1;
         if (usable(&st))
             return copy_out(st.access, out, outlen, err);
-        if (mono_s() > deadline)
+        if (timing_mono_s() > deadline)
             return transient(err, "token", "another worker's refresh did not finish in time");
     }
 }

@@ -29,13 +29,13 @@
  *
  * One client per thread: it owns one http_client (kept-alive connections). */
 #include "rdstation.h"
+#include "timing.h"
 
 #include <jansson.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "log.h"
 #include "metrics.h"
@@ -78,14 +78,6 @@ typedef struct rd_req {
     const char *path;     /* relative to the base URL, query included (never credentials) */
     json_t *body;         /* borrowed; NULL for none */
 } rd_req;
-
-/* Monotonic seconds. */
-static double mono_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 /* vsnprintf into a new string. Returns it (caller frees) or NULL out of memory. */
 __attribute__((format(printf, 1, 2))) static char *fmt_alloc(const char *fmt, ...)
@@ -250,7 +242,7 @@ static void count_request(rd_client *c, const char *endpoint, long status, doubl
         snprintf(labels, sizeof labels, "endpoint=\"%s\",status=\"error\"", endpoint);
     metric_add(c->requests, labels, 1);
     snprintf(labels, sizeof labels, "endpoint=\"%s\"", endpoint);
-    metric_observe(c->seconds, labels, mono_s() - started);
+    metric_observe(c->seconds, labels, timing_mono_s() - started);
 }
 
 /* The full URL of a request: base + path, plus the v1 token. Caller frees. */
@@ -286,7 +278,7 @@ static int send_once(rd_client *c, const rd_req *q, const char *url, const char 
         fail(err, -1, "stopping");
         return -1;
     }
-    double started = mono_s();
+    double started = timing_mono_s();
     int rc =
         http_request(c->http, q->method, url, headers, NULL, body, body ? strlen(body) : 0, r, err);
     count_request(c, q->endpoint, rc == 0 ? r->status : 0, started);
@@ -466,7 +458,7 @@ static void memo_keep(rd_client *c, const char *contact_id, json_t *contact)
     json_decref(c->memo_deals);
     c->memo_deals = deals ? json_incref(deals) : NULL;
     copy_str(c->memo_contact, sizeof c->memo_contact, deals ? contact_id : "");
-    c->memo_at = mono_s();
+    c->memo_at = timing_mono_s();
 }
 
 /* Finds the contact of a phone; see the header. */
@@ -644,7 +636,7 @@ static rd_status v1_find_open_deal(rd_client *c, const char *contact_id, deal_pi
 {
     rd_status st;
     if (c->memo_deals != NULL && strcmp(c->memo_contact, contact_id) == 0 &&
-        mono_s() - c->memo_at < RD_MEMO_TTL_S) {
+        timing_mono_s() - c->memo_at < RD_MEMO_TTL_S) {
         json_t *deals = c->memo_deals;
         c->memo_deals = NULL;
         c->memo_contact[0] = '\0';

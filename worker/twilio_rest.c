@@ -11,8 +11,8 @@
  * (English month names, numeric zone) so the result does not depend on the locale. Every
  * request is counted in calllog_twilio_requests_total{status}. */
 #include "twilio_rest.h"
+#include "timing.h"
 
-#include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,14 +34,6 @@ struct twilio_client {
     http_client *http;
     metric *requests;
 };
-
-/* Sleeps `ms` milliseconds, resuming after signals. */
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
-}
 
 /* Creates a client; see the header. */
 twilio_client *twilio_client_new(const twilio_settings *s)
@@ -216,7 +208,7 @@ static int get_json(twilio_client *c, const char *path, const char *what, json_t
             break;
         long ra =
             err->retry_after_ms > TWILIO_RETRY_MAX_MS ? TWILIO_RETRY_MAX_MS : err->retry_after_ms;
-        sleep_ms(retry_delay_ms(&rs, attempt, ra, retry_random()));
+        timing_sleep_ms(retry_delay_ms(&rs, attempt, ra, retry_random()));
     }
     free(url);
     return *out != NULL ? 0 : -1;
