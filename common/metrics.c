@@ -9,7 +9,10 @@
  *
  * Histograms store per-bucket (non-cumulative) counts and render them cumulatively, with
  * `le` merged into the series' own labels. Collect hooks run before each render, outside
- * the lock, so they may call metric_set. */
+ * the registry lock (so they may call metric_set) but under a second lock, `hooks_run`,
+ * which metrics_remove_collect_hook also takes: once it returns, no render is inside the
+ * removed hook, so its owner may free what the hook reads. Lock order: hooks_run, then
+ * lock. Renders therefore run their hooks one at a time; scrapes are rare. */
 #include "metrics.h"
 
 #include <inttypes.h>
@@ -47,13 +50,15 @@ typedef struct hook {
     void *arg;
 } hook;
 
-/* The registry: every metric and hook, guarded by `lock`. */
+/* The registry: every metric and hook, guarded by `lock`; `hooks_run` is held while a
+ * render runs its hooks, and by hook removal. */
 static struct {
     pthread_mutex_t lock;
+    pthread_mutex_t hooks_run;
     metric *first, *last;
     hook *hooks;
     size_t nhooks, caphooks;
-} reg = {PTHREAD_MUTEX_INITIALIZER, NULL, NULL, NULL, 0, 0};
+} reg = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, NULL, NULL, NULL, 0, 0};
 
 /* Default histogram buckets, in seconds (sub-millisecond up to ten seconds). */
 static const double default_bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
@@ -298,22 +303,41 @@ int metrics_add_collect_hook(void (*fn)(void *arg), void *arg)
     return rc;
 }
 
-/* Runs every collect hook without holding the lock (hooks update metrics themselves).
- * The hook list is copied first so a hook may even register another. Returns 0 or -1. */
+/* Removes the first registration of (fn, arg), keeping the others in order. Holding
+ * `hooks_run` first means a render that copied the list before the removal has finished
+ * its hooks by the time this returns. An unknown pair changes nothing. */
+void metrics_remove_collect_hook(void (*fn)(void *arg), void *arg)
+{
+    pthread_mutex_lock(&reg.hooks_run);
+    pthread_mutex_lock(&reg.lock);
+    for (size_t i = 0; i < reg.nhooks; i++) {
+        if (reg.hooks[i].fn == fn && reg.hooks[i].arg == arg) {
+            memmove(&reg.hooks[i], &reg.hooks[i + 1], (reg.nhooks - i - 1) * sizeof *reg.hooks);
+            reg.nhooks--;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&reg.lock);
+    pthread_mutex_unlock(&reg.hooks_run);
+}
+
+/* Runs every collect hook under `hooks_run` but not the registry lock (hooks update
+ * metrics themselves). The hook list is copied first so a hook may even register
+ * another. Returns 0 or -1. */
 static int registry_run_hooks(void)
 {
+    pthread_mutex_lock(&reg.hooks_run);
     pthread_mutex_lock(&reg.lock);
     size_t n = reg.nhooks;
     hook *copy = n ? malloc(n * sizeof *copy) : NULL;
     if (copy != NULL)
         memcpy(copy, reg.hooks, n * sizeof *copy);
     pthread_mutex_unlock(&reg.lock);
-    if (n > 0 && copy == NULL)
-        return -1;
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; copy != NULL && i < n; i++)
         copy[i].fn(copy[i].arg);
+    pthread_mutex_unlock(&reg.hooks_run);
     free(copy);
-    return 0;
+    return n > 0 && copy == NULL ? -1 : 0;
 }
 
 /* A growing text buffer; `failed` sticks once an allocation fails. */
@@ -479,9 +503,11 @@ char *metrics_render(void)
     return b.data;
 }
 
-/* Frees every metric and hook; pointers from metrics_register become invalid. */
+/* Frees every metric and hook, after any render's hooks in progress; pointers from
+ * metrics_register become invalid. */
 void metrics_reset(void)
 {
+    pthread_mutex_lock(&reg.hooks_run);
     pthread_mutex_lock(&reg.lock);
     metric *m = reg.first;
     while (m != NULL) {
@@ -494,4 +520,5 @@ void metrics_reset(void)
     reg.hooks = NULL;
     reg.nhooks = reg.caphooks = 0;
     pthread_mutex_unlock(&reg.lock);
+    pthread_mutex_unlock(&reg.hooks_run);
 }

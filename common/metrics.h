@@ -4,7 +4,7 @@
  * A series is selected by a pre-rendered label string such as `code="204"` (or NULL for
  * none). All updates are thread-safe. `metrics_render` produces the text exposition
  * format (version 0.0.4); collect hooks run first so gauges such as stream depths can be
- * refreshed at scrape time. */
+ * refreshed at scrape time, and a hook is removed before whatever it reads is freed. */
 #ifndef CALLLOG_METRICS_H
 #define CALLLOG_METRICS_H
 
@@ -29,8 +29,14 @@ void metric_observe(metric *m, const char *labels, double v);
 /* Current value of a counter/gauge series (0 when absent); for tests and health. */
 double metric_value(metric *m, const char *labels);
 
-/* A hook called before each render (e.g. to set depth gauges). Returns 0 or -1. */
+/* A hook called before each render (e.g. to set depth gauges). It may call metric_set and
+ * metrics_add_collect_hook, but not metrics_remove_collect_hook. Returns 0 or -1. */
 int metrics_add_collect_hook(void (*hook)(void *arg), void *arg);
+
+/* Removes one registration of `hook` with `arg` (an unknown pair is ignored). When it
+ * returns, no render is running the hook and none will again, so `arg` may be freed.
+ * It waits for a render's hooks in progress; never call it from inside a hook. */
+void metrics_remove_collect_hook(void (*hook)(void *arg), void *arg);
 
 /* Renders every metric. Returns a malloc'ed NUL-terminated text the caller frees,
  * or NULL out of memory. */

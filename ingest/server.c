@@ -1,4 +1,8 @@
-/* server — civetweb set-up and the request handlers of calllog-ingest (see server.h). */
+/* server — civetweb set-up and the request handlers of calllog-ingest (see server.h).
+ *
+ * Draining is the process-wide stop flag (shutdown.h): once it is set, /readyz answers
+ * 503 and webhook answers refuse keep-alive. The spool-depth collect hook reads the
+ * server and its enqueuer, so stopping takes it off the registry before anything goes. */
 #include "server.h"
 #include "timing.h"
 
@@ -13,6 +17,7 @@
 #include "event.h"
 #include "log.h"
 #include "metrics.h"
+#include "shutdown.h"
 #include "webhook.h"
 
 #define LOG_CALL_PATH "/twilio/log-call"
@@ -34,7 +39,6 @@ struct ingest_server {
     struct mg_context *ctx;
     ingest_metrics m;
     atomic_int in_flight; /* webhook requests inside the handler */
-    atomic_int draining;  /* SIGTERM received: not ready, no keep-alive */
 };
 
 /* A random 16-hex-digit request id. */
@@ -215,7 +219,7 @@ static int handle_log_call(struct mg_connection *conn, void *cbdata)
 {
     ingest_server *srv = cbdata;
     atomic_fetch_add(&srv->in_flight, 1);
-    if (atomic_load(&srv->draining))
+    if (shutdown_requested())
         mg_disable_connection_keep_alive(conn);
     const struct mg_request_info *ri = mg_get_request_info(conn);
     double t0 = timing_mono_s();
@@ -258,7 +262,7 @@ static int handle_healthz(struct mg_connection *conn, void *cbdata)
 static int handle_readyz(struct mg_connection *conn, void *cbdata)
 {
     ingest_server *srv = cbdata;
-    int ready = !atomic_load(&srv->draining) && enqueue_ready(srv->queue);
+    int ready = !shutdown_requested() && enqueue_ready(srv->queue);
     char body[128];
     snprintf(body, sizeof body, "{\"ready\":%s,\"spool_depth\":%zu}\n", ready ? "true" : "false",
              enqueue_spool_depth(srv->queue));
@@ -273,6 +277,7 @@ static void collect_spool_depth(void *arg)
     metric_set(srv->m.spool_depth, NULL, (double)enqueue_spool_depth(srv->queue));
 }
 
+/* Registers the ingest metrics and the spool-depth hook on `srv`. Returns 0 or -1. */
 static int register_metrics(ingest_server *srv)
 {
     ingest_metrics *m = &srv->m;
@@ -297,16 +302,19 @@ static int register_metrics(ingest_server *srv)
     return metrics_add_collect_hook(collect_spool_depth, srv);
 }
 
+/* Registers the metrics, then starts civetweb with the three routes. */
 ingest_server *ingest_server_start(const ingest_settings *s, enqueuer *q, char *err, size_t errlen)
 {
     ingest_server *srv = calloc(1, sizeof *srv);
+    if (srv) {
+        srv->settings = s; /* before the hook: a scrape may run it at once */
+        srv->queue = q;
+    }
     if (!srv || register_metrics(srv) != 0) {
         snprintf(err, errlen, "out of memory registering metrics");
         free(srv);
         return NULL;
     }
-    srv->settings = s;
-    srv->queue = q;
     char ports[300], threads[16];
     if (s->listen_host[0])
         snprintf(ports, sizeof ports, "%s:%d", s->listen_host, s->listen_port);
@@ -333,6 +341,7 @@ ingest_server *ingest_server_start(const ingest_settings *s, enqueuer *q, char *
     srv->ctx = mg_start(NULL, NULL, options);
     if (!srv->ctx) {
         snprintf(err, errlen, "cannot listen on %s (INGEST_LISTEN)", ports);
+        metrics_remove_collect_hook(collect_spool_depth, srv);
         free(srv);
         return NULL;
     }
@@ -342,13 +351,17 @@ ingest_server *ingest_server_start(const ingest_settings *s, enqueuer *q, char *
     return srv;
 }
 
+/* Takes the collect hook off (no scrape reads `srv` after this), drains, stops civetweb
+ * and frees the server. */
 void ingest_server_stop(ingest_server *srv)
 {
     if (!srv)
         return;
+    metrics_remove_collect_hook(collect_spool_depth, srv);
     /* mg_stop cuts body reads short, so first let running handlers finish: the caller's
-     * watchdog bounds this by INGEST_DRAIN_TIMEOUT_MS. */
-    atomic_store(&srv->draining, 1);
+     * watchdog bounds this by INGEST_DRAIN_TIMEOUT_MS. Requesting the stop here as well
+     * makes a stop without a signal drain the same way. */
+    shutdown_request();
     while (atomic_load(&srv->in_flight) > 0)
         timing_sleep_ms(5);
     mg_stop(srv->ctx);

@@ -17,8 +17,11 @@ typedef struct ingest_server ingest_server;
  * server. Returns the server (caller owns; ingest_server_stop), or NULL with `err`. */
 ingest_server *ingest_server_start(const ingest_settings *s, enqueuer *q, char *err, size_t errlen);
 
-/* Drains: /readyz turns 503 (load balancers stop sending), keep-alive is refused, and
- * once no webhook request is inside its handler the listener stops. Frees the server. */
+/* Takes the spool-depth collect hook off the metrics registry (no scrape reads the server
+ * afterwards), then drains: it requests the process-wide stop (shutdown_request), so
+ * /readyz turns 503 (load balancers stop sending) and keep-alive is refused, and once no
+ * webhook request is inside its handler the listener stops. Frees the server; `q` may be
+ * closed after this returns. */
 void ingest_server_stop(ingest_server *srv);
 
 #endif

@@ -2,9 +2,11 @@
  *
  * Checks values, the exact text exposition of a small registry (so a scraper-visible
  * format change shows up here first), label merging with `le`, name validation,
- * duplicate registration, collect hooks, exact totals under concurrent updates, and a
- * real scrape over loopback with libcurl. Each criterion test runs in its own process;
- * the fini hook still resets the registry so valgrind sees no leaks. */
+ * duplicate registration, collect hooks and their removal (also while other threads
+ * scrape: run under ASan, a hook still running after removal reads freed memory), exact
+ * totals under concurrent updates, and a real scrape over loopback with libcurl. Each criterion
+ * test runs in its own process; the fini hook still resets the registry so valgrind sees no leaks.
+ */
 #include "metrics.h"
 #include "metrics_server.h"
 
@@ -15,6 +17,7 @@
 #include <math.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -256,6 +259,173 @@ Test(metrics, collect_hooks_run_before_render)
     cr_expect_not_null(strstr(text, "depth{stream=\"events\"} 20\n"), "%s", text);
     free(text);
     cr_expect_eq(plain, 2);
+}
+
+Test(metrics, removed_hook_is_no_longer_called)
+{
+    int first = 0, second = 0, third = 0;
+    cr_assert_eq(metrics_add_collect_hook(count_hook, &first), 0);
+    cr_assert_eq(metrics_add_collect_hook(count_hook, &second), 0);
+    cr_assert_eq(metrics_add_collect_hook(count_hook, &third), 0);
+    free(render());
+    cr_expect(first == 1 && second == 1 && third == 1);
+
+    metrics_remove_collect_hook(count_hook, &second);
+    free(render());
+    cr_expect_eq(first, 2);
+    cr_expect_eq(second, 1, "a removed hook is not called again");
+    cr_expect_eq(third, 2, "the hooks after the removed one still run");
+
+    cr_assert_eq(metrics_add_collect_hook(count_hook, &second), 0, "can be added again");
+    free(render());
+    cr_expect(first == 3 && second == 2 && third == 3);
+}
+
+Test(metrics, removing_unknown_hook_is_harmless)
+{
+    int calls = 0, other = 0;
+    metrics_remove_collect_hook(count_hook, &calls); /* empty list */
+    metrics_remove_collect_hook(NULL, NULL);
+    cr_assert_eq(metrics_add_collect_hook(count_hook, &calls), 0);
+    metrics_remove_collect_hook(count_hook, &other); /* same function, other argument */
+    metrics_remove_collect_hook(depth_hook, &calls); /* other function */
+    free(render());
+    cr_expect_eq(calls, 1, "an unknown pair removes nothing");
+    metrics_remove_collect_hook(count_hook, &calls);
+    metrics_remove_collect_hook(count_hook, &calls); /* twice */
+    free(render());
+    cr_expect_eq(calls, 1);
+}
+
+Test(metrics, hook_added_twice_is_removed_once_per_call)
+{
+    int calls = 0;
+    cr_assert_eq(metrics_add_collect_hook(count_hook, &calls), 0);
+    cr_assert_eq(metrics_add_collect_hook(count_hook, &calls), 0);
+    free(render());
+    cr_expect_eq(calls, 2);
+    metrics_remove_collect_hook(count_hook, &calls);
+    free(render());
+    cr_expect_eq(calls, 3, "one registration is left");
+    metrics_remove_collect_hook(count_hook, &calls);
+    free(render());
+    cr_expect_eq(calls, 3);
+}
+
+/* A hook that parks until told to go on, so a test can hold a render inside it. */
+struct parked_hook {
+    atomic_int entered; /* the hook is running */
+    atomic_int release; /* the hook may return */
+    atomic_int calls;
+};
+
+/* Collect hook: says it entered, then waits for `release`. */
+static void parking_hook(void *arg)
+{
+    struct parked_hook *p = arg;
+    atomic_fetch_add(&p->calls, 1);
+    atomic_store(&p->entered, 1);
+    while (!atomic_load(&p->release))
+        usleep(1000);
+}
+
+/* Renders once (a thread body). */
+static void *render_once(void *arg)
+{
+    (void)arg;
+    free(metrics_render());
+    return NULL;
+}
+
+/* A thread removing the parking hook, and whether its removal has returned. */
+struct remover {
+    struct parked_hook *hook;
+    atomic_int done;
+};
+
+/* Removes the parking hook, then records that removal returned (a thread body). */
+static void *remove_parking_hook(void *arg)
+{
+    struct remover *r = arg;
+    metrics_remove_collect_hook(parking_hook, r->hook);
+    atomic_store(&r->done, 1);
+    return NULL;
+}
+
+Test(metrics, remove_waits_for_a_render_inside_the_hook)
+{
+    struct parked_hook p = {0, 0, 0};
+    struct remover r = {&p, 0};
+    cr_assert_eq(metrics_add_collect_hook(parking_hook, &p), 0);
+    pthread_t renderer, remover;
+    cr_assert_eq(pthread_create(&renderer, NULL, render_once, NULL), 0);
+    while (!atomic_load(&p.entered))
+        usleep(1000);
+    cr_assert_eq(pthread_create(&remover, NULL, remove_parking_hook, &r), 0);
+    usleep(100 * 1000);
+    cr_expect_eq(atomic_load(&r.done), 0, "remove returned while a render ran the hook");
+    atomic_store(&p.release, 1);
+    pthread_join(remover, NULL);
+    pthread_join(renderer, NULL);
+    cr_expect_eq(atomic_load(&r.done), 1);
+    free(render());
+    cr_expect_eq(atomic_load(&p.calls), 1, "not called after removal");
+}
+
+#define SCRAPERS 4
+#define HOOK_ROUNDS 300
+#define HOOK_MAGIC 0x5ca1ab1eu
+
+/* What a short-lived hook reads; freed right after its removal. */
+struct owned_state {
+    unsigned magic;
+    metric *gauge;
+    long calls;
+};
+
+/* Collect hook: checks its state is still alive and touches it. */
+static void owned_hook(void *arg)
+{
+    struct owned_state *st = arg;
+    if (st->magic != HOOK_MAGIC)
+        abort(); /* Release builds: freed and reused; ASan reports the read itself */
+    st->calls++;
+    metric_set(st->gauge, NULL, (double)st->calls);
+}
+
+/* Scrapes until told to stop (a thread body). */
+static void *scrape_until(void *arg)
+{
+    atomic_int *stop = arg;
+    while (!atomic_load(stop))
+        free(metrics_render());
+    return NULL;
+}
+
+Test(metrics, remove_during_concurrent_scrapes)
+{
+    metric *g = metrics_register(METRIC_GAUGE, "owned_calls", "", NULL, 0);
+    cr_assert_not_null(g);
+    atomic_int stop = 0;
+    pthread_t th[SCRAPERS];
+    for (int i = 0; i < SCRAPERS; i++)
+        cr_assert_eq(pthread_create(&th[i], NULL, scrape_until, &stop), 0);
+    long total = 0;
+    for (int round = 0; round < HOOK_ROUNDS; round++) {
+        struct owned_state *st = malloc(sizeof *st);
+        cr_assert_not_null(st);
+        *st = (struct owned_state){HOOK_MAGIC, g, 0};
+        cr_assert_eq(metrics_add_collect_hook(owned_hook, st), 0);
+        usleep(200);
+        metrics_remove_collect_hook(owned_hook, st);
+        total += st->calls;
+        st->magic = 0;
+        free(st);
+    }
+    atomic_store(&stop, 1);
+    for (int i = 0; i < SCRAPERS; i++)
+        pthread_join(th[i], NULL);
+    cr_expect_gt(total, 0, "the scrapers ran the hooks at all");
 }
 
 Test(metrics, reset_frees_everything)
