@@ -20,5 +20,9 @@ int keys_build(const char *prefix, calllog_keys *out)
     snprintf(out->ratelimit, sizeof out->ratelimit, "%s:ratelimit:rdstation", prefix);
     snprintf(out->cache, sizeof out->cache, "%s:cache:", prefix);
     snprintf(out->oauth, sizeof out->oauth, "%s:oauth:rdstation", prefix);
+    snprintf(out->reconcile, sizeof out->reconcile, "%s:reconcile", prefix);
+    snprintf(out->reconcile_leader, sizeof out->reconcile_leader, "%s:reconcile:leader", prefix);
+    snprintf(out->reconcile_enqueued, sizeof out->reconcile_enqueued, "%s:reconcile:enqueued",
+             prefix);
     return 0;
 }

@@ -10,12 +10,15 @@
 #define KEYS_MAX 200
 
 typedef struct calllog_keys {
-    char events[KEYS_MAX];    /* stream of normalized events */
-    char retry[KEYS_MAX];     /* ZSET: member = event entry, score = due time (epoch ms) */
-    char dead[KEYS_MAX];      /* stream of dead letters */
-    char ratelimit[KEYS_MAX]; /* RD Station limiter state */
-    char cache[KEYS_MAX];     /* prefix for contact/deal look-up cache entries */
-    char oauth[KEYS_MAX];     /* hash holding the RD Station v2 tokens */
+    char events[KEYS_MAX];             /* stream of normalized events */
+    char retry[KEYS_MAX];              /* ZSET: member = event entry, score = due time (epoch ms) */
+    char dead[KEYS_MAX];               /* stream of dead letters */
+    char ratelimit[KEYS_MAX];          /* RD Station limiter state */
+    char cache[KEYS_MAX];              /* prefix for contact/deal look-up cache entries */
+    char oauth[KEYS_MAX];              /* hash holding the RD Station v2 tokens */
+    char reconcile[KEYS_MAX];          /* hash: the reconciler's checkpoint and last run */
+    char reconcile_leader[KEYS_MAX];   /* string: the reconciler lease (holder, expiry) */
+    char reconcile_enqueued[KEYS_MAX]; /* ZSET: CallSids it enqueued, score = when (ms) */
 } calllog_keys;
 
 /* Builds the key names from `prefix`. Returns 0, or -1 when the prefix is empty, too long

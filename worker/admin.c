@@ -15,9 +15,11 @@
 
 #include "cli.h"
 #include "config.h"
+#include "event.h"
 #include "keys.h"
 #include "ledger.h"
 #include "queue.h"
+#include "reconcile.h"
 #include "redis_client.h"
 
 static const char usage[] =
@@ -152,6 +154,37 @@ static int for_dead(admin *a, const char *target, int replay)
     return failures ? 1 : 0;
 }
 
+/* Prints epoch ms `ms` as RFC 3339, or "never" for 0. */
+static void print_time(const char *label, long long ms)
+{
+    char when[40] = "never";
+    if (ms > 0)
+        event_format_time(ms, when, sizeof when);
+    printf("%s%s", label, when);
+}
+
+/* The reconciler's lines of `status`: checkpoint, holder, last run. */
+static void print_reconcile(admin *a)
+{
+    reconcile_state st;
+    if (reconcile_state_read(a->redis, &a->keys, &st) != 0) {
+        printf("reconciler    unavailable: cannot read %s\n", a->keys.reconcile);
+        return;
+    }
+    print_time("reconciler    checkpoint ", st.checkpoint_ms);
+    if (st.holder[0])
+        printf(", held by %s (lease %lld ms left)\n", st.holder, st.holder_ttl_ms);
+    else
+        printf(", no holder (reconciliation off, or no worker running)\n");
+    print_time("              last success ", st.last_success_ms);
+    printf(" (%lld examined, %lld backfilled)", st.last_examined, st.last_backfilled);
+    if (strcmp(st.last_result, "error") == 0) {
+        print_time("; last run failed ", st.last_run_ms);
+        printf(": %s", st.last_error);
+    }
+    printf("\n");
+}
+
 static int cmd_status(admin *a)
 {
     queue_depths d;
@@ -161,6 +194,7 @@ static int cmd_status(admin *a)
            d.events, d.pending);
     printf("retry set     %-24s %lld entries\n", a->keys.retry, d.retry);
     printf("dead stream   %-24s %lld entries\n", a->keys.dead, d.dead);
+    print_reconcile(a);
     char counts[512], err[256];
     if (a->ledger && ledger_state_counts(a->ledger, counts, sizeof counts, err, sizeof err) == 0)
         printf("deliveries    %s\n", counts);

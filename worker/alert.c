@@ -11,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "event.h"
 #include "http_client.h"
 #include "log.h"
 #include "metrics.h"
@@ -68,6 +69,19 @@ void alert_dead_letter(const char *call_sid, const char *reason, const char *err
              "Inspect with `calllog-admin dead list`, replay with `calllog-admin dead replay`.",
              call_sid, reason, error ? error : "");
     send_alert("dead_letter", text);
+}
+
+void alert_reconcile_stale(long long since, const char *error)
+{
+    char text[1024], when[40];
+    event_format_time(since * 1000, when, sizeof when);
+    snprintf(text, sizeof text,
+             ":warning: calllog: reconciliation with Twilio's Calls list has not succeeded since "
+             "%s (%s). Calls whose webhook was lost are not being backfilled. Check Twilio "
+             "credentials and `calllog-admin status`.",
+             when, error && error[0] ? error : "no run");
+    log_error("reconciliation stale", LF_S("alert", text));
+    send_alert("reconcile_stale", text);
 }
 
 void alert_record(int failed)

@@ -17,6 +17,10 @@ void alert_init(const worker_settings *s);
 /* Announces a dead letter. */
 void alert_dead_letter(const char *call_sid, const char *reason, const char *error);
 
+/* Announces that reconciliation has not succeeded since `since` (epoch s) because of
+ * `error`. The caller decides when (reconcile.c: after three intervals, once each). */
+void alert_reconcile_stale(long long since, const char *error);
+
 /* Records one outcome (failed = retry or dead) and alerts on a sustained failure rate. */
 void alert_record(int failed);
 

@@ -7,10 +7,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lease_keeper.h"
 #include "log.h"
 #include "processor.h"
 #include "queue.h"
 #include "ratelimit.h"
+#include "shutdown.h"
 
 #define RECLAIM_EVERY_MS 1000
 #define PROMOTE_BATCH 100
@@ -27,17 +29,17 @@ typedef struct consumer_thread {
 struct consumers {
     const worker_settings *settings;
     const note_template *tpl;
-    const volatile int *stopping;
     consumer_thread *threads;
     int nthreads;
     pthread_t promoter;
     int promoter_started;
+    lease_keeper *keeper; /* renews what the threads hold */
 };
 
 /* Sleeps `*backoff` ms in short steps (so a stop is noticed) and doubles it. */
-static void backoff_sleep(const volatile int *stopping, long *backoff)
+static void backoff_sleep(long *backoff)
 {
-    for (long slept = 0; slept < *backoff && !*stopping; slept += 100)
+    for (long slept = 0; slept < *backoff && !shutdown_requested(); slept += 100)
         timing_sleep_ms(100);
     *backoff = *backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : *backoff * 2;
 }
@@ -50,7 +52,7 @@ static int acquire_rd_budget(void *arg)
         t->links.budget_prepaid = 0;
         return 0;
     }
-    return ratelimit_acquire(t->links.redis, &t->limit, t->group->stopping);
+    return ratelimit_acquire(t->links.redis, &t->limit);
 }
 
 /* (Re)connects Redis; the RD client follows the new connection. */
@@ -76,16 +78,16 @@ static int open_links(consumer_thread *t)
     const worker_settings *s = t->group->settings;
     long backoff = 200;
     char err[512];
-    while (!*t->group->stopping) {
+    while (!shutdown_requested()) {
         if (!t->links.redis || t->links.redis->err)
             connect_redis(t);
         if (!t->links.ledger && !(t->links.ledger = ledger_open(s->database_url, err, sizeof err)))
             log_error("postgres unreachable", LF_I("thread", t->index), LF_S("error", err));
         if (t->links.redis && !t->links.redis->err && t->links.ledger)
             break;
-        backoff_sleep(t->group->stopping, &backoff);
+        backoff_sleep(&backoff);
     }
-    if (*t->group->stopping)
+    if (shutdown_requested())
         return -1;
     if (!t->links.rd) {
         rd_settings rs = s->rd;
@@ -134,22 +136,24 @@ static void *consumer_main(void *arg)
     char cursor[64] = "0-0", err[256];
     long long last_reclaim = 0;
     long backoff = 200;
-    while (!*t->group->stopping) {
+    while (!shutdown_requested()) {
         if ((!t->links.redis || t->links.redis->err || !t->links.rd) && open_links(t) != 0)
             break;
         queue_entry e;
         queue_status st = next_entry(t, cursor, &last_reclaim, &e, err, sizeof err);
         if (st == QUEUE_ERROR) {
             log_error("stream read failed", LF_I("thread", t->index), LF_S("error", err));
-            backoff_sleep(t->group->stopping, &backoff);
+            backoff_sleep(&backoff);
             continue;
         }
         if (st == QUEUE_EMPTY)
             continue;
+        lease_keeper_hold(t->group->keeper, t->index, e.call_sid, t->links.owner, e.id);
         outcome o = processor_handle(&t->links, &e);
+        lease_keeper_release(t->group->keeper, t->index);
         queue_entry_free(&e);
         if (o == OUTCOME_DEFERRED)
-            backoff_sleep(t->group->stopping, &backoff);
+            backoff_sleep(&backoff);
         else
             backoff = 200;
     }
@@ -165,12 +169,12 @@ static void *promoter_main(void *arg)
     redisContext *c = NULL;
     char err[256];
     long backoff = 200;
-    while (!*g->stopping) {
+    while (!shutdown_requested()) {
         if (!c || c->err) {
             if (c)
                 redisFree(c);
             if (!(c = redis_open(&s->redis, (int)s->redis_timeout_ms, err, sizeof err))) {
-                backoff_sleep(g->stopping, &backoff);
+                backoff_sleep(&backoff);
                 continue;
             }
         }
@@ -178,7 +182,7 @@ static void *promoter_main(void *arg)
         long long next_in = -1;
         if (queue_promote(c, &s->keys, PROMOTE_BATCH, &moved, &next_in, err, sizeof err) != 0) {
             log_error("promoter failed", LF_S("error", err));
-            backoff_sleep(g->stopping, &backoff);
+            backoff_sleep(&backoff);
             continue;
         }
         backoff = 200;
@@ -193,8 +197,7 @@ static void *promoter_main(void *arg)
     return NULL;
 }
 
-consumers *consumers_start(const worker_settings *s, const note_template *tpl,
-                           const volatile int *stopping)
+consumers *consumers_start(const worker_settings *s, const note_template *tpl)
 {
     consumers *g = calloc(1, sizeof *g);
     if (!g || !(g->threads = calloc((size_t)s->concurrency, sizeof *g->threads))) {
@@ -203,14 +206,18 @@ consumers *consumers_start(const worker_settings *s, const note_template *tpl,
     }
     g->settings = s;
     g->tpl = tpl;
-    g->stopping = stopping;
+    if (!(g->keeper = lease_keeper_start(s, (int)s->concurrency))) {
+        log_error("cannot start the lease keeper", LF_END);
+        free(g->threads);
+        free(g);
+        return NULL;
+    }
     for (int i = 0; i < (int)s->concurrency; i++) {
         consumer_thread *t = &g->threads[i];
         t->group = g;
         t->index = i;
         t->links.settings = s;
         t->links.tpl = tpl;
-        t->links.stopping = stopping;
         snprintf(t->links.owner, sizeof t->links.owner, "%s/%d", s->consumer, i);
         t->links.acquire_budget = acquire_rd_budget;
         t->links.acquire_arg = t;
@@ -220,9 +227,13 @@ consumers *consumers_start(const worker_settings *s, const note_template *tpl,
         g->nthreads++;
     }
     g->promoter_started = pthread_create(&g->promoter, NULL, promoter_main, g) == 0;
-    if (g->nthreads < (int)s->concurrency || !g->promoter_started)
+    if (g->nthreads < (int)s->concurrency || !g->promoter_started) {
         log_error("could not start every thread", LF_I("consumers", g->nthreads),
                   LF_I("promoter", g->promoter_started));
+        shutdown_request(); /* ends the threads that did start */
+        consumers_join(g);
+        return NULL;
+    }
     return g;
 }
 
@@ -234,6 +245,7 @@ void consumers_join(consumers *g)
         pthread_join(g->threads[i].tid, NULL);
     if (g->promoter_started)
         pthread_join(g->promoter, NULL);
+    lease_keeper_stop(g->keeper);
     free(g->threads);
     free(g);
 }

@@ -5,8 +5,9 @@
  * a second), else block on XREADGROUP for a new one, and hand it to the processor.
  * Connections lost are re-made with backoff. The promoter moves due retries back to
  * the stream, sleeping until the earliest is due (at most a second, so entries added
- * by other workers are not late). All threads stop when `stopping` becomes non-zero:
- * consumers finish or hand back the entry they hold. */
+ * by other workers are not late). A lease keeper (lease_keeper.h) renews what the
+ * consumers hold. All threads stop once shutdown_requested() (shutdown.h): consumers
+ * finish or hand back the entry they hold. */
 #ifndef CALLLOG_CONSUMER_H
 #define CALLLOG_CONSUMER_H
 
@@ -15,12 +16,12 @@
 
 typedef struct consumers consumers;
 
-/* Starts `s->concurrency` consumer threads and the promoter. `s`, `tpl` and `stopping`
- * must outlive them. Returns the group (consumers_join frees it) or NULL. */
-consumers *consumers_start(const worker_settings *s, const note_template *tpl,
-                           const volatile int *stopping);
+/* Starts `s->concurrency` consumer threads, the promoter and the lease keeper. `s` and
+ * `tpl` must outlive them. Returns the group (consumers_join frees it), or NULL when a
+ * thread could not be started (then none is left running: the stop was requested). */
+consumers *consumers_start(const worker_settings *s, const note_template *tpl);
 
-/* Waits for every thread to finish (after `*stopping` was set) and frees the group. */
+/* Waits for every thread to finish (after shutdown_request) and frees the group. */
 void consumers_join(consumers *g);
 
 #endif

@@ -436,13 +436,15 @@ static const char CLAIM_SQL[] =
     " WHERE d.state IN ('pending', 'retry_wait')"
     "    OR (d.state = 'processing' AND d.lease_expires_at < now())"
     " RETURNING d.state, d.attempts, d.rd_post_started_at IS NOT NULL, d.rd_deal_id,"
-    " d.reason, d.lease_owner, true";
+    " d.reason, d.lease_owner, true, 0";
 
 /* Why a claim did not win: the row as it is now (same columns as CLAIM_SQL's answer,
- * the last one saying whether a lease is running). */
+ * then whether a lease is running and for how many more milliseconds). */
 static const char CLAIM_STATE_SQL[] =
     "SELECT state, attempts, rd_post_started_at IS NOT NULL, rd_deal_id, reason,"
-    " lease_owner, state = 'processing' AND lease_expires_at >= now()"
+    " lease_owner, state = 'processing' AND lease_expires_at >= now(),"
+    " CASE WHEN state = 'processing' AND lease_expires_at >= now()"
+    "  THEN ceil(EXTRACT(EPOCH FROM lease_expires_at - now()) * 1000)::bigint ELSE 0 END"
     " FROM calllog.deliveries WHERE call_sid = $1";
 
 /* How often a claim is tried again when the row became claimable between the claim and
@@ -459,6 +461,7 @@ static void fill_claim(const PGresult *r, claim_status status, claim_result *out
     out->post_started = field_true(r, 2);
     copy_field(r, 3, out->rd_deal_id, sizeof out->rd_deal_id);
     copy_field(r, 4, out->reason, sizeof out->reason);
+    out->lease_left_ms = atol(PQgetvalue(r, 0, 7));
 }
 
 /* Classifies the row read by CLAIM_STATE_SQL. Returns 1 with `out` filled, or 0 when
@@ -696,6 +699,112 @@ int ledger_mark_dead(ledger *l, const char *call_sid, const char *owner, const c
     const char *params[5] = {call_sid, owner, reason, error,
                              http_param(http_status, status, sizeof status)};
     return apply_transition(l, &TO_DEAD, 5, params, err, errlen);
+}
+
+/* ---- many calls at once ---------------------------------------------------------- */
+
+/* Writes `items[0..n)` as a Postgres text[] literal ({"a","b"}, with " and \\ escaped).
+ * Returns a malloc'ed string or NULL out of memory. */
+static char *text_array(const char *const *items, size_t n)
+{
+    size_t len = 3;
+    for (size_t i = 0; i < n; i++)
+        len += 2 * strlen(items[i]) + 3;
+    char *out = malloc(len), *o = out;
+    if (!out)
+        return NULL;
+    *o++ = '{';
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            *o++ = ',';
+        *o++ = '"';
+        for (const char *p = items[i]; *p; p++) {
+            if (*p == '"' || *p == '\\')
+                *o++ = '\\';
+            *o++ = *p;
+        }
+        *o++ = '"';
+    }
+    *o++ = '}';
+    *o = '\0';
+    return out;
+}
+
+/* Renews, in one statement, every lease still running under its owner. */
+static const char RENEW_SQL[] =
+    "UPDATE calllog.deliveries AS d"
+    " SET lease_expires_at = now() + $3::bigint * interval '1 millisecond'"
+    " FROM unnest($1::text[], $2::text[]) AS h(call_sid, owner)"
+    " WHERE d.call_sid = h.call_sid AND d.lease_owner = h.owner AND d.state = 'processing'"
+    " AND d.lease_expires_at > now()";
+
+long ledger_renew_leases(ledger *l, const char *const *call_sids, const char *const *owners,
+                         size_t n, long lease_ms, char *err, size_t errlen)
+{
+    if (!l || (n > 0 && (!call_sids || !owners)) || lease_ms <= 0) {
+        set_err(err, errlen, "renewing leases: ledger, calls and a positive lease needed");
+        return -1;
+    }
+    if (n == 0)
+        return 0;
+    char lease[24];
+    snprintf(lease, sizeof lease, "%ld", lease_ms);
+    char *sids = text_array(call_sids, n), *who = text_array(owners, n);
+    long renewed = -1;
+    if (!sids || !who) {
+        set_err(err, errlen, "renewing leases: out of memory");
+    } else {
+        const char *params[3] = {sids, who, lease};
+        int repeated;
+        PGresult *r = run(l, "renewing leases", RENEW_SQL, 3, params, PGRES_COMMAND_OK, &repeated,
+                          err, errlen);
+        if (r) {
+            renewed = atol(PQcmdTuples(r));
+            PQclear(r);
+        }
+    }
+    free(sids);
+    free(who);
+    return renewed;
+}
+
+/* The 1-based positions of the CallSids that have no row. */
+static const char UNSEEN_SQL[] =
+    "SELECT s.o FROM unnest($1::text[]) WITH ORDINALITY AS s(call_sid, o)"
+    " WHERE NOT EXISTS (SELECT 1 FROM calllog.deliveries d WHERE d.call_sid = s.call_sid)";
+
+long ledger_unseen(ledger *l, const char *const *call_sids, size_t n, unsigned char *unseen,
+                   char *err, size_t errlen)
+{
+    if (!l || (n > 0 && (!call_sids || !unseen))) {
+        set_err(err, errlen, "looking up calls: ledger and calls needed");
+        return -1;
+    }
+    memset(unseen, 0, n);
+    if (n == 0)
+        return 0;
+    char *sids = text_array(call_sids, n);
+    if (!sids) {
+        set_err(err, errlen, "looking up calls: out of memory");
+        return -1;
+    }
+    const char *params[1] = {sids};
+    int repeated;
+    PGresult *r =
+        run(l, "looking up calls", UNSEEN_SQL, 1, params, PGRES_TUPLES_OK, &repeated, err, errlen);
+    free(sids);
+    if (!r)
+        return -1;
+    long count = 0;
+    for (int i = 0; i < PQntuples(r); i++) {
+        long pos = atol(PQgetvalue(r, i, 0));
+        if (pos >= 1 && (size_t)pos <= n && !unseen[pos - 1]) {
+            unseen[pos - 1] = 1;
+            count++;
+        }
+    }
+    PQclear(r);
+    return count;
 }
 
 /* ---- admin ----------------------------------------------------------------------- */

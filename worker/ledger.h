@@ -29,6 +29,7 @@ typedef struct claim_result {
     char state[16];      /* the row's state after the statement */
     char rd_deal_id[64]; /* the deal chosen by an earlier attempt, if any */
     char reason[256];    /* skipped/dead: the recorded reason */
+    long lease_left_ms;  /* BUSY: how long the other worker's lease still runs */
 } claim_result;
 
 typedef struct ledger_delivery {
@@ -70,6 +71,18 @@ int ledger_mark_retry(ledger *l, const char *call_sid, const char *owner, long d
                       const char *error, long http_status, char *err, size_t errlen);
 int ledger_mark_dead(ledger *l, const char *call_sid, const char *owner, const char *reason,
                      const char *error, long http_status, char *err, size_t errlen);
+
+/* Renews, in one statement, the leases that each owners[i] still holds on call_sids[i]
+ * (running leases only: one that has expired, or was taken over, stays as it is) to
+ * `lease_ms` from now. Returns how many were renewed, or -1 with `err` filled. */
+long ledger_renew_leases(ledger *l, const char *const *call_sids, const char *const *owners,
+                         size_t n, long lease_ms, char *err, size_t errlen);
+
+/* Looks up `call_sids[0..n)` in one round trip and sets unseen[i] to 1 for each that the
+ * ledger has no row for (never claimed by any worker), 0 otherwise. Returns how many
+ * are unseen, or -1 with `err` filled. */
+long ledger_unseen(ledger *l, const char *const *call_sids, size_t n, unsigned char *unseen,
+                   char *err, size_t errlen);
 
 /* Admin: makes a dead (or stuck) call claimable again. Returns 0, 1 when no such row, -1. */
 int ledger_reset(ledger *l, const char *call_sid, char *err, size_t errlen);

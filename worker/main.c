@@ -19,6 +19,7 @@
 #include "metrics_server.h"
 #include "processor.h"
 #include "queue.h"
+#include "reconcile.h"
 #include "settings.h"
 #include "shutdown.h"
 
@@ -28,8 +29,6 @@ static const char usage[] =
     "CallSid in Postgres and posts one note per finished call to RD Station CRM. Run any\n"
     "number of copies. Settings come from the environment; see docs/configuration.md.\n"
     "Required: DATABASE_URL, RDSTATION_API and its credentials.";
-
-static volatile int stopping;
 
 /* Depth gauges, refreshed at scrape time on a connection of their own. */
 static struct {
@@ -128,13 +127,25 @@ static int run(const worker_settings *s, note_template *tpl)
         log_error("cannot start", LF_S("error", err));
         return 1;
     }
-    consumers *g = consumers_start(s, tpl, &stopping);
+    consumers *g = consumers_start(s, tpl);
+    int reconcile_failed = 0;
+    reconciler *rec = g ? reconciler_start(s, &reconcile_failed) : NULL;
+    if (!g || reconcile_failed) {
+        log_error("cannot start", LF_S("error", g ? "reconciler thread did not start"
+                                                  : "consumer threads did not start"));
+        shutdown_request();
+        reconciler_stop(rec);
+        consumers_join(g);
+        metrics_server_stop(ms);
+        return 1;
+    }
     log_info("started", LF_S("consumer", s->consumer), LF_I("concurrency", s->concurrency),
              LF_S("stream", s->keys.events),
              LF_S("rdstation_api", s->rd.api == RD_API_V1 ? "v1" : "v2"), LF_I("enrich", s->enrich),
-             LF_I("rate_per_minute", s->rate_per_minute));
+             LF_I("rate_per_minute", s->rate_per_minute), LF_I("lease_ms", s->lease_ms),
+             LF_I("reconcile_interval_ms", s->reconcile_interval_ms));
     shutdown_wait(s->drain_timeout_ms);
-    stopping = 1;
+    reconciler_stop(rec);
     consumers_join(g);
     metrics_server_stop(ms);
     log_info("stopped", LF_END);

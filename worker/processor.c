@@ -14,8 +14,10 @@
 #include "metrics.h"
 #include "phone.h"
 #include "retry_policy.h"
+#include "shutdown.h"
 
-#define BUSY_RECHECK_MS 10000
+/* How long after another worker's lease runs out its call is looked at again. */
+#define LEASE_MARGIN_MS 250
 #define DEFER_DELAY_MS 5000
 
 static struct {
@@ -26,8 +28,9 @@ static struct {
     metric *handle_secs;    /* time to handle one entry */
 } pm;
 
-static const char *const outcome_names[] = {"delivered", "recovered", "skipped", "duplicate",
-                                            "ignored",   "retry",     "dead",    "deferred"};
+static const char *const outcome_names[] = {"delivered", "recovered", "skipped",
+                                            "duplicate", "ignored",   "retry",
+                                            "dead",      "deferred",  "waiting"};
 
 const char *processor_outcome_name(outcome o)
 {
@@ -151,7 +154,7 @@ static outcome retry_later(job *j, const api_error *ae, long min_delay)
  * is stopping hands the call back at once: no backoff, never a dead letter. */
 static outcome api_failed(job *j, const api_error *ae)
 {
-    if (j->w->stopping && *j->w->stopping && ae->curl_code == -1) {
+    if (shutdown_requested() && ae->curl_code == -1) {
         api_error handback = *ae;
         snprintf(handback.message, sizeof handback.message, "worker stopping: handed back");
         return reschedule(j, 0, &handback);
@@ -454,23 +457,25 @@ static outcome deliver(job *j)
     return o;
 }
 
-/* Another worker holds a valid lease. It may be alive (then this copy will turn out a
- * duplicate) or dead (its stream entry was handed to us before its lease ran out): look
- * again in a while, until the lease has expired, rather than acknowledging and losing
- * the call. Rechecks do not count as attempts. */
+/* Another worker holds a valid lease. It may be alive (renewing it: this copy will turn
+ * out a duplicate) or dead (its stream entry was handed to us before its lease ran out):
+ * look again just after the lease runs out, rather than acknowledging and losing the
+ * call. The wait is parked, not rescheduled: it costs no attempt and never a dead letter. */
 static outcome wait_for_lease(job *j)
 {
     char err[256];
     worker_links *w = j->w;
-    long delay = w->settings->lease_ms < BUSY_RECHECK_MS ? w->settings->lease_ms : BUSY_RECHECK_MS;
-    if (queue_reschedule(w->redis, &w->settings->keys, j->e, delay, err, sizeof err) != 0) {
-        log_error("cannot reschedule, entry stays pending", LF_S("call_sid", j->e->call_sid),
+    long left = j->claim.lease_left_ms;
+    long delay =
+        (left > 0 && left < w->settings->lease_ms ? left : w->settings->lease_ms) + LEASE_MARGIN_MS;
+    if (queue_park(w->redis, &w->settings->keys, j->e, delay, err, sizeof err) != 0) {
+        log_error("cannot park, entry stays pending", LF_S("call_sid", j->e->call_sid),
                   LF_S("error", err));
         return OUTCOME_DEFERRED;
     }
     log_info("held by another worker, looking again after its lease",
              LF_S("call_sid", j->e->call_sid), LF_I("delay_ms", delay));
-    return OUTCOME_RETRY;
+    return OUTCOME_WAITING;
 }
 
 /* Claims the CallSid; anything but a win or a held lease is a duplicate: acknowledge. */
@@ -501,6 +506,15 @@ static outcome claim_and_deliver(job *j)
     return deliver(j);
 }
 
+/* A child leg of a <Dial> (parent_call_sid set) is part of its parent's conversation,
+ * which gets the one note: acknowledge it without claiming anything. */
+static outcome child_leg(job *j)
+{
+    log_info("child leg, the parent call gets the note", LF_S("call_sid", j->e->call_sid),
+             LF_S("parent_call_sid", event_get(j->ev, "parent_call_sid")));
+    return finish(j, OUTCOME_IGNORED);
+}
+
 /* Postgres (or Redis) failed before an outcome was recorded: park the entry on the retry
  * set for a few seconds. Leaving it pending would work too, but every takeover counts
  * as a delivery, and a long database outage would end in `poison` dead letters. When
@@ -508,8 +522,7 @@ static outcome claim_and_deliver(job *j)
 static void defer(job *j)
 {
     char err[256];
-    if (queue_reschedule(j->w->redis, &j->w->settings->keys, j->e, DEFER_DELAY_MS, err,
-                         sizeof err) != 0)
+    if (queue_park(j->w->redis, &j->w->settings->keys, j->e, DEFER_DELAY_MS, err, sizeof err) != 0)
         log_warn("entry stays pending", LF_S("call_sid", j->e->call_sid), LF_S("error", err));
 }
 
@@ -524,7 +537,8 @@ static void count(const queue_entry *e, outcome o, double t0)
     log_info("handled", LF_S("request_id", e->request_id), LF_S("call_sid", e->call_sid),
              LF_S("status", e->status), LF_S("outcome", outcome_names[o]),
              LF_I("attempt", e->attempt), LF_I("latency_us", (long long)(secs * 1e6)));
-    if (o != OUTCOME_IGNORED && o != OUTCOME_DUPLICATE && o != OUTCOME_DEFERRED)
+    if (o != OUTCOME_IGNORED && o != OUTCOME_DUPLICATE && o != OUTCOME_DEFERRED &&
+        o != OUTCOME_WAITING)
         alert_record(o == OUTCOME_RETRY || o == OUTCOME_DEAD);
 }
 
@@ -545,6 +559,8 @@ outcome processor_handle(worker_links *w, const queue_entry *e)
         o = bury(&j, "poison", "delivered too many times without an outcome", 0);
     else if (!event_status_is_terminal(e->status))
         o = finish(&j, OUTCOME_IGNORED);
+    else if (event_get(j.ev, "parent_call_sid"))
+        o = child_leg(&j);
     else
         o = claim_and_deliver(&j);
     if (o == OUTCOME_DEFERRED)

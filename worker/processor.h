@@ -28,9 +28,8 @@ typedef struct worker_links {
     redisContext *redis;
     ledger *ledger;
     rd_client *rd;
-    twilio_client *twilio; /* NULL when enrichment is off */
-    char owner[192];       /* lease owner: consumer name + thread number */
-    const volatile int *stopping;
+    twilio_client *twilio;        /* NULL when enrichment is off */
+    char owner[192];              /* lease owner: consumer name + thread number */
     rd_acquire_fn acquire_budget; /* the shared RD limiter (waits; 0 when granted) */
     void *acquire_arg;
     int budget_prepaid; /* 1: the next RD request was paid for before the lease renewal */
@@ -44,7 +43,8 @@ typedef enum {
     OUTCOME_IGNORED,   /* not a terminal call status */
     OUTCOME_RETRY,
     OUTCOME_DEAD,
-    OUTCOME_DEFERRED /* Postgres or Redis failed: left pending, try again later */
+    OUTCOME_DEFERRED, /* Postgres or Redis failed: parked for a few seconds */
+    OUTCOME_WAITING   /* another worker holds the lease: looked at again when it runs out */
 } outcome;
 
 /* Registers the worker's metrics (once, before threads start). Returns 0 or -1. */

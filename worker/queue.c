@@ -23,6 +23,20 @@ static const char lua_reschedule[] =
     "redis.call('XDEL', KEYS[1], ARGV[2])\n"
     "return due\n";
 
+/* KEYS: events. ARGV: group, consumer, id, ... Resets the idle time of each entry that is
+ * still pending on `consumer` (XCLAIM to itself, JUSTID: the delivery count stays), so
+ * that no other worker takes over an entry whose holder is alive. Returns how many. */
+static const char lua_touch[] =
+    "local n = 0\n"
+    "for i = 3, #ARGV do\n"
+    "  local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)\n"
+    "  if #p == 1 and p[1][2] == ARGV[2] then\n"
+    "    redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'JUSTID')\n"
+    "    n = n + 1\n"
+    "  end\n"
+    "end\n"
+    "return n\n";
+
 /* KEYS: events, dead. ARGV: group, id, field, value, ... Returns the dead entry id. */
 static const char lua_bury[] = "local args = {'XADD', KEYS[2], '*'}\n"
                                "for i = 3, #ARGV do args[#args + 1] = ARGV[i] end\n"
@@ -252,21 +266,22 @@ int queue_done(redisContext *c, const calllog_keys *k, const queue_entry *e, cha
     return r ? 0 : -1;
 }
 
-/* The retry-set member for `e`: its fields as compact JSON, attempt incremented. */
-static char *retry_member(const queue_entry *e)
+/* The retry-set member for `e`: its fields as compact JSON, with attempt `attempt`. */
+static char *retry_member(const queue_entry *e, int attempt)
 {
     json_t *o = json_pack("{s:s,s:s,s:i,s:s,s:s,s:s,s:s}", "call_sid", e->call_sid, "status",
-                          e->status, "attempt", e->attempt + 1, "request_id", e->request_id,
-                          "received_at", e->received_at, "event", e->event, "from_id", e->id);
+                          e->status, "attempt", attempt, "request_id", e->request_id, "received_at",
+                          e->received_at, "event", e->event, "from_id", e->id);
     char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
     return text;
 }
 
-int queue_reschedule(redisContext *c, const calllog_keys *k, const queue_entry *e, long delay_ms,
-                     char *err, size_t errlen)
+/* Moves `e` to the retry set due in `delay_ms`, carrying attempt number `attempt`. */
+static int move_to_retry(redisContext *c, const calllog_keys *k, const queue_entry *e,
+                         long delay_ms, int attempt, char *err, size_t errlen)
 {
-    char *member = retry_member(e);
+    char *member = retry_member(e, attempt);
     char delay[24];
     snprintf(delay, sizeof delay, "%ld", delay_ms < 0 ? 0 : delay_ms);
     const char *args[] = {k->events, k->retry, KEYS_GROUP, e->id, delay, member};
@@ -277,6 +292,41 @@ int queue_reschedule(redisContext *c, const calllog_keys *k, const queue_entry *
     if (r)
         freeReplyObject(r);
     return r ? 0 : -1;
+}
+
+int queue_reschedule(redisContext *c, const calllog_keys *k, const queue_entry *e, long delay_ms,
+                     char *err, size_t errlen)
+{
+    return move_to_retry(c, k, e, delay_ms, e->attempt + 1, err, errlen);
+}
+
+int queue_park(redisContext *c, const calllog_keys *k, const queue_entry *e, long delay_ms,
+               char *err, size_t errlen)
+{
+    return move_to_retry(c, k, e, delay_ms, e->attempt, err, errlen);
+}
+
+long queue_touch(redisContext *c, const calllog_keys *k, const char *consumer,
+                 const char *const *ids, size_t n, char *err, size_t errlen)
+{
+    if (n == 0)
+        return 0;
+    const char **args = calloc(n + 3, sizeof *args);
+    if (!args) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    args[0] = k->events;
+    args[1] = KEYS_GROUP;
+    args[2] = consumer;
+    memcpy(args + 3, ids, n * sizeof *ids);
+    redisReply *r = eval(c, lua_touch, 1, (int)n + 3, args, err, errlen);
+    free(args);
+    if (!r)
+        return -1;
+    long touched = r->type == REDIS_REPLY_INTEGER ? (long)r->integer : 0;
+    freeReplyObject(r);
+    return touched;
 }
 
 int queue_bury(redisContext *c, const calllog_keys *k, const queue_entry *e, const dead_letter *d,

@@ -65,6 +65,18 @@ int queue_done(redisContext *c, const calllog_keys *k, const queue_entry *e, cha
 int queue_reschedule(redisContext *c, const calllog_keys *k, const queue_entry *e, long delay_ms,
                      char *err, size_t errlen);
 
+/* Like queue_reschedule, but the attempt number stays: for waits that are not attempts
+ * (another worker holds the lease, the database is down). */
+int queue_park(redisContext *c, const calllog_keys *k, const queue_entry *e, long delay_ms,
+               char *err, size_t errlen);
+
+/* Resets the idle time of those entries `ids[0..n)` that are still pending on `consumer`
+ * (entries finished or taken over meanwhile are left alone), so a live holder keeps
+ * them: XAUTOCLAIM by another worker only takes entries idle for WORKER_CLAIM_IDLE_MS.
+ * The delivery count does not change. Returns how many were touched, or -1. */
+long queue_touch(redisContext *c, const calllog_keys *k, const char *consumer,
+                 const char *const *ids, size_t n, char *err, size_t errlen);
+
 /* Moves the entry to the dead stream with the reason, atomically. */
 int queue_bury(redisContext *c, const calllog_keys *k, const queue_entry *e, const dead_letter *d,
                char *err, size_t errlen);

@@ -5,6 +5,7 @@
 
 #include "log.h"
 #include "redis_client.h"
+#include "shutdown.h"
 #include "timing.h"
 
 /* KEYS: the limiter key. ARGV: interval ms (emission interval T), tolerance ms (tau).
@@ -41,7 +42,7 @@ int ratelimit_try(redisContext *c, const ratelimit_policy *p, long *wait_ms)
     return 0;
 }
 
-int ratelimit_acquire(redisContext *c, const ratelimit_policy *p, const volatile int *stopping)
+int ratelimit_acquire(redisContext *c, const ratelimit_policy *p)
 {
     for (;;) {
         long wait_ms = 0;
@@ -49,7 +50,7 @@ int ratelimit_acquire(redisContext *c, const ratelimit_policy *p, const volatile
             return -1;
         if (wait_ms == 0)
             return 0;
-        if (stopping && *stopping)
+        if (shutdown_requested())
             return -1;
         if (wait_ms > 1000)
             wait_ms = 1000; /* ask again at least every second to notice a stop */

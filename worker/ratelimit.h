@@ -20,8 +20,8 @@ typedef struct ratelimit_policy {
  * to wait before asking again; -1 on a Redis error. */
 int ratelimit_try(redisContext *c, const ratelimit_policy *p, long *wait_ms);
 
-/* Waits until one request is allowed. `stopping` (may be NULL) is polled between waits:
- * returns -1 when it becomes non-zero or on a Redis error, 0 when allowed. */
-int ratelimit_acquire(redisContext *c, const ratelimit_policy *p, const volatile int *stopping);
+/* Waits until one request is allowed. shutdown_requested() (shutdown.h) is polled
+ * between waits: returns -1 once a stop is requested or on a Redis error, 0 when allowed. */
+int ratelimit_acquire(redisContext *c, const ratelimit_policy *p);
 
 #endif

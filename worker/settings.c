@@ -36,14 +36,59 @@ static int load_consumer(worker_settings *s, config_error *err)
     make_consumer_name(s);
     return config_long("WORKER_CONCURRENCY", 4, 1, 64, &s->concurrency, err) ||
                    config_long("WORKER_BLOCK_MS", 2000, 10, 60000, &s->block_ms, err) ||
-                   config_long("WORKER_CLAIM_IDLE_MS", 60000, 100, 86400000, &s->claim_idle_ms,
+                   config_long("WORKER_CLAIM_IDLE_MS", 10000, 100, 86400000, &s->claim_idle_ms,
                                err) ||
-                   config_long("WORKER_LEASE_MS", 120000, 100, 86400000, &s->lease_ms, err) ||
+                   config_long("WORKER_LEASE_MS", 15000, 100, 86400000, &s->lease_ms, err) ||
                    config_long("WORKER_MAX_DELIVERIES", 10, 1, 1000, &s->max_deliveries, err) ||
                    config_long("WORKER_DRAIN_TIMEOUT_MS", 30000, 100, 600000, &s->drain_timeout_ms,
                                err)
                ? -1
                : 0;
+}
+
+/* TWILIO_RECONCILE_NUMBERS: "+551130001000,+551130001001" (E.164). */
+static int load_reconcile_numbers(worker_settings *s, config_error *err)
+{
+    const char *v = config_str("TWILIO_RECONCILE_NUMBERS", NULL);
+    while (v && *v) {
+        size_t n = strcspn(v, ",");
+        char *number = s->reconcile_numbers[s->reconcile_numbers_len];
+        phone_variant_list pv;
+        if (n == 0 || n >= sizeof s->reconcile_numbers[0] ||
+            s->reconcile_numbers_len == RECONCILE_NUMBERS_MAX)
+            return config_fail(err, "TWILIO_RECONCILE_NUMBERS",
+                               "expected E.164 numbers (+5511...) separated by commas");
+        memcpy(number, v, n);
+        number[n] = '\0';
+        if (number[0] != '+' || phone_variants(number, &pv) < 1)
+            return config_fail(err, "TWILIO_RECONCILE_NUMBERS",
+                               "expected E.164 numbers (+5511...) separated by commas");
+        s->reconcile_numbers_len++;
+        v += n + (v[n] == ',');
+    }
+    return 0;
+}
+
+/* The reconciler: on by default whenever Twilio REST credentials are set. */
+static int load_reconcile(worker_settings *s, int have_credentials, config_error *err)
+{
+    if (config_long("TWILIO_RECONCILE_INTERVAL_MS", have_credentials ? 120000 : 0, 0, 86400000,
+                    &s->reconcile_interval_ms, err) ||
+        config_long("TWILIO_RECONCILE_GRACE_MS", 60000, 0, 86400000, &s->reconcile_grace_ms, err) ||
+        config_long("TWILIO_RECONCILE_LOOKBACK_MS", 86400000, 1000, 30L * 86400000,
+                    &s->reconcile_lookback_ms, err) ||
+        config_long("TWILIO_RECONCILE_OVERLAP_MS", 600000, 0, 86400000, &s->reconcile_overlap_ms,
+                    err) ||
+        config_long("TWILIO_RECONCILE_MAX_CALL_MS", 14400000, 60000, 86400000,
+                    &s->reconcile_max_call_ms, err))
+        return -1;
+    if (s->reconcile_interval_ms > 0 && s->reconcile_interval_ms < 100)
+        return config_fail(err, "TWILIO_RECONCILE_INTERVAL_MS", "expected 0 (off) or at least 100");
+    if (s->reconcile_interval_ms > 0 && !have_credentials)
+        return config_fail(err, "TWILIO_RECONCILE_INTERVAL_MS",
+                           "reconciliation needs TWILIO_ACCOUNT_SID and TWILIO_API_KEY_SID/"
+                           "TWILIO_API_KEY_SECRET (or TWILIO_AUTH_TOKEN)");
+    return load_reconcile_numbers(s, err);
 }
 
 /* Twilio REST credentials: an API key (preferred) or the account's auth token. */
@@ -67,7 +112,7 @@ static int load_twilio(worker_settings *s, config_error *err)
         return config_fail(err, "TWILIO_ENRICH",
                            "enrichment needs TWILIO_ACCOUNT_SID and TWILIO_API_KEY_SID/"
                            "TWILIO_API_KEY_SECRET (or TWILIO_AUTH_TOKEN)");
-    return 0;
+    return load_reconcile(s, have, err);
 }
 
 static int load_rd_v1(worker_settings *s, config_error *err)

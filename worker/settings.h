@@ -19,6 +19,7 @@ typedef enum { MODE_NOTE = 0, MODE_TASK, MODE_BOTH } delivery_mode;
 typedef enum { UNKNOWN_SKIP = 0, UNKNOWN_DEAD, UNKNOWN_CREATE } unknown_policy;
 
 #define USER_MAP_MAX 64
+#define RECONCILE_NUMBERS_MAX 64
 
 /* One Twilio number → the RD user who owns that line. */
 typedef struct user_route {
@@ -52,6 +53,11 @@ typedef struct worker_settings {
     long cache_ttl_s, negative_cache_ttl_s;
     const char *alert_webhook_url;
     long alert_window_s, alert_min_events, alert_failure_percent;
+    /* Reconciliation against Twilio's Calls list (reconcile.h); interval 0 = off. */
+    long reconcile_interval_ms, reconcile_grace_ms, reconcile_lookback_ms;
+    long reconcile_overlap_ms, reconcile_max_call_ms;
+    char reconcile_numbers[RECONCILE_NUMBERS_MAX][32]; /* empty list: every call */
+    size_t reconcile_numbers_len;
 } worker_settings;
 
 /* Loads and validates every setting. Returns 0, or -1 with `err` filled. */

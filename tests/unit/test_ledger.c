@@ -550,6 +550,64 @@ Test(ledger, expired_lease_is_reclaimed_with_post_started)
     ledger_close(b);
 }
 
+Test(ledger, busy_claim_says_how_long_the_lease_still_runs)
+{
+    ledger *a = open_ledger(), *b = open_ledger();
+    cr_assert_eq(claim(a, "CAheld", "worker-a").status, CLAIM_WON);
+    claim_result c = claim(b, "CAheld", "worker-b");
+    cr_expect_eq(c.status, CLAIM_BUSY);
+    cr_expect(c.lease_left_ms > LEASE_MS - 10000 && c.lease_left_ms <= LEASE_MS, "%ld",
+              c.lease_left_ms);
+    ledger_close(a);
+    ledger_close(b);
+}
+
+Test(ledger, renew_leases_extends_only_running_leases_of_their_owner)
+{
+    ledger *a = open_ledger(), *b = open_ledger();
+    char err[512] = "", v[128];
+    cr_assert_eq(claim(a, "CAr1", "worker-a").status, CLAIM_WON);
+    cr_assert_eq(claim(a, "CAr2", "worker-a\"q\\").status, CLAIM_WON); /* quoting */
+    cr_assert_eq(claim(a, "CAr3", "worker-a").status, CLAIM_WON);
+    cr_assert_eq(claim(a, "CAr4", "worker-a").status, CLAIM_WON);
+    expire_lease("CAr3"); /* ran out: must stay expired, another worker may take it */
+    ledger_delivery d = {"c", "d", "n", NULL, 0};
+    cr_assert_eq(ledger_mark_delivered(a, "CAr4", "worker-a", &d, err, sizeof err), 0);
+    const char *sids[] = {"CAr1", "CAr2", "CAr3", "CAr4", "CAr1", "CAnone"};
+    const char *owners[] = {"worker-a", "worker-a\"q\\", "worker-a",
+                            "worker-a", "worker-b",      "worker-a"};
+    long n = ledger_renew_leases(b, sids, owners, 6, 3600000, err, sizeof err);
+    cr_expect_eq(n, 2, "renewed %ld: %s", n, err);
+    cr_expect_str_eq(
+        row_col("CAr1", "lease_expires_at > now() + interval '3000 seconds'", v, sizeof v), "true");
+    cr_expect_str_eq(
+        row_col("CAr2", "lease_expires_at > now() + interval '3000 seconds'", v, sizeof v), "true");
+    cr_expect_str_eq(row_col("CAr3", "lease_expires_at < now()", v, sizeof v), "true");
+    cr_expect_str_eq(row_col("CAr4", "state", v, sizeof v), "delivered");
+    cr_expect_eq(ledger_renew_leases(b, NULL, NULL, 0, 1000, err, sizeof err), 0);
+    ledger_close(a);
+    ledger_close(b);
+}
+
+Test(ledger, unseen_finds_calls_without_a_row_in_one_statement)
+{
+    ledger *a = open_ledger();
+    char err[512] = "";
+    cr_assert_eq(claim(a, "CAu1", "worker-a").status, CLAIM_WON);
+    cr_assert_eq(ledger_mark_skipped(a, "CAu3", NULL, "no_contact", err, sizeof err), 0);
+    const char *sids[] = {"CAu1", "CAu2", "CAu3", "CAu4", "CAu2"};
+    unsigned char unseen[5];
+    long n = ledger_unseen(a, sids, 5, unseen, err, sizeof err);
+    cr_expect_eq(n, 3, "%ld: %s", n, err);
+    cr_expect_eq(unseen[0], 0);
+    cr_expect_eq(unseen[1], 1);
+    cr_expect_eq(unseen[2], 0);
+    cr_expect_eq(unseen[3], 1);
+    cr_expect_eq(unseen[4], 1);
+    cr_expect_eq(ledger_unseen(a, NULL, 0, unseen, err, sizeof err), 0);
+    ledger_close(a);
+}
+
 Test(ledger, marks_by_another_owner_change_nothing)
 {
     ledger *a = open_ledger();

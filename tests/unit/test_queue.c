@@ -272,6 +272,65 @@ Test(queue, reschedule_moves_to_retry_set_with_attempt_plus_one)
     queue_entry_free(&e);
 }
 
+Test(queue, park_moves_to_retry_set_keeping_the_attempt)
+{
+    add_entry("CA1", "busy", "3", NULL);
+    queue_entry e;
+    read_one("w1", &e);
+    char err[256] = "";
+    cr_assert_eq(queue_park(rc, &keys, &e, 1000, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(xlen(keys.events), 0);
+    cr_assert_eq(pending(), 0);
+    redisReply *r = cmd("ZRANGE %s 0 -1", keys.retry);
+    cr_assert_eq(r->elements, 1);
+    json_t *m = json_loads(r->element[0]->str, 0, NULL);
+    cr_assert_eq(json_integer_value(json_object_get(m, "attempt")), 3, "a wait is no attempt");
+    json_decref(m);
+    freeReplyObject(r);
+    queue_entry_free(&e);
+}
+
+/* Idle time (ms) of pending entry `id`, and its consumer into `who` (64 bytes). */
+static long long idle_of(const char *id, char *who)
+{
+    redisReply *r = cmd("XPENDING %s %s %s %s 1", keys.events, KEYS_GROUP, id, id);
+    cr_assert_eq(r->elements, 1);
+    snprintf(who, 64, "%s", r->element[0]->element[1]->str);
+    long long idle = r->element[0]->element[2]->integer;
+    freeReplyObject(r);
+    return idle;
+}
+
+Test(queue, touch_keeps_a_live_holders_entries_without_stealing)
+{
+    char mine[64], theirs[64], done[64], who[64], err[256] = "";
+    add_entry("CAm", "completed", "0", mine);
+    add_entry("CAt", "completed", "0", theirs);
+    add_entry("CAd", "completed", "0", done);
+    queue_entry a, b, c;
+    read_one("w1", &a);
+    read_one("w2", &b);
+    read_one("w1", &c);
+    cr_assert_eq(queue_done(rc, &keys, &c, err, sizeof err), 0, "%s", err);
+    usleep(300 * 1000);
+    const char *ids[] = {mine, theirs, done};
+    cr_expect_eq(queue_touch(rc, &keys, "w1", ids, 3, err, sizeof err), 1, "%s", err);
+    cr_expect(idle_of(mine, who) < 200, "touched entry is fresh");
+    cr_expect_str_eq(who, "w1");
+    cr_expect(idle_of(theirs, who) >= 300, "another consumer's entry is left alone");
+    cr_expect_str_eq(who, "w2", "never stolen");
+    /* The delivery count does not grow: a touch is not a delivery. */
+    char cursor[64] = "0-0";
+    queue_entry again;
+    cr_assert_eq(queue_reclaim(rc, &keys, "w3", 0, cursor, &again, err, sizeof err), QUEUE_GOT);
+    cr_expect_eq(again.deliveries, 2);
+    cr_expect_eq(queue_touch(rc, &keys, "w1", ids, 0, err, sizeof err), 0);
+    queue_entry_free(&again);
+    queue_entry_free(&a);
+    queue_entry_free(&b);
+    queue_entry_free(&c);
+}
+
 Test(queue, promote_moves_only_due_members)
 {
     add_entry("CA-now", "completed", "0", NULL);

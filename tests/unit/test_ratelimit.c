@@ -21,6 +21,7 @@
 #include "ratelimit.h"
 #include "redis_client.h"
 #include "redis_fixture.h"
+#include "shutdown.h"
 
 static redisContext *rc;
 static char key[128];
@@ -155,12 +156,13 @@ Test(ratelimit, burst_of_one)
 Test(ratelimit, acquire_returns_at_once_with_budget_and_stops_when_asked)
 {
     ratelimit_policy p = {key, 60, 3};
-    volatile int stopping = 0;
-    cr_assert_eq(ratelimit_acquire(rc, &p, &stopping), 0);
-    cr_assert_eq(ratelimit_acquire(rc, &p, NULL), 0);
-    cr_assert_eq(ratelimit_acquire(rc, &p, &stopping), 0);
-    stopping = 1; /* out of budget and stopping: gives up instead of sleeping */
-    cr_assert_eq(ratelimit_acquire(rc, &p, &stopping), -1);
+    shutdown_reset();
+    cr_assert_eq(ratelimit_acquire(rc, &p), 0);
+    cr_assert_eq(ratelimit_acquire(rc, &p), 0);
+    cr_assert_eq(ratelimit_acquire(rc, &p), 0);
+    shutdown_request(); /* out of budget and stopping: gives up instead of sleeping */
+    cr_assert_eq(ratelimit_acquire(rc, &p), -1);
+    shutdown_reset();
 }
 
 Test(ratelimit, redis_error_is_reported)

@@ -210,3 +210,75 @@ Test(twilio, unusable_sid_is_refused)
     cr_expect_eq(twilio_fetch_call(cl, "../../etc", &c, &err), -1);
     cr_expect_eq(mock_count_requests(&tw, NULL), 0);
 }
+
+/* Seeds `n` parent calls ending one minute apart, the newest at `newest`, and a child leg. */
+static void seed_list(int n, time_t newest)
+{
+    char buf[512], when[64];
+    for (int i = 0; i < n; i++) {
+        time_t t = newest - 60 * i;
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        strftime(when, sizeof when, "%a, %d %b %Y %H:%M:%S +0000", &tm);
+        snprintf(buf, sizeof buf,
+                 "{\"sid\":\"CA%032d\",\"status\":\"completed\",\"start_time\":\"%s\","
+                 "\"end_time\":\"%s\",\"duration\":\"0\",\"from\":\"+5511971730783\"}",
+                 i, when, when);
+        seed_call(buf);
+    }
+    snprintf(buf, sizeof buf,
+             "{\"sid\":\"CAchild\",\"status\":\"completed\",\"parent_call_sid\":\"CA%032d\"}", 0);
+    seed_call(buf);
+}
+
+Test(twilio, lists_calls_newest_first_following_next_page_uri)
+{
+    time_t newest = time(NULL) - 3600;
+    seed_list(7, newest);
+    twilio_calls_page page;
+    api_error err;
+    cr_assert_eq(twilio_list_calls(cl, NULL, newest - 86400, 3, &page, &err), 0, "%s", err.message);
+    cr_assert_eq(page.n, 3);
+    cr_assert_not_null(page.next_page_uri);
+    size_t seen = 0, children = 0;
+    time_t last = newest + 1;
+    char *next = NULL;
+    for (;;) {
+        for (size_t i = 0; i < page.n; i++, seen++) {
+            const twilio_call_summary *c = &page.calls[i];
+            if (c->parent_call_sid) {
+                children++;
+                continue;
+            }
+            cr_expect(c->ended <= last, "newest first");
+            cr_expect_eq(c->started, c->ended);
+            cr_expect_str_eq(c->status, "completed");
+            cr_expect_str_eq(c->from, "+5511971730783");
+            cr_expect_null(c->caller_name, "null fields are NULL");
+            last = c->ended;
+        }
+        free(next);
+        next = page.next_page_uri ? strdup(page.next_page_uri) : NULL;
+        twilio_calls_page_free(&page);
+        if (!next)
+            break;
+        cr_assert_eq(twilio_list_calls(cl, next, 0, 3, &page, &err), 0, "%s", err.message);
+    }
+    cr_expect_eq(seen, 8);
+    cr_expect_eq(children, 1);
+    /* The first request asked for calls ended since that day (EndTime>=, day granularity). */
+    cr_expect_eq(mock_count_requests(&tw, "/2010-04-01/Accounts/" ACCOUNT "/Calls.json"), 3);
+}
+
+Test(twilio, list_refuses_a_next_page_uri_of_another_resource)
+{
+    twilio_calls_page page;
+    api_error err;
+    cr_expect_eq(
+        twilio_list_calls(cl, "/2010-04-01/Accounts/ACother/Calls.json?Page=1", 0, 50, &page, &err),
+        -1);
+    cr_expect_not_null(strstr(err.message, "next_page_uri"), "%s", err.message);
+    cr_expect_eq(twilio_list_calls(cl, "http://elsewhere/x", 0, 50, &page, &err), -1);
+    cr_expect_eq(twilio_list_calls(cl, NULL, 0, 0, &page, &err), -1, "page size 1-1000");
+    cr_expect_eq(mock_count_requests(&tw, "/2010-04-01/Accounts/"), 0);
+}
