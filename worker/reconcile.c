@@ -217,7 +217,7 @@ static long long eval_int(redisContext *c, const char *script, int nkeys, int ar
 static long long lease_take(reconciler *r, char *err, size_t errlen)
 {
     char ttl[24];
-    snprintf(ttl, sizeof ttl, "%ld", RECONCILE_LEASE_MS);
+    snprintf(ttl, sizeof ttl, "%ld", r->s->reconcile_lease_ms);
     const char *args[] = {r->s->keys.reconcile_leader, r->s->consumer, ttl};
     return eval_int(r->redis, lua_lease, 1, 3, args, err, errlen);
 }

@@ -5,8 +5,8 @@
  * ingest that is down for a minute, or a Redis crash right after acknowledging, would
  * lose calls for good. Every worker runs a reconciler thread; exactly one of them, the
  * holder of the lease <prefix>:reconcile:leader (SET NX PX, renewed every tick and
- * between pages, taken over by another worker within RECONCILE_LEASE_MS of its holder
- * dying), does the work. Every TWILIO_RECONCILE_INTERVAL_MS it pages
+ * between pages, taken over by another worker within TWILIO_RECONCILE_LEASE_MS of its
+ * holder dying), does the work. Every TWILIO_RECONCILE_INTERVAL_MS it pages
  * GET /Accounts/{AC}/Calls.json, newest first, and examines the calls that ended in the
  * window (checkpoint - TWILIO_RECONCILE_OVERLAP_MS, now - TWILIO_RECONCILE_GRACE_MS]
  * (Twilio's EndTime filter has day granularity; the window is applied here). Paging
@@ -37,9 +37,6 @@
 
 #include "settings.h"
 #include "twilio_rest.h"
-
-/* How long the reconciler lease lasts without renewal. */
-#define RECONCILE_LEASE_MS 30000L
 
 /* Which ended calls one pass examines (epoch ms). */
 typedef struct reconcile_window {

@@ -80,7 +80,8 @@ static int load_reconcile(worker_settings *s, int have_credentials, config_error
         config_long("TWILIO_RECONCILE_OVERLAP_MS", 600000, 0, 86400000, &s->reconcile_overlap_ms,
                     err) ||
         config_long("TWILIO_RECONCILE_MAX_CALL_MS", 14400000, 60000, 86400000,
-                    &s->reconcile_max_call_ms, err))
+                    &s->reconcile_max_call_ms, err) ||
+        config_long("TWILIO_RECONCILE_LEASE_MS", 30000, 1000, 600000, &s->reconcile_lease_ms, err))
         return -1;
     if (s->reconcile_interval_ms > 0 && s->reconcile_interval_ms < 100)
         return config_fail(err, "TWILIO_RECONCILE_INTERVAL_MS", "expected 0 (off) or at least 100");

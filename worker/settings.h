@@ -55,7 +55,7 @@ typedef struct worker_settings {
     long alert_window_s, alert_min_events, alert_failure_percent;
     /* Reconciliation against Twilio's Calls list (reconcile.h); interval 0 = off. */
     long reconcile_interval_ms, reconcile_grace_ms, reconcile_lookback_ms;
-    long reconcile_overlap_ms, reconcile_max_call_ms;
+    long reconcile_overlap_ms, reconcile_max_call_ms, reconcile_lease_ms;
     char reconcile_numbers[RECONCILE_NUMBERS_MAX][32]; /* empty list: every call */
     size_t reconcile_numbers_len;
 } worker_settings;
