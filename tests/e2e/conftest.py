@@ -83,13 +83,15 @@ def wait_for(predicate, timeout, interval=0.05):
 
 
 class RedisServer:
-    """A private redis-server (AOF, fsync always) in its own directory, for tests that
-    stop and restart Redis. stop() is SIGTERM, which fsyncs the AOF, so every write
-    Redis acknowledged survives the restart on the same port and directory."""
+    """A private redis-server (AOF, fsync `fsync`: always by default) in its own
+    directory, for tests that stop and restart Redis. stop() is SIGTERM, which fsyncs the
+    AOF, so every write Redis acknowledged survives the restart on the same port and
+    directory; kill() is SIGKILL."""
 
-    def __init__(self, directory, port=None):
+    def __init__(self, directory, port=None, fsync="always"):
         self.dir = Path(directory)
         self.port = port or free_port()
+        self.fsync = fsync
         self.proc = None
 
     @property
@@ -101,7 +103,7 @@ class RedisServer:
         log = open(self.dir / "redis.log", "ab")
         self.proc = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-             "--dir", str(self.dir), "--appendonly", "yes", "--appendfsync", "always",
+             "--dir", str(self.dir), "--appendonly", "yes", "--appendfsync", self.fsync,
              "--save", "", "--daemonize", "no"],
             stdout=log, stderr=subprocess.STDOUT)
         log.close()
@@ -123,6 +125,12 @@ class RedisServer:
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             self.proc.wait(timeout)
+        self.proc = None
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
         self.proc = None
 
     def log_text(self):
