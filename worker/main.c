@@ -139,6 +139,10 @@ static int run(const worker_settings *s, note_template *tpl)
         metrics_server_stop(ms);
         return 1;
     }
+    if (s->lease_ms <= s->rd.timeout_ms)
+        log_warn("WORKER_LEASE_MS is not above RDSTATION_TIMEOUT_MS: a POST could outlast the "
+                 "lease if Postgres is unreachable meanwhile (docs/reliability.md)",
+                 LF_I("lease_ms", s->lease_ms), LF_I("rd_timeout_ms", s->rd.timeout_ms));
     log_info("started", LF_S("consumer", s->consumer), LF_I("concurrency", s->concurrency),
              LF_S("stream", s->keys.events),
              LF_S("rdstation_api", s->rd.api == RD_API_V1 ? "v1" : "v2"), LF_I("enrich", s->enrich),
