@@ -111,6 +111,31 @@ int redis_reply_failed(const redisContext *c, const redisReply *r, char *err, si
     return 0;
 }
 
+redisReply *redis_eval(redisContext *c, const char *script, int nkeys, int argc,
+                       const char *const *args, char *err, size_t errlen)
+{
+    const char **argv = calloc((size_t)argc + 3, sizeof *argv);
+    char nk[16];
+    if (!argv) {
+        if (err)
+            snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    snprintf(nk, sizeof nk, "%d", nkeys);
+    argv[0] = "EVAL";
+    argv[1] = script;
+    argv[2] = nk;
+    memcpy(argv + 3, args, (size_t)argc * sizeof *args);
+    redisReply *r = redisCommandArgv(c, argc + 3, argv, NULL);
+    free(argv);
+    if (redis_reply_failed(c, r, err, errlen)) {
+        if (r)
+            freeReplyObject(r);
+        return NULL;
+    }
+    return r;
+}
+
 /* Runs AUTH and SELECT as the URL asks. */
 static int redis_handshake(redisContext *c, const redis_target *t, char *err, size_t errlen)
 {

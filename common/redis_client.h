@@ -27,4 +27,10 @@ redisContext *redis_open(const redis_target *t, int timeout_ms, char *err, size_
 /* 1 when a reply is an error or missing; copies the reason into `err` when given. */
 int redis_reply_failed(const redisContext *c, const redisReply *r, char *err, size_t errlen);
 
+/* Runs `script` (EVAL) with `nkeys` keys and `argc` arguments `args` (the keys first).
+ * Returns the reply (caller frees with freeReplyObject), or NULL with `err` filled when
+ * there was none or it was an error. */
+redisReply *redis_eval(redisContext *c, const char *script, int nkeys, int argc,
+                       const char *const *args, char *err, size_t errlen);
+
 #endif

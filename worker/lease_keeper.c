@@ -12,9 +12,6 @@
 #include "queue.h"
 #include "timing.h"
 
-/* Most entries touched by one Redis script (queue's EVAL takes at most 64 arguments). */
-#define TOUCH_BATCH 32
-
 typedef struct held_call {
     int held;
     long long since_ms; /* monotonic: when the slot took the call */
@@ -92,11 +89,8 @@ static void renew(lease_keeper *k, const held_call *held, int n)
     }
     if (ledger_renew_leases(k->ledger, sids, owners, (size_t)n, s->lease_ms, err, sizeof err) < 0)
         log_warn("lease keeper: cannot renew leases", LF_S("error", err), LF_I("calls", n));
-    for (int i = 0; i < n; i += TOUCH_BATCH) {
-        size_t batch = (size_t)(n - i < TOUCH_BATCH ? n - i : TOUCH_BATCH);
-        if (queue_touch(k->redis, &s->keys, s->consumer, ids + i, batch, err, sizeof err) < 0)
-            log_warn("lease keeper: cannot touch stream entries", LF_S("error", err));
-    }
+    if (queue_touch(k->redis, &s->keys, s->consumer, ids, (size_t)n, err, sizeof err) < 0)
+        log_warn("lease keeper: cannot touch stream entries", LF_S("error", err));
 }
 
 /* The keeper thread: renew, sleep a period (in short steps, so a stop is quick), repeat. */

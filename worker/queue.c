@@ -116,24 +116,6 @@ static redisReply *run(redisContext *c, int argc, const char **argv, char *err, 
     return r;
 }
 
-/* Runs a script with `nkeys` keys followed by arguments. */
-static redisReply *eval(redisContext *c, const char *script, int nkeys, int argc, const char **args,
-                        char *err, size_t errlen)
-{
-    const char *argv[64];
-    char nk[8];
-    if (argc + 3 > 64) {
-        snprintf(err, errlen, "too many script arguments");
-        return NULL;
-    }
-    snprintf(nk, sizeof nk, "%d", nkeys);
-    argv[0] = "EVAL";
-    argv[1] = script;
-    argv[2] = nk;
-    memcpy(argv + 3, args, (size_t)argc * sizeof *args);
-    return run(c, argc + 3, argv, err, errlen);
-}
-
 int queue_ensure_group(redisContext *c, const calllog_keys *k, char *err, size_t errlen)
 {
     const char *argv[] = {"XGROUP", "CREATE", k->events, KEYS_GROUP, "0", "MKSTREAM"};
@@ -260,7 +242,7 @@ int queue_done(redisContext *c, const calllog_keys *k, const queue_entry *e, cha
                size_t errlen)
 {
     const char *args[] = {k->events, KEYS_GROUP, e->id};
-    redisReply *r = eval(c, lua_done, 1, 3, args, err, errlen);
+    redisReply *r = redis_eval(c, lua_done, 1, 3, args, err, errlen);
     if (r)
         freeReplyObject(r);
     return r ? 0 : -1;
@@ -285,7 +267,7 @@ static int move_to_retry(redisContext *c, const calllog_keys *k, const queue_ent
     char delay[24];
     snprintf(delay, sizeof delay, "%ld", delay_ms < 0 ? 0 : delay_ms);
     const char *args[] = {k->events, k->retry, KEYS_GROUP, e->id, delay, member};
-    redisReply *r = member ? eval(c, lua_reschedule, 2, 6, args, err, errlen) : NULL;
+    redisReply *r = member ? redis_eval(c, lua_reschedule, 2, 6, args, err, errlen) : NULL;
     if (!member)
         snprintf(err, errlen, "out of memory");
     free(member);
@@ -320,7 +302,7 @@ long queue_touch(redisContext *c, const calllog_keys *k, const char *consumer,
     args[1] = KEYS_GROUP;
     args[2] = consumer;
     memcpy(args + 3, ids, n * sizeof *ids);
-    redisReply *r = eval(c, lua_touch, 1, (int)n + 3, args, err, errlen);
+    redisReply *r = redis_eval(c, lua_touch, 1, (int)n + 3, args, err, errlen);
     free(args);
     if (!r)
         return -1;
@@ -344,7 +326,8 @@ int queue_bury(redisContext *c, const calllog_keys *k, const queue_entry *e, con
                           "attempt",     attempt,       "failed_at",   failed_at,
                           "request_id",  e->request_id, "received_at", e->received_at,
                           "source_id",   e->id,         "event",       e->event};
-    redisReply *r = eval(c, lua_bury, 2, (int)(sizeof args / sizeof *args), args, err, errlen);
+    redisReply *r =
+        redis_eval(c, lua_bury, 2, (int)(sizeof args / sizeof *args), args, err, errlen);
     if (r)
         freeReplyObject(r);
     return r ? 0 : -1;
@@ -357,7 +340,7 @@ int queue_promote(redisContext *c, const calllog_keys *k, long limit, long *move
     snprintf(lim, sizeof lim, "%ld", limit);
     utc_now(now, sizeof now);
     const char *args[] = {k->retry, k->events, k->dead, lim, now};
-    redisReply *r = eval(c, lua_promote, 3, 5, args, err, errlen);
+    redisReply *r = redis_eval(c, lua_promote, 3, 5, args, err, errlen);
     if (!r)
         return -1;
     int ok = r->type == REDIS_REPLY_ARRAY && r->elements == 2;
@@ -375,7 +358,7 @@ int queue_replay_dead(redisContext *c, const calllog_keys *k, const char *id, ch
                       size_t errlen)
 {
     const char *args[] = {k->dead, k->events, id};
-    redisReply *r = eval(c, lua_replay, 2, 3, args, err, errlen);
+    redisReply *r = redis_eval(c, lua_replay, 2, 3, args, err, errlen);
     if (!r)
         return -1;
     int rc = r->type == REDIS_REPLY_INTEGER && r->integer == 1 ? 0 : 1;

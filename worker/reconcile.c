@@ -173,37 +173,11 @@ json_t *reconcile_event(const twilio_call_summary *call, long long now_ms, const
 
 /* ---- Redis ------------------------------------------------------------------------- */
 
-/* Runs a script with `nkeys` keys and `argc` arguments `args` (keys first). Returns the
- * reply (caller frees) or NULL with `err` filled. */
-static redisReply *eval(redisContext *c, const char *script, int nkeys, int argc,
-                        const char *const *args, char *err, size_t errlen)
-{
-    const char **argv = calloc((size_t)argc + 3, sizeof *argv);
-    char nk[8];
-    if (!argv) {
-        snprintf(err, errlen, "out of memory");
-        return NULL;
-    }
-    snprintf(nk, sizeof nk, "%d", nkeys);
-    argv[0] = "EVAL";
-    argv[1] = script;
-    argv[2] = nk;
-    memcpy(argv + 3, args, (size_t)argc * sizeof *args);
-    redisReply *r = redisCommandArgv(c, argc + 3, argv, NULL);
-    free(argv);
-    if (redis_reply_failed(c, r, err, errlen)) {
-        if (r)
-            freeReplyObject(r);
-        return NULL;
-    }
-    return r;
-}
-
 /* Runs a script whose answer is an integer. Returns it, or -2 on error. */
 static long long eval_int(redisContext *c, const char *script, int nkeys, int argc,
                           const char *const *args, char *err, size_t errlen)
 {
-    redisReply *r = eval(c, script, nkeys, argc, args, err, errlen);
+    redisReply *r = redis_eval(c, script, nkeys, argc, args, err, errlen);
     if (!r)
         return -2;
     long long v = r->type == REDIS_REPLY_INTEGER ? r->integer : -2;
@@ -324,7 +298,7 @@ static long enqueue(reconciler *r, const twilio_call_summary *calls, const size_
     if (failed)
         snprintf(err, errlen, "out of memory building events");
     else
-        reply = eval(r->redis, lua_enqueue, 3, argc, args, err, errlen);
+        reply = redis_eval(r->redis, lua_enqueue, 3, argc, args, err, errlen);
     for (size_t i = 0; i < n; i++)
         free(texts[i]);
     if (!reply)

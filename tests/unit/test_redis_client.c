@@ -255,6 +255,9 @@ Test(keys, default_prefix)
     cr_assert_str_eq(k.ratelimit, "calllog:ratelimit:rdstation");
     cr_assert_str_eq(k.cache, "calllog:cache:");
     cr_assert_str_eq(k.oauth, "calllog:oauth:rdstation");
+    cr_assert_str_eq(k.reconcile, "calllog:reconcile");
+    cr_assert_str_eq(k.reconcile_leader, "calllog:reconcile:leader");
+    cr_assert_str_eq(k.reconcile_enqueued, "calllog:reconcile:enqueued");
     cr_assert_str_eq(KEYS_GROUP, "calllog-workers");
 }
 
@@ -291,6 +294,8 @@ Test(keys, longest_prefix_fits_every_key)
     cr_assert_eq(strlen(k.ratelimit), KEYS_MAX - 32 + strlen(":ratelimit:rdstation"));
     cr_assert(strncmp(k.oauth + KEYS_MAX - 32, ":oauth:rdstation", 17) == 0, "truncated: %s",
               k.oauth);
+    cr_assert(strcmp(k.reconcile_enqueued + KEYS_MAX - 32, ":reconcile:enqueued") == 0,
+              "truncated: %s", k.reconcile_enqueued);
     prefix[KEYS_MAX - 32] = 'p';
     prefix[KEYS_MAX - 31] = '\0';
     cr_assert_eq(keys_build(prefix, &k), -1);
@@ -327,6 +332,25 @@ Test(redis_open, connects_to_test_redis)
     cr_assert_eq(r->type, REDIS_REPLY_STATUS);
     cr_assert_str_eq(r->str, "PONG");
     freeReplyObject(r);
+    redisFree(c);
+}
+
+Test(redis_eval, runs_scripts_with_many_arguments_and_reports_errors)
+{
+    redis_target t = test_target();
+    char err[256] = "";
+    redisContext *c = redis_open(&t, 2000, err, sizeof err);
+    cr_assert_not_null(c, "%s", err);
+    const char *args[200];
+    for (int i = 0; i < 200; i++)
+        args[i] = i % 2 ? "x" : "calllog-test:eval";
+    redisReply *r = redis_eval(c, "return #ARGV + #KEYS * 1000", 1, 200, args, err, sizeof err);
+    cr_assert_not_null(r, "%s", err);
+    cr_expect_eq(r->integer, 1199, "one key and 199 arguments");
+    freeReplyObject(r);
+    r = redis_eval(c, "return redis.error_reply('nope')", 0, 0, args, err, sizeof err);
+    cr_expect_null(r);
+    cr_expect_not_null(strstr(err, "nope"), "%s", err);
     redisFree(c);
 }
 
