@@ -11,7 +11,7 @@ PACKAGES=(
     build-essential cmake pkg-config clang libclang-rt-14-dev
     libcivetweb-dev libhiredis-dev libjansson-dev libcriterion-dev
     libcurl4-openssl-dev libssl-dev libpq-dev
-    redis-server redis-tools postgresql postgresql-client
+    redis-server redis-tools postgresql postgresql-client pgbouncer
     python3 python3-pytest python3-redis python3-psycopg2 python3-yaml
     valgrind curl
 )

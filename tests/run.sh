@@ -2,9 +2,11 @@
 # run.sh — the project's one test command: `bash tests/run.sh` (CI runs exactly this).
 #
 # It installs the Debian packages, builds a Release tree (build/) and an ASan+UBSan tree
-# (build-asan/), starts a throwaway Redis and PostgreSQL (tests/lib/services.sh), runs
-# every criterion suite of both trees, the HTTP mocks' self-test and the end-to-end
-# tests against both trees' programs, then builds the libFuzzer targets with clang
+# (build-asan/), starts a throwaway Redis, PostgreSQL and PgBouncer (tests/lib/services.sh),
+# runs every criterion suite of both trees, the HTTP mocks' self-test and the end-to-end
+# tests against both trees' programs, the worker's end-to-end tests once more against
+# the Release programs with the ledger behind PgBouncer in transaction mode (Supabase's
+# pooler; Release only, to keep CI time down), then builds the libFuzzer targets with clang
 # (build-fuzz/) and runs each for a while. A failing suite does not stop the run; the
 # last line is `N passed, N failed` counting suites, and the exit status is non-zero
 # when any failed.
@@ -157,6 +159,17 @@ run_e2e() {
     CALLLOG_BIN_DIR="$ROOT/$1/bin" run_pytest tests/e2e
 }
 
+# Runs the worker's end-to-end tests against the programs of tree $1 with the ledger
+# reached through PgBouncer in transaction mode (as through Supabase's pooler).
+run_e2e_pgbouncer() {
+    if [ -z "${CALLLOG_TEST_PGBOUNCER_URL:-}" ]; then
+        echo "run.sh: CALLLOG_TEST_PGBOUNCER_URL is not set (did services_start fail?)"
+        return 1
+    fi
+    CALLLOG_TEST_DATABASE_URL=$CALLLOG_TEST_PGBOUNCER_URL CALLLOG_BIN_DIR="$ROOT/$1/bin" \
+        run_pytest tests/e2e/test_worker.py
+}
+
 # Builds the fuzz tree with clang and runs each target for FUZZ_SECONDS seconds.
 run_fuzzers() {
     suite "build:fuzz" build_tree "$FUZZ_DIR" -DCMAKE_C_COMPILER=clang \
@@ -239,7 +252,10 @@ main() {
             else
                 echo "NOTE: tests/mocks/test_mocks.py is absent; mocks self-test skipped"
             fi
-            suite_failed "build:release" || suite "e2e:release" run_e2e "$BUILD_DIR"
+            if ! suite_failed "build:release"; then
+                suite "e2e:release" run_e2e "$BUILD_DIR"
+                suite "e2e:release:pgbouncer" run_e2e_pgbouncer "$BUILD_DIR"
+            fi
             if [ $asan -eq 1 ] && ! suite_failed "build:asan"; then
                 suite "e2e:asan" sanitized run_e2e "$ASAN_DIR"
             fi

@@ -5,7 +5,8 @@ services described in /work/shared/reference/, so the mocks get tests of their o
 each mock is started as a subprocess exactly as the other suites start it (--port 0
 --port-file), and the behaviours calllog's worker depends on are exercised over HTTP:
 authentication, exact phone matching, 200-vs-201 creates, refresh-token rotation,
-rate limits, fault injection (counted faults, hangs, dropped connections), latency,
+rate limits, Twilio's Calls list (order, filters with day granularity, paging through
+next_page_uri), fault injection (counted faults, hangs, dropped connections), latency,
 the request log and SIGTERM shutdown.
 
 Run: /usr/bin/python3 -m pytest -q tests/mocks/test_mocks.py
@@ -699,9 +700,178 @@ def test_twilio_concurrency_limit_gives_429():
         slow.start()
         time.sleep(0.2)
         status, _, body = proc.request("GET", CALL_PATH, headers=basic(SK, "sec"))
+        listed = proc.request("GET", LIST_PATH, headers=basic(SK, "sec"))
         slow.join(5)
         assert (status, body["code"]) == (429, 20429)
+        assert (listed[0], listed[2]["code"]) == (429, 20429)
         assert results == [200]
         assert proc.request("GET", CALL_PATH, headers=basic(SK, "sec"))[0] == 200
     finally:
         proc.stop()
+
+
+# ---- Twilio Calls list -------------------------------------------------------------------------
+
+LIST_PATH = "/2010-04-01/Accounts/%s/Calls.json" % AC
+
+
+def sid(n):
+    """The n-th test CallSid (sorts by n)."""
+    return "CA%032x" % n
+
+
+def seed_calls(tw, *specs):
+    """Seed several Twilio calls through the control API."""
+    status, _, body = tw.request("POST", "/_mock/calls", body={"calls": list(specs)})
+    assert status == 201, body
+
+
+def list_calls(tw, query="", **params):
+    """GET the Calls list with a raw query and/or encoded params; return (status, body)."""
+    parts = [query] if query else []
+    if params:
+        parts.append(urllib.parse.urlencode(params))
+    path = LIST_PATH + ("?" + "&".join(parts) if parts else "")
+    status, _, body = tw.request("GET", path, headers=basic(SK, "sec"))
+    return status, body
+
+
+def listed_sids(tw, query="", **params):
+    """The sids of one Calls list page (asserting a 200)."""
+    status, body = list_calls(tw, query, **params)
+    assert status == 200, body
+    return [c["sid"] for c in body["calls"]]
+
+
+def test_twilio_call_list_newest_first_in_twilio_envelope(tw):
+    seed_calls(tw, {"sid": sid(1), "start_time": "2026-12-01T10:00:00Z"},
+               {"sid": sid(2), "start_time": "2026-12-01T12:00:00Z"},
+               {"sid": sid(4), "start_time": "2026-12-01T11:00:00Z"},
+               {"sid": sid(3), "start_time": "2026-12-01T11:00:00Z"},
+               {"sid": sid(5), "status": "queued", "start_time": None,
+                "date_created": "2026-12-01T11:30:00Z"})
+    status, body = list_calls(tw)
+    assert status == 200
+    assert [c["sid"] for c in body["calls"]] == [sid(2), sid(5), sid(3), sid(4), sid(1)]
+    assert body["calls"][0]["start_time"] == "Tue, 01 Dec 2026 12:00:00 +0000"
+    assert body["calls"][0]["subresource_uris"]["recordings"].endswith("/Recordings.json")
+    assert (body["page"], body["page_size"], body["start"], body["end"]) == (0, 50, 0, 4)
+    assert body["first_page_uri"] == body["uri"] == LIST_PATH + "?PageSize=50&Page=0"
+    assert body["next_page_uri"] is None and body["previous_page_uri"] is None
+    tw.request("POST", "/_mock/reset")
+    status, body = list_calls(tw)
+    assert status == 200 and body["calls"] == [] and (body["start"], body["end"]) == (0, 0)
+
+
+def test_twilio_call_list_exact_filters(tw):
+    parent = sid(1)
+    seed_calls(tw, {"sid": parent, "from": E164, "to": "+551140040000", "status": "completed"},
+               {"sid": sid(2), "parent_call_sid": parent, "direction": "outbound-dial",
+                "from": "+551140040000", "to": "+5511988887777", "status": "completed"},
+               {"sid": sid(3), "from": E164, "to": "+551140040000", "status": "no-answer"},
+               {"sid": sid(4), "from": "+5521999990000", "status": "in-progress"})
+    assert sorted(listed_sids(tw, Status="completed")) == [parent, sid(2)]
+    assert listed_sids(tw, Status="no-answer") == [sid(3)]
+    assert sorted(listed_sids(tw, From=E164)) == [parent, sid(3)]
+    assert listed_sids(tw, To="+5511988887777") == [sid(2)]
+    assert listed_sids(tw, ParentCallSid=parent) == [sid(2)]
+    assert listed_sids(tw, From=E164, Status="completed") == [parent]
+    assert listed_sids(tw, Status="busy") == []
+    assert listed_sids(tw, "From=+5511971730783") == []  # an unencoded '+' is a space
+    assert len(listed_sids(tw, Colour="red")) == 4       # unknown parameters are ignored
+
+
+def test_twilio_call_list_time_filters_are_day_granular(tw):
+    seed_calls(tw,
+               {"sid": sid(1), "start_time": "2026-12-01T23:50:00Z", "end_time": "2026-12-01T23:59:59Z"},
+               {"sid": sid(2), "start_time": "2026-12-01T23:58:00Z", "end_time": "2026-12-02T00:00:00Z"},
+               {"sid": sid(3), "start_time": "2026-11-30T08:00:00Z", "end_time": "2026-11-30T08:05:00Z"},
+               {"sid": sid(4), "status": "in-progress", "start_time": "2026-12-01T09:00:00Z"})
+    # Sent the way clients send them: `EndTime>=D` decodes to key `EndTime>`.
+    assert sorted(listed_sids(tw, "EndTime>=2026-12-01")) == [sid(1), sid(2)]
+    assert sorted(listed_sids(tw, "EndTime%3E=2026-12-01")) == [sid(1), sid(2)]
+    assert listed_sids(tw, "EndTime>=2026-12-02") == [sid(2)]
+    assert sorted(listed_sids(tw, "EndTime<=2026-12-01")) == [sid(1), sid(3)]
+    assert listed_sids(tw, "EndTime%3C=2026-11-30") == [sid(3)]
+    assert listed_sids(tw, "EndTime=2026-12-01") == [sid(1)]
+    assert listed_sids(tw, "EndTime=2026-12-02") == [sid(2)]
+    assert listed_sids(tw, "EndTime>=2026-12-01&EndTime<=2026-12-01") == [sid(1)]
+    assert listed_sids(tw, "EndTime>=2026-12-03") == []
+    # StartTime works the same way; the call that has not ended has a start_time.
+    assert sorted(listed_sids(tw, "StartTime=2026-12-01")) == [sid(1), sid(2), sid(4)]
+    assert listed_sids(tw, "StartTime<=2026-11-30") == [sid(3)]
+    assert listed_sids(tw, "StartTime>=2026-12-02") == []
+    assert sid(4) not in listed_sids(tw, "EndTime<=2099-01-01")  # no end_time: never matches
+
+
+def test_twilio_call_list_bad_parameters_are_400(tw):
+    for query in ("PageSize=1001", "PageSize=0", "PageSize=ten", "Page=-1",
+                  "EndTime>=2026/12/01", "EndTime=2026-13-01", "StartTime<=2026-12-01T00:00:00Z",
+                  "EndTime=", "PageToken=nonsense", "PageToken=PA" + sid(99)):
+        status, body = list_calls(tw, query)
+        assert (status, body["code"], body["status"]) == (400, 20001, 400), (query, body)
+        assert body["more_info"] == "https://www.twilio.com/docs/errors/20001"
+    assert "Invalid value for EndTime>" in list_calls(tw, "EndTime>=2026/12/01")[1]["message"]
+    assert "PageSize" in list_calls(tw, "PageSize=1001")[1]["message"]
+    status, body = list_calls(tw, PageSize=1000)
+    assert status == 200 and body["page_size"] == 1000
+
+
+def test_twilio_call_list_pages_follow_next_page_uri(tw):
+    seed_calls(tw, *[{"sid": sid(n), "start_time": "2026-12-01T10:%02d:00Z" % n,
+                      "end_time": "2026-12-01T10:%02d:30Z" % n} for n in range(1, 8)],
+               {"sid": sid(50), "status": "busy", "start_time": "2026-12-01T10:30:00Z"})
+    status, body = list_calls(tw, "Status=completed&EndTime>=2026-12-01", PageSize=3)
+    assert status == 200
+    filters = "Status=completed&EndTime%3E=2026-12-01"
+    assert body["uri"] == body["first_page_uri"] == LIST_PATH + "?" + filters + "&PageSize=3&Page=0"
+    pages = [body]
+    while pages[-1]["next_page_uri"]:
+        uri = pages[-1]["next_page_uri"]
+        expected = "%s?%s&PageSize=3&Page=%d&PageToken=PA" % (LIST_PATH, filters, len(pages))
+        assert uri.startswith(expected)
+        if len(pages) == 1:  # a newer call arriving meanwhile neither repeats nor skips anything
+            seed_calls(tw, {"sid": sid(60), "start_time": "2026-12-01T11:00:00Z",
+                            "end_time": "2026-12-01T11:00:30Z"})
+        status, _, page = tw.request("GET", uri, headers=basic(SK, "sec"))
+        assert status == 200 and page["uri"] == uri
+        pages.append(page)
+    assert [[c["sid"] for c in p["calls"]] for p in pages] == [
+        [sid(7), sid(6), sid(5)], [sid(4), sid(3), sid(2)], [sid(1)]]
+    assert [(p["page"], p["start"], p["end"]) for p in pages] == [(0, 0, 2), (1, 3, 5), (2, 6, 6)]
+    assert pages[0]["previous_page_uri"] is None and pages[2]["next_page_uri"] is None
+    back = pages[2]["previous_page_uri"]
+    assert back.startswith(LIST_PATH + "?" + filters + "&PageSize=3&Page=1&PageToken=PB")
+    status, _, page = tw.request("GET", back, headers=basic(SK, "sec"))
+    assert status == 200 and [c["sid"] for c in page["calls"]] == [sid(4), sid(3), sid(2)]
+    # Page without a token counts from the current head of the list.
+    assert listed_sids(tw, "Status=completed", PageSize=3, Page=1) == [sid(5), sid(4), sid(3)]
+    assert listed_sids(tw, PageSize=3, Page=9) == []
+
+
+def test_twilio_call_list_auth_faults_and_request_log(tw):
+    seed_calls(tw, {"sid": CA})
+    expected = {"code": 20003, "message": "Authenticate",
+                "more_info": "https://www.twilio.com/docs/errors/20003", "status": 401}
+    status, headers, body = tw.request("GET", LIST_PATH)
+    assert (status, body) == (401, expected) and headers["www-authenticate"].startswith("Basic")
+    assert tw.request("GET", LIST_PATH, headers=basic(SK, "tok"))[0] == 401
+    assert tw.request("GET", LIST_PATH.replace(AC, "AC" + "f" * 32), headers=basic(SK, "sec"))[0] == 401
+    assert tw.request("GET", LIST_PATH, headers=basic(AC, "tok"))[0] == 200
+    assert tw.request("POST", LIST_PATH, headers=basic(SK, "sec"))[2]["code"] == 20004
+    # The list alone answers 429 twice: a fault rule on its path.
+    status, _, rule = tw.request("POST", "/_mock/faults", body={
+        "method": "GET", "path": r"/Calls\.json$", "status": 429, "count": 2})
+    assert status == 201
+    assert tw.request("GET", CALL_PATH, headers=basic(SK, "sec"))[0] == 200
+    for _ in range(2):
+        status, headers, body = tw.request("GET", LIST_PATH + "?Status=completed",
+                                           headers=basic(SK, "sec"))
+        assert (status, body["code"], body["status"]) == (429, 20429, 429)
+        assert "retry-after" not in headers and headers["twilio-request-id"].startswith("RQ")
+    assert listed_sids(tw, Status="completed") == [CA]
+    log = [r for r in tw.request("GET", "/_mock/requests?path=Calls\\.json$")[2]["requests"]
+           if r["method"] == "GET" and r["status"] != 401]
+    assert [(r["status"], r["fault"]) for r in log] == [
+        (200, None), (429, "fault#%d" % rule["id"]), (429, "fault#%d" % rule["id"]), (200, None)]
+    assert log[-1]["args"] == {"Status": ["completed"]}

@@ -1,15 +1,18 @@
 #!/usr/bin/python3
-"""Mock of the Twilio REST API (Calls and Recordings) for calllog tests.
+"""Mock of the Twilio REST API (Calls list, Calls and Recordings) for calllog tests.
 
 The worker may enrich a call event from Twilio REST before writing the CRM note
 (design §1 step 2).  Integration and end-to-end tests point TWILIO_API_BASE_URL here.
-Following /work/shared/reference/twilio.md, the mock answers
-GET /2010-04-01/Accounts/{AC}/Calls/{CA}.json and .../Calls/{CA}/Recordings.json with
-HTTP Basic auth (API key SID:secret or AccountSid:AuthToken), Twilio's error bodies
-({"code","message","more_info","status"}), and a 429 (code 20429) when more requests
-are in flight than --max-concurrent allows (Twilio's limit is on concurrency).  Calls
-and recordings are seeded through the control API; faults, latency and the request
-log come from mocklib.
+The reconciler pages the Calls list to find calls whose webhook never arrived (design
+§3, "Source of truth").  Following /work/shared/reference/twilio.md, the mock answers
+GET /2010-04-01/Accounts/{AC}/Calls.json (newest first, Twilio's filters with their
+day granularity, PageSize/Page/PageToken paging and next_page_uri),
+GET .../Calls/{CA}.json and .../Calls/{CA}/Recordings.json with HTTP Basic auth (API
+key SID:secret or AccountSid:AuthToken), Twilio's error bodies ({"code","message",
+"more_info","status"}), and a 429 (code 20429) when more requests are in flight than
+--max-concurrent allows (Twilio's limit is on concurrency).  Calls and recordings are
+seeded through the control API; faults (which can target the list path alone),
+latency and the request log come from mocklib.
 
 Run: /usr/bin/python3 tests/mocks/twilio_mock.py --port 0 --port-file F [options];
 see tests/mocks/README.md.
@@ -22,6 +25,8 @@ import os
 import re
 import secrets
 import sys
+import urllib.parse
+from datetime import datetime, timedelta, timezone
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -41,6 +46,15 @@ ERROR_TEXT = {
 }
 UNANSWERED = ("busy", "no-answer", "failed", "canceled")
 RFC2822_RE = re.compile(r"^[A-Z][a-z]{2}, \d{1,2} [A-Z][a-z]{2} \d{4} ")
+# Calls list filters: query key -> call field.  Exact ones compare strings; the date
+# ones also come as KEY< and KEY> (what `EndTime<=D` / `EndTime>=D` decode to).
+EXACT_FILTERS = {"Status": "status", "To": "to", "From": "from", "ParentCallSid": "parent_call_sid"}
+DATE_FILTERS = {"StartTime": "start_time", "EndTime": "end_time"}
+LIST_FILTER_KEYS = tuple(EXACT_FILTERS) + tuple(
+    key + suffix for key in DATE_FILTERS for suffix in ("", "<", ">"))
+DAY_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+PAGE_SIZE_DEFAULT = 50
+PAGE_SIZE_MAX = 1000
 
 
 def twilio_error(status, path, message=None):
@@ -60,6 +74,64 @@ def twilio_time(value):
         return value
     parsed = mocklib.parse_time(value)
     return mocklib.rfc2822(parsed) if parsed else value
+
+
+def utc_day(key, value):
+    """The UTC day [start, end) a YYYY-MM-DD filter value names; HttpError(400) otherwise."""
+    try:
+        if not DAY_RE.match(value):
+            raise ValueError(value)
+        start = datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=timezone.utc)
+    except ValueError:
+        raise HttpError(400, "Invalid value for %s: %r is not YYYY-MM-DD" % (key, value)) from None
+    return start, start + timedelta(days=1)
+
+
+def list_filters(req):
+    """The Calls list filters of a request: ([(field, value)], [(field, lo, hi)]).
+
+    Date bounds are day-granular: KEY=D is [D, D+1), KEY>=D is [D, ∞), KEY<=D is
+    (-∞, D+1).  Unknown keys are ignored, as Twilio ignores them.
+    """
+    exact = [(field, req.arg(key)) for key, field in EXACT_FILTERS.items() if req.arg(key) is not None]
+    bounds = []
+    for key, field in DATE_FILTERS.items():
+        for suffix in ("", "<", ">"):
+            value = req.arg(key + suffix)
+            if value is None:
+                continue
+            lo, hi = utc_day(key + suffix, value)
+            bounds.append((field, None if suffix == "<" else lo, None if suffix == ">" else hi))
+    return exact, bounds
+
+
+def call_matches(call, exact, bounds):
+    """Say whether a call passes every filter; a call without the time never matches its bound."""
+    if any(call.get(field) != value for field, value in exact):
+        return False
+    for field, lo, hi in bounds:
+        when = mocklib.parse_time(call.get(field))
+        if when is None or (lo is not None and when < lo) or (hi is not None and when >= hi):
+            return False
+    return True
+
+
+def list_key(call):
+    """Calls list order: newest start_time (date_created before the call starts) first, then sid."""
+    when = mocklib.parse_time(call.get("start_time")) or mocklib.parse_time(call.get("date_created"))
+    return (-(when.timestamp() if when else 0.0), call["sid"])
+
+
+def int_arg(req, name, default, low, high=None):
+    """An integer query parameter within [low, high]; HttpError(400) otherwise."""
+    text = req.arg(name)
+    if text is None:
+        return default
+    value = int(text) if text.isascii() and text.isdigit() else None
+    if value is None or value < low or (high is not None and value > high):
+        limits = "between %d and %d" % (low, high) if high is not None else ">= %d" % low
+        raise HttpError(400, "Invalid value for %s: must be an integer %s" % (name, limits))
+    return value
 
 
 def random_sid(prefix):
@@ -85,6 +157,7 @@ class TwilioMock(mocklib.MockApp):
         self.recordings = {}
         self.api = mocklib.Router()
         acc = API + r"/Accounts/([^/]+)"
+        self.api.add("GET", acc + r"/Calls\.json", self._call_list)
         self.api.add("GET", acc + r"/Calls/([^/]+)\.json", self._call_show)
         self.api.add("GET", acc + r"/Calls/([^/]+)/Recordings\.json", self._call_recordings)
         self.api.add("GET", acc + r"/Recordings/([^/]+)\.json", self._recording_show)
@@ -149,6 +222,55 @@ class TwilioMock(mocklib.MockApp):
         return twilio_error(status, req.path, detail)
 
     # ---- API --------------------------------------------------------------------------
+
+    def _call_list(self, req):
+        """GET .../Calls.json: the account's calls, newest first, filtered and paged like Twilio.
+
+        PageToken is PA<sid> (the page after that call) or PB<sid> (the page before it),
+        so following next_page_uri neither repeats nor skips calls when new ones arrive.
+        """
+        page_size = int_arg(req, "PageSize", PAGE_SIZE_DEFAULT, 1, PAGE_SIZE_MAX)
+        page = int_arg(req, "Page", 0, 0)
+        exact, bounds = list_filters(req)
+        items = sorted((c for c in self.calls.values() if call_matches(c, exact, bounds)), key=list_key)
+        begin, end = self._page_slice(req, items, page, page_size)
+        shown = items[begin:end]
+        start = page * page_size
+        body = {
+            "calls": shown, "page": page, "page_size": page_size, "start": start,
+            "end": start + max(0, len(shown) - 1),
+            "uri": self._list_uri(req, page_size, page, req.arg("PageToken")),
+            "first_page_uri": self._list_uri(req, page_size, 0),
+            "next_page_uri": self._list_uri(req, page_size, page + 1, "PA" + shown[-1]["sid"])
+            if shown and end < len(items) else None,
+            "previous_page_uri": self._list_uri(req, page_size, max(0, page - 1), "PB" + shown[0]["sid"])
+            if shown and begin > 0 else None,
+        }
+        return json_response(200, body, content_type="application/json")
+
+    def _page_slice(self, req, items, page, page_size):
+        """[begin, end) of the sorted list that a Page/PageToken pair asks for."""
+        token = req.arg("PageToken")
+        if token is None:
+            begin = page * page_size
+            return begin, begin + page_size
+        anchor = self.calls.get(token[2:])
+        if token[:2] not in ("PA", "PB") or anchor is None:
+            raise HttpError(400, "Invalid value for PageToken")
+        key = list_key(anchor)
+        if token[:2] == "PA":
+            begin = sum(1 for c in items if list_key(c) <= key)
+            return begin, begin + page_size
+        end = sum(1 for c in items if list_key(c) < key)
+        return max(0, end - page_size), end
+
+    def _list_uri(self, req, page_size, page, token=None):
+        """A Calls list page's path: the request's filters, then PageSize, Page and PageToken."""
+        pairs = [(key, value) for key in LIST_FILTER_KEYS for value in req.args.get(key, ())]
+        pairs += [("PageSize", page_size), ("Page", page)] + ([("PageToken", token)] if token else [])
+        query = "&".join("%s=%s" % (urllib.parse.quote(k, safe=""), urllib.parse.quote(str(v), safe=""))
+                         for k, v in pairs)
+        return "%s/Accounts/%s/Calls.json?%s" % (API, self.account_sid, query)
 
     def _call_show(self, req, call_sid):
         """GET .../Calls/{CA}.json."""
