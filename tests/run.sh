@@ -6,8 +6,9 @@
 # runs every criterion suite of both trees, the HTTP mocks' self-test and the end-to-end
 # tests against both trees' programs, the worker's end-to-end tests once more against
 # the Release programs with the ledger behind PgBouncer in transaction mode (Supabase's
-# pooler; Release only, to keep CI time down), then builds the libFuzzer targets with clang
-# (build-fuzz/) and runs each for a while. A failing suite does not stop the run; the
+# pooler; Release only, to keep CI time down) and the fault scenarios (ingest down 60 s,
+# Redis SIGKILLed, workers SIGKILLed: tests/e2e/test_faults.py, in parallel), then builds
+# the libFuzzer targets with clang (build-fuzz/) and runs each for a while. A failing suite does not stop the run; the
 # last line is `N passed, N failed` counting suites, and the exit status is non-zero
 # when any failed.
 #
@@ -156,7 +157,33 @@ run_pytest() {
 
 # Runs the end-to-end tests against the programs of tree $1.
 run_e2e() {
-    CALLLOG_BIN_DIR="$ROOT/$1/bin" run_pytest tests/e2e
+    CALLLOG_BIN_DIR="$ROOT/$1/bin" run_pytest tests/e2e --ignore=tests/e2e/test_faults.py
+}
+
+# Runs the fault scenarios of tests/e2e/test_faults.py against the programs of tree $1,
+# all at once (each takes about a minute of wall time, mostly waiting), each in its own
+# pytest process and database (their fixtures drop and recreate the schema). Every
+# scenario's output goes to $1/faults-<scenario>.log; its FAULT line is shown.
+run_faults() {
+    local dir=$1 name pids=() names=() rc=0 i
+    for name in ingest_down redis_sigkill worker_sigkill; do
+        services_pg_createdb "$CALLLOG_TEST_PG_PORT" "calllog_fault_$name" || return 1
+        CALLLOG_TEST_DATABASE_URL="postgresql://postgres@127.0.0.1:$CALLLOG_TEST_PG_PORT/calllog_fault_$name" \
+            CALLLOG_BIN_DIR="$ROOT/$dir/bin" \
+            run_pytest -s tests/e2e/test_faults.py -k "test_$name" >"$dir/faults-$name.log" 2>&1 &
+        pids+=($!)
+        names+=("$name")
+    done
+    for i in "${!pids[@]}"; do
+        if wait "${pids[$i]}"; then
+            grep -h '^FAULT ' "$dir/faults-${names[$i]}.log" || true
+        else
+            rc=1
+            echo "fault scenario ${names[$i]} failed; its output:"
+            tail -n 80 "$dir/faults-${names[$i]}.log"
+        fi
+    done
+    return $rc
 }
 
 # Runs the worker's end-to-end tests against the programs of tree $1 with the ledger
@@ -255,6 +282,7 @@ main() {
             if ! suite_failed "build:release"; then
                 suite "e2e:release" run_e2e "$BUILD_DIR"
                 suite "e2e:release:pgbouncer" run_e2e_pgbouncer "$BUILD_DIR"
+                suite "faults:release" run_faults "$BUILD_DIR"
             fi
             if [ $asan -eq 1 ] && ! suite_failed "build:asan"; then
                 suite "e2e:asan" sanitized run_e2e "$ASAN_DIR"

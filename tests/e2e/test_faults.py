@@ -28,14 +28,11 @@ import random
 import time
 from pathlib import Path
 
-import pytest
-import redis
-
 from conftest import RedisServer, http_request
-from test_reconcile import rfc2822
 from worker_env import (  # noqa: F401  (fixtures are found by name)
-    CALLER, OUR_NUMBER, database_url, db, diagnostics, ingests, new_ingest, new_sid, rd,
-    rd_server, seed_standard_contact, send_call, start_worker, tw, tw_server, wait_until)
+    database_url, db, diagnostics, ingests, new_ingest, new_sid, rd, rd_server,
+    seed_standard_contact, seed_twilio_call, send_call, start_worker, tw, tw_server,
+    wait_until)
 
 INGEST_DOWN_S = float(os.environ.get("CALLLOG_FAULT_INGEST_DOWN_S", "60"))
 RECONCILE = {"TWILIO_RECONCILE_INTERVAL_MS": "10000", "TWILIO_RECONCILE_GRACE_MS": "5000",
@@ -56,13 +53,6 @@ def report(name, calls, notes_of, started, **extra):
     return lost, doubled
 
 
-def seed_twilio(tw, sid, ended, status="completed"):
-    """The call as Twilio's Calls list shows it once it ended."""
-    tw.seed_call({"sid": sid, "status": status, "direction": "inbound", "from": CALLER,
-                  "to": OUR_NUMBER, "start_time": rfc2822(ended - 30),
-                  "end_time": rfc2822(ended), "duration": "30"})
-
-
 def webhook_refused(ingest, sid):
     """True when the ingest's port refuses the callback, as Twilio would see it."""
     try:
@@ -80,7 +70,7 @@ def test_ingest_down(rd, tw, db, rdb, key_prefix, new_ingest, start_worker):
     ingest = new_ingest()
     before = [new_sid() for _ in range(5)]
     for sid in before:
-        seed_twilio(tw, sid, time.time())
+        seed_twilio_call(tw, sid, ended=time.time(), duration="30")
         send_call(ingest, sid)
 
     assert ingest.stop() == 0
@@ -88,7 +78,8 @@ def test_ingest_down(rd, tw, db, rdb, key_prefix, new_ingest, start_worker):
     while time.time() - down_at < INGEST_DOWN_S:
         sid = new_sid()
         ended[sid] = time.time()
-        seed_twilio(tw, sid, ended[sid], status=random.choice(["completed", "no-answer"]))
+        seed_twilio_call(tw, sid, ended=ended[sid],
+                         status=random.choice(["completed", "no-answer"]))
         assert webhook_refused(ingest, sid)
         time.sleep(3)
     back = new_ingest()
@@ -121,7 +112,7 @@ def test_redis_sigkill(rd, tw, db, key_prefix, new_ingest, start_worker, tmp_pat
         ingest = new_ingest(redis_url_=server.url)
         calls = [new_sid() for _ in range(100)]
         for sid in calls:
-            seed_twilio(tw, sid, time.time())
+            seed_twilio_call(tw, sid, ended=time.time(), duration="30")
         for sid in calls[:50]:
             send_call(ingest, sid)
         synced = aof_incr_file(server.dir).stat().st_size  # what the last fsync covered

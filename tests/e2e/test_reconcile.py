@@ -16,8 +16,8 @@ import time
 from conftest import metric_sum
 from worker_env import (  # noqa: F401  (fixtures are found by name)
     CALLER, OUR_NUMBER, admin_env, database_url, db, diagnostics, ingests, new_ingest,
-    new_sid, queues_empty, rd, rd_server, run_admin, seed_standard_contact, send_call,
-    start_worker, tw, tw_server, wait_until)
+    new_sid, queues_empty, rd, rd_server, rfc2822, run_admin, seed_standard_contact,
+    seed_twilio_call, send_call, start_worker, tw, tw_server, wait_until)
 
 PROCESSED = "calllog_worker_processed_total"
 INTERVAL_MS = 1000
@@ -25,24 +25,6 @@ GRACE_MS = 1500
 FAST = {"TWILIO_RECONCILE_INTERVAL_MS": str(INTERVAL_MS),
         "TWILIO_RECONCILE_GRACE_MS": str(GRACE_MS),
         "TWILIO_RECONCILE_LEASE_MS": "3000"}
-
-
-def rfc2822(t):
-    """Epoch seconds as Twilio writes times."""
-    return time.strftime("%a, %d %b %Y %H:%M:%S +0000", time.gmtime(t))
-
-
-def twilio_call(tw, sid=None, status="completed", ended=None, parent=None, frm=CALLER,
-                to=OUR_NUMBER, direction="inbound", duration="42"):
-    """Seeds one call in Twilio's Calls list (ended `ended`, default now). Returns its SID."""
-    sid = sid or new_sid()
-    ended = time.time() if ended is None else ended
-    tw.seed_call({
-        "sid": sid, "status": status, "direction": direction, "from": frm, "to": to,
-        "parent_call_sid": parent, "start_time": rfc2822(ended - 60),
-        "end_time": rfc2822(ended) if status not in ("in-progress", "ringing") else None,
-        "duration": duration if status == "completed" else ""})
-    return sid
 
 
 def list_requests(tw):
@@ -53,12 +35,12 @@ def test_calls_without_webhook_are_noted_once_and_late_webhooks_change_nothing(
         rd, tw, db, rdb, key_prefix, new_ingest, start_worker):
     deal, _ = seed_standard_contact(rd)
     ended = time.time()
-    answered = twilio_call(tw, status="completed", ended=ended)
-    missed = twilio_call(tw, status="no-answer", ended=ended)
-    busy = twilio_call(tw, status="busy", ended=ended)
-    child = twilio_call(tw, status="completed", parent=answered, frm=OUR_NUMBER,
+    answered = seed_twilio_call(tw, status="completed", ended=ended)
+    missed = seed_twilio_call(tw, status="no-answer", ended=ended)
+    busy = seed_twilio_call(tw, status="busy", ended=ended)
+    child = seed_twilio_call(tw, status="completed", parent=answered, frm=OUR_NUMBER,
                         to="+5511900001111", direction="outbound-dial", ended=ended)
-    live = twilio_call(tw, status="in-progress")
+    live = seed_twilio_call(tw, status="in-progress")
     parents = [answered, missed, busy]
 
     w = start_worker("v1", env=FAST)  # the ingest is down: no webhook arrives
@@ -110,7 +92,7 @@ def test_numbers_restrict_reconciliation_and_paging_follows_next_page_uri(
         {"sid": new_sid(), "status": "completed", "from": CALLER, "to": other_line,
          "start_time": rfc2822(ended - 60), "end_time": rfc2822(ended), "duration": "9"}
         for _ in range(1100)]})
-    ours = [twilio_call(tw, ended=ended), twilio_call(tw, ended=ended, direction="outbound-api",
+    ours = [seed_twilio_call(tw, ended=ended), seed_twilio_call(tw, ended=ended, direction="outbound-api",
                                                       frm=OUR_NUMBER, to=CALLER)]
     w = start_worker("v1", env={**FAST, "TWILIO_RECONCILE_NUMBERS": OUR_NUMBER})
     diag = diagnostics(rd, db, rdb, key_prefix, [w])
@@ -126,7 +108,7 @@ def test_a_429_from_the_calls_list_is_backed_off_and_the_pass_retried(
         rd, tw, db, rdb, key_prefix, start_worker):
     seed_standard_contact(rd)
     tw.fault(method="GET", path=r"/Calls\.json$", status=429, count=3)  # one whole pass
-    sid = twilio_call(tw, ended=time.time() - 5)
+    sid = seed_twilio_call(tw, ended=time.time() - 5)
     w = start_worker("v1", env=FAST)
     diag = diagnostics(rd, db, rdb, key_prefix, [w])
     wait_until(lambda: len(rd.notes_of(sid)) == 1, 30, "the note after the backoff", diag)
@@ -151,7 +133,7 @@ def test_one_reconciler_at_a_time_and_another_takes_over_when_it_dies(
         "only the lease holder reconciles"
 
     holder.kill()
-    sid = twilio_call(tw, ended=time.time())
+    sid = seed_twilio_call(tw, ended=time.time())
     wait_until(lambda: rdb.get(leader_key) == other.name, 10, "the other worker takes over", diag)
     wait_until(lambda: len(rd.notes_of(sid)) == 1, 20, "the new leader backfills", diag)
     assert metric_sum(other.metrics(), "calllog_reconcile_backfilled_total") == 1

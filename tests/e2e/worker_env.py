@@ -25,6 +25,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 import urllib.parse
 import uuid
 from pathlib import Path
@@ -121,6 +122,25 @@ def send_call(ingest, sid, status="completed", caller=CALLER, ours=OUR_NUMBER,
     res = ingest.post_form(params)
     assert res.status in (200, 204), f"ingest refused {status} of {sid}: {res!r}"
     return params
+
+
+def rfc2822(t):
+    """Epoch seconds as Twilio writes times."""
+    return time.strftime("%a, %d %b %Y %H:%M:%S +0000", time.gmtime(t))
+
+
+def seed_twilio_call(tw, sid=None, status="completed", ended=None, parent=None, frm=CALLER,
+                     to=OUR_NUMBER, direction="inbound", duration="42"):
+    """Seeds one call in the Twilio mock's Calls list, as Twilio shows it once it ended
+    (at `ended`, default now; unfinished statuses have no end_time). Returns its SID."""
+    sid = sid or new_sid()
+    ended = time.time() if ended is None else ended
+    tw.seed_call({
+        "sid": sid, "status": status, "direction": direction, "from": frm, "to": to,
+        "parent_call_sid": parent, "start_time": rfc2822(ended - 60),
+        "end_time": rfc2822(ended) if status not in ("in-progress", "ringing") else None,
+        "duration": duration if status == "completed" else ""})
+    return sid
 
 
 def run_admin(args, env, timeout=30):
