@@ -111,7 +111,7 @@ reconcile_window reconcile_window_for(const worker_settings *s, long long now_ms
     return w;
 }
 
-/* 1 when `number` is one of TWILIO_RECONCILE_NUMBERS (or the list is empty). */
+/* 1 when `number` is one of TWILIO_RECONCILE_NUMBERS. */
 static int number_wanted(const worker_settings *s, const char *number)
 {
     for (size_t i = 0; number && i < s->reconcile_numbers_len; i++)
