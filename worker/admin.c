@@ -6,8 +6,11 @@
  *   calllog-admin dead replay ID|--all   back onto the events stream (attempt 0), after
  *                                        making the CallSid claimable again in Postgres
  *   calllog-admin dead purge ID|--all    delete dead letters (they are never capped silently)
+ *   calllog-admin demo call [options]    one call through the demo's sandbox (demo.h)
  *
- * Same settings as the worker (REDIS_URL, CALLLOG_KEY_PREFIX, DATABASE_URL). */
+ * Same settings as the worker (REDIS_URL, CALLLOG_KEY_PREFIX, DATABASE_URL); the demo
+ * needs only CALLLOG_SANDBOX_URL. */
+#include <curl/curl.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +18,7 @@
 
 #include "cli.h"
 #include "config.h"
+#include "demo.h"
 #include "event.h"
 #include "keys.h"
 #include "ledger.h"
@@ -29,7 +33,11 @@ static const char usage[] =
     "  dead show ID            show one dead letter\n"
     "  dead replay ID|--all    put dead letters back on the events stream\n"
     "  dead purge ID|--all     delete dead letters\n"
-    "Settings: REDIS_URL, CALLLOG_KEY_PREFIX, DATABASE_URL (see docs/configuration.md).";
+    "  demo call [--from +55…] [--to +55…] [--direction inbound|outbound]\n"
+    "            [--status completed|no-answer|busy|failed|canceled] [--duration S] [--wait S]\n"
+    "                          place a call in the demo's sandbox and print its note\n"
+    "Settings: REDIS_URL, CALLLOG_KEY_PREFIX, DATABASE_URL; CALLLOG_SANDBOX_URL for the demo\n"
+    "(see docs/configuration.md).";
 
 typedef struct admin {
     redisContext *redis;
@@ -244,6 +252,23 @@ static int dispatch(admin *a, int argc, char **argv)
     return 2;
 }
 
+/* `demo call`: needs the sandbox only, not Redis or Postgres. */
+static int run_demo(int argc, char **argv)
+{
+    demo_call_options o = {0};
+    char err[256];
+    if (demo_parse_args(argc, argv, &o, err, sizeof err) != 0) {
+        fprintf(stderr, "calllog-admin: %s\n", err);
+        return 2;
+    }
+    o.sandbox_url = config_str("CALLLOG_SANDBOX_URL", NULL);
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+        return 1;
+    int rc = demo_call(&o, stdout);
+    curl_global_cleanup();
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     int rest_argc;
@@ -252,6 +277,11 @@ int main(int argc, char **argv)
     if (status != CLI_RUN) {
         free(rest);
         return status;
+    }
+    if (rest_argc >= 2 && strcmp(rest[0], "demo") == 0 && strcmp(rest[1], "call") == 0) {
+        int rc = run_demo(rest_argc - 2, rest + 2);
+        free(rest);
+        return rc;
     }
     admin a = {0};
     int need_db = rest_argc >= 2 && strcmp(rest[1], "replay") == 0;
