@@ -97,6 +97,25 @@ const char *config_str(const char *name, const char *def)
     return (v && *v) ? v : def;
 }
 
+int config_require_all(const char *const *names, config_error *err)
+{
+    char list[400] = "";
+    size_t used = 0, missing = 0;
+    for (size_t i = 0; names[i]; i++) {
+        if (config_str(names[i], NULL))
+            continue;
+        int n = snprintf(list + used, sizeof list - used, "%s%s", missing ? ", " : "", names[i]);
+        if (n > 0 && (size_t)n < sizeof list - used)
+            used += (size_t)n;
+        missing++;
+    }
+    if (missing == 0)
+        return 0;
+    snprintf(err->msg, sizeof err->msg, "setting%s %s %s required but not set",
+             missing > 1 ? "s" : "", list, missing > 1 ? "are" : "is");
+    return -1;
+}
+
 int config_require(const char *name, const char **out, config_error *err)
 {
     const char *v = config_str(name, NULL);

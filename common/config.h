@@ -24,6 +24,11 @@ const char *config_str(const char *name, const char *def);
 /* As config_str, but an unset or empty setting is an error. */
 int config_require(const char *name, const char **out, config_error *err);
 
+/* Checks that every setting of the NULL-terminated `names` is set, so that a first start
+ * names everything missing at once ("settings A, B are required but not set"). Returns
+ * 0, or -1 with `err` filled. */
+int config_require_all(const char *const *names, config_error *err);
+
 /* Integer in [min, max]; `def` when unset. Returns 0, or -1 with `err` filled. */
 int config_long(const char *name, long def, long min, long max, long *out, config_error *err);
 

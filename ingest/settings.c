@@ -61,9 +61,10 @@ static int load_limits(ingest_settings *s, config_error *err)
 
 int ingest_settings_load(ingest_settings *s, config_error *err)
 {
+    static const char *const required[] = {"PUBLIC_BASE_URL", "TWILIO_AUTH_TOKEN", NULL};
     memset(s, 0, sizeof *s);
-    if (load_redis(s, err) || load_public_base_url(s, err) || load_tokens(s, err) ||
-        load_limits(s, err))
+    if (config_require_all(required, err) || load_redis(s, err) || load_public_base_url(s, err) ||
+        load_tokens(s, err) || load_limits(s, err))
         return -1;
     if (config_listen("INGEST_LISTEN", "0.0.0.0:8080", s->listen_host, sizeof s->listen_host,
                       &s->listen_port, err) != 0)

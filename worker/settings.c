@@ -222,12 +222,24 @@ static int load_alerts(worker_settings *s, config_error *err)
                : 0;
 }
 
+/* Names every required setting that is missing at once (which ones depends on
+ * RDSTATION_API; a malformed RDSTATION_API is reported by load_rdstation). */
+static int check_required(config_error *err)
+{
+    static const char *const v1[] = {"DATABASE_URL", "RDSTATION_TOKEN", "RDSTATION_USER_ID", NULL};
+    static const char *const v2[] = {"DATABASE_URL", "RDSTATION_CLIENT_ID",
+                                     "RDSTATION_CLIENT_SECRET", "RDSTATION_REFRESH_TOKEN", NULL};
+    const char *api = config_str("RDSTATION_API", "v1");
+    return config_require_all(strcmp(api, "v2") == 0 ? v2 : v1, err);
+}
+
 int worker_settings_load(worker_settings *s, config_error *err)
 {
     memset(s, 0, sizeof *s);
-    if (load_redis(s, err) || config_require("DATABASE_URL", &s->database_url, err) ||
-        load_consumer(s, err) || load_twilio(s, err) || load_rdstation(s, err) ||
-        load_delivery(s, err) || load_retry_and_cache(s, err) || load_alerts(s, err))
+    if (check_required(err) || load_redis(s, err) ||
+        config_require("DATABASE_URL", &s->database_url, err) || load_consumer(s, err) ||
+        load_twilio(s, err) || load_rdstation(s, err) || load_delivery(s, err) ||
+        load_retry_and_cache(s, err) || load_alerts(s, err))
         return -1;
     return config_listen("METRICS_LISTEN", "127.0.0.1:9102", s->metrics_host,
                          sizeof s->metrics_host, &s->metrics_port, err);

@@ -114,6 +114,15 @@ def test_refuses_to_start_naming_the_setting(name, value, tmp_path):
     assert len(out.strip().splitlines()) <= 3, f"not one clear line:\n{out}"
 
 
+def test_first_start_without_settings_names_every_missing_one(tmp_path):
+    env = base_settings()
+    env["INGEST_SPOOL_DIR"] = str(tmp_path / "spool")
+    rc, out = run_ingest_once(env=env, unset=("TWILIO_AUTH_TOKEN", "PUBLIC_BASE_URL"))
+    assert rc == 2, out
+    assert out.strip() == ("calllog-ingest: settings PUBLIC_BASE_URL, TWILIO_AUTH_TOKEN are "
+                           "required but not set"), out
+
+
 def test_env_file_supplies_settings(start_ingest, rdb, tmp_path):
     env_file = tmp_path / "ingest.env"
     env_file.write_text("# settings for the e2e test\n"

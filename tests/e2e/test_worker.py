@@ -618,6 +618,20 @@ def test_worker_refuses_to_start_without_database_url(rd, tw, db, redis_url, key
     assert "DATABASE_URL" in out
 
 
+@pytest.mark.parametrize("api,missing", [
+    ("v1", ("DATABASE_URL", "RDSTATION_TOKEN", "RDSTATION_USER_ID")),
+    ("v2", ("DATABASE_URL", "RDSTATION_CLIENT_ID", "RDSTATION_CLIENT_SECRET",
+            "RDSTATION_REFRESH_TOKEN")),
+])
+def test_worker_names_every_missing_setting_in_one_line(api, missing, rd, tw, redis_url,
+                                                        key_prefix):
+    env = worker_settings(api, redis_url, key_prefix, "unused", rd, tw, "bare", free_port())
+    res = _run_worker_once(clean_env(env, unset=missing))
+    out = (res.stdout + res.stderr).strip()
+    assert res.returncode == 2, out
+    assert out == f"calllog-worker: settings {', '.join(missing)} are required but not set", out
+
+
 def test_worker_refuses_to_start_without_schema(rd, tw, db, database_url, redis_url,
                                                 key_prefix):
     db.query("DROP SCHEMA calllog CASCADE")

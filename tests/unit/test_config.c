@@ -231,6 +231,22 @@ Test(config_require, unset_or_empty_is_an_error_naming_the_setting)
     cr_assert_str_eq(out, "here");
 }
 
+Test(config_require_all, names_every_missing_setting_in_one_line)
+{
+    config_error err = {{0}};
+    static const char *const names[] = {"CT_RA", "CT_RB", "CT_RC", NULL};
+    setenv("CT_RA", "set", 1);
+    unsetenv("CT_RB");
+    setenv("CT_RC", "", 1);
+    cr_assert_eq(config_require_all(names, &err), -1);
+    cr_expect_str_eq(err.msg, "settings CT_RB, CT_RC are required but not set");
+    setenv("CT_RC", "x", 1);
+    cr_assert_eq(config_require_all(names, &err), -1);
+    cr_expect_str_eq(err.msg, "setting CT_RB is required but not set");
+    setenv("CT_RB", "y", 1);
+    cr_expect_eq(config_require_all(names, &err), 0);
+}
+
 /* ---- config_long ---------------------------------------------------------------------------- */
 
 Test(config_long, default_when_unset_or_empty)
