@@ -5,15 +5,20 @@
  * redirects, no signals (the worker is multi-threaded), a capped in-memory body, the
  * Retry-After header turned into milliseconds, and error descriptions that are safe to
  * log and to store on the dead stream. The last point matters: RD Station v1 carries its
- * token in the query string, so nothing here ever copies a URL's query into a message.
+ * token in the query string and a Slack webhook's path is its secret, so a transport
+ * error names only the URL's scheme, host and port ("POST https://hooks.slack.com/...:
+ * Timeout was reached"), never its user info, path or query; API clients that know a
+ * harmless name for the endpoint put it back with http_error_relabel.
  *
  * The handle is reset (curl_easy_reset keeps live connections and the DNS cache) and
  * fully reconfigured before every request, so no option leaks from one request into the
  * next. curl_global_init is the caller's job (see the header). */
 #include "http_client.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <curl/curl.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -150,40 +155,137 @@ static size_t sink_header(char *data, size_t size, size_t nitems, void *arg)
     return n;
 }
 
-/* Copies the path of `url` (no scheme, host, user info, query or fragment) into `out`. */
-static void url_path(const char *url, char *out, size_t outlen)
+/* The pieces of a URL that messages and warnings need. Pointers into the URL. */
+typedef struct url_parts {
+    const char *scheme; /* NULL when the URL has no "scheme://" */
+    size_t scheme_len;
+    const char *userinfo; /* NULL when none */
+    size_t userinfo_len;
+    const char *hostport; /* host[:port], IPv6 in brackets */
+    size_t hostport_len;
+    const char *rest; /* path, query and fragment (from the first '/', '?' or '#') */
+} url_parts;
+
+/* Splits `url` into its parts. */
+static void url_split(const char *url, url_parts *u)
 {
-    const char *p = strstr(url, "://");
-    p = p ? p + 3 : url;
-    p += strcspn(p, "/?#");
-    size_t n = *p == '/' ? strcspn(p, "?#") : 0;
-    if (n == 0) {
-        snprintf(out, outlen, "/");
-        return;
-    }
-    if (n >= outlen)
-        n = outlen - 1;
-    memcpy(out, p, n);
-    out[n] = '\0';
+    const char *sep = strstr(url, "://");
+    const char *auth = sep ? sep + 3 : url;
+    const char *end = auth + strcspn(auth, "/?#");
+    const char *at = NULL;
+    for (const char *q = auth; q < end; q++)
+        if (*q == '@')
+            at = q;
+    u->scheme = sep ? url : NULL;
+    u->scheme_len = sep ? (size_t)(sep - url) : 0;
+    u->userinfo = at ? auth : NULL;
+    u->userinfo_len = at ? (size_t)(at - auth) : 0;
+    u->hostport = at ? at + 1 : auth;
+    u->hostport_len = (size_t)(end - u->hostport);
+    u->rest = end;
 }
 
-/* Fills `err` for a transport failure: "<METHOD> <path>: <curl's reason>". curl's own
- * detail text is used only when it does not repeat the URL's query. */
+/* Writes "scheme://host[:port]" of `url` — never its user info, path, query or fragment,
+ * which may be credentials (a Slack webhook's path is its secret) — followed by "/..."
+ * when the URL has more than a bare "/" after the host. */
+void http_url_origin(const char *url, char *out, size_t outlen)
+{
+    url_parts u;
+    if (url == NULL) {
+        snprintf(out, outlen, "(no URL)");
+        return;
+    }
+    url_split(url, &u);
+    const char *more = u.rest[0] != '\0' && strcmp(u.rest, "/") != 0 ? "/..." : "";
+    if (u.scheme != NULL)
+        snprintf(out, outlen, "%.*s://%.*s%s", (int)u.scheme_len, u.scheme, (int)u.hostport_len,
+                 u.hostport, more);
+    else
+        snprintf(out, outlen, "%.*s%s", (int)u.hostport_len, u.hostport, more);
+}
+
+/* 1 when `text` holds the `n` bytes at `part` (n > 1: a lone "/" says nothing). */
+static int mentions(const char *text, const char *part, size_t n)
+{
+    if (part == NULL || n < 2)
+        return 0;
+    for (const char *t = strchr(text, part[0]); t != NULL; t = strchr(t + 1, part[0]))
+        if (strncmp(t, part, n) == 0)
+            return 1;
+    return 0;
+}
+
+/* Fills `err` for a transport failure: "<METHOD> <origin>: <curl's reason>". The URL's
+ * path, query and user info never appear: curl's own detail text is used only when it
+ * repeats none of them (otherwise its generic text for the code is). */
 static void transport_error(http_client *c, const char *method, const char *url, CURLcode rc,
                             const http_sink *sink, api_error *err)
 {
-    char path[256];
-    const char *query = strchr(url, '?');
+    char origin[160];
+    url_parts u;
     const char *why = c->errbuf[0] ? c->errbuf : curl_easy_strerror(rc);
-    if (query != NULL && query[1] != '\0' && strstr(why, query + 1) != NULL)
+    url_split(url, &u);
+    const char *query = strchr(u.rest, '?');
+    if (mentions(why, u.rest, strcspn(u.rest, "?#")) ||
+        (query != NULL && mentions(why, query + 1, strcspn(query + 1, "#"))) ||
+        mentions(why, u.userinfo, u.userinfo_len))
         why = curl_easy_strerror(rc);
     if (sink->overflow)
         why = "response body over the size limit";
-    url_path(url, path, sizeof path);
+    http_url_origin(url, origin, sizeof origin);
     err->http_status = 0;
     err->curl_code = (int)rc;
     err->retry_after_ms = -1;
-    snprintf(err->message, sizeof err->message, "%.16s %.200s: %.280s", method, path, why);
+    snprintf(err->message, sizeof err->message, "%.16s %.160s: %.300s", method, origin, why);
+}
+
+/* 1 when `host` is loopback; see the header. */
+int http_host_is_loopback(const char *host)
+{
+    char buf[128];
+    struct in_addr v4;
+    struct in6_addr v6;
+    size_t n = host ? strlen(host) : 0;
+    if (n >= 2 && host[0] == '[' && host[n - 1] == ']') {
+        host++;
+        n -= 2;
+    }
+    if (n == 0 || n >= sizeof buf)
+        return 0;
+    memcpy(buf, host, n);
+    buf[n] = '\0';
+    if (strcasecmp(buf, "localhost") == 0 || strcasecmp(buf, "localhost.") == 0)
+        return 1;
+    if (inet_pton(AF_INET, buf, &v4) == 1)
+        return (ntohl(v4.s_addr) >> 24) == 127;
+    if (inet_pton(AF_INET6, buf, &v6) == 1)
+        return IN6_IS_ADDR_LOOPBACK(&v6) || (IN6_IS_ADDR_V4MAPPED(&v6) && v6.s6_addr[12] == 127);
+    return 0;
+}
+
+/* 1 when `url` is plain http:// to a host outside loopback; see the header. */
+int http_url_is_plaintext_remote(const char *url)
+{
+    url_parts u;
+    char host[128];
+    if (url == NULL)
+        return 0;
+    url_split(url, &u);
+    if (u.scheme == NULL || u.scheme_len != 4 || strncasecmp(u.scheme, "http", 4) != 0)
+        return 0;
+    size_t n = u.hostport_len;
+    if (n > 0 && u.hostport[0] == '[') { /* [v6]:port */
+        const char *close = memchr(u.hostport, ']', n);
+        n = close ? (size_t)(close - u.hostport) + 1 : n;
+    } else {
+        const char *colon = memchr(u.hostport, ':', n);
+        n = colon ? (size_t)(colon - u.hostport) : n;
+    }
+    if (n >= sizeof host)
+        return 1;
+    memcpy(host, u.hostport, n);
+    host[n] = '\0';
+    return !http_host_is_loopback(host);
 }
 
 /* Sets every option of one request on the (freshly reset) handle. Returns CURLE_OK or
@@ -242,6 +344,25 @@ static CURLcode configure(http_client *c, const char *method, const char *url,
     return rc;
 }
 
+/* Appends `src` (at most `n` bytes) to `dst` as one line: control characters become
+ * spaces and runs of blanks collapse into one. Stops when `dst` is full. */
+static void append_one_line(char *dst, size_t dstlen, const char *src, size_t n)
+{
+    size_t len = strlen(dst);
+    int last_blank = len > 0 && dst[len - 1] == ' ';
+    for (size_t i = 0; i < n && src[i] != '\0' && len + 1 < dstlen; i++) {
+        unsigned char ch = (unsigned char)src[i];
+        int blank = ch < 0x20 || ch == 0x7f || ch == ' ';
+        if (blank && last_blank)
+            continue;
+        dst[len++] = blank ? ' ' : (char)ch;
+        last_blank = blank;
+    }
+    while (len > 0 && dst[len - 1] == ' ')
+        len--;
+    dst[len] = '\0';
+}
+
 /* Builds the header list: the caller's headers plus "Expect:" (no 100-continue round
  * trip). Returns NULL out of memory. */
 static struct curl_slist *build_headers(const char *const *headers)
@@ -294,6 +415,9 @@ int http_request(http_client *c, const char *method, const char *url, const char
         return -1;
     }
     curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &out->status);
+    const char *ctype = NULL;
+    if (curl_easy_getinfo(c->easy, CURLINFO_CONTENT_TYPE, &ctype) == CURLE_OK && ctype != NULL)
+        append_one_line(out->content_type, sizeof out->content_type, ctype, strlen(ctype));
     curl_slist_free_all(hdrs);
     if (sink.buf == NULL && (sink.buf = calloc(1, 1)) == NULL) {
         err->curl_code = CURLE_OUT_OF_MEMORY;
@@ -329,25 +453,6 @@ char *http_escape(const char *s)
     return out;
 }
 
-/* Appends `src` (at most `n` bytes) to `dst` as one line: control characters become
- * spaces and runs of blanks collapse into one. Stops when `dst` is full. */
-static void append_one_line(char *dst, size_t dstlen, const char *src, size_t n)
-{
-    size_t len = strlen(dst);
-    int last_blank = len > 0 && dst[len - 1] == ' ';
-    for (size_t i = 0; i < n && src[i] != '\0' && len + 1 < dstlen; i++) {
-        unsigned char ch = (unsigned char)src[i];
-        int blank = ch < 0x20 || ch == 0x7f || ch == ' ';
-        if (blank && last_blank)
-            continue;
-        dst[len++] = blank ? ' ' : (char)ch;
-        last_blank = blank;
-    }
-    while (len > 0 && dst[len - 1] == ' ')
-        len--;
-    dst[len] = '\0';
-}
-
 /* Fills `err` from a non-success answer; the message never includes a query string
  * (whatever follows '?' in `what` is dropped). */
 void http_error_from_response(const http_response *r, const char *what, api_error *err)
@@ -369,4 +474,17 @@ void http_error_from_response(const http_response *r, const char *what, api_erro
     size_t len = strlen(err->message);
     if (len == sizeof err->message - 1) /* clipped: say so */
         memcpy(err->message + len - 3, "...", 3);
+}
+
+/* Names a transport failure after the caller's endpoint; see the header. */
+void http_error_relabel(api_error *err, const char *what)
+{
+    char reason[sizeof err->message];
+    const char *sep = err->curl_code != 0 ? strstr(err->message, ": ") : NULL;
+    size_t wlen = what ? strcspn(what, "?") : 0;
+    if (sep == NULL || wlen == 0)
+        return;
+    snprintf(reason, sizeof reason, "%s", sep + 2);
+    snprintf(err->message, sizeof err->message, "%.*s: %.300s", (int)(wlen > 200 ? 200 : wlen),
+             what, reason);
 }

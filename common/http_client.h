@@ -7,7 +7,9 @@
  * libcurl's global state must be set up once, before any thread starts: each program's
  * main() calls curl_global_init(CURL_GLOBAL_DEFAULT) at start-up (and unit tests in a
  * setup function); this module never does. Requests never follow redirects, carry the
- * User-Agent "calllog/<version>", and keep at most HTTP_CLIENT_MAX_BODY bytes of a body. */
+ * User-Agent "calllog/<version>", and keep at most HTTP_CLIENT_MAX_BODY bytes of a body.
+ * No message this module writes holds a URL's user info, path or query (credentials live
+ * there: RD v1's ?token=, a Slack webhook's path). */
 #ifndef CALLLOG_HTTP_CLIENT_H
 #define CALLLOG_HTTP_CLIENT_H
 
@@ -20,7 +22,8 @@ typedef struct http_client http_client;
 
 /* What went wrong with one API call, for classification, logs and the dead stream. */
 typedef struct api_error {
-    long http_status;    /* 0 when no answer arrived */
+    long http_status;    /* 0 when no usable answer arrived (API clients also use 0, with
+                          * curl_code 0, for a 2xx they could not read: transient) */
     int curl_code;       /* CURLcode, 0 when the transport worked */
     long retry_after_ms; /* from Retry-After, -1 when absent */
     char message[512];   /* short, secret-free: "POST /activities: 422 {...}" */
@@ -30,7 +33,8 @@ typedef struct http_response {
     long status;
     char *body; /* NUL-terminated, malloc'ed (http_response_free) */
     size_t body_len;
-    long retry_after_ms; /* -1 when absent */
+    long retry_after_ms;   /* -1 when absent */
+    char content_type[96]; /* the Content-Type header, "" when absent (clipped, one line) */
 } http_response;
 
 /* Creates a client with total and connect timeouts. Returns NULL out of memory. */
@@ -52,6 +56,25 @@ void http_response_free(http_response *r);
 
 /* Percent-encodes `s` for a query value. Returns a malloc'ed string or NULL. */
 char *http_escape(const char *s);
+
+/* Names a transport failure (curl_code != 0) after the caller's endpoint: the
+ * "<METHOD> <origin>" that http_request put before the reason becomes `what` (whatever
+ * follows a '?' in it is dropped), e.g. "POST /activities: Timeout was reached". Other
+ * errors are left alone. */
+void http_error_relabel(api_error *err, const char *what);
+
+/* Writes "scheme://host[:port]" of `url` into `out`, followed by "/..." when the URL has a
+ * path or query beyond "/": never the user info, path, query or fragment, which may be
+ * credentials (a Slack webhook's path is its secret). For messages and warnings. */
+void http_url_origin(const char *url, char *out, size_t outlen);
+
+/* 1 when `host` (a name, or an IP literal; IPv6 with or without brackets) is loopback:
+ * "localhost", 127.0.0.0/8, ::1 (or ::ffff:127.x.y.z). */
+int http_host_is_loopback(const char *host);
+
+/* 1 when `url` is plain http:// to a host that is not loopback: what it carries,
+ * credentials included, crosses a network unencrypted. */
+int http_url_is_plaintext_remote(const char *url);
 
 /* Fills `err` from an answer that was not a success: status, Retry-After and a clipped,
  * single-line copy of the body after `what` (e.g. "POST /activities"). */

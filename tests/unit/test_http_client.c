@@ -1,8 +1,10 @@
 /* test_http_client — unit tests for common/http_client against the RD Station and Twilio
  * mocks (tests/mocks/): methods, bodies and headers as the server saw them, Retry-After in
  * both forms, redirects not followed, Basic auth, transport failures (refused, dropped,
- * timed out, body over the cap) described without the URL's query, and the error message
- * built from an answer (one line, clipped, never the query string). */
+ * timed out, body over the cap) described by the URL's origin only (never its path, query
+ * or user info), the answer's Content-Type, the error message built from an answer (one
+ * line, clipped, never the query string), relabelling a transport failure, and the URL
+ * helpers (origin, loopback hosts, plain text outside loopback). */
 #include <criterion/criterion.h>
 #include <curl/curl.h>
 #include <jansson.h>
@@ -167,7 +169,10 @@ Test(http_client, refused_connection_is_a_transport_error_without_query)
     cr_expect_eq(err.retry_after_ms, -1);
     cr_expect_null(strstr(err.message, "SECRET"), "%s", err.message);
     cr_expect_null(strstr(err.message, "token="), "%s", err.message);
-    cr_expect(strncmp(err.message, "GET /api/v1/contacts: ", 22) == 0, "%s", err.message);
+    cr_expect_null(strstr(err.message, "/api/v1/contacts"), "%s", err.message);
+    char want[128];
+    snprintf(want, sizeof want, "GET %s/...: ", gone.base);
+    cr_expect(strncmp(err.message, want, strlen(want)) == 0, "%s", err.message);
     cr_expect_null(r.body);
 }
 
@@ -265,7 +270,7 @@ TestSuite(http_error);
 Test(http_error, one_line_status_and_body_without_query)
 {
     char body[] = "{\"errors\":\n  {\"text\": [\"n\xc3\xa3o pode\"]}\r\n}";
-    http_response r = {422, body, sizeof body - 1, -1};
+    http_response r = {422, body, sizeof body - 1, -1, ""};
     api_error err;
     http_error_from_response(&r, "POST /activities?token=abc123", &err);
     cr_expect_eq(err.http_status, 422);
@@ -280,7 +285,7 @@ Test(http_error, long_bodies_are_clipped_and_retry_after_kept)
     char *body = malloc(5000);
     memset(body, 'y', 4999);
     body[4999] = '\0';
-    http_response r = {429, body, 4999, 30000};
+    http_response r = {429, body, 4999, 30000, ""};
     api_error err;
     http_error_from_response(&r, "GET /contacts", &err);
     cr_expect_eq(err.http_status, 429);
@@ -293,8 +298,98 @@ Test(http_error, long_bodies_are_clipped_and_retry_after_kept)
 
 Test(http_error, empty_body)
 {
-    http_response r = {500, NULL, 0, -1};
+    http_response r = {500, NULL, 0, -1, ""};
     api_error err;
     http_error_from_response(&r, "GET /deals/1", &err);
     cr_expect_str_eq(err.message, "GET /deals/1: 500");
+}
+
+/* A secret path (a Slack webhook's) and user info never reach a transport error. */
+Test(http_client, transport_error_hides_path_and_user_info)
+{
+    mock_server gone = rd;
+    char url[256];
+    http_response r;
+    api_error err;
+    cr_assert_eq(mock_start(&gone, "rdstation_mock.py", NULL), 0);
+    mock_stop(&gone);
+    snprintf(url, sizeof url, "http://bob:PASSWORD-42@127.0.0.1:%d/services/T0/B0/SECRETPATH",
+             gone.port);
+    cr_assert_eq(http_request(hc, "POST", url, NULL, NULL, "{}", 2, &r, &err), -1);
+    cr_expect_eq(err.curl_code, CURLE_COULDNT_CONNECT);
+    cr_expect_null(strstr(err.message, "SECRETPATH"), "%s", err.message);
+    cr_expect_null(strstr(err.message, "/services"), "%s", err.message);
+    cr_expect_null(strstr(err.message, "PASSWORD"), "%s", err.message);
+    cr_expect_null(strstr(err.message, "bob"), "%s", err.message);
+    char want[128];
+    snprintf(want, sizeof want, "POST http://127.0.0.1:%d/...: ", gone.port);
+    cr_expect(strncmp(err.message, want, strlen(want)) == 0, "%s", err.message);
+}
+
+/* The answer's Content-Type is kept, clipped to one line. */
+Test(http_client, content_type_is_kept)
+{
+    http_response r;
+    arm("{\"path\":\"^/page$\",\"status\":200,\"body\":\"<html></html>\"}");
+    get_ok("/page", &r);
+    cr_expect_str_eq(r.content_type, "text/html; charset=utf-8");
+    http_response_free(&r);
+    arm("{\"path\":\"^/bare$\",\"status\":200,\"body\":\"x\",\"content_type\":\"\"}");
+    get_ok("/bare", &r);
+    cr_expect_eq(r.status, 200);
+    http_response_free(&r);
+}
+
+Test(http_error, relabel_names_the_endpoint_of_a_transport_failure)
+{
+    api_error err = {0, 7, -1, "GET http://127.0.0.1:9/...: Couldn't connect to server"};
+    http_error_relabel(&err, "GET /contacts?phone=%2B5511");
+    cr_expect_str_eq(err.message, "GET /contacts: Couldn't connect to server");
+    api_error answered = {422, 0, -1, "POST /activities: 422 {}"};
+    http_error_relabel(&answered, "POST /x");
+    cr_expect_str_eq(answered.message, "POST /activities: 422 {}", "only transport failures");
+}
+
+TestSuite(http_url);
+
+Test(http_url, origin_keeps_scheme_host_and_port_only)
+{
+    char out[128];
+    http_url_origin("https://hooks.slack.com/services/T000/B000/XXXX", out, sizeof out);
+    cr_expect_str_eq(out, "https://hooks.slack.com/...");
+    http_url_origin("https://u:p@example.com:8443/a?token=t", out, sizeof out);
+    cr_expect_str_eq(out, "https://example.com:8443/...");
+    http_url_origin("http://127.0.0.1:80/", out, sizeof out);
+    cr_expect_str_eq(out, "http://127.0.0.1:80");
+    http_url_origin("http://[::1]:81?key=k", out, sizeof out);
+    cr_expect_str_eq(out, "http://[::1]:81/...");
+    http_url_origin("example.com/x", out, sizeof out);
+    cr_expect_str_eq(out, "example.com/...");
+}
+
+Test(http_url, loopback_hosts)
+{
+    static const char *const yes[] = {"localhost", "LOCALHOST", "127.0.0.1",       "127.1.2.3",
+                                      "::1",       "[::1]",     "::ffff:127.0.0.1"};
+    static const char *const no[] = {"",    "example.com",           "128.0.0.1",       "10.0.0.1",
+                                     "::2", "localhost.example.com", "127.0.0.1.nip.io"};
+    for (size_t i = 0; i < sizeof yes / sizeof *yes; i++)
+        cr_expect(http_host_is_loopback(yes[i]), "%s", yes[i]);
+    for (size_t i = 0; i < sizeof no / sizeof *no; i++)
+        cr_expect(!http_host_is_loopback(no[i]), "%s", no[i]);
+    cr_expect(!http_host_is_loopback(NULL));
+}
+
+Test(http_url, plaintext_outside_loopback)
+{
+    cr_expect(http_url_is_plaintext_remote("http://crm.example.com/api/v1"));
+    cr_expect(http_url_is_plaintext_remote("HTTP://10.0.0.5:8080"));
+    cr_expect(http_url_is_plaintext_remote("http://u:p@192.0.2.1/x"));
+    cr_expect(http_url_is_plaintext_remote("http://[2001:db8::1]:80/x"));
+    cr_expect(!http_url_is_plaintext_remote("https://crm.example.com/api/v1"));
+    cr_expect(!http_url_is_plaintext_remote("http://127.0.0.1:5000/api/v1"));
+    cr_expect(!http_url_is_plaintext_remote("http://localhost/x"));
+    cr_expect(!http_url_is_plaintext_remote("http://[::1]:9/x"));
+    cr_expect(!http_url_is_plaintext_remote("http://u:p@127.0.0.1/x"));
+    cr_expect(!http_url_is_plaintext_remote(NULL));
 }
