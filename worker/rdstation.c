@@ -26,6 +26,11 @@
  *   exists (its id is returned with RD_ERROR) and retrying would create another, so the
  *   caller should look for the marker first.
  * - Marker search reads at most RD_MARKER_MAX_PAGES pages of notes and of tasks.
+ * - Answers are checked before they are believed (see the header): a 2xx must be a JSON
+ *   object of the expected shape or the call fails as unreadable, which is transient. A
+ *   listed contact whose phones cannot be read is never passed over as someone else's,
+ *   and a marker search never says "not found" past an entry it could not read (that
+ *   would post a second note). Integer ids are accepted: they are unambiguous.
  *
  * One client per thread: it owns one http_client (kept-alive connections). */
 #include "rdstation.h"
@@ -142,24 +147,38 @@ static void redact_all(rd_client *c, api_error *err)
 
 /* ---- JSON helpers --------------------------------------------------------------------- */
 
-/* Writes an object's id — `_id`, else `id`; a string or an integer — into `out`.
- * Returns 0, or -1 when it has none. */
+/* Reads an id that is a JSON value: a non-empty string that fits `out`, or an integer.
+ * Returns 0, or -1 (with `out` empty) when it is neither. */
+static int json_id_value(const json_t *v, char *out, size_t outlen)
+{
+    out[0] = '\0';
+    if (json_is_string(v) && json_string_length(v) > 0 && json_string_length(v) < outlen) {
+        copy_str(out, outlen, json_string_value(v));
+        return 0;
+    }
+    if (json_is_integer(v)) {
+        snprintf(out, outlen, "%lld", (long long)json_integer_value(v));
+        return 0;
+    }
+    return -1;
+}
+
+/* Writes an object's id — `_id`, else `id` (see json_id_value) — into `out`.
+ * Returns 0, or -1 when it has none that can be read. */
 static int json_id(const json_t *obj, char *out, size_t outlen)
 {
     static const char *const keys[] = {"_id", "id"};
-    out[0] = '\0';
-    for (size_t i = 0; i < 2; i++) {
-        json_t *v = json_object_get(obj, keys[i]);
-        if (json_is_string(v) && json_string_length(v) > 0) {
-            copy_str(out, outlen, json_string_value(v));
+    for (size_t i = 0; i < 2; i++)
+        if (json_id_value(json_object_get(obj, keys[i]), out, outlen) == 0)
             return 0;
-        }
-        if (json_is_integer(v)) {
-            snprintf(out, outlen, "%lld", (long long)json_integer_value(v));
-            return 0;
-        }
-    }
     return -1;
+}
+
+/* 1 when member `key` of `obj` is absent or null. */
+static int json_absent(const json_t *obj, const char *key)
+{
+    json_t *v = json_object_get(obj, key);
+    return v == NULL || json_is_null(v);
 }
 
 /* The string member `key` of `obj`, or NULL. */
@@ -259,9 +278,9 @@ static char *request_url(rd_client *c, const char *path)
 }
 
 /* Sends one request once (after the rate limiter). Returns 0 with `r` holding the answer,
- * or -1 with `err` filled. */
-static int send_once(rd_client *c, const rd_req *q, const char *url, const char *body,
-                     http_response *r, api_error *err)
+ * or -1 with `err` filled (a transport failure named after `what`, not the URL). */
+static int send_once(rd_client *c, const rd_req *q, const char *url, const char *what,
+                     const char *body, http_response *r, api_error *err)
 {
     char auth[RD_OAUTH_TOKEN_MAX + 32];
     const char *headers[4] = {"Accept: application/json", NULL, NULL, NULL};
@@ -282,12 +301,51 @@ static int send_once(rd_client *c, const rd_req *q, const char *url, const char 
     int rc =
         http_request(c->http, q->method, url, headers, NULL, body, body ? strlen(body) : 0, r, err);
     count_request(c, q->endpoint, rc == 0 ? r->status : 0, started);
+    if (rc != 0)
+        http_error_relabel(err, what);
     memset(auth, 0, sizeof auth);
     return rc;
 }
 
+/* Fills `err` for a 2xx answer that cannot be read: "<endpoint>: answer unreadable:
+ * <why>", http_status and curl_code 0 (transient: see the header). Returns RD_ERROR. */
+__attribute__((format(printf, 3, 4))) static rd_status
+unreadable(api_error *err, const char *endpoint, const char *why, ...)
+{
+    char detail[300];
+    va_list ap;
+    va_start(ap, why);
+    vsnprintf(detail, sizeof detail, why, ap);
+    va_end(ap);
+    memset(err, 0, sizeof *err);
+    err->retry_after_ms = -1;
+    snprintf(err->message, sizeof err->message, "%.100s: answer unreadable: %s", endpoint, detail);
+    return RD_ERROR;
+}
+
+/* Parses a 2xx answer into `*out`: it must be a JSON object. Returns RD_OK, or RD_ERROR
+ * with `err` saying why it cannot be read (empty, not JSON, not an object). */
+static rd_status parse_answer(const rd_req *q, const http_response *r, json_t **out, api_error *err)
+{
+    json_error_t jerr;
+    const char *ctype = r->content_type[0] ? r->content_type : "no Content-Type";
+    if (r->body_len == 0 || strspn(r->body, " \t\r\n") == r->body_len)
+        return unreadable(err, q->endpoint, "empty body (HTTP %ld, %s)", r->status, ctype);
+    *out = json_loadb(r->body, r->body_len, 0, &jerr);
+    if (*out == NULL)
+        return unreadable(err, q->endpoint, "not JSON (HTTP %ld, %s): %.120s", r->status, ctype,
+                          jerr.text);
+    if (!json_is_object(*out)) {
+        json_decref(*out);
+        *out = NULL;
+        return unreadable(err, q->endpoint, "JSON but not an object (HTTP %ld)", r->status);
+    }
+    return RD_OK;
+}
+
 /* Performs one API call; see the file comment. On RD_OK, `*out` (when `out` is given)
- * holds the parsed answer, or NULL when it was empty or not JSON; the caller decrefs it. */
+ * holds the answer, a JSON object (the caller decrefs it); a 2xx answer that is not one
+ * is RD_ERROR (unreadable). */
 static rd_status rd_call(rd_client *c, const rd_req *q, json_t **out, api_error *err)
 {
     char what[160];
@@ -306,7 +364,7 @@ static rd_status rd_call(rd_client *c, const rd_req *q, json_t **out, api_error 
         return fail(err, 0, "out of memory");
     }
     for (int attempt = 0;; attempt++) {
-        if (send_once(c, q, url, body, &r, err) < 0)
+        if (send_once(c, q, url, what, body, &r, err) < 0)
             break;
         if (c->api == RD_API_V2 && r.status == 401 && attempt == 0) {
             http_response_free(&r);
@@ -316,9 +374,7 @@ static rd_status rd_call(rd_client *c, const rd_req *q, json_t **out, api_error 
             continue;
         }
         if (r.status >= 200 && r.status <= 299) {
-            if (out != NULL && r.body_len > 0)
-                *out = json_loadb(r.body, r.body_len, 0, NULL);
-            st = RD_OK;
+            st = out != NULL ? parse_answer(q, &r, out, err) : RD_OK;
         } else {
             http_error_from_response(&r, what, err);
         }
@@ -329,14 +385,6 @@ static rd_status rd_call(rd_client *c, const rd_req *q, json_t **out, api_error 
     free(url);
     free(body);
     return st;
-}
-
-/* Fills `err` for a 2xx answer that cannot be read (transient: RD or a proxy hiccuped). */
-static rd_status bad_answer(api_error *err, const char *what)
-{
-    char msg[200];
-    snprintf(msg, sizeof msg, "%s: answer is not the expected JSON", what);
-    return fail(err, 0, msg);
 }
 
 /* ---- client life cycle ---------------------------------------------------------------- */
@@ -416,20 +464,25 @@ void rd_client_free(rd_client *c)
 
 /* ---- contacts ------------------------------------------------------------------------- */
 
-/* 1 when one of the contact's phones is the line `e164`. */
+/* Compares a contact's phones with the line `e164`: 1 when one of them is that line, 0
+ * when none is, -1 when they cannot be read (no list; an entry neither a string nor an
+ * object whose `phone` is a string or null). */
 static int contact_confirms(const json_t *contact, const char *e164)
 {
     json_t *phones = json_object_get(contact, "phones"), *p;
     size_t i;
+    int same = 0;
     if (!json_is_array(phones))
-        return 0;
+        return -1;
     json_array_foreach(phones, i, p)
     {
         const char *num = json_is_string(p) ? json_string_value(p) : json_str(p, "phone");
+        if (!json_is_string(p) && (!json_is_object(p) || (num == NULL && !json_absent(p, "phone"))))
+            return -1;
         if (num != NULL && phone_same_number(e164, num))
-            return 1;
+            same = 1;
     }
-    return 0;
+    return same;
 }
 
 /* The search path for one phone form: v1 ?phone=, v2 ?filter=phone:<form> (quoted when
@@ -461,10 +514,41 @@ static void memo_keep(rd_client *c, const char *contact_id, json_t *contact)
     c->memo_at = timing_mono_s();
 }
 
+/* The contact of a search answer's list whose phones confirm `e164`: RD_OK with `out`
+ * filled, RD_NOT_FOUND when none does, RD_ERROR when an entry cannot be read (one that
+ * cannot be told apart from the caller's contact is never passed over). */
+static rd_status pick_contact(rd_client *c, json_t *list, const char *e164, rd_contact *out,
+                              api_error *err)
+{
+    json_t *item;
+    size_t k;
+    json_array_foreach(list, k, item)
+    {
+        if (!json_is_object(item))
+            return unreadable(err, "GET /contacts", "contact %zu is not an object", k);
+        int same = contact_confirms(item, e164);
+        if (same < 0)
+            return unreadable(err, "GET /contacts",
+                              "contact %zu: \"phones\" is not a list of phone strings or "
+                              "{\"phone\"} objects",
+                              k);
+        if (same == 0)
+            continue;
+        if (json_id(item, out->id, sizeof out->id) < 0)
+            return unreadable(err, "GET /contacts", "contact %zu holds the phone but has no id", k);
+        copy_str(out->name, sizeof out->name, json_str(item, "name"));
+        if (c->api == RD_API_V1)
+            memo_keep(c, out->id, item);
+        return RD_OK;
+    }
+    return RD_NOT_FOUND;
+}
+
 /* Finds the contact of a phone; see the header. */
 rd_status rd_find_contact(rd_client *c, const char *phone_e164, rd_contact *out, api_error *err)
 {
     phone_variant_list vl;
+    const char *key = c->api == RD_API_V1 ? "contacts" : "data";
     memset(out, 0, sizeof *out);
     memset(err, 0, sizeof *err);
     err->retry_after_ms = -1;
@@ -473,8 +557,7 @@ rd_status rd_find_contact(rd_client *c, const char *phone_e164, rd_contact *out,
         return RD_NOT_FOUND;
     }
     for (size_t i = 0; i < vl.count; i++) {
-        json_t *root = NULL, *item;
-        size_t k;
+        json_t *root = NULL, *list;
         char *path = contact_search_path(c, vl.v[i]);
         if (path == NULL)
             return fail(err, 0, "out of memory");
@@ -486,25 +569,20 @@ rd_status rd_find_contact(rd_client *c, const char *phone_e164, rd_contact *out,
                 continue; /* RDQL refused this form; others may work */
             return st;
         }
-        json_t *list = json_list(root, c->api == RD_API_V1 ? "contacts" : "data");
-        if (list == NULL) {
-            json_decref(root);
-            return bad_answer(err, "GET /contacts");
+        if ((list = json_list(root, key)) == NULL)
+            st = unreadable(err, "GET /contacts", "no \"%s\" list", key);
+        else
+            st = pick_contact(c, list, phone_e164, out, err);
+        json_decref(root);
+        if (st == RD_ERROR) {
+            memset(out, 0, sizeof *out);
+            return st;
         }
-        json_array_foreach(list, k, item)
-        {
-            if (!json_is_object(item) || !contact_confirms(item, phone_e164) ||
-                json_id(item, out->id, sizeof out->id) < 0)
-                continue;
-            copy_str(out->name, sizeof out->name, json_str(item, "name"));
-            if (c->api == RD_API_V1)
-                memo_keep(c, out->id, item);
-            json_decref(root);
+        if (st == RD_OK) {
             memset(err, 0, sizeof *err);
             err->retry_after_ms = -1;
             return RD_OK;
         }
-        json_decref(root);
     }
     memset(err, 0, sizeof *err);
     err->retry_after_ms = -1;
@@ -522,12 +600,18 @@ typedef struct deal_pick {
     rd_deal deal;
 } deal_pick;
 
-/* 1 when a v1 deal (summary or full) is open: not won/lost, not closed, not on hold. */
+/* Whether a v1 deal (summary or full) is open: 1 when not won/lost, not closed and not on
+ * hold; 0 when it is one of those; -1 when it cannot be told (`win` or `hold` neither
+ * null nor a boolean, `closed_at` neither null nor a string). */
 static int v1_deal_open(const json_t *d)
 {
     json_t *win = json_object_get(d, "win"), *closed = json_object_get(d, "closed_at");
-    return (win == NULL || json_is_null(win)) && (closed == NULL || json_is_null(closed)) &&
-           !json_is_true(json_object_get(d, "hold"));
+    json_t *hold = json_object_get(d, "hold");
+    if ((!json_absent(d, "win") && !json_is_boolean(win)) ||
+        (!json_absent(d, "hold") && !json_is_boolean(hold)) ||
+        (!json_absent(d, "closed_at") && !json_is_string(closed)))
+        return -1;
+    return json_absent(d, "win") && json_absent(d, "closed_at") && !json_is_true(hold);
 }
 
 /* Writes a deal's owner id: v1 `user` object or `user_id`, v2 `owner_id`. */
@@ -543,18 +627,22 @@ static void deal_owner(const json_t *d, char *out, size_t outlen)
 }
 
 /* Considers one open deal: keeps it when it was updated later than the current pick
- * (a deal without a readable updated_at only wins when nothing else is known). */
-static void pick_consider(deal_pick *p, const json_t *d)
+ * (a deal without a readable updated_at only wins when nothing else is known). Returns
+ * RD_OK, or RD_ERROR (unreadable, named after `endpoint`) when the deal has no id. */
+static rd_status pick_consider(deal_pick *p, const json_t *d, const char *endpoint, api_error *err)
 {
     long long ts = iso_ms(json_str(d, "updated_at"));
     char id[64];
-    if (json_id(d, id, sizeof id) < 0 || (p->found && ts <= p->updated_ms))
-        return;
+    if (json_id(d, id, sizeof id) < 0)
+        return unreadable(err, endpoint, "an open deal has no id");
+    if (p->found && ts <= p->updated_ms)
+        return RD_OK;
     p->found = 1;
     p->updated_ms = ts;
     copy_str(p->deal.id, sizeof p->deal.id, id);
     copy_str(p->deal.name, sizeof p->deal.name, json_str(d, "name"));
     deal_owner(d, p->deal.user_id, sizeof p->deal.user_id);
+    return RD_OK;
 }
 
 /* v1: GET /deals/{id}. RD_OK with the deal in `*out`, RD_NOT_FOUND on 404 (deleted, or
@@ -570,16 +658,30 @@ static rd_status v1_deal_get(rd_client *c, const char *deal_id, json_t **out, ap
     free(path);
     if (st == RD_ERROR && err->http_status == 404)
         return RD_NOT_FOUND;
-    if (st == RD_OK && !json_is_object(*out)) {
-        json_decref(*out);
-        *out = NULL;
-        return bad_answer(err, "GET /deals/{id}");
+    return st;
+}
+
+/* v1: fetches deal `id` and considers it when it is open. */
+static rd_status v1_consider_fetched(rd_client *c, const char *id, deal_pick *p, api_error *err)
+{
+    json_t *full = NULL;
+    rd_status st = v1_deal_get(c, id, &full, err);
+    if (st == RD_NOT_FOUND)
+        return RD_OK;
+    if (st == RD_OK) {
+        int open = v1_deal_open(full);
+        if (open < 0)
+            st = unreadable(err, "GET /deals/{id}", "win/hold/closed_at of unexpected types");
+        else if (open)
+            st = pick_consider(p, full, "GET /deals/{id}", err);
     }
+    json_decref(full);
     return st;
 }
 
 /* v1: picks from deal summaries; open ones without updated_at are fetched (bounded). */
-static rd_status v1_pick_from_summaries(rd_client *c, json_t *deals, deal_pick *p, api_error *err)
+static rd_status v1_pick_from_summaries(rd_client *c, json_t *deals, deal_pick *p,
+                                        const char *endpoint, api_error *err)
 {
     json_t *d;
     size_t i;
@@ -587,21 +689,25 @@ static rd_status v1_pick_from_summaries(rd_client *c, json_t *deals, deal_pick *
     json_array_foreach(deals, i, d)
     {
         char id[64];
-        json_t *full = NULL;
-        if (!json_is_object(d) || !v1_deal_open(d))
+        int open = json_is_object(d) ? v1_deal_open(d) : -1;
+        rd_status st = RD_OK;
+        if (open < 0)
+            return unreadable(err, endpoint,
+                              "deal %zu is not an object with null or boolean win/hold and a "
+                              "null or string closed_at",
+                              i);
+        if (!open)
             continue;
-        if (iso_ms(json_str(d, "updated_at")) >= 0 || fetched >= RD_V1_DEAL_FETCH_MAX ||
-            json_id(d, id, sizeof id) < 0) {
-            pick_consider(p, d);
-            continue;
+        if (json_id(d, id, sizeof id) < 0)
+            return unreadable(err, endpoint, "open deal %zu has no id", i);
+        if (iso_ms(json_str(d, "updated_at")) >= 0 || fetched >= RD_V1_DEAL_FETCH_MAX) {
+            st = pick_consider(p, d, endpoint, err);
+        } else {
+            fetched++;
+            st = v1_consider_fetched(c, id, p, err);
         }
-        fetched++;
-        rd_status st = v1_deal_get(c, id, &full, err);
-        if (st == RD_ERROR)
+        if (st != RD_OK)
             return st;
-        if (st == RD_OK && v1_deal_open(full))
-            pick_consider(p, full);
-        json_decref(full);
     }
     return RD_OK;
 }
@@ -612,25 +718,18 @@ static rd_status v1_pick_from_ids(rd_client *c, json_t *ids, deal_pick *p, api_e
     size_t n = json_array_size(ids);
     size_t first = n > RD_V1_DEAL_IDS_MAX ? n - RD_V1_DEAL_IDS_MAX : 0;
     for (size_t i = first; i < n; i++) {
-        json_t *v = json_array_get(ids, i), *full = NULL;
         char id[64];
-        if (json_is_string(v))
-            copy_str(id, sizeof id, json_string_value(v));
-        else if (json_is_integer(v))
-            snprintf(id, sizeof id, "%lld", (long long)json_integer_value(v));
-        else
-            continue;
-        rd_status st = v1_deal_get(c, id, &full, err);
-        if (st == RD_ERROR)
+        if (json_id_value(json_array_get(ids, i), id, sizeof id) < 0)
+            return unreadable(err, "GET /contacts/{id}", "deal_ids[%zu] is not an id", i);
+        rd_status st = v1_consider_fetched(c, id, p, err);
+        if (st != RD_OK)
             return st;
-        if (st == RD_OK && v1_deal_open(full))
-            pick_consider(p, full);
-        json_decref(full);
     }
     return RD_OK;
 }
 
-/* v1: the open deal of a contact, from the memo or GET /contacts/{id}. */
+/* v1: the open deal of a contact, from the memo or GET /contacts/{id} (whose `deals` or
+ * `deal_ids` must be a list: a contact that says neither cannot be read). */
 static rd_status v1_find_open_deal(rd_client *c, const char *contact_id, deal_pick *p,
                                    api_error *err)
 {
@@ -640,7 +739,7 @@ static rd_status v1_find_open_deal(rd_client *c, const char *contact_id, deal_pi
         json_t *deals = c->memo_deals;
         c->memo_deals = NULL;
         c->memo_contact[0] = '\0';
-        st = v1_pick_from_summaries(c, deals, p, err);
+        st = v1_pick_from_summaries(c, deals, p, "GET /contacts", err);
         json_decref(deals);
         return st;
     }
@@ -656,36 +755,61 @@ static rd_status v1_find_open_deal(rd_client *c, const char *contact_id, deal_pi
         return RD_NOT_FOUND;
     if (st != RD_OK)
         return st;
-    if (!json_is_object(contact)) {
-        json_decref(contact);
-        return bad_answer(err, "GET /contacts/{id}");
-    }
-    if ((list = json_list(contact, "deals")) != NULL)
-        st = v1_pick_from_summaries(c, list, p, err);
-    else if ((list = json_list(contact, "deal_ids")) != NULL)
+    if (!json_absent(contact, "deals") && (list = json_list(contact, "deals")) != NULL)
+        st = v1_pick_from_summaries(c, list, p, "GET /contacts/{id}", err);
+    else if (json_absent(contact, "deals") && (list = json_list(contact, "deal_ids")) != NULL)
         st = v1_pick_from_ids(c, list, p, err);
+    else
+        st = unreadable(err, "GET /contacts/{id}", "neither \"deals\" nor \"deal_ids\" is a list");
     json_decref(contact);
     return st;
 }
 
-/* 1 when a v2 deal belongs to the contact (or does not say which contacts it has). */
+/* Whether a v2 deal belongs to the contact: 1 when its contact_ids name it (or it does
+ * not say which contacts it has), 0 when they do not, -1 when contact_ids is not a list
+ * of ids. */
 static int v2_deal_of(const json_t *d, const char *contact_id)
 {
     json_t *ids = json_object_get(d, "contact_ids"), *v;
     size_t i;
-    if (!json_is_array(ids))
+    int mine = 0;
+    if (json_absent(d, "contact_ids"))
         return 1;
+    if (!json_is_array(ids))
+        return -1;
     json_array_foreach(ids, i, v)
     {
-        char id[64] = "";
-        if (json_is_string(v))
-            copy_str(id, sizeof id, json_string_value(v));
-        else if (json_is_integer(v))
-            snprintf(id, sizeof id, "%lld", (long long)json_integer_value(v));
+        char id[64];
+        if (json_id_value(v, id, sizeof id) < 0)
+            return -1;
         if (strcmp(id, contact_id) == 0)
-            return 1;
+            mine = 1;
     }
-    return 0;
+    return mine;
+}
+
+/* v2: considers the open deals ("ongoing") of one page that belong to the contact. */
+static rd_status v2_pick_from_page(json_t *list, const char *contact_id, deal_pick *p,
+                                   api_error *err)
+{
+    json_t *d;
+    size_t i;
+    json_array_foreach(list, i, d)
+    {
+        const char *status = json_str(d, "status");
+        int mine = json_is_object(d) ? v2_deal_of(d, contact_id) : -1;
+        if (mine < 0 || status == NULL)
+            return unreadable(err, "GET /deals",
+                              "deal %zu is not an object with a status string and a list of "
+                              "contact_ids",
+                              i);
+        if (mine && strcmp(status, "ongoing") == 0) {
+            rd_status st = pick_consider(p, d, "GET /deals", err);
+            if (st != RD_OK)
+                return st;
+        }
+    }
+    return RD_OK;
 }
 
 /* v2: one page of GET /deals?filter=<field>:<contact>. Sets `*more` when a next page may
@@ -693,8 +817,7 @@ static int v2_deal_of(const json_t *d, const char *contact_id)
 static rd_status v2_deals_page(rd_client *c, const char *field, const char *contact_id, int page,
                                deal_pick *p, int *more, api_error *err)
 {
-    json_t *root = NULL, *list, *d;
-    size_t i;
+    json_t *root = NULL, *list;
     char *filter = fmt_alloc("%s:%s", field, contact_id);
     char *esc = filter ? http_escape(filter) : NULL;
     char *path = esc ? fmt_alloc("/deals?filter=%s&page%%5Bnumber%%5D=%d&page%%5Bsize%%5D=%d", esc,
@@ -710,21 +833,17 @@ static rd_status v2_deals_page(rd_client *c, const char *field, const char *cont
     free(path);
     if (st != RD_OK)
         return st;
-    if ((list = json_list(root, "data")) == NULL) {
-        json_decref(root);
-        return bad_answer(err, "GET /deals");
+    if ((list = json_list(root, "data")) == NULL)
+        st = unreadable(err, "GET /deals", "no \"data\" list");
+    else
+        st = v2_pick_from_page(list, contact_id, p, err);
+    if (st == RD_OK) {
+        json_t *links = json_object_get(root, "links");
+        *more = json_array_size(list) >= RD_V2_PAGE_SIZE &&
+                (!json_is_object(links) || json_str(links, "next") != NULL);
     }
-    json_array_foreach(list, i, d)
-    {
-        const char *status = json_str(d, "status");
-        if (status != NULL && strcmp(status, "ongoing") == 0 && v2_deal_of(d, contact_id))
-            pick_consider(p, d);
-    }
-    json_t *links = json_object_get(root, "links");
-    *more = json_array_size(list) >= RD_V2_PAGE_SIZE &&
-            (!json_is_object(links) || json_str(links, "next") != NULL);
     json_decref(root);
-    return RD_OK;
+    return st;
 }
 
 /* v2: the open deal of a contact, filtering by contact_id (contact_ids if refused). */
@@ -815,8 +934,11 @@ rd_status rd_post_note(rd_client *c, const char *deal_id, const char *user_id, c
         return fail(err, 0, "out of memory (or text is not UTF-8)");
     }
     rd_status st = rd_call(c, &q, &root, err);
-    if (st == RD_OK)
+    if (st == RD_OK) {
         created_id(c, root, note_id, idlen);
+        if (note_id == NULL || idlen == 0 || note_id[0] == '\0')
+            st = unreadable(err, q.endpoint, "no id for the created note");
+    }
     json_decref(root);
     json_decref(body);
     free(path);
@@ -859,11 +981,13 @@ static rd_status task_complete(rd_client *c, const char *task_id, api_error *err
                                        : json_pack("{s:{s:s}}", "data", "status", "completed");
     char *esc = http_escape(task_id), *path = esc ? fmt_alloc("/tasks/%s", esc) : NULL;
     free(esc);
+    json_t *answer = NULL; /* read only to know it is RD's: a proxy's page is not */
     rd_status st = fail(err, 0, "out of memory");
     if (body != NULL && path != NULL) {
         rd_req q = {"PUT", "PUT /tasks/{id}", path, body};
-        st = rd_call(c, &q, NULL, err);
+        st = rd_call(c, &q, &answer, err);
     }
+    json_decref(answer);
     json_decref(body);
     free(path);
     return st;
@@ -890,7 +1014,7 @@ rd_status rd_post_call_task(rd_client *c, const char *deal_id, const char *user_
     created_id(c, root, id, sizeof id);
     json_decref(root);
     if (id[0] == '\0')
-        return bad_answer(err, "POST /tasks (created, but no id to complete it)");
+        return unreadable(err, "POST /tasks", "no id for the created task");
     copy_str(task_id, idlen, id);
     st = task_complete(c, id, err);
     if (st != RD_OK)
@@ -902,7 +1026,9 @@ rd_status rd_post_call_task(rd_client *c, const char *deal_id, const char *user_
 /* ---- marker search -------------------------------------------------------------------- */
 
 /* Looks for `marker` in the given text fields of each item; copies the id of the first
- * match. Returns 1 when found. */
+ * match. Returns 1 when found, 0 when not, -1 when an item is not an object or one of its
+ * text fields is neither a string nor null (the marker could hide there: never "not
+ * found", which would post a second entry). */
 static int list_has_marker(json_t *list, const char *const *fields, const char *marker,
                            char *found_id, size_t idlen)
 {
@@ -910,11 +1036,16 @@ static int list_has_marker(json_t *list, const char *const *fields, const char *
     size_t i;
     json_array_foreach(list, i, item)
     {
+        if (!json_is_object(item))
+            return -1;
         for (size_t f = 0; fields[f] != NULL; f++) {
             const char *text = json_str(item, fields[f]);
+            if (text == NULL && !json_absent(item, fields[f]))
+                return -1;
             if (text != NULL && strstr(text, marker) != NULL) {
                 char id[64];
-                json_id(item, id, sizeof id);
+                if (json_id(item, id, sizeof id) < 0)
+                    log_warn("rdstation entry with the marker has no id", LF_S("marker", marker));
                 copy_str(found_id, idlen, id);
                 return 1;
             }
@@ -945,11 +1076,13 @@ static rd_status search_pages(rd_client *c, const char *endpoint, const char *ba
             return st;
         if ((list = json_list(root, list_key)) == NULL) {
             json_decref(root);
-            return bad_answer(err, endpoint);
+            return unreadable(err, endpoint, "no \"%s\" list", list_key);
         }
         int found = list_has_marker(list, fields, marker, found_id, idlen);
         size_t n = json_array_size(list);
         json_decref(root);
+        if (found < 0)
+            return unreadable(err, endpoint, "an entry is not an object with text fields");
         if (found)
             return RD_OK;
         if (n < (size_t)size)
@@ -1058,7 +1191,7 @@ static rd_status create_one(rd_client *c, const char *endpoint, const char *path
     if (st == RD_OK) {
         created_id(c, root, id, idlen);
         if (id[0] == '\0')
-            st = bad_answer(err, endpoint);
+            st = unreadable(err, endpoint, "no id for the created object");
     }
     json_decref(root);
     return st;

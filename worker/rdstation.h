@@ -7,7 +7,19 @@
  * in calllog_crm_requests_total{endpoint,status} and calllog_crm_request_seconds{endpoint}.
  * On v2 the access token lives in Redis (keys.h: oauth hash) so every worker and the next
  * restart share it; a refresh (which rotates the refresh token) happens under a Redis
- * lock, and a 401 triggers one refresh and one retry. One client per thread. */
+ * lock, and a 401 triggers one refresh and one retry. One client per thread.
+ *
+ * Errors: RD_ERROR fills `api_error`. A non-2xx answer keeps its status; a transport
+ * failure its curl code, with a message naming the endpoint, never the URL. An answer
+ * that cannot be read — a 2xx whose body is empty, not JSON, not an object, or JSON of
+ * the wrong shape (a list that is not a list; a contact or deal that is not an object;
+ * phones that are not strings or {phone} objects; an id that is neither a non-empty
+ * string nor an integer; a created note or task without an id) — is never taken for
+ * "not found" or for success: it is RD_ERROR with http_status 0 and curl_code 0, which
+ * retry_classify counts as transient ("no usable answer"), and the message
+ * "<endpoint>: answer unreadable: <why>", e.g. "GET /contacts: answer unreadable: not
+ * JSON (HTTP 200, text/html): '[' or '{' expected near '<'". The processor retries it
+ * and, once RETRY_MAX_ATTEMPTS are used, dead-letters it with that message. */
 #ifndef CALLLOG_RDSTATION_H
 #define CALLLOG_RDSTATION_H
 
@@ -68,7 +80,7 @@ rd_status rd_find_contact(rd_client *c, const char *phone_e164, rd_contact *out,
 /* The contact's open deal updated most recently. RD_NOT_FOUND when it has none. */
 rd_status rd_find_open_deal(rd_client *c, const char *contact_id, rd_deal *out, api_error *err);
 
-/* Posts a note on a deal; writes the new note's id. */
+/* Posts a note on a deal; writes the new note's id (RD_OK always comes with one). */
 rd_status rd_post_note(rd_client *c, const char *deal_id, const char *user_id, const char *text,
                        char *note_id, size_t idlen, api_error *err);
 

@@ -236,7 +236,7 @@ class Fault:
 
     FIELDS = (
         "method", "path", "query", "status", "count", "skip", "delay_ms",
-        "retry_after", "body", "content_type", "headers", "drop",
+        "retry_after", "body", "content_type", "headers", "drop", "replace",
     )
 
     def __init__(self, fault_id, spec):
@@ -256,6 +256,7 @@ class Fault:
         self.content_type = spec.get("content_type")
         self.headers = spec.get("headers") or {}
         self.drop = spec.get("drop") or False
+        self.replace = spec.get("replace") or False
         self.hits = 0
         self._validate()
         self._path_re = re.compile(self.path)
@@ -271,7 +272,13 @@ class Fault:
             raise HttpError(400, "skip and delay_ms must be >= 0")
         if self.drop not in (False, True, "reset"):
             raise HttpError(400, 'drop must be false, true or "reset"')
-        if self.status == 0 and not self.drop and self.delay_ms == 0:
+        if self.replace not in (False, True):
+            raise HttpError(400, "replace must be true or false")
+        if self.replace and self.status == 0 and self.body is None and not self.drop \
+                and self.content_type is None and not self.headers:
+            raise HttpError(400, "replace does nothing: give status, body, content_type, "
+                                 "headers or drop")
+        if not self.replace and self.status == 0 and not self.drop and self.delay_ms == 0:
             raise HttpError(400, "fault does nothing: give status, delay_ms or drop")
         if self.retry_after is not None and not isinstance(self.retry_after, (int, float, str)):
             raise HttpError(400, "retry_after must be a number, a string or null")
@@ -308,6 +315,17 @@ def _int_field(spec, name, default):
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise HttpError(400, "%s must be a number" % name)
     return int(value)
+
+
+def _rule_body(body):
+    """The bytes and content type of a fault rule's `body`: a string is sent as is (HTML
+    when it starts with '<', else plain text), anything else as JSON."""
+    if isinstance(body, str):
+        html = body.lstrip().startswith("<")
+        return body.encode("utf-8"), ("text/html; charset=utf-8" if html
+                                      else "text/plain; charset=utf-8")
+    return (json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8"),
+            "application/json; charset=utf-8")
 
 
 class FaultTable:
@@ -520,6 +538,8 @@ class MockApp:
             req.fault = "fault#%d" % fault.id
             if fault.delay_ms:
                 self._sleep_ms(fault.delay_ms)
+            if fault.replace:
+                return self._replace_answer(fault, self.serve_api(req))
             if fault.drop:
                 return Drop(reset=fault.drop == "reset")
             if fault.status:
@@ -537,19 +557,32 @@ class MockApp:
         if ms > 0:
             self.stopping.wait(ms / 1000.0)
 
+    @staticmethod
+    def _replace_answer(fault, resp):
+        """A `replace` rule: the API has answered (its effects happened); what the client
+        gets instead is the rule's status (else the API's), body (else the API's),
+        content type and headers, or a dropped connection."""
+        if fault.drop:
+            return Drop(reset=fault.drop == "reset")
+        if not isinstance(resp, Response):
+            return resp
+        if fault.body is not None:
+            resp.body, resp.content_type = _rule_body(fault.body)
+        if fault.content_type is not None:
+            resp.content_type = fault.content_type or None
+        if fault.status:
+            resp.status = fault.status
+        for key, value in fault.headers.items():
+            resp.headers[str(key)] = str(value)
+        return resp
+
     def _fault_response(self, fault, req):
         """Build the answer a status fault prescribes."""
         if fault.body is None:
             resp = self.default_error(fault.status, req, None)
-        elif isinstance(fault.body, str):
-            ctype = fault.content_type or (
-                "text/html; charset=utf-8" if fault.body.lstrip().startswith("<")
-                else "text/plain; charset=utf-8")
-            resp = text_response(fault.status, fault.body, ctype)
         else:
-            resp = json_response(fault.status, fault.body)
-            if fault.content_type:
-                resp.content_type = fault.content_type
+            body, ctype = _rule_body(fault.body)
+            resp = Response(fault.status, body, fault.content_type or ctype)
         if fault.retry_after is not None:
             resp.headers["Retry-After"] = str(fault.retry_after)
         for key, value in fault.headers.items():

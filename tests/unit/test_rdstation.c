@@ -31,6 +31,7 @@
 #include "rd_oauth.h"
 #include "rdstation.h"
 #include "redis_client.h"
+#include "retry_policy.h"
 
 #define V1_TOKEN "mock-v1-token"
 #define USER_ID "5e0000000000000000000001"
@@ -794,6 +795,312 @@ Test(v1, marker_on_a_later_page)
                  "%s", err.message);
     cr_expect_str_eq(found, id);
     json_decref(s);
+}
+
+/* ---- answers that cannot be read ------------------------------------------------------ */
+
+/* The error of an answer that cannot be read: transient, no status, a message naming the
+ * endpoint and `why`, no credentials. */
+static void expect_unreadable(const api_error *err, const char *endpoint, const char *why)
+{
+    char prefix_msg[128];
+    snprintf(prefix_msg, sizeof prefix_msg, "%s: answer unreadable: ", endpoint);
+    cr_expect_eq(err->http_status, 0);
+    cr_expect_eq(err->curl_code, 0);
+    cr_expect_eq(retry_classify(err->curl_code, err->http_status), RETRY_TRANSIENT);
+    cr_expect(strncmp(err->message, prefix_msg, strlen(prefix_msg)) == 0, "%s", err->message);
+    cr_expect_not_null(strstr(err->message, why), "%s", err->message);
+    cr_expect_null(strchr(err->message, '\n'), "%s", err->message);
+    expect_no_secret(err);
+}
+
+/* Arms a 200 on the contact search with `items` (a JSON list) as its contact list. */
+static void arm_contacts_200(const char *items)
+{
+    char fault[1024];
+    snprintf(fault, sizeof fault,
+             "{\"method\":\"GET\",\"path\":\"^%scontacts$\",\"status\":200,\"count\":-1,"
+             "\"body\":{\"%s\":%s}}",
+             api_path(), api == RD_API_V1 ? "contacts" : "data", items);
+    arm(fault);
+}
+
+/* A contact whose phones are numbers might be the caller's: never "no contact". */
+static void contact_with_numeric_phones(void)
+{
+    rd_contact c;
+    api_error err;
+    arm_contacts_200("[{\"_id\":\"c1\",\"id\":\"c1\",\"name\":\"X\",\"phones\":[5511971730783]}]");
+    cr_expect_eq(rd_find_contact(cl, CUSTOMER, &c, &err), RD_ERROR, "%s", err.message);
+    expect_unreadable(&err, "GET /contacts", "phones");
+    cr_expect_str_eq(c.id, "");
+}
+Test(v1, contact_with_numeric_phones)
+{
+    contact_with_numeric_phones();
+}
+Test(v2, contact_with_numeric_phones)
+{
+    contact_with_numeric_phones();
+}
+
+/* Phones as an object, a contact that is a string, a phone entry whose `phone` is a
+ * number: each unreadable. */
+static void contact_list_of_wrong_types(void)
+{
+    static const char *const lists[] = {
+        "[{\"id\":\"c1\",\"phones\":{\"phone\":\"+5511971730783\"}}]",
+        "[\"c1\"]",
+        "[{\"id\":\"c1\",\"phones\":[{\"phone\":5511971730783,\"type\":\"cellphone\"}]}]",
+        "[{\"id\":\"c1\"}]",
+    };
+    for (size_t i = 0; i < sizeof lists / sizeof *lists; i++) {
+        rd_contact c;
+        api_error err;
+        cr_assert_eq(mock_call(&rd, "DELETE", "/_mock/faults", NULL, NULL), 200);
+        arm_contacts_200(lists[i]);
+        cr_expect_eq(rd_find_contact(cl, CUSTOMER, &c, &err), RD_ERROR, "%s: %s", lists[i],
+                     err.message);
+        expect_unreadable(&err, "GET /contacts", "contact 0");
+    }
+}
+Test(v1, contact_list_of_wrong_types)
+{
+    contact_list_of_wrong_types();
+}
+Test(v2, contact_list_of_wrong_types)
+{
+    contact_list_of_wrong_types();
+}
+
+/* The contact holding the phone has an object for an id: unreadable, not "not found". */
+static void contact_with_object_id(void)
+{
+    rd_contact c;
+    api_error err;
+    arm_contacts_200("[{\"_id\":{\"$oid\":\"c1\"},\"id\":{\"$oid\":\"c1\"},"
+                     "\"phones\":[{\"phone\":\"+5511971730783\",\"type\":\"cellphone\"}]}]");
+    cr_expect_eq(rd_find_contact(cl, CUSTOMER, &c, &err), RD_ERROR, "%s", err.message);
+    expect_unreadable(&err, "GET /contacts", "no id");
+}
+Test(v1, contact_with_object_id)
+{
+    contact_with_object_id();
+}
+Test(v2, contact_with_object_id)
+{
+    contact_with_object_id();
+}
+
+/* The contact list is not a list. */
+static void contacts_not_a_list(void)
+{
+    rd_contact c;
+    api_error err;
+    arm_contacts_200("{\"c1\":{}}");
+    cr_expect_eq(rd_find_contact(cl, CUSTOMER, &c, &err), RD_ERROR, "%s", err.message);
+    expect_unreadable(&err, "GET /contacts", api == RD_API_V1 ? "\"contacts\"" : "\"data\"");
+}
+Test(v1, contacts_not_a_list)
+{
+    contacts_not_a_list();
+}
+Test(v2, contacts_not_a_list)
+{
+    contacts_not_a_list();
+}
+
+/* A proxy's HTML page with a 200 on the contact search: unreadable, with the type. */
+static void contacts_html_200(void)
+{
+    char fault[256];
+    rd_contact c;
+    api_error err;
+    json_decref(seed("{\"name\":\"Ana\",\"phones\":[\"+5511971730783\"]}"));
+    snprintf(fault, sizeof fault,
+             "{\"method\":\"GET\",\"path\":\"^%scontacts$\",\"status\":200,"
+             "\"body\":\"<html><body>Please log in</body></html>\"}",
+             api_path());
+    arm(fault);
+    cr_expect_eq(rd_find_contact(cl, CUSTOMER, &c, &err), RD_ERROR, "%s", err.message);
+    expect_unreadable(&err, "GET /contacts", "not JSON (HTTP 200, text/html");
+    /* Once RD answers properly the contact is found. */
+    cr_expect_eq(rd_find_contact(cl, CUSTOMER, &c, &err), RD_OK, "%s", err.message);
+}
+Test(v1, contacts_html_200)
+{
+    contacts_html_200();
+}
+Test(v2, contacts_html_200)
+{
+    contacts_html_200();
+}
+
+/* An empty 200 on POST note — whether RD created the note (replace) or not — is an
+ * error without a note id, never RD_OK. */
+static void note_empty_200(void)
+{
+    json_t *s = seed_deals();
+    char id[64], fault[256];
+    api_error err;
+    const char *path = api == RD_API_V1 ? "^/api/v1/activities$" : "^/crm/v2/deals/[^/]+/notes$";
+    for (int replace = 0; replace < 2; replace++) {
+        snprintf(fault, sizeof fault,
+                 "{\"method\":\"POST\",\"path\":\"%s\",\"status\":200,\"body\":\"\","
+                 "\"replace\":%s}",
+                 path, replace ? "true" : "false");
+        arm(fault);
+        cr_expect_eq(rd_post_note(cl, seed_deal(s, 2), USER_ID, "a", id, sizeof id, &err), RD_ERROR,
+                     "%s", err.message);
+        expect_unreadable(&err, api == RD_API_V1 ? "POST /activities" : "POST /deals/{id}/notes",
+                          "empty body (HTTP 200");
+        cr_expect_str_eq(id, "");
+    }
+    json_t *notes = mock_list("notes");
+    cr_expect_eq(json_array_size(notes), 1, "the replace fault lets RD create the note");
+    json_decref(notes);
+    json_decref(s);
+}
+Test(v1, note_empty_200)
+{
+    note_empty_200();
+}
+Test(v2, note_empty_200)
+{
+    note_empty_200();
+}
+
+/* A 200 whose JSON has no id for the created note. */
+static void note_created_without_id(void)
+{
+    json_t *s = seed_deals();
+    char id[64], fault[256];
+    api_error err;
+    const char *path = api == RD_API_V1 ? "^/api/v1/activities$" : "^/crm/v2/deals/[^/]+/notes$";
+    snprintf(fault, sizeof fault,
+             "{\"method\":\"POST\",\"path\":\"%s\",\"status\":200,\"body\":{\"data\":[],\"ok\":1},"
+             "\"replace\":true}",
+             path);
+    arm(fault);
+    cr_expect_eq(rd_post_note(cl, seed_deal(s, 2), USER_ID, "a", id, sizeof id, &err), RD_ERROR);
+    expect_unreadable(&err, api == RD_API_V1 ? "POST /activities" : "POST /deals/{id}/notes",
+                      "no id for the created note");
+    cr_expect_str_eq(id, "");
+    json_decref(s);
+}
+Test(v1, note_created_without_id)
+{
+    note_created_without_id();
+}
+Test(v2, note_created_without_id)
+{
+    note_created_without_id();
+}
+
+/* v1: the contact's deals (GET /contacts/{id}) are not a list: not "no open deal". */
+Test(v1, deals_not_a_list)
+{
+    json_t *s = seed_deals();
+    rd_deal d;
+    api_error err;
+    arm("{\"method\":\"GET\",\"path\":\"^/api/v1/contacts/[^/]+$\",\"status\":200,"
+        "\"replace\":true,\"body\":{\"_id\":\"c1\",\"name\":\"Ana\",\"deals\":\"none\"}}");
+    cr_expect_eq(rd_find_open_deal(cl, seed_id(s), &d, &err), RD_ERROR, "%s", err.message);
+    expect_unreadable(&err, "GET /contacts/{id}", "\"deals\"");
+    arm("{\"method\":\"GET\",\"path\":\"^/api/v1/contacts/[^/]+$\",\"status\":200,"
+        "\"replace\":true,\"body\":{\"_id\":\"c1\",\"name\":\"Ana\",\"deal_ids\":[{\"a\":1}]}}");
+    cr_expect_eq(rd_find_open_deal(cl, seed_id(s), &d, &err), RD_ERROR, "%s", err.message);
+    expect_unreadable(&err, "GET /contacts/{id}", "deal_ids[0]");
+    arm("{\"method\":\"GET\",\"path\":\"^/api/v1/deals/[^/]+$\",\"status\":200,"
+        "\"replace\":true,\"body\":{\"_id\":\"d1\",\"win\":\"no\"}}");
+    cr_expect_eq(rd_find_open_deal(cl, seed_id(s), &d, &err), RD_ERROR, "%s", err.message);
+    expect_unreadable(&err, "GET /deals/{id}", "win/hold/closed_at");
+    /* RD behaves again: the deal is found. */
+    cr_expect_eq(rd_find_open_deal(cl, seed_id(s), &d, &err), RD_OK, "%s", err.message);
+    cr_expect_str_eq(d.id, seed_deal(s, 2));
+    json_decref(s);
+}
+
+/* v2: the deal list is not a list, or a deal's status is not a string. */
+Test(v2, deals_not_a_list)
+{
+    json_t *s = seed_deals();
+    rd_deal d;
+    api_error err;
+    arm("{\"method\":\"GET\",\"path\":\"^/crm/v2/deals$\",\"status\":200,"
+        "\"body\":{\"data\":{\"id\":\"d1\"},\"links\":{}}}");
+    cr_expect_eq(rd_find_open_deal(cl, seed_id(s), &d, &err), RD_ERROR, "%s", err.message);
+    expect_unreadable(&err, "GET /deals", "\"data\"");
+    arm("{\"method\":\"GET\",\"path\":\"^/crm/v2/deals$\",\"status\":200,"
+        "\"body\":{\"data\":[{\"id\":\"d1\",\"status\":1}],\"links\":{}}}");
+    cr_expect_eq(rd_find_open_deal(cl, seed_id(s), &d, &err), RD_ERROR, "%s", err.message);
+    expect_unreadable(&err, "GET /deals", "deal 0");
+    cr_expect_eq(rd_find_open_deal(cl, seed_id(s), &d, &err), RD_OK, "%s", err.message);
+    json_decref(s);
+}
+
+/* A marker search past an entry it cannot read would post a second note: unreadable. */
+static void marker_search_unreadable(void)
+{
+    json_t *s = seed_deals();
+    char found[64], fault[256];
+    api_error err;
+    snprintf(fault, sizeof fault,
+             "{\"method\":\"GET\",\"path\":\"^%s\",\"status\":200,\"body\":{\"%s\":"
+             "[{\"id\":\"n1\",\"%s\":{\"x\":\"[calllog:CAX]\"}}]}}",
+             api == RD_API_V1 ? "/api/v1/activities$" : "/crm/v2/deals/[^/]+/notes$",
+             api == RD_API_V1 ? "activities" : "data", api == RD_API_V1 ? "text" : "description");
+    arm(fault);
+    cr_expect_eq(rd_find_marker(cl, seed_deal(s, 2), "[calllog:CAX]", found, sizeof found, &err),
+                 RD_ERROR, "%s", err.message);
+    expect_unreadable(&err, api == RD_API_V1 ? "GET /activities" : "GET /deals/{id}/notes",
+                      "entry");
+    json_decref(s);
+}
+Test(v1, marker_search_unreadable)
+{
+    marker_search_unreadable();
+}
+Test(v2, marker_search_unreadable)
+{
+    marker_search_unreadable();
+}
+
+/* The task is created, then completing it gets an HTML 200: RD_ERROR with the id set
+ * (the task exists: look for the marker before trying again). */
+static void task_completion_html_200(void)
+{
+    json_t *s = seed_deals();
+    char id[64];
+    api_error err;
+    arm("{\"method\":\"PUT\",\"path\":\"/tasks/\",\"status\":200,\"body\":\"<html>ok</html>\"}");
+    cr_expect_eq(rd_post_call_task(cl, seed_deal(s, 2), USER_ID, "Call", "n", time(NULL), id,
+                                   sizeof id, &err),
+                 RD_ERROR, "%s", err.message);
+    expect_unreadable(&err, "PUT /tasks/{id}", "text/html");
+    cr_expect_neq(id[0], '\0');
+    json_decref(s);
+}
+Test(v1, task_completion_html_200)
+{
+    task_completion_html_200();
+}
+Test(v2, task_completion_html_200)
+{
+    task_completion_html_200();
+}
+
+/* A transport failure is named after the endpoint, never the URL (v1's token is in it). */
+Test(v1, transport_error_names_the_endpoint)
+{
+    rd_contact c;
+    api_error err;
+    arm("{\"method\":\"GET\",\"path\":\"^/api/v1/contacts$\",\"drop\":true}");
+    cr_expect_eq(rd_find_contact(cl, CUSTOMER, &c, &err), RD_ERROR);
+    cr_expect_neq(err.curl_code, 0);
+    cr_expect(strncmp(err.message, "GET /contacts: ", 15) == 0, "%s", err.message);
+    cr_expect_null(strstr(err.message, "127.0.0.1"), "%s", err.message);
+    expect_no_secret(&err);
 }
 
 /* ---- creating ------------------------------------------------------------------------- */
