@@ -1,11 +1,38 @@
-/* config — settings from the environment and an optional env file (see config.h). */
+/* config — settings from the environment and an optional env file (see config.h).
+ *
+ * Secrets from files: a setting NAME that is unset (or empty) while NAME_FILE names a file
+ * takes the file's contents, read once, with one trailing newline removed — how Docker
+ * and Kubernetes hand secrets over. The values read live in a small table for the process
+ * lifetime (so config_str's pointers stay valid), next to the first problem met with each
+ * (both NAME and NAME_FILE set, a file that cannot be read, an empty one); the getters
+ * report that problem when asked for NAME, and config_check reports any. The table is the
+ * loaded configuration, the one global state the design allows; a mutex guards it. */
 #include "config.h"
 
 #include <ctype.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+
+/* Largest secret file read, and how many NAME_FILE settings one process may use. */
+#define CONFIG_FILE_MAX_BYTES 65536
+#define CONFIG_FILE_SLOTS 64
+
+/* One NAME_FILE setting that has been looked at. */
+typedef struct file_slot {
+    char name[128];  /* NAME */
+    char *value;     /* the file's contents; NULL when `error` says why not */
+    char error[512]; /* "" when fine */
+} file_slot;
+
+static struct {
+    pthread_mutex_t lock;
+    file_slot slot[CONFIG_FILE_SLOTS];
+    size_t n;
+} files = {PTHREAD_MUTEX_INITIALIZER, {{"", NULL, ""}}, 0};
 
 /* Fills `err` with "setting NAME is malformed: DETAIL". */
 int config_fail(config_error *err, const char *name, const char *detail)
@@ -91,16 +118,113 @@ int config_load_env_file(const char *path, config_error *err)
     return rc;
 }
 
+/* Reads `path` (named by setting `file_name`) into a new string without one trailing
+ * newline. Returns it, or NULL with `why` filled. */
+static char *read_secret_file(const char *file_name, const char *path, char *why, size_t whylen)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        snprintf(why, whylen, "setting %s: cannot read %s: %s", file_name, path, strerror(errno));
+        return NULL;
+    }
+    char *buf = malloc(CONFIG_FILE_MAX_BYTES + 2);
+    errno = 0;
+    size_t n = buf ? fread(buf, 1, CONFIG_FILE_MAX_BYTES + 1, f) : 0;
+    int failed = buf == NULL || ferror(f), error = buf == NULL ? ENOMEM : errno;
+    fclose(f);
+    if (failed) {
+        snprintf(why, whylen, "setting %s: cannot read %s: %s", file_name, path,
+                 strerror(error ? error : EIO));
+    } else if (n > CONFIG_FILE_MAX_BYTES) {
+        snprintf(why, whylen, "setting %s: %s is over %d bytes", file_name, path,
+                 CONFIG_FILE_MAX_BYTES);
+    } else if (memchr(buf, '\0', n) != NULL) {
+        snprintf(why, whylen, "setting %s: %s holds a NUL byte", file_name, path);
+    } else {
+        if (n > 0 && buf[n - 1] == '\n')
+            n -= n > 1 && buf[n - 2] == '\r' ? 2 : 1;
+        buf[n] = '\0';
+        if (n > 0)
+            return buf;
+        snprintf(why, whylen, "setting %s: %s is empty", file_name, path);
+    }
+    free(buf);
+    return NULL;
+}
+
+/* The slot of NAME once NAME_FILE has been looked at (reading the file the first time),
+ * or NULL when NAME_FILE is unset or empty. Call with the lock held. */
+static const file_slot *file_lookup(const char *name)
+{
+    char file_name[160];
+    if (strlen(name) >= sizeof files.slot[0].name)
+        return NULL;
+    snprintf(file_name, sizeof file_name, "%s_FILE", name);
+    const char *path = getenv(file_name), *direct = getenv(name);
+    if (path == NULL || path[0] == '\0')
+        return NULL;
+    for (size_t i = 0; i < files.n; i++)
+        if (strcmp(files.slot[i].name, name) == 0)
+            return &files.slot[i];
+    if (files.n == CONFIG_FILE_SLOTS)
+        return NULL;
+    file_slot *sl = &files.slot[files.n++];
+    snprintf(sl->name, sizeof sl->name, "%s", name);
+    if (direct != NULL && direct[0] != '\0')
+        snprintf(sl->error, sizeof sl->error,
+                 "settings %s and %s are both set: set only one of them", name, file_name);
+    else
+        sl->value = read_secret_file(file_name, path, sl->error, sizeof sl->error);
+    return sl;
+}
+
+/* The problem met with NAME_FILE, if any: fills `err` and returns -1; 0 when none. */
+static int file_error(const char *name, config_error *err)
+{
+    int rc = 0;
+    pthread_mutex_lock(&files.lock);
+    const file_slot *sl = file_lookup(name);
+    if (sl != NULL && sl->error[0] != '\0') {
+        if (err)
+            snprintf(err->msg, sizeof err->msg, "%s", sl->error);
+        rc = -1;
+    }
+    pthread_mutex_unlock(&files.lock);
+    return rc;
+}
+
 const char *config_str(const char *name, const char *def)
 {
     const char *v = getenv(name);
+    pthread_mutex_lock(&files.lock);
+    const file_slot *sl = file_lookup(name);
+    if (sl != NULL)
+        v = sl->value; /* NULL when the file could not be used: the default, and an error */
+    pthread_mutex_unlock(&files.lock);
     return (v && *v) ? v : def;
+}
+
+int config_check(config_error *err)
+{
+    int rc = 0;
+    pthread_mutex_lock(&files.lock);
+    for (size_t i = 0; i < files.n && rc == 0; i++) {
+        if (files.slot[i].error[0] != '\0') {
+            snprintf(err->msg, sizeof err->msg, "%s", files.slot[i].error);
+            rc = -1;
+        }
+    }
+    pthread_mutex_unlock(&files.lock);
+    return rc;
 }
 
 int config_require_all(const char *const *names, config_error *err)
 {
     char list[400] = "";
     size_t used = 0, missing = 0;
+    for (size_t i = 0; names[i]; i++)
+        if (file_error(names[i], err) != 0)
+            return -1;
     for (size_t i = 0; names[i]; i++) {
         if (config_str(names[i], NULL))
             continue;
@@ -118,6 +242,8 @@ int config_require_all(const char *const *names, config_error *err)
 
 int config_require(const char *name, const char **out, config_error *err)
 {
+    if (file_error(name, err) != 0)
+        return -1;
     const char *v = config_str(name, NULL);
     if (!v) {
         snprintf(err->msg, sizeof err->msg, "setting %s is required but not set", name);
@@ -129,6 +255,8 @@ int config_require(const char *name, const char **out, config_error *err)
 
 int config_long(const char *name, long def, long min, long max, long *out, config_error *err)
 {
+    if (file_error(name, err) != 0)
+        return -1;
     const char *v = config_str(name, NULL);
     if (!v) {
         *out = def;
@@ -150,6 +278,8 @@ int config_bool(const char *name, int def, int *out, config_error *err)
 {
     static const char *const yes[] = {"1", "true", "yes", "on", NULL};
     static const char *const no[] = {"0", "false", "no", "off", NULL};
+    if (file_error(name, err) != 0)
+        return -1;
     const char *v = config_str(name, NULL);
     if (!v) {
         *out = def;
@@ -171,6 +301,8 @@ int config_bool(const char *name, int def, int *out, config_error *err)
 int config_listen(const char *name, const char *def, char *host, size_t hostlen, int *port,
                   config_error *err)
 {
+    if (file_error(name, err) != 0)
+        return -1;
     const char *v = config_str(name, def);
     const char *colon = v ? strrchr(v, ':') : NULL;
     if (!colon)
@@ -198,6 +330,8 @@ int config_listen(const char *name, const char *def, char *host, size_t hostlen,
 int config_choice(const char *name, const char *def, const char *const *choices, int *out,
                   config_error *err)
 {
+    if (file_error(name, err) != 0)
+        return -1;
     const char *v = config_str(name, def);
     for (int i = 0; v && choices[i]; i++) {
         if (strcmp(v, choices[i]) == 0) {

@@ -3,7 +3,14 @@
  * Every setting is an environment variable (design §2). `config_load_env_file` adds the
  * variables of a KEY=VALUE file that the environment does not already set, so an explicit
  * environment always wins. The typed getters validate and, on a bad value, fill a
- * `config_error` with one line naming the setting; programs print it and exit. */
+ * `config_error` with one line naming the setting; programs print it and exit.
+ *
+ * Every setting NAME may instead come from a file named by NAME_FILE (Docker and
+ * Kubernetes secrets): when NAME is unset or empty and NAME_FILE is set, the file is read
+ * once and its contents, one trailing newline removed, are NAME's value. Setting both,
+ * or naming a file that cannot be read or is empty (or over 64 KiB), is an error naming
+ * NAME_FILE: the getters below report it for NAME, config_str then gives the default, and
+ * config_check reports it for every setting read so far. */
 #ifndef CALLLOG_CONFIG_H
 #define CALLLOG_CONFIG_H
 
@@ -18,8 +25,17 @@ typedef struct config_error {
  * Returns 0, or -1 with `err` filled. */
 int config_load_env_file(const char *path, config_error *err);
 
-/* The setting's value, or `def` when it is unset or empty. Never NULL unless def is. */
+/* The setting's value (from NAME, or from the file NAME_FILE names), or `def` when it is
+ * unset or empty, or when NAME_FILE cannot be used (config_check says why). Never NULL
+ * unless def is. The pointer stays valid for the process lifetime. */
 const char *config_str(const char *name, const char *def);
+
+/* Returns -1 with `err` filled ("setting RDSTATION_TOKEN_FILE: cannot read /run/...: No
+ * such file or directory", "settings X and X_FILE are both set: ...") when a NAME_FILE of
+ * any setting read so far could not be used; 0 when none. Call it after reading every
+ * setting, so that a broken file behind a setting with a default is not silently
+ * replaced by the default. */
+int config_check(config_error *err);
 
 /* As config_str, but an unset or empty setting is an error. */
 int config_require(const char *name, const char **out, config_error *err);

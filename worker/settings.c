@@ -241,8 +241,10 @@ int worker_settings_load(worker_settings *s, config_error *err)
         load_twilio(s, err) || load_rdstation(s, err) || load_delivery(s, err) ||
         load_retry_and_cache(s, err) || load_alerts(s, err))
         return -1;
-    return config_listen("METRICS_LISTEN", "127.0.0.1:9102", s->metrics_host,
-                         sizeof s->metrics_host, &s->metrics_port, err);
+    if (config_listen("METRICS_LISTEN", "127.0.0.1:9102", s->metrics_host, sizeof s->metrics_host,
+                      &s->metrics_port, err))
+        return -1;
+    return config_check(err); /* a *_FILE behind a setting with a default, e.g. REDIS_URL */
 }
 
 const char *worker_settings_user_for(const worker_settings *s, const char *our_number)

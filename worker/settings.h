@@ -2,7 +2,8 @@
  *
  * Everything the worker needs from the environment (design §2 and
  * docs/configuration.md) lands here; a missing or malformed setting refuses the start
- * with one line naming it. Strings point into the environment (process lifetime). */
+ * with one line naming it. Strings point into the environment, or into config's copies of
+ * *_FILE secrets (process lifetime). */
 #ifndef CALLLOG_WORKER_SETTINGS_H
 #define CALLLOG_WORKER_SETTINGS_H
 

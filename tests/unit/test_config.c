@@ -7,7 +7,10 @@
  * whitespace, `=` inside values, empty values, unmatched quotes), refusals (no `=`, empty or
  * bad variable name, a line over the 4095-byte buffer, a missing file) with the line number,
  * the environment winning over the file, and every typed getter's accepted forms, default
- * and refusal — each refusal naming the setting. */
+ * and refusal — each refusal naming the setting; secrets from NAME_FILE (one trailing
+ * newline trimmed, read once, an empty environment value counting as unset, both set,
+ * missing, directory, empty and oversized files refused naming NAME_FILE, the typed
+ * getters and config_require_all reading files, config_check). */
 #include <criterion/criterion.h>
 
 #include <stdio.h>
@@ -462,4 +465,174 @@ Test(config_fail, formats_the_message)
     cr_assert_eq(config_fail(&err, "X_Y", "because"), -1);
     cr_assert_str_eq(err.msg, "setting X_Y is malformed: because");
     cr_assert_eq(config_fail(NULL, "X_Y", "because"), -1);
+}
+
+/* ---- secrets from files (NAME_FILE) ------------------------------------------------------- */
+
+/* Writes `text` to a new temporary file and points `NAME_FILE` at it; path in `path`. */
+static void set_secret_file(const char *name, const char *text, char *path)
+{
+    char var[64];
+    write_env_file(path, text);
+    snprintf(var, sizeof var, "%s_FILE", name);
+    setenv(var, path, 1);
+}
+
+Test(config_file, value_comes_from_the_file_without_one_trailing_newline)
+{
+    char path[64];
+    unsetenv("CT_SECRET");
+    set_secret_file("CT_SECRET", "s3cr3t-token\n", path);
+    const char *v = config_str("CT_SECRET", "def");
+    cr_assert_str_eq(v, "s3cr3t-token");
+    /* Read once: the same pointer, even after the file changed or went away. */
+    unlink(path);
+    cr_expect_eq(config_str("CT_SECRET", NULL), v);
+    config_error err = {{0}};
+    const char *out = NULL;
+    cr_expect_eq(config_require("CT_SECRET", &out, &err), 0, "%s", err.msg);
+    cr_expect_eq(out, v);
+    cr_expect_eq(config_check(&err), 0, "%s", err.msg);
+}
+
+Test(config_file, only_one_newline_is_trimmed_and_crlf_counts_as_one)
+{
+    char a[64], b[64], c[64];
+    unsetenv("CT_FA");
+    unsetenv("CT_FB");
+    unsetenv("CT_FC");
+    set_secret_file("CT_FA", "line\n\n", a);
+    set_secret_file("CT_FB", "win\r\n", b);
+    set_secret_file("CT_FC", "  spaced  ", c);
+    cr_expect_str_eq(config_str("CT_FA", NULL), "line\n");
+    cr_expect_str_eq(config_str("CT_FB", NULL), "win");
+    cr_expect_str_eq(config_str("CT_FC", NULL), "  spaced  ");
+    unlink(a);
+    unlink(b);
+    unlink(c);
+}
+
+Test(config_file, empty_value_in_the_environment_counts_as_unset)
+{
+    char path[64];
+    setenv("CT_EMPTY", "", 1);
+    set_secret_file("CT_EMPTY", "from-file", path);
+    cr_expect_str_eq(config_str("CT_EMPTY", NULL), "from-file");
+    unlink(path);
+}
+
+Test(config_file, both_set_is_an_error_naming_both)
+{
+    char path[64];
+    config_error err = {{0}};
+    const char *out = "untouched";
+    setenv("CT_BOTH", "direct", 1);
+    set_secret_file("CT_BOTH", "from-file", path);
+    cr_expect_eq(config_require("CT_BOTH", &out, &err), -1);
+    cr_expect_str_eq(err.msg, "settings CT_BOTH and CT_BOTH_FILE are both set: set only one of "
+                              "them");
+    cr_expect_str_eq(out, "untouched");
+    cr_expect_str_eq(config_str("CT_BOTH", "def"), "def", "neither value is used");
+    memset(&err, 0, sizeof err);
+    cr_expect_eq(config_check(&err), -1);
+    cr_expect_not_null(strstr(err.msg, "CT_BOTH_FILE"), "%s", err.msg);
+    unlink(path);
+}
+
+Test(config_file, unreadable_file_is_an_error_naming_the_setting)
+{
+    config_error err = {{0}};
+    const char *out = NULL;
+    unsetenv("CT_GONE");
+    setenv("CT_GONE_FILE", "/nonexistent/calllog/secret", 1);
+    cr_expect_eq(config_require("CT_GONE", &out, &err), -1);
+    cr_expect_str_eq(err.msg, "setting CT_GONE_FILE: cannot read /nonexistent/calllog/secret: "
+                              "No such file or directory");
+    /* A setting with a default: config_str falls back, config_check tells. */
+    unsetenv("CT_GONE2");
+    setenv("CT_GONE2_FILE", "/nonexistent/calllog/secret2", 1);
+    cr_expect_str_eq(config_str("CT_GONE2", "redis://127.0.0.1:6379/0"),
+                     "redis://127.0.0.1:6379/0");
+    cr_expect_eq(config_check(&err), -1);
+    cr_expect_not_null(strstr(err.msg, "CT_GONE"), "%s", err.msg);
+}
+
+Test(config_file, directory_is_unreadable)
+{
+    config_error err = {{0}};
+    const char *out = NULL;
+    unsetenv("CT_DIR");
+    setenv("CT_DIR_FILE", "/tmp", 1);
+    cr_expect_eq(config_require("CT_DIR", &out, &err), -1);
+    cr_expect_str_eq(err.msg, "setting CT_DIR_FILE: cannot read /tmp: Is a directory");
+}
+
+Test(config_file, empty_file_is_an_error)
+{
+    static const char *const texts[] = {"", "\n", "\r\n"};
+    for (size_t i = 0; i < sizeof texts / sizeof *texts; i++) {
+        char name[32], path[64], want[160];
+        config_error err = {{0}};
+        const char *out = NULL;
+        snprintf(name, sizeof name, "CT_EMPTYFILE%zu", i);
+        unsetenv(name);
+        set_secret_file(name, texts[i], path);
+        cr_expect_eq(config_require(name, &out, &err), -1);
+        snprintf(want, sizeof want, "setting %s_FILE: %s is empty", name, path);
+        cr_expect_str_eq(err.msg, want);
+        unlink(path);
+    }
+}
+
+Test(config_file, oversized_file_is_an_error)
+{
+    char path[64];
+    config_error err = {{0}};
+    const char *out = NULL;
+    char *big = malloc(70000);
+    memset(big, 'x', 69999);
+    big[69999] = '\0';
+    unsetenv("CT_BIG");
+    set_secret_file("CT_BIG", big, path);
+    free(big);
+    cr_expect_eq(config_require("CT_BIG", &out, &err), -1);
+    cr_expect_not_null(strstr(err.msg, "over 65536 bytes"), "%s", err.msg);
+    unlink(path);
+}
+
+Test(config_file, typed_getters_and_require_all_read_files_too)
+{
+    char a[64], b[64];
+    config_error err = {{0}};
+    long n = 0;
+    static const char *const names[] = {"CT_RFA", "CT_RFB", NULL};
+    unsetenv("CT_NUM");
+    unsetenv("CT_RFA");
+    unsetenv("CT_RFB");
+    set_secret_file("CT_NUM", "42\n", a);
+    cr_expect_eq(config_long("CT_NUM", 1, 0, 100, &n, &err), 0, "%s", err.msg);
+    cr_expect_eq(n, 42);
+    setenv("CT_RFA", "set", 1);
+    set_secret_file("CT_RFB", "tok", b);
+    cr_expect_eq(config_require_all(names, &err), 0, "%s", err.msg);
+    /* A broken file is reported as what it is, not as "not set". */
+    setenv("CT_RFB_FILE", "/nonexistent/x", 1);
+    unsetenv("CT_RFA");
+    setenv("CT_RFA_FILE", "/nonexistent/y", 1);
+    cr_expect_eq(config_require_all(names, &err), -1);
+    cr_expect_str_eq(err.msg, "setting CT_RFA_FILE: cannot read /nonexistent/y: No such file or "
+                              "directory");
+    unlink(a);
+    unlink(b);
+}
+
+Test(config_file, no_file_setting_no_error)
+{
+    config_error err = {{0}};
+    unsetenv("CT_PLAIN_FILE");
+    setenv("CT_PLAIN", "v", 1);
+    cr_expect_str_eq(config_str("CT_PLAIN", NULL), "v");
+    setenv("CT_PLAIN_FILE", "", 1);
+    cr_expect_str_eq(config_str("CT_PLAIN", NULL), "v", "an empty NAME_FILE is unset");
+    cr_expect_eq(config_check(&err), 0);
 }
