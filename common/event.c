@@ -127,9 +127,10 @@ static int add_meta(json_t *ev, const event_meta *meta)
     int rc = json_object_set_new(ev, "v", json_integer(EVENT_VERSION));
     rc |= json_object_set_new(ev, "received_at", json_string(ts));
     if (meta->request_id)
-        rc |= json_object_set_new(ev, "request_id", json_string(meta->request_id));
-    if (meta->idempotency_token && *meta->idempotency_token)
-        rc |= json_object_set_new(ev, "idempotency_token", json_string(meta->idempotency_token));
+        rc |= json_object_set_new(ev, "request_id", json_string_repaired(meta->request_id));
+    if (meta->idempotency_token && *meta->idempotency_token) /* a header: any bytes */
+        rc |= json_object_set_new(ev, "idempotency_token",
+                                  json_string_repaired(meta->idempotency_token));
     return rc ? -1 : 0;
 }
 

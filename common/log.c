@@ -199,3 +199,27 @@ void log_redact_url(const char *url, char *out, size_t outlen)
     }
     snprintf(out, outlen, "%.*s:***%s", (int)(colon - url), url, at);
 }
+
+int log_limiter_allow(log_limiter *l, long *suppressed)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    double now = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+    pthread_mutex_lock(&l->lock);
+    if (l->last_s > 0) {
+        l->tokens += (now - l->last_s) * l->rate;
+        if (l->tokens > l->burst)
+            l->tokens = l->burst;
+    }
+    l->last_s = now;
+    int allowed = l->tokens >= 1.0;
+    if (allowed) {
+        l->tokens -= 1.0;
+        *suppressed = l->suppressed;
+        l->suppressed = 0;
+    } else {
+        l->suppressed++;
+    }
+    pthread_mutex_unlock(&l->lock);
+    return allowed;
+}

@@ -7,6 +7,7 @@
 #ifndef CALLLOG_LOG_H
 #define CALLLOG_LOG_H
 
+#include <pthread.h>
 #include <stddef.h>
 
 typedef enum { LOG_DEBUG = 0, LOG_INFO, LOG_WARN, LOG_ERROR } log_level;
@@ -42,6 +43,25 @@ void log_emit(log_level level, const char *msg, const log_field *fields);
 #define log_info(msg, ...) log_emit(LOG_INFO, (msg), LOG_FIELDS_(__VA_ARGS__))
 #define log_warn(msg, ...) log_emit(LOG_WARN, (msg), LOG_FIELDS_(__VA_ARGS__))
 #define log_error(msg, ...) log_emit(LOG_ERROR, (msg), LOG_FIELDS_(__VA_ARGS__))
+
+/* A budget of lines for messages an outsider can trigger at will (refused requests):
+ * `rate` lines a second, `burst` at once, so that a flood cannot fill the disk. What is
+ * dropped is counted, and the next line allowed says how many were (metrics still count
+ * every event). Share one limiter per kind of message between threads. */
+typedef struct log_limiter {
+    pthread_mutex_t lock;
+    double rate, burst, tokens, last_s;
+    long suppressed;
+} log_limiter;
+
+#define LOG_LIMITER_INIT(rate, burst)                                                              \
+    {                                                                                              \
+        PTHREAD_MUTEX_INITIALIZER, (rate), (burst), (burst), 0, 0                                  \
+    }
+
+/* 1 when a line may be written now, with `*suppressed` set to the lines dropped since
+ * the last one allowed (put it in the line); 0 when this one is dropped. */
+int log_limiter_allow(log_limiter *l, long *suppressed);
 
 /* Copies `url` into `out` with any password replaced by "***". */
 void log_redact_url(const char *url, char *out, size_t outlen);

@@ -51,7 +51,9 @@ static int load_limits(ingest_settings *s, config_error *err)
 {
     if (config_long("INGEST_MAX_BODY_BYTES", 65536, 1024, 16 << 20, &s->max_body_bytes, err) ||
         config_long("INGEST_MAX_PARAMS", 512, 16, 100000, &s->max_params, err) ||
-        config_long("INGEST_THREADS", 64, 1, 1024, &s->threads, err) ||
+        config_long("INGEST_THREADS", 512, 1, 4096, &s->threads, err) ||
+        config_long("INGEST_REQUEST_TIMEOUT_MS", 5000, 100, 60000, &s->request_timeout_ms, err) ||
+        config_long("INGEST_MAX_PER_ADDRESS", 32, 0, 100000, &s->max_per_address, err) ||
         config_long("INGEST_DRAIN_TIMEOUT_MS", 10000, 100, 600000, &s->drain_timeout_ms, err))
         return -1;
     s->spool_dir = config_str("INGEST_SPOOL_DIR", "spool");

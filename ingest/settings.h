@@ -24,6 +24,8 @@ typedef struct ingest_settings {
     long max_body_bytes;
     long max_params;
     long threads;
+    long request_timeout_ms; /* a whole request: headers, then the body */
+    long max_per_address;    /* requests at once from one remote address; 0 = no cap */
     long redis_timeout_ms;
     long drain_timeout_ms;
 } ingest_settings;

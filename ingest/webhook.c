@@ -132,6 +132,35 @@ static void json_to_view(json_t *obj, param_view *v, char (*nums)[32])
     }
 }
 
+/* Deepest nesting of arrays and objects a JSON body may have. Twilio's bodies are flat;
+ * jansson's parser recurses once per level, and a request thread's stack is small, so
+ * a deep body is refused before jansson sees it. */
+#define JSON_MAX_DEPTH 32
+
+/* 1 when the JSON text nests arrays/objects deeper than JSON_MAX_DEPTH (brackets inside
+ * strings do not count). A scan, not a parse: malformed text is jansson's to refuse. */
+static int json_too_deep(const char *text, size_t len)
+{
+    int depth = 0, in_string = 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = text[i];
+        if (in_string) {
+            if (c == '\\')
+                i++;
+            else if (c == '"')
+                in_string = 0;
+        } else if (c == '"') {
+            in_string = 1;
+        } else if (c == '{' || c == '[') {
+            if (++depth > JSON_MAX_DEPTH)
+                return 1;
+        } else if (c == '}' || c == ']') {
+            depth--;
+        }
+    }
+    return 0;
+}
+
 /* JSON body: verify URL signature and bodySHA256 first, then read the object. */
 static int process_json(const webhook_limits *lim, const webhook_request *req, webhook_result *out)
 {
@@ -139,6 +168,8 @@ static int process_json(const webhook_limits *lim, const webhook_request *req, w
                                     req->signature);
     if (out->sig != SIG_OK)
         return refuse(out, 403, "bad_signature");
+    if (json_too_deep(req->body, req->body_len))
+        return refuse(out, 400, "json_too_deep");
     json_t *obj = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, NULL);
     if (!json_is_object(obj)) {
         json_decref(obj);

@@ -150,6 +150,16 @@ Test(event_from_params, meta_fields)
     json_decref(ev);
 }
 
+Test(event_from_params, meta_fields_from_headers_are_repaired_not_refused)
+{
+    const char *keys[] = {"CallSid", "CallStatus"};
+    const char *values[] = {"CA1", "completed"};
+    const event_meta meta = {"req-1", "caf\xe9-\xff", T_MS}; /* Latin-1 and a stray byte */
+    json_t *ev = build(keys, values, N(keys), &meta);
+    assert_field(ev, "idempotency_token", "caf\xef\xbf\xbd-\xef\xbf\xbd");
+    json_decref(ev);
+}
+
 Test(event_from_params, absent_meta_fields_are_absent)
 {
     const char *keys[] = {"CallSid", "CallStatus"};

@@ -21,6 +21,8 @@
  * parameters (form and JSON), token rotation, JSON bodies with bodySHA256, and the
  * normalized event's fields. */
 #include <criterion/criterion.h>
+#include <openssl/sha.h>
+#include <stdio.h>
 
 #include <string.h>
 
@@ -442,4 +444,58 @@ Test(webhook_json, form_body_sent_as_json_is_refused)
     cr_assert_eq(rc, -1);
     cr_assert_eq(res.http_status, 403, "no bodySHA256: %d %s", res.http_status, res.reason);
     cr_assert_null(res.event);
+}
+
+/* Signs JSON `body` as Twilio does (token 12345): writes the URL with bodySHA256 into
+ * `url` (256 bytes) and the signature into `sig` (SIGNATURE_LEN + 1 bytes). */
+static void sign_json_body(const char *body, char *url, char *sig)
+{
+    unsigned char digest[SHA256_DIGEST_LENGTH];
+    SHA256((const unsigned char *)body, strlen(body), digest);
+    int n = snprintf(url, 256, "%s?bodySHA256=", BASE);
+    for (int i = 0; i < SHA256_DIGEST_LENGTH; i++)
+        n += snprintf(url + n, 256 - (size_t)n, "%02x", digest[i]);
+    cr_assert_eq(signature_compute("12345", url, NULL, sig), 0);
+}
+
+/* A JSON callback whose member "x" nests `depth` arrays. Caller frees. */
+static char *nested_body(int depth)
+{
+    const char *head = "{\"CallSid\":\"CA1\",\"CallStatus\":\"completed\",\"x\":";
+    size_t n = strlen(head);
+    char *b = malloc(n + 2 * (size_t)depth + 2);
+    memcpy(b, head, n);
+    memset(b + n, '[', (size_t)depth);
+    memset(b + n + depth, ']', (size_t)depth);
+    snprintf(b + n + 2 * (size_t)depth, 2, "}");
+    return b;
+}
+
+Test(webhook, deeply_nested_json_is_refused_before_parsing)
+{
+    char url[256], sig[64];
+    webhook_result res;
+    char *deep = nested_body(100000); /* would overflow a request thread's stack */
+    sign_json_body(deep, url, sig);
+    assert_refused(run(url, JSON_CT, sig, deep, &res), &res, 400, "json_too_deep");
+    free(deep);
+    char *fine = nested_body(30);
+    sign_json_body(fine, url, sig);
+    json_decref(assert_accepted(run(url, JSON_CT, sig, fine, &res), &res));
+    free(fine);
+}
+
+Test(webhook, brackets_inside_strings_do_not_count_as_nesting)
+{
+    char url[256], sig[64];
+    webhook_result res;
+    char body[512];
+    char brackets[200];
+    memset(brackets, '[', sizeof brackets - 1);
+    brackets[sizeof brackets - 1] = '\0';
+    snprintf(body, sizeof body,
+             "{\"CallSid\":\"CA1\",\"CallStatus\":\"completed\",\"CallerName\":\"\\\"%s\"}",
+             brackets);
+    sign_json_body(body, url, sig);
+    json_decref(assert_accepted(run(url, JSON_CT, sig, body, &res), &res));
 }
