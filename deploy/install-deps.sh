@@ -4,6 +4,8 @@
 # Every machine that builds or tests the project (a developer's, CI's fresh clone, the
 # local runner) calls this first, because nothing installed by hand survives a new
 # machine. It asks apt only when something is missing, so a warm machine pays nothing.
+# docker-compose (v1, no engine needed) is there so the tests can run `docker-compose
+# config` on docker-compose.yml; --no-install-recommends keeps the Docker engine out.
 # Works as root, or through sudo otherwise.
 set -euo pipefail
 
@@ -14,6 +16,7 @@ PACKAGES=(
     redis-server redis-tools postgresql postgresql-client pgbouncer
     python3 python3-pytest python3-redis python3-psycopg2 python3-yaml
     valgrind curl
+    docker-compose
 )
 
 # Prints the packages of PACKAGES that dpkg does not show as installed.

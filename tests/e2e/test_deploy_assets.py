@@ -1,4 +1,4 @@
-"""test_deploy_assets — the monitoring assets in deploy/ agree with the code and the runbook.
+"""test_deploy_assets — the deploy assets agree with the code, the runbook and each other.
 
 deploy/prometheus/alerts.yml, deploy/prometheus/prometheus.yml and
 deploy/grafana/calllog-dashboard.json name metrics, labels, jobs and runbook sections.
@@ -8,7 +8,15 @@ the C sources' metrics_register calls and label strings, docker-compose.yml and
 docs/operations.md, and check every name the assets use. When promtool (Debian package
 `prometheus`, or $PROMTOOL) is installed they also run `promtool check` on the rules, the
 config and the dashboard's queries, and `promtool test rules` on scenarios that must (and
-must not) fire the alerts. No program is started; nothing here needs a build.
+must not) fire the alerts.
+
+docker-compose.yml must work without a .env (issue 7): no env_file, every setting the
+programs read passed as ${VAR:-…}, a `demo` profile whose services talk only to the
+sandbox, and production services that cannot reach it. With docker compose (v2) or
+docker-compose (v1, Debian's package; deploy/install-deps.sh installs it, no engine
+needed) `config` is run on a copy of the file in a directory without .env, then with one.
+deploy/run-local.sh's `start` must never use the sandbox either.
+No program is started; nothing here needs a build.
 """
 
 import json
@@ -28,6 +36,11 @@ DASHBOARD = ROOT / "deploy" / "grafana" / "calllog-dashboard.json"
 RUNBOOK = ROOT / "docs" / "operations.md"
 COMPOSE = ROOT / "docker-compose.yml"
 SOURCE_DIRS = ("common", "ingest", "worker")
+RUN_LOCAL = ROOT / "deploy" / "run-local.sh"
+DEMO_SERVICES = {"sandbox", "demo-ingest", "demo-worker", "demo-call"}
+# Settings compose leaves out of a service on purpose: one consumer name shared by every
+# replica would break the consumer group (the default, <hostname>-<pid>, is unique).
+COMPOSE_OMITS = {"WORKER_CONSUMER_NAME"}
 
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
 # Labels Prometheus itself attaches (target labels, histogram buckets, ALERTS).
@@ -491,3 +504,168 @@ def test_runbook_names_real_metrics_and_keys(code):
     suffixes = set(re.findall(r'"%s:([a-z:]+)"', keys_c))
     for key in sorted(set(re.findall(r"\bcalllog:([a-z][a-z:]*[a-z])\b", text))):
         assert any(key == s or key.startswith(s) for s in suffixes), f"calllog:{key} is not a key of keys.c"
+
+
+# ---- docker-compose.yml ---------------------------------------------------------------
+
+
+def load_compose():
+    """docker-compose.yml's services."""
+    with COMPOSE.open(encoding="utf-8") as f:
+        return yaml.safe_load(f)["services"]
+
+
+def settings_read_by(program_dirs, skip=()):
+    """Names of the settings read with config_*("NAME" in the C files of `program_dirs`
+    and common/ (files named in `skip` left out)."""
+    names = set()
+    for d in ("common",) + tuple(program_dirs):
+        for p in sorted((ROOT / d).glob("*.c")):
+            if p.name in skip:
+                continue
+            text = p.read_text(encoding="utf-8", errors="replace")
+            names |= set(re.findall(r'\bconfig_[a-z_]+\(\s*"([A-Z][A-Z0-9_]*)"', text))
+    return names
+
+
+def test_compose_needs_no_env_file_and_passes_every_setting():
+    services = load_compose()
+    for name, svc in services.items():
+        assert "env_file" not in svc, f"{name}: env_file makes `docker compose up` need a .env"
+    wanted = {"ingest": settings_read_by(["ingest"]),
+              "worker": settings_read_by(["worker"], skip={"admin.c", "demo.c"})}
+    assert {"PUBLIC_BASE_URL", "TWILIO_AUTH_TOKEN", "LOG_FORMAT"} <= wanted["ingest"]
+    assert {"DATABASE_URL", "RDSTATION_TOKEN", "TWILIO_RECONCILE_INTERVAL_MS"} <= wanted["worker"]
+    for name, names in wanted.items():
+        env = services[name]["environment"]
+        missing = sorted(names - COMPOSE_OMITS - set(env))
+        assert not missing, f"{name} does not pass: {missing}"
+        for key, value in env.items():
+            value = str(value)
+            if "${" in value:
+                # Compose fills ${VAR:-default} from the shell or .env; a plain ${VAR} would
+                # warn and ${VAR:?} would fail when it is unset.
+                assert re.fullmatch(r"\$\{[A-Z][A-Z0-9_]*:-[^}]*\}", value), f"{name}.{key}: {value}"
+                assert value.startswith("${" + key + ":-") or key == "PGPASSWORD", \
+                    f"{name}.{key} reads another variable: {value}"
+        assert not COMPOSE_OMITS & set(env), f"{name} sets {COMPOSE_OMITS & set(env)}"
+
+
+def test_compose_demo_profile_talks_only_to_the_sandbox():
+    services = load_compose()
+    assert DEMO_SERVICES <= set(services)
+    for name, svc in services.items():
+        text = yaml.safe_dump(svc)
+        if name in DEMO_SERVICES:
+            assert svc.get("profiles") == ["demo"], f"{name}: not in profile demo only"
+            for key, value in (svc.get("environment") or {}).items():
+                assert "${" not in str(value) or key == "PGPASSWORD", \
+                    f"{name}.{key} comes from the shell or .env: {value}"
+        else:
+            assert "profiles" not in svc, f"{name}: production services run without a profile"
+            assert "sandbox" not in text and "mock-" not in text and "calllog-demo" not in text, \
+                f"{name} mentions the demo or the sandbox"
+    ingest, worker, call = (services[n]["environment"] for n in ("demo-ingest", "demo-worker", "demo-call"))
+    sandbox = services["sandbox"]
+    cmd = sandbox["command"]
+    callback = cmd[cmd.index("--status-callback") + 1]
+    assert callback == ingest["PUBLIC_BASE_URL"] + "/twilio/log-call"
+    assert sandbox["environment"]["TWILIO_AUTH_TOKEN"] == ingest["TWILIO_AUTH_TOKEN"]
+    rd_port, tw_port = cmd[cmd.index("--rd-port") + 1], cmd[cmd.index("--twilio-port") + 1]
+    assert worker["RDSTATION_API_BASE_URL"] == f"http://sandbox:{rd_port}/api/v1"
+    assert worker["TWILIO_API_BASE_URL"] == call["CALLLOG_SANDBOX_URL"] == f"http://sandbox:{tw_port}"
+    assert ingest["CALLLOG_KEY_PREFIX"] == worker["CALLLOG_KEY_PREFIX"] == call["CALLLOG_KEY_PREFIX"] \
+        == "calllog-demo"
+    assert services["demo-worker"]["deploy"]["replicas"] == 2
+    call_svc = services["demo-call"]
+    assert call_svc["command"][:3] == ["calllog-admin", "demo", "call"]
+    assert call_svc["restart"] == "no"
+    assert set(call_svc["depends_on"]) >= {"sandbox", "demo-ingest", "demo-worker"}
+    assert "ports" not in services["demo-ingest"] and "ports" not in sandbox, \
+        "the demo publishes no port, so it cannot clash with the production ingest"
+    dockerfile = ROOT / sandbox["build"]["dockerfile"]
+    copied = re.findall(r"^COPY\s+(.+?)\s+\S+$", dockerfile.read_text(encoding="utf-8"), flags=re.M)
+    for path in " ".join(copied).split():
+        assert (ROOT / path).exists(), f"{dockerfile.name} copies missing {path}"
+
+
+def test_run_local_start_never_uses_the_sandbox():
+    """`start` (production) has no path to the demo's settings or the sandbox."""
+    text = RUN_LOCAL.read_text(encoding="utf-8")
+    body = re.search(r"^cmd_start\(\) \{\n(.*?)^\}", text, flags=re.M | re.S).group(1)
+    called = set(re.findall(r"^\s*([a-z_]+)\b", body, flags=re.M))
+    for func in called:
+        found = re.search(rf"^{func}\(\) \{{\n(.*?)^\}}", text, flags=re.M | re.S)
+        if found:
+            body += found.group(1)
+    assert "sandbox" not in body.lower() and "DEMO" not in body and "mock-" not in body
+
+
+@pytest.fixture(scope="module")
+def compose_cli():
+    """The compose command line: `docker compose` (v2) when it works, else docker-compose."""
+    docker = shutil.which("docker")
+    if docker and subprocess.run([docker, "compose", "version"], capture_output=True,
+                                 timeout=30).returncode == 0:
+        return [docker, "compose"], 2
+    v1 = shutil.which("docker-compose")
+    if v1:
+        return [v1], 1
+    pytest.skip("neither `docker compose` nor docker-compose is installed "
+                "(deploy/install-deps.sh installs Debian's docker-compose)")
+
+
+def compose_dir(tmp_path, dotenv=None):
+    """A directory like a fresh clone for compose: docker-compose.yml, the build contexts'
+    folders (links), and a .env only when `dotenv` is given."""
+    (tmp_path / "docker-compose.yml").write_text(COMPOSE.read_text(encoding="utf-8"), encoding="utf-8")
+    for d in ("deploy", "tests", "common", "ingest", "worker"):
+        (tmp_path / d).symlink_to(ROOT / d)
+    if dotenv is not None:
+        (tmp_path / ".env").write_text(dotenv, encoding="utf-8")
+    return tmp_path
+
+
+def compose(cli, cwd, *args):
+    """Runs compose in `cwd` with a bare environment; returns the CompletedProcess."""
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(cwd)}
+    return subprocess.run([*cli[0], *args], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_compose_config_works_without_env_file(compose_cli, tmp_path):
+    d = compose_dir(tmp_path)
+    res = compose(compose_cli, d, "config")
+    assert res.returncode == 0, res.stdout + res.stderr
+    services = yaml.safe_load(res.stdout)["services"]
+    assert services["ingest"]["environment"]["REDIS_URL"] == "redis://redis:6379/0"
+    assert services["ingest"]["environment"]["PUBLIC_BASE_URL"] in ("", None)
+    assert services["worker"]["environment"]["DATABASE_URL"] == "postgresql://calllog@postgres:5432/calllog"
+    assert "env_file" not in services["ingest"] and "env_file" not in services["worker"]
+
+
+def test_compose_reads_env_file_for_production_only(compose_cli, tmp_path):
+    d = compose_dir(tmp_path, "PUBLIC_BASE_URL=https://calllog.example.com\n"
+                              "TWILIO_AUTH_TOKEN=live-token\nRDSTATION_TOKEN=live-rd\n"
+                              "CALLLOG_KEY_PREFIX=calllog\n")
+    res = compose(compose_cli, d, "--profile", "demo", "config")
+    assert res.returncode == 0, res.stdout + res.stderr
+    services = yaml.safe_load(res.stdout)["services"]
+    assert services["ingest"]["environment"]["PUBLIC_BASE_URL"] == "https://calllog.example.com"
+    assert services["worker"]["environment"]["RDSTATION_TOKEN"] == "live-rd"
+    demo_env = services["demo-worker"]["environment"]
+    assert demo_env["RDSTATION_TOKEN"] == "mock-v1-token" and demo_env["CALLLOG_KEY_PREFIX"] == "calllog-demo"
+    assert services["demo-ingest"]["environment"]["PUBLIC_BASE_URL"] == "http://demo-ingest:8080"
+
+
+def test_compose_demo_profile_lists_the_sandbox_services(compose_cli, tmp_path):
+    d = compose_dir(tmp_path)
+    res = compose(compose_cli, d, "--profile", "demo", "config", "--services")
+    assert res.returncode == 0, res.stdout + res.stderr
+    listed = set(res.stdout.split())
+    assert DEMO_SERVICES | {"redis", "postgres", "ingest", "worker"} <= listed, listed
+    res = compose(compose_cli, d, "config", "--profiles")
+    assert res.returncode == 0 and res.stdout.split() == ["demo"], res.stdout + res.stderr
+    if compose_cli[1] == 2:  # v1's `config --services` lists every service, profile or not
+        res = compose(compose_cli, d, "config", "--services")
+        assert res.returncode == 0 and not DEMO_SERVICES & set(res.stdout.split()), res.stdout
