@@ -232,15 +232,22 @@ enqueuer *enqueue_open(const ingest_settings *s, char *err, size_t errlen)
     return q;
 }
 
-int enqueue_ready(enqueuer *q)
+int enqueue_ready(enqueuer *q, char *redis_why, char *spool_why, size_t whylen)
 {
-    redisContext *c = pool_get(q);
+    char err[256] = "";
+    redisContext *c = pool_take(q);
+    if (!c)
+        c = redis_open(&q->settings->redis, (int)q->settings->redis_timeout_ms, err, sizeof err);
     redisReply *r = c ? redisCommand(c, "PING") : NULL;
-    int redis_up = c && !redis_reply_failed(c, r, NULL, 0);
+    int redis_up = c && !redis_reply_failed(c, r, err, sizeof err);
     if (r)
         freeReplyObject(r);
     pool_give(q, c);
-    return redis_up || spool_writable(q->spool);
+    snprintf(redis_why, whylen, "%s", redis_up ? "ok" : err);
+    int spool_ok = spool_writable(q->spool, spool_why, whylen);
+    if (spool_ok)
+        snprintf(spool_why, whylen, "ok");
+    return redis_up || spool_ok;
 }
 
 size_t enqueue_spool_depth(enqueuer *q)

@@ -33,8 +33,9 @@ enqueuer *enqueue_open(const ingest_settings *s, char *err, size_t errlen);
 /* Makes one entry durable. Thread-safe. */
 enqueue_result enqueue_put(enqueuer *q, const stream_entry *e);
 
-/* 1 when Redis answers PING or the spool can take records. */
-int enqueue_ready(enqueuer *q);
+/* 1 when Redis (connected and authenticated) answers PING or the spool can take records
+ * (a probe write succeeds). `redis_why` and `spool_why` get "ok" or the real cause. */
+int enqueue_ready(enqueuer *q, char *redis_why, char *spool_why, size_t whylen);
 
 /* Records waiting in the spool. */
 size_t enqueue_spool_depth(enqueuer *q);

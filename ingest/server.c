@@ -465,10 +465,17 @@ static int handle_readyz(struct mg_connection *conn, void *cbdata)
 {
     ingest_server *srv = cbdata;
     answered_by_us = 1;
-    int ready = !shutdown_requested() && enqueue_ready(srv->queue);
-    char body[128];
-    snprintf(body, sizeof body, "{\"ready\":%s,\"spool_depth\":%zu}\n", ready ? "true" : "false",
-             enqueue_spool_depth(srv->queue));
+    char redis_why[256], spool_why[256];
+    int can_take = enqueue_ready(srv->queue, redis_why, spool_why, sizeof redis_why);
+    int ready = !shutdown_requested() && can_take;
+    json_t *o = json_pack("{s:b,s:I,s:s,s:s,s:b}", "ready", ready, "spool_depth",
+                          (json_int_t)enqueue_spool_depth(srv->queue), "redis", redis_why, "spool",
+                          spool_why, "draining", shutdown_requested());
+    char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    char body[1024];
+    snprintf(body, sizeof body, "%s\n", text ? text : "{\"ready\":false}");
+    free(text);
+    json_decref(o);
     respond(conn, ready ? 200 : 503, body, "application/json");
     return ready ? 200 : 503;
 }

@@ -162,13 +162,18 @@ int spool_append(spool *s, const char *record, size_t len)
             memcpy(line, record, len);
             line[len] = '\n';
             ssize_t w = write(s->fd, line, len + 1);
-            if (w == (ssize_t)(len + 1) && fdatasync(s->fd) == 0) {
+            /* A short write to a regular file means the disk is full (errno is not set). */
+            int failure = w < 0 ? errno : w < (ssize_t)(len + 1) ? ENOSPC : 0;
+            if (!failure && fdatasync(s->fd) != 0)
+                failure = errno;
+            if (!failure) {
                 s->size += (off_t)w;
                 s->depth++;
                 rc = 0;
             } else if (w > 0 && ftruncate(s->fd, s->size) != 0) {
                 log_error("spool: cannot cut a partial write", LF_S("error", strerror(errno)));
             }
+            errno = failure; /* what the caller logs is the write's cause */
             free(line);
         }
     } else {
@@ -186,12 +191,35 @@ size_t spool_depth(spool *s)
     return d;
 }
 
-int spool_writable(spool *s)
+/* Writes, syncs and truncates a small probe file in the spool's directory. Returns 0, or
+ * the errno of the step that failed. */
+static int probe_write(const spool *s)
+{
+    char path[4200], block[512];
+    snprintf(path, sizeof path, "%s/probe", s->dir);
+    memset(block, 'p', sizeof block);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return errno;
+    ssize_t w = write(fd, block, sizeof block);
+    int failure = w < 0 ? errno : w < (ssize_t)sizeof block ? ENOSPC : 0;
+    if (!failure && fdatasync(fd) != 0)
+        failure = errno;
+    if (ftruncate(fd, 0) != 0 && !failure)
+        failure = errno;
+    close(fd);
+    return failure;
+}
+
+int spool_writable(spool *s, char *why, size_t whylen)
 {
     pthread_mutex_lock(&s->lock);
-    int ok = s->fd >= 0 && s->size < s->max_bytes; /* the open file is what appends use */
+    int full = s->size >= s->max_bytes, failure = s->fd < 0 ? EBADF : full ? 0 : probe_write(s);
     pthread_mutex_unlock(&s->lock);
-    return ok;
+    if (why && (full || failure))
+        snprintf(why, whylen, "%s",
+                 full ? "spool full (INGEST_SPOOL_MAX_BYTES)" : strerror(failure));
+    return !full && !failure;
 }
 
 /* Once everything is delivered, empties both files so the spool does not grow. The

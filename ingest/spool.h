@@ -30,8 +30,10 @@ int spool_append(spool *s, const char *record, size_t len);
 /* Records not yet delivered. */
 size_t spool_depth(spool *s);
 
-/* 1 when the spool could take a record now (directory writable, not full). */
-int spool_writable(spool *s);
+/* 1 when the spool could take a record now: not full, and a probe write to the
+ * directory's disk (written, synced, truncated) succeeds. Otherwise 0, with the real
+ * cause in `why` when given ("spool full", "No space left on device", ...). */
+int spool_writable(spool *s, char *why, size_t whylen);
 
 /* Delivers pending records through `sink` until it stops taking them or none are left.
  * Returns the number delivered, or -1 on an I/O error. */

@@ -243,3 +243,65 @@ def test_sigterm_stops_accepting_at_once_and_exits_0(start_ingest):
     finally:
         attack.stop()
     assert rc == 0, ingest.log_text()[-3000:]
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 256 KiB tmpfs for the spool, so that the disk can really be filled."""
+    import os
+    import subprocess
+    d = tmp_path / "tiny"
+    d.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs",
+                                            str(d)], capture_output=True).returncode != 0:
+        pytest.skip("needs root to mount a small tmpfs")
+    yield d
+    subprocess.run(["umount", "-l", str(d)], capture_output=True)
+
+
+def fill(directory):
+    """Fills the file system of `directory` to the last byte."""
+    try:
+        with open(directory / "filler", "wb") as f:
+            while True:
+                f.write(b"x" * 4096)
+                f.flush()
+    except OSError:
+        pass  # full: the close's flush fails too
+
+
+def test_readyz_says_not_ready_when_nothing_can_take_an_event(start_ingest, tiny_disk):
+    ingest = start_ingest(redis_url_="redis://:wrong-password@127.0.0.1:1/0",
+                          spool_dir=str(tiny_disk / "spool"))
+    res = ingest.get("/readyz")
+    doc = json.loads(res.body)
+    assert res.status == 200 and doc["spool"] == "ok" and doc["redis"] != "ok", doc
+    fill(tiny_disk)
+    res = ingest.get("/readyz")
+    doc = json.loads(res.body)
+    assert res.status == 503, doc
+    assert "No space left on device" in doc["spool"], doc
+    assert "wrong-password" not in res.body.decode()
+    answer = ingest.post_form(call_params())
+    assert answer.status == 503, answer
+    errors = [ln for ln in ingest.log_lines() if "spool append failed" in ln]
+    assert errors and "No space left on device" in errors[-1], errors
+
+
+def test_readyz_names_a_wrong_redis_password(start_ingest, tmp_path):
+    import subprocess
+    from conftest import free_port
+    port = free_port()
+    server = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
+                               "--requirepass", "right-password", "--save", "",
+                               "--appendonly", "no"], stdout=subprocess.DEVNULL)
+    try:
+        assert wait_for(lambda: socket.socket().connect_ex(("127.0.0.1", port)) == 0, 10)
+        ingest = start_ingest(redis_url_=f"redis://:wrong-password@127.0.0.1:{port}/0")
+        doc = json.loads(ingest.get("/readyz").body)
+        assert doc["redis"] != "ok" and "wrong-password" not in doc["redis"], doc
+        assert "WRONGPASS" in doc["redis"] or "invalid" in doc["redis"], doc
+        assert doc["ready"] is True and doc["spool"] == "ok", "the spool still takes events"
+    finally:
+        server.terminate()
+        server.wait(10)
