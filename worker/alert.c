@@ -1,5 +1,10 @@
 /* alert — webhook alerts for dead letters and sustained failure rates (see alert.h).
  *
+ * A webhook URL is a credential: Slack's secret is its path, Google Chat's its query. An
+ * alert that fails is logged with the URL's scheme, host and port only, the HTTP status
+ * and the transport error (which http_client writes without the path); never the answer's
+ * body, which may echo the path ("The requested URL /services/... was not found").
+ *
  * The failure window is process-wide state guarded by a mutex: it is part of the
  * metrics-like bookkeeping the design allows, and the only state this module keeps. */
 #include "alert.h"
@@ -53,9 +58,13 @@ static void send_alert(const char *kind, const char *text)
     char lbl[96];
     snprintf(lbl, sizeof lbl, "kind=\"%s\",result=\"%s\"", kind, ok ? "sent" : "failed");
     metric_add(alerts_sent, lbl, 1);
-    if (!ok)
-        log_warn("alert not sent", LF_S("kind", kind), LF_I("http_status", r.status),
-                 LF_S("error", err.message));
+    if (!ok) {
+        char origin[160];
+        http_url_origin(alert_settings->alert_webhook_url, origin, sizeof origin);
+        log_warn("alert not sent", LF_S("kind", kind), LF_S("webhook", origin),
+                 LF_I("http_status", r.status),
+                 LF_S("error", err.message[0] ? err.message : "the webhook did not answer 2xx"));
+    }
     http_response_free(&r);
     http_client_free(c);
     free(body);

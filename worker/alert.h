@@ -5,7 +5,8 @@
  * ALERT_WINDOW_S, at least ALERT_MIN_EVENTS outcomes were recorded and at least
  * ALERT_FAILURE_PERCENT of them were failures (retries or dead letters); it fires at
  * most once per window. Sending is best effort with a short timeout: an alert that
- * cannot be sent is logged, never retried at the expense of call delivery. */
+ * cannot be sent is logged (naming the webhook by scheme and host only: its path and
+ * query are its credentials), never retried at the expense of call delivery. */
 #ifndef CALLLOG_ALERT_H
 #define CALLLOG_ALERT_H
 

@@ -21,6 +21,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import urllib.parse
 import uuid
 from pathlib import Path
 
@@ -38,7 +39,14 @@ STOP_TIMEOUT_S = 15
 # Settings that must not leak from the caller's environment into a program under test.
 _SETTING_PREFIXES = ("INGEST_", "TWILIO_", "RDSTATION_", "WORKER_", "RETRY_", "LOG_")
 _SETTING_NAMES = ("REDIS_URL", "CALLLOG_KEY_PREFIX", "PUBLIC_BASE_URL", "METRICS_LISTEN",
-                  "DATABASE_URL", "ALERT_WEBHOOK_URL")
+                  "DATABASE_URL", "ALERT_WEBHOOK_URL", "REDIS_URL_FILE", "DATABASE_URL_FILE",
+                  "ALERT_WEBHOOK_URL_FILE")
+
+# Settings whose whole value is a secret, and URL settings whose password (and, for the
+# webhook, path and query) are; each may also come from NAME_FILE.
+SECRET_SETTINGS = ("TWILIO_AUTH_TOKEN", "TWILIO_AUTH_TOKEN_SECONDARY", "TWILIO_API_KEY_SECRET",
+                   "RDSTATION_TOKEN", "RDSTATION_CLIENT_SECRET", "RDSTATION_REFRESH_TOKEN")
+SECRET_URL_SETTINGS = ("REDIS_URL", "DATABASE_URL", "ALERT_WEBHOOK_URL")
 
 
 def bin_dir():
@@ -70,6 +78,47 @@ def clean_env(extra=None, unset=()):
     for k in unset:
         env.pop(k, None)
     return env
+
+
+def _setting_value(env, name):
+    """NAME's value in `env`, or the contents of the file NAME_FILE names (one trailing
+    newline removed), or None."""
+    value = env.get(name)
+    if not value and env.get(name + "_FILE"):
+        try:
+            value = Path(env[name + "_FILE"]).read_text()
+        except OSError:
+            return None
+        value = value[:-1] if value.endswith("\n") else value
+    return value or None
+
+
+def configured_secrets(env):
+    """Every secret a program started with `env` was given, none of which may ever appear
+    in its log: the secret settings' values (also when read from NAME_FILE), the
+    passwords inside REDIS_URL and DATABASE_URL, and the path, query and longer path
+    segments of ALERT_WEBHOOK_URL (a Slack webhook's path is its secret). Strings under
+    6 characters are left out: they would match by chance."""
+    found = [_setting_value(env, name) for name in SECRET_SETTINGS]
+    for name in SECRET_URL_SETTINGS:
+        value = _setting_value(env, name)
+        if not value:
+            continue
+        found += re.findall(r"password=(\S+)", value)  # libpq key=value form
+        url = urllib.parse.urlsplit(value)
+        found.append(url.password)
+        if name == "ALERT_WEBHOOK_URL":
+            if url.path not in ("", "/"):
+                found.append(url.path)
+                found += [seg for seg in url.path.split("/") if len(seg) >= 12]
+            found.append(url.query)
+    return sorted({s for s in found if s and len(s) >= 6})
+
+
+def leaked_secrets(env, text, extra=()):
+    """The configured secrets of `env` (and the strings of `extra`) that appear in
+    `text`, each shortened to its first characters for a failure message."""
+    return [f"{s[:6]}…" for s in sorted(set(configured_secrets(env)) | set(extra)) if s in text]
 
 
 def wait_for(predicate, timeout, interval=0.05):
@@ -419,8 +468,12 @@ def start_ingest(request, redis_url, key_prefix, tmp_path):
             problems.append(f"calllog-ingest on port {ing.port} exited with {rc} after "
                             f"SIGTERM (None = still running after {STOP_TIMEOUT_S} s); "
                             f"log tail:\n{ing.log_text()[-4000:]}")
+        leaked = leaked_secrets(ing.env, ing.log_text())
         if ing.token in ing.log_text():
             problems.append("the auth token appears in calllog-ingest's log")
+        elif leaked:
+            problems.append(f"configured secrets ({', '.join(leaked)}) appear in "
+                            f"calllog-ingest's log")
     if problems:
         pytest.fail("\n".join(problems))
 

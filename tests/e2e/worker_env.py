@@ -15,7 +15,8 @@ test_worker.py what it needs on top of conftest.py (Redis, key prefix, ingest):
   metrics port, waits until it serves /metrics, and at the end of the test stops every
   worker still running with SIGTERM, which must end in exit status 0 (a hang, a crash or
   a sanitizer report at exit fails the test that caused it). Configured secrets must
-  never appear in a worker's log.
+  never appear in a worker's log (conftest.configured_secrets: the secret settings, URL
+  passwords, ALERT_WEBHOOK_URL's path and query, values read from *_FILE).
 """
 
 import json
@@ -35,7 +36,7 @@ import psycopg2.extras
 import pytest
 
 from conftest import (ROOT, STOP_TIMEOUT_S, bin_path, call_params, clean_env, free_port,
-                      sigterm_and_wait,
+                      leaked_secrets, sigterm_and_wait,
                       http_request, metric_sum, stream_entries, wait_for)
 
 MIGRATIONS = ROOT / "deploy" / "supabase" / "migrations"
@@ -590,11 +591,10 @@ def start_worker(redis_url, key_prefix, database_url, db, rd, tw, tmp_path, star
                             f"still running after {WORKER_STOP_TIMEOUT_S} s); log tail:\n"
                             f"{w.log_text()[-4000:]}")
     for w in started:
-        text = w.log_text()
-        for secret in SECRETS:
-            if secret in text:
-                problems.append(f"a configured secret ({secret[:6]}…) appears in the log of "
-                                f"calllog-worker {w.name}")
+        leaked = leaked_secrets(w.env, w.log_text(), SECRETS)
+        if leaked:
+            problems.append(f"configured secrets ({', '.join(leaked)}) appear in the log of "
+                            f"calllog-worker {w.name}")
     if problems:
         pytest.fail("\n".join(problems))
 
