@@ -168,6 +168,7 @@ int main(int argc, char **argv)
         cli_fail("calllog-worker", cerr.msg);
         return 2;
     }
+    worker_settings_warn_plaintext(&s);
     note_template *tpl = load_template(&s, err, sizeof err);
     if (!tpl) {
         cli_fail("calllog-worker", err);

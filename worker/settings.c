@@ -1,11 +1,14 @@
 /* settings — loads calllog-worker's settings from the environment (see settings.h). */
 #include "settings.h"
 
+#include <libpq-fe.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "http_client.h"
+#include "log.h"
 #include "phone.h"
 
 static int load_redis(worker_settings *s, config_error *err)
@@ -254,4 +257,75 @@ const char *worker_settings_user_for(const worker_settings *s, const char *our_n
             return s->user_map[i].user_id;
     }
     return s->rd_user_id;
+}
+
+/* Warns about one URL setting when it is plain http:// outside loopback. */
+static void warn_plaintext_url(const char *name, const char *url)
+{
+    char origin[160];
+    if (url == NULL || !http_url_is_plaintext_remote(url))
+        return;
+    http_url_origin(url, origin, sizeof origin);
+    log_warn("plain-text transport: this setting's http:// URL leaves the host unencrypted "
+             "(credentials and call data included); use https://",
+             LF_S("setting", name), LF_S("url", origin));
+}
+
+/* The value of libpq option `key` in `opts`, else environment variable `env`, else NULL. */
+static const char *pq_option(const PQconninfoOption *opts, const char *key, const char *env)
+{
+    for (const PQconninfoOption *o = opts; o && o->keyword; o++)
+        if (strcmp(o->keyword, key) == 0 && o->val != NULL && o->val[0] != '\0')
+            return o->val;
+    const char *v = getenv(env);
+    return v != NULL && v[0] != '\0' ? v : NULL;
+}
+
+/* The first host of a comma-separated libpq host list that is neither a Unix socket
+ * directory nor loopback, copied into `out`; 0 when every host is local. */
+static int remote_pq_host(const char *hosts, char *out, size_t outlen)
+{
+    while (hosts != NULL && *hosts != '\0') {
+        size_t n = strcspn(hosts, ",");
+        snprintf(out, outlen, "%.*s", (int)n, hosts);
+        if (out[0] != '\0' && out[0] != '/' && out[0] != '@' && !http_host_is_loopback(out))
+            return 1;
+        hosts += n + (hosts[n] == ',');
+    }
+    out[0] = '\0';
+    return 0;
+}
+
+/* Warns when DATABASE_URL reaches a host outside this one without demanding TLS. */
+static void warn_plaintext_database(const char *url)
+{
+    char *why = NULL, host[256];
+    PQconninfoOption *opts = url ? PQconninfoParse(url, &why) : NULL;
+    if (opts == NULL) { /* malformed: the connection at start-up says so */
+        PQfreemem(why);
+        return;
+    }
+    const char *addr = pq_option(opts, "hostaddr", "PGHOSTADDR");
+    const char *mode = pq_option(opts, "sslmode", "PGSSLMODE");
+    int remote = remote_pq_host(addr ? addr : pq_option(opts, "host", "PGHOST"), host, sizeof host);
+    int tls = mode != NULL && (strcmp(mode, "require") == 0 || strcmp(mode, "verify-ca") == 0 ||
+                               strcmp(mode, "verify-full") == 0);
+    if (remote && !tls)
+        log_warn("plain-text transport: DATABASE_URL reaches a remote host without "
+                 "sslmode=require (or verify-ca/verify-full), so the database password and "
+                 "call data may cross the network unencrypted",
+                 LF_S("setting", "DATABASE_URL"), LF_S("host", host),
+                 LF_S("sslmode", mode ? mode : "prefer (default)"));
+    PQconninfoFree(opts);
+}
+
+void worker_settings_warn_plaintext(const worker_settings *s)
+{
+    warn_plaintext_url("RDSTATION_API_BASE_URL", s->rd.base_url);
+    if (s->rd.api == RD_API_V2)
+        warn_plaintext_url("RDSTATION_OAUTH_URL", s->rd.oauth_url);
+    if (s->enrich || s->reconcile_interval_ms > 0)
+        warn_plaintext_url("TWILIO_API_BASE_URL", s->twilio.base_url);
+    warn_plaintext_url("ALERT_WEBHOOK_URL", s->alert_webhook_url);
+    warn_plaintext_database(s->database_url);
 }

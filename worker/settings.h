@@ -64,6 +64,14 @@ typedef struct worker_settings {
 /* Loads and validates every setting. Returns 0, or -1 with `err` filled. */
 int worker_settings_load(worker_settings *s, config_error *err);
 
+/* Logs one warning for each setting whose transport is plain text outside this host:
+ * an http:// RDSTATION_API_BASE_URL, RDSTATION_OAUTH_URL (v2), TWILIO_API_BASE_URL (when
+ * used) or ALERT_WEBHOOK_URL to a host that is not loopback (127.0.0.0/8, ::1,
+ * localhost), and a DATABASE_URL to a host that is not local (loopback or a Unix socket)
+ * without sslmode=require, verify-ca or verify-full. Each names the setting and host,
+ * never the URL's path, query or user info. Call once at start-up, after the load. */
+void worker_settings_warn_plaintext(const worker_settings *s);
+
 /* The RD user for a call handled by Twilio number `our_number` (the mapped salesperson,
  * else RDSTATION_USER_ID; may be NULL on v2 without a default). */
 const char *worker_settings_user_for(const worker_settings *s, const char *our_number);
