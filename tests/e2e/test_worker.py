@@ -675,3 +675,143 @@ def test_sigterm_drains_and_the_call_is_still_delivered_once(rd, db, rdb, key_pr
     wait_until(lambda: queues_empty(rdb, key_prefix), 30, "queues empty", diag)
     notes = rd.notes_of(sid)
     assert len(notes) == 1 and notes[0]["deal_id"] == deal
+
+
+# ---------------------------------------------------------------------------------------
+# 10. Answers RD sends that cannot be read; secrets; plain-text transports.
+
+@pytest.mark.parametrize("rd_did_it", [False, True], ids=["not-created", "created"])
+def test_empty_200_on_post_note_is_retried_then_delivered_once(rd_did_it, rd, db, rdb,
+                                                               key_prefix, new_ingest,
+                                                               start_worker):
+    """A 200 with an empty body on the note POST is no delivery: the call is retried and
+    delivered with a note id once RD answers properly. When RD did create the note (only
+    its answer was lost), the retry finds the marker instead of posting a second note."""
+    deal, _ = seed_standard_contact(rd)
+    rd.fault(method="POST", path=V1_POST, status=200, body="", count=2 if not rd_did_it else 1,
+             replace=rd_did_it)
+    ingest = new_ingest()
+    worker = start_worker("v1")
+    diag = diagnostics(rd, db, rdb, key_prefix, [worker])
+    sid = new_sid()
+    send_call(ingest, sid)
+    wait_delivered(db, [sid], 40, diag)
+    notes = rd.notes_of(sid)
+    assert len(notes) == 1 and notes[0]["deal_id"] == deal, notes
+    row = db.row(sid)
+    assert row["rd_note_id"] == notes[0]["id"], row
+    assert row["recovered"] is rd_did_it
+    resched = [r for r in worker.log_records()
+               if r.get("msg") == "rescheduled" and r.get("call_sid") == sid]
+    assert len(resched) == (1 if rd_did_it else 2), resched
+    for r in resched:
+        assert r["error"].startswith("POST /activities: answer unreadable: empty body (HTTP 200"), r
+    assert not [r for r in worker.log_records()
+                if r.get("msg") == "delivered" and r.get("call_sid") == sid and not r.get("note_id")]
+    wait_until(lambda: queues_empty(rdb, key_prefix), 20, "queues empty", diag)
+    assert queue_state(rdb, key_prefix)["dead"] == 0
+
+
+def test_html_200_on_contact_lookup_is_not_skipped(rd, db, rdb, key_prefix, new_ingest,
+                                                   start_worker):
+    """A proxy's HTML page with a 200 on GET /contacts is neither "no contact" (skipped)
+    nor cached as one: retried, then dead-lettered with the reason; the failed alert is
+    logged without the webhook's secret path (checked by start_worker's teardown)."""
+    deal, _ = seed_standard_contact(rd)
+    rd.fault(method="GET", path=r"^/api/v1/contacts$", status=200,
+             body="<html><body><h1>Sign in to the network</h1></body></html>", count=-1)
+    hook = f"{rd.url}/services/T000/B000/E2EWEBHOOKSECRETPATH0123"
+    ingest = new_ingest()
+    worker = start_worker("v1", env={"RETRY_MAX_ATTEMPTS": "3", "ALERT_WEBHOOK_URL": hook})
+    diag = diagnostics(rd, db, rdb, key_prefix, [worker])
+    sid = new_sid()
+    send_call(ingest, sid)
+    wait_until(lambda: len(stream_entries(rdb, f"{key_prefix}:dead")) == 1, 40,
+               "a dead letter", diag)
+    (_, fields), = stream_entries(rdb, f"{key_prefix}:dead")
+    assert fields["call_sid"] == sid
+    assert fields["reason"] == "attempts_exhausted", fields
+    assert fields["error"].startswith(
+        "GET /contacts: answer unreadable: not JSON (HTTP 200, text/html"), fields
+    row = db.row(sid)
+    assert row["state"] == "dead" and row["attempts"] == 3, row
+    assert "answer unreadable" in row["last_error"], row
+    assert worker.metric(PROCESSED, outcome="skipped") == 0
+    wait_until(lambda: any(r.get("msg") == "alert not sent" for r in worker.log_records()), 20,
+               "the alert to the (404) webhook failing", diag)
+    failed = next(r for r in worker.log_records() if r.get("msg") == "alert not sent")
+    assert failed["webhook"] == f"{rd.url}/...", failed
+    assert failed["http_status"] == 404, failed
+
+    # Nothing was cached as "no contact": once RD answers, the next call gets its note.
+    rd.clear_faults()
+    sid2 = new_sid()
+    send_call(ingest, sid2)
+    wait_delivered(db, [sid2], 30, diag)
+    assert [n["deal_id"] for n in rd.notes_of(sid2)] == [deal]
+
+
+def test_secrets_from_files(rd, tw, db, rdb, key_prefix, database_url, redis_url, new_ingest,
+                            start_worker, tmp_path):
+    """RDSTATION_TOKEN_FILE and DATABASE_URL_FILE replace their settings (one trailing
+    newline trimmed); both set, or a file that cannot be read, refuse the start naming
+    the *_FILE setting."""
+    token_file = tmp_path / "rd_token"
+    token_file.write_text("mock-v1-token\n")
+    db_file = tmp_path / "database_url"
+    db_file.write_text(database_url + "\n")
+    deal, _ = seed_standard_contact(rd)
+    ingest = new_ingest()
+    worker = start_worker("v1", env={"RDSTATION_TOKEN_FILE": str(token_file),
+                                     "DATABASE_URL_FILE": str(db_file)},
+                          unset=("RDSTATION_TOKEN", "DATABASE_URL"))
+    sid = new_sid()
+    send_call(ingest, sid)
+    wait_delivered(db, [sid], 30, diagnostics(rd, db, rdb, key_prefix, [worker]))
+    assert [n["deal_id"] for n in rd.notes_of(sid)] == [deal]
+
+    env = worker_settings("v1", redis_url, key_prefix, database_url, rd, tw, "files",
+                          free_port())
+    res = _run_worker_once(clean_env({**env, "RDSTATION_TOKEN_FILE": str(token_file)}))
+    out = (res.stdout + res.stderr).strip()
+    assert res.returncode == 2, out
+    assert out == ("calllog-worker: settings RDSTATION_TOKEN and RDSTATION_TOKEN_FILE are "
+                   "both set: set only one of them"), out
+    missing = str(tmp_path / "no-such-secret")
+    res = _run_worker_once(clean_env({**env, "REDIS_URL_FILE": missing}, unset=("REDIS_URL",)))
+    out = (res.stdout + res.stderr).strip()
+    assert res.returncode == 2, out
+    assert out == (f"calllog-worker: setting REDIS_URL_FILE: cannot read {missing}: No such "
+                   "file or directory"), out
+
+
+def test_plain_text_transports_warn_at_start(rd, tw, db, redis_url, key_prefix, start_worker):
+    """http:// to a host outside loopback, and a remote DATABASE_URL without
+    sslmode=require, are named in a warning at start, without the URL's secret parts."""
+    hook = "http://hooks.example.invalid/services/T000/B000/PLAINTEXTWEBHOOKSECRET01"
+    worker = start_worker("v1", env={"RDSTATION_API_BASE_URL": "http://192.0.2.10:9/api/v1",
+                                     "ALERT_WEBHOOK_URL": hook}, enrich=True)
+    warned = {r.get("setting"): r for r in worker.log_records()
+              if r.get("level") == "warn" and "plain-text" in r.get("msg", "")}
+    assert set(warned) == {"RDSTATION_API_BASE_URL", "ALERT_WEBHOOK_URL"}, warned
+    assert warned["RDSTATION_API_BASE_URL"]["url"] == "http://192.0.2.10:9/..."
+    assert warned["ALERT_WEBHOOK_URL"]["url"] == "http://hooks.example.invalid/..."
+    assert "PLAINTEXTWEBHOOKSECRET01" not in worker.log_text()
+
+    # DATABASE_URL: the warning comes before the (failing) connection; TLS required: none.
+    env = worker_settings("v1", redis_url, key_prefix, "unused", rd, tw, "pg", free_port())
+    for url, warns in (
+            ("postgresql://calllog:PGPASSWORD1@192.0.2.1:5432/calllog?connect_timeout=2", True),
+            ("postgresql://calllog:PGPASSWORD1@192.0.2.1:5432/calllog?connect_timeout=2"
+             "&sslmode=require", False)):
+        res = _run_worker_once(clean_env({**env, "DATABASE_URL": url}))
+        out = res.stdout + res.stderr
+        assert res.returncode != 0, out
+        lines = [json.loads(ln) for ln in out.splitlines() if ln.startswith("{")]
+        db_warn = [r for r in lines if r.get("setting") == "DATABASE_URL"]
+        if warns:
+            assert len(db_warn) == 1 and db_warn[0]["host"] == "192.0.2.1", out
+            assert db_warn[0]["sslmode"] == "prefer (default)", out
+        else:
+            assert db_warn == [], out
+        assert "PGPASSWORD1" not in out, out
