@@ -4,7 +4,8 @@
 # It installs the Debian packages, builds a Release tree (build/) and an ASan+UBSan tree
 # (build-asan/), starts a throwaway Redis, PostgreSQL and PgBouncer (tests/lib/services.sh),
 # runs every criterion suite of both trees, the HTTP mocks' self-test and the end-to-end
-# tests against both trees' programs, the worker's end-to-end tests once more against
+# tests against both trees' programs (the ASan run in the background alongside the
+# Release ones, on a database of its own), the worker's end-to-end tests once more against
 # the Release programs with the ledger behind PgBouncer in transaction mode (Supabase's
 # pooler; Release only, to keep CI time down) and the fault scenarios (ingest down 60 s,
 # Redis SIGKILLed, workers SIGKILLed: tests/e2e/test_faults.py, in parallel), then builds
@@ -236,6 +237,40 @@ run_one_fuzzer() {
     return $rc
 }
 
+# Starts `command...` in the background with its output in a file, for suite_join_bg:
+# the ASan end-to-end run overlaps the Release ones (both mostly wait on the programs
+# they drive), on a database of its own.
+suite_start_bg() {
+    BG_NAME=$1
+    shift
+    BG_LOG=$(mktemp /tmp/calllog-suite.XXXXXX)
+    BG_START=$(date +%s)
+    (
+        set +e
+        "$@" >"$BG_LOG" 2>&1
+        echo $? >"$BG_LOG.rc"
+    ) &
+    BG_PID=$!
+}
+
+# Prints the background suite's output and returns its exit status.
+bg_result() {
+    wait "$BG_PID" 2>/dev/null || true
+    echo "(ran in the background for $(($(date +%s) - BG_START)) s; its output:)"
+    cat "$BG_LOG"
+    local rc
+    rc=$(cat "$BG_LOG.rc" 2>/dev/null || echo 1)
+    rm -f "$BG_LOG" "$BG_LOG.rc"
+    return "$rc"
+}
+
+# Waits for the background suite and counts it like any other.
+suite_join_bg() {
+    [ -n "${BG_PID:-}" ] || return 0
+    suite "$BG_NAME" bg_result
+    BG_PID=
+}
+
 # 1 when suite NAME failed in this run.
 suite_failed() {
     printf '%s\n' "${FAILED_NAMES[@]-}" | grep -qx "$1"
@@ -279,14 +314,17 @@ main() {
             else
                 echo "NOTE: tests/mocks/test_mocks.py is absent; mocks self-test skipped"
             fi
+            if [ $asan -eq 1 ] && ! suite_failed "build:asan" &&
+                services_pg_createdb "$CALLLOG_TEST_PG_PORT" calllog_test_asan; then
+                CALLLOG_TEST_DATABASE_URL=${CALLLOG_TEST_DATABASE_URL%/*}/calllog_test_asan \
+                    suite_start_bg "e2e:asan" sanitized run_e2e "$ASAN_DIR"
+            fi
             if ! suite_failed "build:release"; then
                 suite "e2e:release" run_e2e "$BUILD_DIR"
                 suite "e2e:release:pgbouncer" run_e2e_pgbouncer "$BUILD_DIR"
                 suite "faults:release" run_faults "$BUILD_DIR"
             fi
-            if [ $asan -eq 1 ] && ! suite_failed "build:asan"; then
-                suite "e2e:asan" sanitized run_e2e "$ASAN_DIR"
-            fi
+            suite_join_bg
         fi
         services_stop
     fi
