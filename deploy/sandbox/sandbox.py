@@ -63,6 +63,7 @@ import twilio_sign  # noqa: E402
 from mocklib import HttpError, json_response  # noqa: E402
 
 OUR_LINE = "+551130001000"
+DEFAULT_CUSTOMER = "+5511971730783"  # Maria Souza, the first seeded contact
 RD_USER_ID = "5e0000000000000000000001"  # the RD mock's default user (RDSTATION_USER_ID)
 CALLBACK_TIMEOUT_S = 15  # Twilio waits at most 15 s for a status callback
 TERMINAL = ("completed", "no-answer", "busy", "failed", "canceled")
@@ -106,8 +107,7 @@ def same_number(e164, stored):
 
 
 def seed_rd(rd):
-    """Creates SEED_CONTACTS in the RD mock; returns what was created, for the start line."""
-    created = []
+    """Creates SEED_CONTACTS, with their deals, in the RD mock."""
     for contact in SEED_CONTACTS:
         deals = [{"name": d["name"], "status": d["status"], "user_id": RD_USER_ID,
                   "updated_at": iso_days_ago(d["days_ago"]),
@@ -116,9 +116,7 @@ def seed_rd(rd):
         spec = {"name": contact["name"], "phones": contact["phones"], "emails": contact["emails"],
                 "deals": deals}
         with rd.lock:
-            ids = rd.seed_contact(spec)
-        created.append((contact, ids))
-    return created
+            rd.seed_contact(spec)
 
 
 class SandboxTwilio(twilio_mock.TwilioMock):
@@ -279,9 +277,8 @@ def call_request(body):
     status = body.get("status") or "completed"
     if status not in TERMINAL:
         raise HttpError(400, "status must be one of %s" % ", ".join(TERMINAL))
-    customer = "+5511971730783"
-    frm = body.get("from") or (customer if direction == "inbound" else OUR_LINE)
-    to = body.get("to") or (OUR_LINE if direction == "inbound" else customer)
+    frm = body.get("from") or (DEFAULT_CUSTOMER if direction == "inbound" else OUR_LINE)
+    to = body.get("to") or (OUR_LINE if direction == "inbound" else DEFAULT_CUSTOMER)
     for name, value in (("from", frm), ("to", to)):
         if not isinstance(value, str) or not E164_RE.match(value):
             raise HttpError(400, "%s must be an E.164 number such as +5511971730783" % name)
@@ -367,7 +364,7 @@ def serve(apps, bind, port_file, on_listen):
     return 0
 
 
-def describe(bind, rd_port, tw_port, callback_url, seeded):
+def describe(bind, rd_port, tw_port, callback_url):
     """The start-up lines: where each stand-in listens and whom a call can reach."""
     host = "127.0.0.1" if bind in ("0.0.0.0", "") else bind
     lines = ["sandbox: RD Station CRM on http://%s:%d/api/v1 (token mock-v1-token, user %s)"
@@ -375,7 +372,7 @@ def describe(bind, rd_port, tw_port, callback_url, seeded):
              "sandbox: Twilio REST on http://%s:%d; status callbacks go to %s"
              % (host, tw_port, callback_url),
              "sandbox: our line %s; contacts:" % OUR_LINE]
-    for contact, ids in seeded:
+    for contact in SEED_CONTACTS:
         phones = ", ".join(p if isinstance(p, str) else p["phone"] for p in contact["phones"])
         deals = "; ".join("%s (%s)" % (d["name"], d["status"]) for d in contact["deals"])
         lines.append("sandbox:   %s %s — %s" % (contact["name"], phones, deals))
@@ -411,12 +408,11 @@ def main(argv):
     tw_opts = twilio_mock.parse_args(["--auth-token", opts.auth_token, "--max-concurrent", "100"]
                                      + quiet)
     tw = SandboxTwilio(tw_opts, rd, opts.status_callback, opts.auth_token)
-    seeded = seed_rd(rd)
+    seed_rd(rd)
 
     def announce(ports):
         """Prints where each stand-in listens and whom a call can reach."""
-        sys.stderr.write(describe(opts.bind, ports["rd"], ports["twilio"],
-                                  opts.status_callback, seeded))
+        sys.stderr.write(describe(opts.bind, ports["rd"], ports["twilio"], opts.status_callback))
         sys.stderr.flush()
 
     return serve([(rd, opts.rd_port), (tw, opts.twilio_port)], opts.bind, opts.port_file,
