@@ -79,13 +79,9 @@ rel() {
     case $1 in "$ROOT"/*) echo "${1#"$ROOT"/}" ;; *) echo "$1" ;; esac
 }
 
-# 0 when process $1 runs. An exited process whose parent is gone stays a zombie until
-# init reaps it, which some container inits never do: kill -0 alone would say it runs.
+# 0 when process $1 runs (tests/lib/services.sh: a zombie counts as gone).
 proc_alive() {
-    local state
-    kill -0 "$1" 2>/dev/null || return 1
-    state=$(sed -e 's/^.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1)
-    [ "$state" != Z ]
+    services_proc_alive "$1"
 }
 
 # 0 when the process whose pid is in file $1 is alive.

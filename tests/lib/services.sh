@@ -92,6 +92,15 @@ services_wait() {
     return 1
 }
 
+# 0 when process $1 runs. An exited process whose parent is gone stays a zombie until
+# init reaps it, which some container inits never do: kill -0 alone would say it runs.
+services_proc_alive() {
+    local state
+    kill -0 "$1" 2>/dev/null || return 1
+    state=$(sed -e 's/^.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1)
+    [ "$state" != Z ]
+}
+
 # SIGTERMs the process whose pid is in FILE, if any, and waits up to 10 s for it to
 # exit before it gets SIGKILL.
 services_stop_pidfile() {
@@ -101,7 +110,7 @@ services_stop_pidfile() {
     [ -n "$pid" ] || return 0
     kill -TERM "$pid" 2>/dev/null || return 0
     for _ in $(seq 1 100); do
-        kill -0 "$pid" 2>/dev/null || return 0
+        services_proc_alive "$pid" || return 0
         sleep 0.1
     done
     kill -KILL "$pid" 2>/dev/null || true
