@@ -16,7 +16,7 @@ PACKAGES=(
     redis-server redis-tools postgresql postgresql-client pgbouncer
     python3 python3-pytest python3-redis python3-psycopg2 python3-yaml
     valgrind curl
-    docker-compose
+    docker-compose nginx-light
 )
 
 # Prints the packages of PACKAGES that dpkg does not show as installed.

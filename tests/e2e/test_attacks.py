@@ -305,3 +305,69 @@ def test_readyz_names_a_wrong_redis_password(start_ingest, tmp_path):
     finally:
         server.terminate()
         server.wait(10)
+
+
+@pytest.fixture
+def nginx_in_front(tmp_path):
+    """Factory: nginx running deploy/nginx/calllog.conf in front of an ingest port.
+    Returns nginx's port; stopped at the end of the test."""
+    import shutil
+    import subprocess
+    from conftest import ROOT, free_port
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    if not shutil.which(nginx):
+        pytest.skip("nginx not installed (deploy/install-deps.sh installs nginx-light)")
+    procs = []
+
+    def start(ingest_port):
+        port = free_port()
+        d = tmp_path / "nginx"
+        for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
+            (d / sub).mkdir(parents=True, exist_ok=True)
+            (d / sub).chmod(0o777)
+        site = (ROOT / "deploy" / "nginx" / "calllog.conf").read_text()
+        site = site.replace("server 127.0.0.1:8080;", f"server 127.0.0.1:{ingest_port};")
+        site = site.replace("listen 80;", f"listen 127.0.0.1:{port};")
+        (d / "calllog.conf").write_text(site)
+        temp = "".join(f"{k}_temp_path {d / v};\n" for k, v in (
+            ("client_body", "body"), ("proxy", "proxy"), ("fastcgi", "fastcgi"),
+            ("uwsgi", "uwsgi"), ("scgi", "scgi")))
+        (d / "nginx.conf").write_text(
+            f"daemon off;\npid {d / 'nginx.pid'};\nerror_log {d / 'error.log'};\n"
+            "worker_processes 1;\nevents { worker_connections 2048; }\n"
+            f"http {{\naccess_log off;\n{temp}include {d / 'calllog.conf'};\n}}\n")
+        check = subprocess.run([nginx, "-t", "-c", str(d / "nginx.conf")], capture_output=True,
+                               text=True)
+        assert check.returncode == 0, check.stderr
+        procs.append(subprocess.Popen([nginx, "-c", str(d / "nginx.conf")],
+                                      stderr=subprocess.DEVNULL))
+        assert wait_for(lambda: socket.socket().connect_ex(("127.0.0.1", port)) == 0, 10)
+        return port
+
+    yield start
+    for p in procs:
+        p.terminate()
+        p.wait(10)
+
+
+def test_the_documented_nginx_config_buffers_slow_clients_away(start_ingest, nginx_in_front):
+    ingest = start_ingest(unset=DEFAULTS)
+    port = nginx_in_front(ingest.port)
+    body, sig = twilio_sign.sign_form(ingest.token, ingest.signed_url(), call_params())
+    headers = {"Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": sig}
+    assert http_request(port, "POST", "/twilio/log-call", body=body, headers=headers).status == 204
+    assert http_request(port, "GET", "/metrics").status == 404, "only the three routes pass"
+    attack = Trickler()
+    attack.start(64, port, "body")
+    try:
+        time.sleep(1)
+        for _ in range(5):
+            t0 = time.time()
+            body, sig = twilio_sign.sign_form(ingest.token, ingest.signed_url(), call_params())
+            headers["X-Twilio-Signature"] = sig
+            res = http_request(port, "POST", "/twilio/log-call", body=body, headers=headers)
+            assert res.status == 204 and time.time() - t0 < 1.0
+    finally:
+        attack.stop()
+    slow = metric_sum(ingest.metrics(), "calllog_ingest_refusals_total", reason="body_too_slow")
+    assert not slow, "nginx buffers bodies: the ingest never sees a slow one"
