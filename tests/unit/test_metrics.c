@@ -9,6 +9,7 @@
  */
 #include "metrics.h"
 #include "metrics_server.h"
+#include "free_port.h"
 
 #include <criterion/criterion.h>
 
@@ -506,25 +507,6 @@ Test(metrics, concurrent_adds_give_exact_totals)
     cr_expect_not_null(strstr(text, "conc_seconds_bucket{le=\"0.0005\"} 0\n"));
     cr_expect_not_null(strstr(text, "conc_seconds_count 400000\n"));
     free(text);
-}
-
-/* Finds a loopback port that is free right now by binding port 0. Returns it or -1. */
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0)
-        return -1;
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    int port = -1;
-    if (bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
-        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-        port = ntohs(a.sin_port);
-    close(fd);
-    return port;
 }
 
 /* A response as seen by libcurl. */

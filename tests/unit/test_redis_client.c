@@ -23,6 +23,7 @@
 
 #include "keys.h"
 #include "redis_client.h"
+#include "free_port.h"
 
 #define URL_ENV "CALLLOG_TEST_REDIS_URL"
 #define AUTH_PASSWORD "s3cret-pw"
@@ -55,20 +56,6 @@ static redis_target test_target(void)
               URL_ENV " is not set: these tests need a real Redis. Run `bash tests/run.sh`, or "
                       "`. tests/lib/services.sh && services_start` and run them again.");
     return parse_ok(u);
-}
-
-/* A TCP port on 127.0.0.1 that nothing listens on right now. */
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    cr_assert(fd >= 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
-    cr_assert_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-    close(fd);
-    return ntohs(a.sin_port);
 }
 
 /* Runs a command on `c`, returning the reply (caller frees); asserts a reply came. */

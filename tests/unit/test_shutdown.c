@@ -13,6 +13,7 @@
 #include "server.h"
 #include "settings.h"
 #include "shutdown.h"
+#include "free_port.h"
 
 #include <criterion/criterion.h>
 
@@ -109,25 +110,6 @@ static struct {
     ingest_server *srv;
     int port;
 } ing;
-
-/* Finds a loopback port that is free right now by binding port 0. Returns it or -1. */
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0)
-        return -1;
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    int port = -1;
-    if (bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
-        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-        port = ntohs(a.sin_port);
-    close(fd);
-    return port;
-}
 
 /* Loads settings for a loopback ingest with a fresh spool and starts the enqueuer and
  * the server (a few ports, in case of a race). */
