@@ -1,4 +1,4 @@
-/* fuzz_form — libFuzzer target for the form-encoded body parser (ingest/form.c).
+/* fuzz_form — libFuzzer target for the form-encoded body parser (common/form.c).
  *
  * Feeds arbitrary bytes to form_parse and releases the result; sanitizers catch memory
  * errors and leaks. As an oracle, every successful parse is re-encoded (each byte outside

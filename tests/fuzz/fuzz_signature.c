@@ -1,4 +1,4 @@
-/* fuzz_signature — libFuzzer target for X-Twilio-Signature verification (ingest/signature.c).
+/* fuzz_signature — libFuzzer target for X-Twilio-Signature verification (common/signature.c).
  *
  * The input is split at its first two newlines into a URL, a header and a body. The body
  * is parsed as a form and checked with signature_check_form; the raw body is checked with

@@ -1,4 +1,4 @@
-/* test_form — unit tests for the form-encoded body parser (ingest/form.c).
+/* test_form — unit tests for the form-encoded body parser (common/form.c).
  *
  * Covers a real Twilio status callback, decoding rules (`+`, `%XX` in both cases), arrival
  * order and repeated keys, skipped empty segments, every error code, and sizes an attacker

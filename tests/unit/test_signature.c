@@ -1,4 +1,4 @@
-/* test_signature — unit tests for X-Twilio-Signature verification (ingest/signature.c).
+/* test_signature — unit tests for X-Twilio-Signature verification (common/signature.c).
  *
  * The first group is every official vector from ../shared/reference/twilio.md (the Twilio
  * SDKs' published test data). The rest pin down behaviour the SDKs agree on but publish no
