@@ -71,6 +71,8 @@ int ingest_settings_load(ingest_settings *s, config_error *err)
     if (config_listen("INGEST_LISTEN", "0.0.0.0:8080", s->listen_host, sizeof s->listen_host,
                       &s->listen_port, err) != 0)
         return -1;
-    return config_listen("METRICS_LISTEN", "127.0.0.1:9101", s->metrics_host,
-                         sizeof s->metrics_host, &s->metrics_port, err);
+    if (config_listen("METRICS_LISTEN", "127.0.0.1:9101", s->metrics_host, sizeof s->metrics_host,
+                      &s->metrics_port, err) != 0)
+        return -1;
+    return config_check(err); /* a *_FILE behind an optional setting, e.g. REDIS_URL */
 }

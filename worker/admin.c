@@ -224,6 +224,9 @@ static int admin_open(admin *a, int need_db)
     if (!(a->redis = redis_open(&t, 5000, err, sizeof err)))
         return fail(err);
     const char *db = config_str("DATABASE_URL", NULL);
+    config_error cerr;
+    if (config_check(&cerr) != 0) /* a broken *_FILE is not "not set" */
+        return fail(cerr.msg);
     if (need_db && !db)
         return fail("setting DATABASE_URL is required but not set");
     if (db && !(a->ledger = ledger_open(db, err, sizeof err)) && need_db)

@@ -123,6 +123,21 @@ def test_first_start_without_settings_names_every_missing_one(tmp_path):
                            "required but not set"), out
 
 
+def test_secrets_come_from_files(start_ingest, tmp_path):
+    token_file = tmp_path / "token"
+    token_file.write_text(DEFAULT_TOKEN + "\n")  # as `kubectl create secret` writes it
+    ing = start_ingest(unset=("TWILIO_AUTH_TOKEN",),
+                       env={"TWILIO_AUTH_TOKEN_FILE": str(token_file)})
+    assert ing.post_form(call_params()).status == 204
+    empty = tmp_path / "empty"
+    empty.write_text("")
+    env = base_settings()
+    env.update({"INGEST_SPOOL_DIR": str(tmp_path / "spool"),
+                "TWILIO_AUTH_TOKEN_SECONDARY_FILE": str(empty)})
+    rc, out = run_ingest_once(env=env)
+    assert rc == 2 and "TWILIO_AUTH_TOKEN_SECONDARY_FILE" in out, out
+
+
 def test_env_file_supplies_settings(start_ingest, rdb, tmp_path):
     env_file = tmp_path / "ingest.env"
     env_file.write_text("# settings for the e2e test\n"
