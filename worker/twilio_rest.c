@@ -214,25 +214,6 @@ static int get_json(twilio_client *c, const char *path, const char *what, json_t
     return *out != NULL ? 0 : -1;
 }
 
-/* Writes the media URL of the first recording in a Recordings list (base URL + uri
- * without ".json"); leaves it empty when there is none. */
-static void read_recording(twilio_client *c, const json_t *list, twilio_call *out)
-{
-    json_t *recs = json_object_get(list, "recordings");
-    json_t *first = json_is_array(recs) ? json_array_get(recs, 0) : NULL;
-    json_t *uri = first ? json_object_get(first, "uri") : NULL;
-    if (!json_is_string(uri))
-        return;
-    const char *u = json_string_value(uri);
-    size_t len = strlen(u);
-    if (len >= 5 && strcmp(u + len - 5, ".json") == 0)
-        len -= 5;
-    if (strncmp(u, "http://", 7) == 0 || strncmp(u, "https://", 8) == 0)
-        snprintf(out->recording_url, sizeof out->recording_url, "%.*s", (int)len, u);
-    else
-        snprintf(out->recording_url, sizeof out->recording_url, "%s%.*s", c->base_url, (int)len, u);
-}
-
 /* 1 when a SID is safe to put in a path (letters and digits only, as Twilio's are). */
 static int sid_ok(const char *sid)
 {
@@ -242,6 +223,26 @@ static int sid_ok(const char *sid)
               (sid[i] >= 'A' && sid[i] <= 'Z')))
             return 0;
     return n > 0 && n < 64;
+}
+
+/* Writes the media URL of the call's first *completed* recording, built from its SID as
+ * Twilio documents it (base URL + /2010-04-01/Accounts/{AC}/Recordings/{RE}; the call-scoped
+ * `uri` of the list is not a media URL). Recordings still `processing` (or `absent`,
+ * `failed`) are skipped; with none completed the URL stays empty. */
+static void read_recording(twilio_client *c, const json_t *list, twilio_call *out)
+{
+    size_t i;
+    json_t *rec;
+    json_array_foreach(json_object_get(list, "recordings"), i, rec)
+    {
+        const char *sid = json_string_value(json_object_get(rec, "sid"));
+        const char *status = json_string_value(json_object_get(rec, "status"));
+        if (!sid || !status || strcmp(status, "completed") != 0 || !sid_ok(sid))
+            continue;
+        snprintf(out->recording_url, sizeof out->recording_url,
+                 "%s/2010-04-01/Accounts/%s/Recordings/%s", c->base_url, c->s->account_sid, sid);
+        return;
+    }
 }
 
 /* Fetches the call and its first recording; see the header. */

@@ -30,7 +30,7 @@ typedef struct twilio_call {
     char price_unit[8];
     char answered_by[32];
     char caller_name[128];
-    char recording_url[512]; /* media URL (the recording's uri without .json) */
+    char recording_url[512]; /* media URL of the first completed recording, from its SID */
 } twilio_call;
 
 typedef struct twilio_client twilio_client;
@@ -39,7 +39,7 @@ typedef struct twilio_client twilio_client;
 twilio_client *twilio_client_new(const twilio_settings *s);
 void twilio_client_free(twilio_client *c);
 
-/* Fetches the call and its first recording. Returns 0 with `out` filled, or -1 with
+/* Fetches the call and its first completed recording. Returns 0 with `out` filled, or -1 with
  * `err` filled (`out` then holds whatever was learnt, possibly nothing). */
 int twilio_fetch_call(twilio_client *c, const char *call_sid, twilio_call *out, api_error *err);
 

@@ -283,7 +283,10 @@ class TwilioMock(mocklib.MockApp):
         """GET .../Calls/{CA}/Recordings.json: the call's recordings, Twilio's list envelope."""
         if call_sid not in self.calls:
             return twilio_error(404, req.path)
-        items = [r for r in self.recordings.values() if r["call_sid"] == call_sid]
+        # As Twilio lists them under a call: the `uri` is call-scoped, not a media URL.
+        items = [dict(r, uri="%s/Accounts/%s/Calls/%s/Recordings/%s.json" % (
+            API, self.account_sid, call_sid, r["sid"]))
+            for r in self.recordings.values() if r["call_sid"] == call_sid]
         uri = req.path
         page_size = 50
         return json_response(200, {

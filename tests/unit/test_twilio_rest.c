@@ -90,6 +90,37 @@ Test(twilio, fetches_fields_and_recording_url)
     cr_expect_str_eq(c.recording_url, want);
 }
 
+Test(twilio, recording_url_is_the_media_url_of_the_first_completed_recording)
+{
+    twilio_call c;
+    api_error err;
+    seed_call("{\"sid\":\"" CALL "\",\"duration\":\"65\"}");
+    cr_assert_eq(mock_post(&tw, "/_mock/recordings",
+                           "{\"recordings\":[{\"call_sid\":\"" CALL
+                           "\",\"sid\":\"RE0001\",\"status\":\"processing\"},"
+                           "{\"call_sid\":\"" CALL
+                           "\",\"sid\":\"RE0002\",\"status\":\"completed\"}]}",
+                           NULL),
+                 201);
+    cr_assert_eq(twilio_fetch_call(cl, CALL, &c, &err), 0, "%s", err.message);
+    char want[256];
+    snprintf(want, sizeof want, "%s/2010-04-01/Accounts/%s/Recordings/RE0002", tw.base, ACCOUNT);
+    cr_expect_str_eq(c.recording_url, want, "not the call-scoped uri, not the processing one");
+}
+
+Test(twilio, no_completed_recording_means_no_link)
+{
+    twilio_call c;
+    api_error err;
+    seed_call("{\"sid\":\"" CALL "\"}");
+    cr_assert_eq(
+        mock_post(&tw, "/_mock/recordings",
+                  "{\"call_sid\":\"" CALL "\",\"sid\":\"RE0003\",\"status\":\"processing\"}", NULL),
+        201);
+    cr_assert_eq(twilio_fetch_call(cl, CALL, &c, &err), 0, "%s", err.message);
+    cr_expect_str_eq(c.recording_url, "");
+}
+
 Test(twilio, unanswered_call_without_price_or_recording)
 {
     twilio_call c;
