@@ -670,8 +670,12 @@ def test_twilio_recordings(tw):
     assert status == 200 and len(body["recordings"]) == 1
     item = body["recordings"][0]
     assert item["duration"] == "12" and item["status"] == "completed"
-    assert item["uri"] == "/2010-04-01/Accounts/%s/Recordings/RE%s.json" % (AC, "1" * 32)
-    assert tw.request("GET", item["uri"], headers=basic(SK, "sec"))[2]["sid"] == item["sid"]
+    # Listed under the call, the uri is call-scoped (twilio.md); the account-level resource
+    # is the one whose path (without .json) is the media URL.
+    assert item["uri"] == "/2010-04-01/Accounts/%s/Calls/%s/Recordings/RE%s.json" % (
+        AC, CA, "1" * 32)
+    account_level = "/2010-04-01/Accounts/%s/Recordings/RE%s.json" % (AC, "1" * 32)
+    assert tw.request("GET", account_level, headers=basic(SK, "sec"))[2]["sid"] == item["sid"]
 
 
 def test_twilio_faults_use_twilio_error_bodies(tw):
