@@ -7,6 +7,11 @@
  *                                        making the CallSid claimable again in Postgres
  *   calllog-admin dead purge ID|--all    delete dead letters (they are never capped silently)
  *   calllog-admin demo call [options]    one call through the demo's sandbox (demo.h)
+ *   calllog-admin doctor [--json] [--write-test DEAL_ID] [--oauth-refresh]
+ *                                        checks Redis, Postgres, RD Station and Twilio
+ *                                        against the settings (doctor.h)
+ *   calllog-admin doctor signature --url URL --params FILE --signature SIG
+ *                                        which URL variant a webhook signature was for
  *
  * Same settings as the worker (REDIS_URL, CALLLOG_KEY_PREFIX, DATABASE_URL); the demo
  * needs only CALLLOG_SANDBOX_URL. */
@@ -19,6 +24,7 @@
 #include "cli.h"
 #include "config.h"
 #include "demo.h"
+#include "doctor.h"
 #include "event.h"
 #include "keys.h"
 #include "ledger.h"
@@ -36,6 +42,10 @@ static const char usage[] =
     "  demo call [--from +55…] [--to +55…] [--direction inbound|outbound]\n"
     "            [--status completed|no-answer|busy|failed|canceled] [--duration S] [--wait S]\n"
     "                          place a call in the demo's sandbox and print its note\n"
+    "  doctor [--json] [--write-test DEAL_ID] [--oauth-refresh]\n"
+    "                          check Redis, Postgres, RD Station and Twilio (exit 0: all ok)\n"
+    "  doctor signature --url URL --params FILE --signature SIG [--json]\n"
+    "                          tell which URL a webhook's X-Twilio-Signature was computed for\n"
     "Settings: REDIS_URL, CALLLOG_KEY_PREFIX, DATABASE_URL; CALLLOG_SANDBOX_URL for the demo\n"
     "(see docs/configuration.md).";
 
@@ -272,6 +282,43 @@ static int run_demo(int argc, char **argv)
     return rc;
 }
 
+/* `doctor …`: parses its options and runs it (doctor.h). */
+static int run_doctor(int argc, char **argv)
+{
+    doctor_options o = {0};
+    const char *url = NULL, *params = NULL, *sig = NULL;
+    int signature = argc > 0 && strcmp(argv[0], "signature") == 0;
+    for (int i = signature; i < argc; i++) {
+        const char *next = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(argv[i], "--json") == 0)
+            o.json = 1;
+        else if (!signature && strcmp(argv[i], "--oauth-refresh") == 0)
+            o.oauth_refresh = 1;
+        else if (!signature && next && strcmp(argv[i], "--write-test") == 0)
+            o.write_test_deal = argv[++i];
+        else if (signature && next && strcmp(argv[i], "--url") == 0)
+            url = argv[++i];
+        else if (signature && next && strcmp(argv[i], "--params") == 0)
+            params = argv[++i];
+        else if (signature && next && strcmp(argv[i], "--signature") == 0)
+            sig = argv[++i];
+        else
+            return fprintf(stderr, "calllog-admin: doctor: unexpected '%s' (try --help)\n",
+                           argv[i]),
+                   2;
+    }
+    if (signature && (!url || !params || !sig)) {
+        fprintf(stderr, "calllog-admin: doctor signature needs --url, --params and --signature\n");
+        return 2;
+    }
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+        return 1;
+    int rc =
+        signature ? doctor_signature_run(url, params, sig, o.json, stdout) : doctor_run(&o, stdout);
+    curl_global_cleanup();
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     int rest_argc;
@@ -283,6 +330,11 @@ int main(int argc, char **argv)
     }
     if (rest_argc >= 2 && strcmp(rest[0], "demo") == 0 && strcmp(rest[1], "call") == 0) {
         int rc = run_demo(rest_argc - 2, rest + 2);
+        free(rest);
+        return rc;
+    }
+    if (rest_argc >= 1 && strcmp(rest[0], "doctor") == 0) {
+        int rc = run_doctor(rest_argc - 1, rest + 1);
         free(rest);
         return rc;
     }

@@ -867,3 +867,48 @@ int ledger_state_counts(ledger *l, char *out, size_t outlen, char *err, size_t e
     PQclear(r);
     return 0;
 }
+
+/* ---- doctor: API roles ------------------------------------------------------------ */
+
+static const char ROLES_SQL[] =
+    "SELECT r.rolname, CASE WHEN c.oid IS NULL THEN false ELSE"
+    " pg_catalog.has_schema_privilege(r.oid, c.relnamespace, 'USAGE')"
+    " AND pg_catalog.has_table_privilege(r.oid, c.oid, 'SELECT')"
+    " AND (NOT c.relrowsecurity OR r.rolbypassrls OR r.rolsuper"
+    "      OR EXISTS (SELECT 1 FROM pg_catalog.pg_policy p WHERE p.polrelid = c.oid)) END"
+    " FROM pg_catalog.pg_roles r"
+    " LEFT JOIN pg_catalog.pg_class c ON c.oid = pg_catalog.to_regclass('calllog.deliveries')"
+    " WHERE r.rolname IN ('anon', 'authenticated') ORDER BY r.rolname";
+
+/* Appends " name" (or "name" first) to `out`, clipped. */
+static void append_word(char *out, size_t outlen, const char *name)
+{
+    size_t used = strlen(out);
+    if (used < outlen)
+        snprintf(out + used, outlen - used, "%s%s", used ? " " : "", name);
+}
+
+int ledger_check_roles(ledger *l, char *roles, size_t roleslen, char *readers, size_t readerslen,
+                       char *err, size_t errlen)
+{
+    int repeated;
+    if (!l || !roles || roleslen == 0 || !readers || readerslen == 0) {
+        set_err(err, errlen, "checking the API roles: no output buffer");
+        return -1;
+    }
+    roles[0] = readers[0] = '\0';
+    PGresult *r = run(l, "checking the API roles", ROLES_SQL, 0, NULL, PGRES_TUPLES_OK, &repeated,
+                      err, errlen);
+    if (!r)
+        return -1;
+    int n = 0;
+    for (int i = 0; i < PQntuples(r); i++) {
+        append_word(roles, roleslen, PQgetvalue(r, i, 0));
+        if (PQgetvalue(r, i, 1)[0] == 't') {
+            append_word(readers, readerslen, PQgetvalue(r, i, 0));
+            n++;
+        }
+    }
+    PQclear(r);
+    return n;
+}

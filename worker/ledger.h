@@ -90,6 +90,14 @@ int ledger_reset(ledger *l, const char *call_sid, char *err, size_t errlen);
 /* Admin: number of rows per state, written as "state=count" pairs into `out`. */
 int ledger_state_counts(ledger *l, char *out, size_t outlen, char *err, size_t errlen);
 
+/* Doctor: which of Supabase's API roles (`anon`, `authenticated`) exist, written
+ * space-separated into `roles` ("" on plain PostgreSQL), and which of them could read
+ * calllog.deliveries into `readers`: USAGE on the schema and SELECT on the table, with row
+ * level security off, or on with a policy (or the role bypasses it). Read-only. Returns
+ * how many can read (0 is the safe answer), or -1 with `err` filled. */
+int ledger_check_roles(ledger *l, char *roles, size_t roleslen, char *readers, size_t readerslen,
+                       char *err, size_t errlen);
+
 /* Closes the connection. NULL is accepted. */
 void ledger_close(ledger *l);
 

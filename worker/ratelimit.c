@@ -1,7 +1,9 @@
 /* ratelimit — GCRA limiter shared through Redis (see ratelimit.h). */
 #include "ratelimit.h"
 
+#include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "log.h"
 #include "redis_client.h"
@@ -22,12 +24,20 @@ static const char lua_gcra[] = "local t = redis.call('TIME')\n"
                                "  math.ceil(new_tat - now) + 1000)\n"
                                "return 0\n";
 
+/* GCRA's emission interval T and tolerance tau (ms) for a policy. */
+static void gcra_params(const ratelimit_policy *p, double *interval, double *tolerance)
+{
+    *interval = 60000.0 / (double)(p->per_minute - p->burst);
+    *tolerance = *interval * (double)p->burst - *interval;
+}
+
 int ratelimit_try(redisContext *c, const ratelimit_policy *p, long *wait_ms)
 {
-    double interval = 60000.0 / (double)(p->per_minute - p->burst);
+    double interval, tolerance;
     char t[32], tau[32];
+    gcra_params(p, &interval, &tolerance);
     snprintf(t, sizeof t, "%.3f", interval);
-    snprintf(tau, sizeof tau, "%.3f", interval * (double)p->burst - interval);
+    snprintf(tau, sizeof tau, "%.3f", tolerance);
     const char *argv[] = {"EVAL", lua_gcra, "1", p->key, t, tau};
     redisReply *r = redisCommandArgv(c, 6, argv, NULL);
     char err[256];
@@ -56,4 +66,31 @@ int ratelimit_acquire(redisContext *c, const ratelimit_policy *p)
             wait_ms = 1000; /* ask again at least every second to notice a stop */
         timing_sleep_ms(wait_ms);
     }
+}
+
+/* Reads the limiter's state; see the header. The same arithmetic as lua_gcra. */
+int ratelimit_peek(redisContext *c, const ratelimit_policy *p, long *available, long *wait_ms)
+{
+    redisReply *t = redisCommand(c, "TIME");
+    if (redis_reply_failed(c, t, NULL, 0) || t->type != REDIS_REPLY_ARRAY || t->elements != 2) {
+        if (t)
+            freeReplyObject(t);
+        return -1;
+    }
+    double now = atof(t->element[0]->str) * 1000.0 + atof(t->element[1]->str) / 1000.0;
+    freeReplyObject(t);
+    redisReply *g = redisCommand(c, "GET %s", p->key);
+    if (redis_reply_failed(c, g, NULL, 0) ||
+        (g->type != REDIS_REPLY_STRING && g->type != REDIS_REPLY_NIL)) {
+        if (g)
+            freeReplyObject(g);
+        return -1;
+    }
+    double tat = g->type == REDIS_REPLY_STRING ? atof(g->str) : now, interval, tolerance;
+    freeReplyObject(g);
+    gcra_params(p, &interval, &tolerance);
+    double ahead = tat > now ? tat - now : 0.0;
+    *available = ahead > tolerance ? 0 : (long)((tolerance - ahead) / interval) + 1;
+    *wait_ms = ahead > tolerance ? (long)ceil(ahead - tolerance) : 0;
+    return 0;
 }

@@ -24,4 +24,10 @@ int ratelimit_try(redisContext *c, const ratelimit_policy *p, long *wait_ms);
  * between waits: returns -1 once a stop is requested or on a Redis error, 0 when allowed. */
 int ratelimit_acquire(redisContext *c, const ratelimit_policy *p);
 
+/* Reads the limiter's state without taking a request (TIME, then GET: two commands, so
+ * the answer may be a request or two stale while workers run). Writes how many requests
+ * the budget allows right now (0 .. burst) and, when none, how long until the next one
+ * (*wait_ms, else 0). Returns 0, or -1 on a Redis error. */
+int ratelimit_peek(redisContext *c, const ratelimit_policy *p, long *available, long *wait_ms);
+
 #endif
