@@ -648,6 +648,7 @@ class RdStationMock(mocklib.MockApp):
         r.add("GET", r"/tasks/([^/]+)", self._v1_task_show)
         r.add("PUT", r"/tasks/([^/]+)", self._v1_task_update)
         r.add("GET", r"/users", self._v1_users)
+        r.add("GET", r"/token/check", self._v1_token_check)
         r.add("GET", r"/deal_stages", self._v1_stages)
         r.add("GET", r"/deal_pipelines", self._v1_pipelines)
 
@@ -887,6 +888,11 @@ class RdStationMock(mocklib.MockApp):
             {"_id": u["id"], "id": u["id"], "name": u["name"], "email": u["email"], "active": True}
             for u in self.store.users]})
 
+    def _v1_token_check(self, req):
+        """GET /token/check: 200 for the valid token (401 comes from authentication). The
+        real answer's body is undocumented; calllog reads only the status."""
+        return json_response(200, {})
+
     def _v1_stages(self, req):
         """GET /deal_stages."""
         return json_response(200, {"deal_stages": [
@@ -918,6 +924,7 @@ class RdStationMock(mocklib.MockApp):
         r.add("GET", r"/tasks", self._v2_tasks_list)
         r.add("GET", r"/tasks/([^/]+)", self._v2_task_show)
         r.add("PUT", r"/tasks/([^/]+)", self._v2_task_update)
+        r.add("GET", r"/users", self._v2_users)
 
     def _v2_data(self, req):
         """The object under "data" in a v2 body ({} if absent or not JSON)."""
@@ -1135,6 +1142,11 @@ class RdStationMock(mocklib.MockApp):
             task["due_date"] = mocklib.parse_time(data["due_date"])
             task["date"] = task["hour"] = None
         return json_response(200, {"data": v2_task(task), "links": {}})
+
+    def _v2_users(self, req):
+        """GET /users: the account's users (id, name, email), v2 list envelope."""
+        return self._v2_list(req, [{"id": u["id"], "name": u["name"], "email": u["email"]}
+                                   for u in self.store.users])
 
     def _v2_tasks_list(self, req):
         """GET /tasks?filter=deal_id:X and status:open ..."""

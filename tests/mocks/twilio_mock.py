@@ -7,7 +7,9 @@ The reconciler pages the Calls list to find calls whose webhook never arrived (d
 §3, "Source of truth").  Following /work/shared/reference/twilio.md, the mock answers
 GET /2010-04-01/Accounts/{AC}/Calls.json (newest first, Twilio's filters with their
 day granularity, PageSize/Page/PageToken paging and next_page_uri),
-GET .../Calls/{CA}.json and .../Calls/{CA}/Recordings.json with HTTP Basic auth (API
+GET .../Calls/{CA}.json and .../Calls/{CA}/Recordings.json, the Account resource
+(GET /2010-04-01/Accounts/{AC}.json) and its IncomingPhoneNumbers list (seeded through
+POST /_mock/numbers, for calllog-admin doctor), with HTTP Basic auth (API
 key SID:secret or AccountSid:AuthToken), Twilio's error bodies ({"code","message",
 "more_info","status"}), and a 429 (code 20429) when more requests are in flight than
 --max-concurrent allows (Twilio's limit is on concurrency).  Calls and recordings are
@@ -155,8 +157,11 @@ class TwilioMock(mocklib.MockApp):
         self.max_concurrent = opts.max_concurrent
         self.calls = {}
         self.recordings = {}
+        self.numbers = {}
         self.api = mocklib.Router()
         acc = API + r"/Accounts/([^/]+)"
+        self.api.add("GET", acc + r"\.json", self._account_show)
+        self.api.add("GET", acc + r"/IncomingPhoneNumbers\.json", self._number_list)
         self.api.add("GET", acc + r"/Calls\.json", self._call_list)
         self.api.add("GET", acc + r"/Calls/([^/]+)\.json", self._call_show)
         self.api.add("GET", acc + r"/Calls/([^/]+)/Recordings\.json", self._call_recordings)
@@ -164,6 +169,8 @@ class TwilioMock(mocklib.MockApp):
         c = self.control
         c.add("POST", r"/_mock/calls", self._ctl_seed_calls)
         c.add("GET", r"/_mock/calls", lambda req: json_response(200, {"calls": list(self.calls.values())}))
+        c.add("POST", r"/_mock/numbers", self._ctl_seed_numbers)
+        c.add("GET", r"/_mock/numbers", lambda req: json_response(200, {"numbers": list(self.numbers.values())}))
         c.add("POST", r"/_mock/recordings", self._ctl_seed_recordings)
         c.add("GET", r"/_mock/recordings",
               lambda req: json_response(200, {"recordings": list(self.recordings.values())}))
@@ -272,6 +279,38 @@ class TwilioMock(mocklib.MockApp):
                          for k, v in pairs)
         return "%s/Accounts/%s/Calls.json?%s" % (API, self.account_sid, query)
 
+    def _account_show(self, req):
+        """GET /2010-04-01/Accounts/{AC}.json: the account the credentials belong to."""
+        acc = self.account_sid
+        now = mocklib.rfc2822(mocklib.now_utc())
+        return json_response(200, {
+            "auth_token": "********", "date_created": now, "date_updated": now,
+            "friendly_name": "Mock account", "owner_account_sid": acc, "sid": acc,
+            "status": "active", "type": "Full", "uri": "%s/Accounts/%s.json" % (API, acc),
+            "subresource_uris": {
+                "calls": "%s/Accounts/%s/Calls.json" % (API, acc),
+                "incoming_phone_numbers": "%s/Accounts/%s/IncomingPhoneNumbers.json" % (API, acc)},
+        }, content_type="application/json")
+
+    def _number_list(self, req):
+        """GET .../IncomingPhoneNumbers.json: the account's numbers by phone number, paged
+        with PageSize/Page and next_page_uri like every Twilio list."""
+        page_size = int_arg(req, "PageSize", PAGE_SIZE_DEFAULT, 1, PAGE_SIZE_MAX)
+        page = int_arg(req, "Page", 0, 0)
+        items = sorted(self.numbers.values(), key=lambda n: (n["phone_number"], n["sid"]))
+        shown = items[page * page_size:(page + 1) * page_size]
+        path = "%s/Accounts/%s/IncomingPhoneNumbers.json" % (API, self.account_sid)
+
+        def uri(num):
+            return "%s?PageSize=%d&Page=%d" % (path, page_size, num)
+        return json_response(200, {
+            "incoming_phone_numbers": shown, "page": page, "page_size": page_size,
+            "start": page * page_size, "end": page * page_size + max(0, len(shown) - 1),
+            "uri": uri(page), "first_page_uri": uri(0),
+            "next_page_uri": uri(page + 1) if (page + 1) * page_size < len(items) else None,
+            "previous_page_uri": uri(page - 1) if page > 0 else None,
+        }, content_type="application/json")
+
     def _call_show(self, req, call_sid):
         """GET .../Calls/{CA}.json."""
         call = self.calls.get(call_sid)
@@ -305,9 +344,10 @@ class TwilioMock(mocklib.MockApp):
     # ---- seeding ----------------------------------------------------------------------
 
     def reset_data(self, body):
-        """Forget seeded calls and recordings."""
+        """Forget seeded calls, recordings and numbers."""
         self.calls.clear()
         self.recordings.clear()
+        self.numbers.clear()
 
     def build_call(self, spec):
         """Complete a seeded call with Twilio's fields; seeded values win."""
@@ -382,6 +422,38 @@ class TwilioMock(mocklib.MockApp):
         if isinstance(body, dict) and "calls" in body:
             return json_response(201, {"calls": calls})
         return json_response(201, calls[0])
+
+    def build_number(self, spec):
+        """Complete a seeded IncomingPhoneNumber with Twilio's fields; seeded values win."""
+        if not isinstance(spec, dict) or not spec.get("phone_number"):
+            raise HttpError(400, "a number needs phone_number")
+        sid = spec.get("sid") or random_sid("PN")
+        now = mocklib.rfc2822(mocklib.now_utc())
+        number = {
+            "account_sid": self.account_sid, "address_requirements": "none",
+            "api_version": "2010-04-01", "capabilities": {"voice": True, "sms": True, "mms": False},
+            "date_created": now, "date_updated": now, "friendly_name": spec["phone_number"],
+            "phone_number": spec["phone_number"], "sid": sid, "status": "in-use",
+            "status_callback": "", "status_callback_method": "POST", "voice_method": "POST",
+            "voice_url": "", "voice_application_sid": None,
+            "uri": "%s/Accounts/%s/IncomingPhoneNumbers/%s.json" % (API, self.account_sid, sid),
+        }
+        number.update(spec)
+        return number
+
+    def _ctl_seed_numbers(self, req):
+        """POST /_mock/numbers: one number {phone_number, status_callback, ...} or
+        {"numbers": [...]}; {"numbers": [...], "replace": true} forgets the others first."""
+        body = self.control_body(req)
+        many = isinstance(body, dict) and isinstance(body.get("numbers"), list)
+        specs = body["numbers"] if many else [body]
+        with self.lock:
+            numbers = [self.build_number(s) for s in specs]
+            if many and body.get("replace"):
+                self.numbers.clear()
+            for number in numbers:
+                self.numbers[number["sid"]] = number
+        return json_response(201, {"numbers": numbers} if many else numbers[0])
 
     def _ctl_seed_recordings(self, req):
         """POST /_mock/recordings: one recording {call_sid, ...} or {"recordings": [...]}."""
