@@ -24,5 +24,6 @@ int keys_build(const char *prefix, calllog_keys *out)
     snprintf(out->reconcile_leader, sizeof out->reconcile_leader, "%s:reconcile:leader", prefix);
     snprintf(out->reconcile_enqueued, sizeof out->reconcile_enqueued, "%s:reconcile:enqueued",
              prefix);
+    snprintf(out->rdstation_plan, sizeof out->rdstation_plan, "%s:rdstation:plan", prefix);
     return 0;
 }

@@ -19,6 +19,7 @@ typedef struct calllog_keys {
     char reconcile[KEYS_MAX];          /* hash: the reconciler's checkpoint and last run */
     char reconcile_leader[KEYS_MAX];   /* string: the reconciler lease (holder, expiry) */
     char reconcile_enqueued[KEYS_MAX]; /* ZSET: CallSids it enqueued, score = when (ms) */
+    char rdstation_plan[KEYS_MAX];     /* hash: what the RD account's plan refused (rdstation.h) */
 } calllog_keys;
 
 /* Builds the key names from `prefix`. Returns 0, or -1 when the prefix is empty, too long

@@ -419,6 +419,14 @@ static outcome post_once(job *j, const char *text, const call_facts *f)
     return api_failed(j, &ae);
 }
 
+/* The lists the marker search reads: those the delivery mode writes to. */
+static rd_marker_scope marker_scope(delivery_mode mode)
+{
+    return mode == MODE_NOTE   ? RD_MARKER_NOTES
+           : mode == MODE_TASK ? RD_MARKER_TASKS
+                               : RD_MARKER_BOTH;
+}
+
 /* Steps after a won claim: enrich, find the deal, recover or post, record. */
 static outcome deliver(job *j)
 {
@@ -445,7 +453,8 @@ static outcome deliver(job *j)
     note_marker(j->e->call_sid, marker, sizeof marker);
     rd_status seen = RD_NOT_FOUND;
     if (j->claim.post_started)
-        seen = rd_find_marker(w->rd, j->deal.deal_id, marker, found, sizeof found, &ae);
+        seen = rd_find_marker(w->rd, j->deal.deal_id, marker_scope(w->settings->mode), marker,
+                              found, sizeof found, &ae);
     if (seen == RD_OK) {
         o = delivered(j, found, NULL, 1);
     } else if (seen == RD_ERROR) {

@@ -58,6 +58,9 @@
 #define RD_MARKER_MAX_PAGES 10
 #define RD_V1_PAGE_SIZE 200
 #define RD_V2_PAGE_SIZE 100
+/* How long the plan flag read from Redis is trusted before it is read again. */
+#define RD_PLAN_RECHECK_S 60.0
+#define RD_USERS_MAX_PAGES 20
 
 struct rd_client {
     rd_api api;
@@ -74,6 +77,11 @@ struct rd_client {
     char memo_contact[64];
     json_t *memo_deals;
     double memo_at;
+    /* The plan flag (rd_plan_read): Redis and its key, the last value and when it was read. */
+    redisContext *redis;
+    const calllog_keys *keys;
+    int task_only;       /* 1: create tasks of type "task" (free plan) */
+    double plan_read_at; /* 0: never read */
 };
 
 /* One API request. */
@@ -413,6 +421,8 @@ rd_client *rd_client_new(const rd_settings *s, redisContext *redis, const calllo
         return NULL;
     long timeout = s->timeout_ms > 0 ? s->timeout_ms : RD_DEFAULT_TIMEOUT_MS;
     c->api = s->api;
+    c->redis = redis;
+    c->keys = keys;
     c->acquire = s->acquire;
     c->acquire_arg = s->acquire_arg;
     c->base_url = base_dup(s->base_url);
@@ -442,8 +452,10 @@ rd_client *rd_client_new(const rd_settings *s, redisContext *redis, const calllo
 /* Replaces the Redis connection (v2 tokens). */
 void rd_client_set_redis(rd_client *c, redisContext *redis)
 {
-    if (c != NULL)
-        rd_oauth_set_redis(c->oauth, redis);
+    if (c == NULL)
+        return;
+    c->redis = redis;
+    rd_oauth_set_redis(c->oauth, redis);
 }
 
 /* Frees the client, wiping its credentials. */
@@ -645,17 +657,30 @@ static rd_status pick_consider(deal_pick *p, const json_t *d, const char *endpoi
     return RD_OK;
 }
 
+/* `method` <collection>/{id} (e.g. "GET", "/deals") with an optional body (borrowed),
+ * counted as "<method> <collection>/{id}". On RD_OK `*out` holds the answer (caller
+ * decrefs). */
+static rd_status by_id(rd_client *c, const char *method, const char *collection, const char *id,
+                       json_t *body, json_t **out, api_error *err)
+{
+    char endpoint[64];
+    char *esc = http_escape(id), *path = esc ? fmt_alloc("%s/%s", collection, esc) : NULL;
+    free(esc);
+    *out = NULL;
+    if (path == NULL)
+        return fail(err, 0, "out of memory");
+    snprintf(endpoint, sizeof endpoint, "%s %s/{id}", method, collection);
+    rd_req q = {method, endpoint, path, body};
+    rd_status st = rd_call(c, &q, out, err);
+    free(path);
+    return st;
+}
+
 /* v1: GET /deals/{id}. RD_OK with the deal in `*out`, RD_NOT_FOUND on 404 (deleted, or
  * not visible to the token's user), RD_ERROR otherwise. */
 static rd_status v1_deal_get(rd_client *c, const char *deal_id, json_t **out, api_error *err)
 {
-    char *esc = http_escape(deal_id), *path = esc ? fmt_alloc("/deals/%s", esc) : NULL;
-    free(esc);
-    if (path == NULL)
-        return fail(err, 0, "out of memory");
-    rd_req q = {"GET", "GET /deals/{id}", path, NULL};
-    rd_status st = rd_call(c, &q, out, err);
-    free(path);
+    rd_status st = by_id(c, "GET", "/deals", deal_id, NULL, out, err);
     if (st == RD_ERROR && err->http_status == 404)
         return RD_NOT_FOUND;
     return st;
@@ -744,13 +769,7 @@ static rd_status v1_find_open_deal(rd_client *c, const char *contact_id, deal_pi
         return st;
     }
     json_t *contact = NULL, *list;
-    char *esc = http_escape(contact_id), *path = esc ? fmt_alloc("/contacts/%s", esc) : NULL;
-    free(esc);
-    if (path == NULL)
-        return fail(err, 0, "out of memory");
-    rd_req q = {"GET", "GET /contacts/{id}", path, NULL};
-    st = rd_call(c, &q, &contact, err);
-    free(path);
+    st = by_id(c, "GET", "/contacts", contact_id, NULL, &contact, err);
     if (st == RD_ERROR && err->http_status == 404)
         return RD_NOT_FOUND;
     if (st != RD_OK)
@@ -945,8 +964,9 @@ rd_status rd_post_note(rd_client *c, const char *deal_id, const char *user_id, c
     return st;
 }
 
-/* The body of a new call task. Returns NULL out of memory (or invalid UTF-8). */
-static json_t *task_body(rd_client *c, const char *deal_id, const char *user_id,
+/* The body of a new task of `type` ("call", or "task" on free plans). Returns NULL out of
+ * memory (or invalid UTF-8). */
+static json_t *task_body(rd_client *c, const char *type, const char *deal_id, const char *user_id,
                          const char *subject, const char *notes, time_t when)
 {
     struct tm tm;
@@ -960,14 +980,13 @@ static json_t *task_body(rd_client *c, const char *deal_id, const char *user_id,
         strftime(date, sizeof date, "%Y-%m-%d", &tm);
         strftime(hour, sizeof hour, "%H:%M", &tm);
         return json_pack("{s:{s:s,s:s,s:s,s:s,s:s,s:o,s:s}}", "task", "deal_id", deal_id, "subject",
-                         subject, "type", "call", "date", date, "hour", hour, "user_ids", owners,
+                         subject, "type", type, "date", date, "hour", hour, "user_ids", owners,
                          "notes", notes ? notes : "");
     }
     gmtime_r(&when, &tm);
     strftime(due, sizeof due, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    json_t *data =
-        json_pack("{s:s,s:s,s:s,s:s,s:s}", "name", subject, "type", "call", "description",
-                  notes ? notes : "", "due_date", due, "deal_id", deal_id);
+    json_t *data = json_pack("{s:s,s:s,s:s,s:s,s:s}", "name", subject, "type", type, "description",
+                             notes ? notes : "", "due_date", due, "deal_id", deal_id);
     if (data != NULL && has_user)
         json_object_set(data, "owner_ids", owners);
     json_decref(owners);
@@ -979,17 +998,128 @@ static rd_status task_complete(rd_client *c, const char *task_id, api_error *err
 {
     json_t *body = c->api == RD_API_V1 ? json_pack("{s:{s:b}}", "task", "done", 1)
                                        : json_pack("{s:{s:s}}", "data", "status", "completed");
-    char *esc = http_escape(task_id), *path = esc ? fmt_alloc("/tasks/%s", esc) : NULL;
-    free(esc);
     json_t *answer = NULL; /* read only to know it is RD's: a proxy's page is not */
-    rd_status st = fail(err, 0, "out of memory");
-    if (body != NULL && path != NULL) {
-        rd_req q = {"PUT", "PUT /tasks/{id}", path, body};
-        st = rd_call(c, &q, &answer, err);
-    }
+    rd_status st = body ? by_id(c, "PUT", "/tasks", task_id, body, &answer, err)
+                        : fail(err, 0, "out of memory");
     json_decref(answer);
     json_decref(body);
-    free(path);
+    return st;
+}
+
+/* ---- the free-plan fallback ------------------------------------------------------------ */
+
+/* Reads the plan hash; see the header. */
+int rd_plan_read(redisContext *c, const calllog_keys *k, rd_plan *out)
+{
+    memset(out, 0, sizeof *out);
+    if (c == NULL || k == NULL)
+        return -1;
+    redisReply *r = redisCommand(c, "HMGET %s call_task call_task_at", k->rdstation_plan);
+    if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
+        if (r != NULL)
+            freeReplyObject(r);
+        return -1;
+    }
+    redisReply *flag = r->element[0], *at = r->element[1];
+    out->call_task_refused = flag->type == REDIS_REPLY_STRING && strcmp(flag->str, "refused") == 0;
+    if (out->call_task_refused && at->type == REDIS_REPLY_STRING)
+        out->refused_at_ms = strtoll(at->str, NULL, 10);
+    freeReplyObject(r);
+    return 0;
+}
+
+/* Whether tasks must be created as type "task": the flag some worker recorded, read again
+ * every RD_PLAN_RECHECK_S (so a deleted hash lets "call" be tried again). When Redis
+ * cannot be read the last known value stands. */
+static int plan_task_only(rd_client *c)
+{
+    double now = timing_mono_s();
+    rd_plan p;
+    if (c->redis == NULL || c->keys == NULL ||
+        (c->plan_read_at > 0 && now - c->plan_read_at < RD_PLAN_RECHECK_S))
+        return c->task_only;
+    if (rd_plan_read(c->redis, c->keys, &p) == 0) {
+        c->task_only = p.call_task_refused;
+        c->plan_read_at = now;
+    }
+    return c->task_only;
+}
+
+/* Records that the plan refuses call tasks. The worker whose HSETNX wins logs the one
+ * warning; without Redis, this client logs it (once: it then remembers locally). */
+static void plan_remember(rd_client *c)
+{
+    int first = 1;
+    c->task_only = 1;
+    c->plan_read_at = timing_mono_s();
+    if (c->redis != NULL && c->keys != NULL) {
+        redisReply *r =
+            redisCommand(c->redis, "HSETNX %s call_task refused", c->keys->rdstation_plan);
+        first = r == NULL || (r->type == REDIS_REPLY_INTEGER && r->integer == 1);
+        if (r != NULL)
+            freeReplyObject(r);
+        if (first) {
+            r = redisCommand(c->redis, "HSET %s call_task_at %lld call_task_reason %s",
+                             c->keys->rdstation_plan, (long long)timing_epoch_ms(),
+                             "POST /tasks type call refused with 403, type task accepted");
+            if (r != NULL)
+                freeReplyObject(r);
+        }
+    }
+    if (first)
+        log_warn("RD Station refused a task of type call with 403 and accepted type task: the "
+                 "account's plan (free) allows only type task; every worker now creates tasks "
+                 "of type task (calllog-admin status shows it; delete the Redis hash after a "
+                 "plan upgrade)",
+                 LF_S("key", c->keys ? c->keys->rdstation_plan : ""));
+}
+
+/* Whether a failed task create is the documented free-plan refusal's shape: 403 on
+ * POST /tasks for a type other than "task". Only a candidate: the caller confirms it by
+ * creating the same task as type "task". */
+static int plan_refusal_candidate(const api_error *err)
+{
+    return err->http_status == 403 && err->curl_code == 0;
+}
+
+/* POST /tasks of one type; `*root` holds the answer on RD_OK. */
+static rd_status task_create(rd_client *c, const char *type, const char *deal_id,
+                             const char *user_id, const char *subject, const char *notes,
+                             time_t when, json_t **root, api_error *err)
+{
+    json_t *body = task_body(c, type, deal_id, user_id, subject, notes, when);
+    if (body == NULL)
+        return fail(err, 0, "out of memory (or text is not UTF-8)");
+    rd_req q = {"POST", "POST /tasks", "/tasks", body};
+    rd_status st = rd_call(c, &q, root, err);
+    json_decref(body);
+    return st;
+}
+
+/* Creates the task as type "call", or "task" when the plan refuses "call"; see the
+ * header for how the refusal is told from a token that may not create tasks at all. */
+static rd_status task_create_for_plan(rd_client *c, const char *deal_id, const char *user_id,
+                                      const char *subject, const char *notes, time_t when,
+                                      json_t **root, api_error *err)
+{
+    if (plan_task_only(c))
+        return task_create(c, "task", deal_id, user_id, subject, notes, when, root, err);
+    rd_status st = task_create(c, "call", deal_id, user_id, subject, notes, when, root, err);
+    if (st != RD_ERROR || !plan_refusal_candidate(err))
+        return st;
+    char first[sizeof err->message];
+    copy_str(first, sizeof first, err->message);
+    st = task_create(c, "task", deal_id, user_id, subject, notes, when, root, err);
+    if (st == RD_OK) {
+        plan_remember(c);
+    } else if (err->http_status == 403) {
+        char msg[sizeof err->message];
+        snprintf(msg, sizeof msg,
+                 "POST /tasks: 403 for type task as well as call, so not the free-plan limit: "
+                 "the token's user may not create tasks (%.300s)",
+                 first);
+        copy_str(err->message, sizeof err->message, msg);
+    }
     return st;
 }
 
@@ -1003,12 +1133,7 @@ rd_status rd_post_call_task(rd_client *c, const char *deal_id, const char *user_
     copy_str(task_id, idlen, "");
     if (deal_id == NULL || subject == NULL)
         return fail(err, 0, "rd_post_call_task: no deal or subject");
-    json_t *body = task_body(c, deal_id, user_id, subject, notes, when);
-    if (body == NULL)
-        return fail(err, 0, "out of memory (or text is not UTF-8)");
-    rd_req q = {"POST", "POST /tasks", "/tasks", body};
-    rd_status st = rd_call(c, &q, &root, err);
-    json_decref(body);
+    rd_status st = task_create_for_plan(c, deal_id, user_id, subject, notes, when, &root, err);
     if (st != RD_OK)
         return st;
     created_id(c, root, id, sizeof id);
@@ -1091,15 +1216,16 @@ static rd_status search_pages(rd_client *c, const char *endpoint, const char *ba
     return RD_NOT_FOUND;
 }
 
-/* Builds the list paths (without paging) of a deal's notes and call tasks. Returns 0, or
- * -1 out of memory; the caller frees both. */
+/* Builds the list paths (without paging) of a deal's notes and tasks. v1 lists every type
+ * (a free plan's tasks are type "task"; the marker alone identifies the call). Returns 0,
+ * or -1 out of memory; the caller frees both. */
 static int marker_paths(rd_client *c, const char *deal_id, char **notes, char **tasks)
 {
     char *esc = http_escape(deal_id), *filter = NULL, *fesc = NULL;
     *notes = *tasks = NULL;
     if (esc != NULL && c->api == RD_API_V1) {
         *notes = fmt_alloc("/activities?deal_id=%s", esc);
-        *tasks = fmt_alloc("/tasks?deal_id=%s&type=call", esc);
+        *tasks = fmt_alloc("/tasks?deal_id=%s", esc);
     } else if (esc != NULL) {
         filter = fmt_alloc("deal_id:%s", deal_id);
         fesc = filter ? http_escape(filter) : NULL;
@@ -1117,9 +1243,24 @@ static int marker_paths(rd_client *c, const char *deal_id, char **notes, char **
     return -1;
 }
 
-/* Looks for the CallSid marker among a deal's notes and call tasks; see the header. */
-rd_status rd_find_marker(rd_client *c, const char *deal_id, const char *marker, char *found_id,
-                         size_t idlen, api_error *err)
+/* v2: a 400/422 on the task list (filter=deal_id is unverified) means the tasks cannot
+ * be searched: rewrites `err` as a transient error saying so. Returns RD_ERROR. */
+static rd_status tasks_unsearchable(api_error *err)
+{
+    char msg[sizeof err->message];
+    snprintf(msg, sizeof msg,
+             "GET /tasks: cannot search tasks for the marker (RD refused filter=deal_id with "
+             "HTTP %ld); retried later rather than risk a second entry: %.300s",
+             err->http_status, err->message);
+    memset(err, 0, sizeof *err);
+    err->retry_after_ms = -1;
+    copy_str(err->message, sizeof err->message, msg);
+    return RD_ERROR;
+}
+
+/* Looks for the CallSid marker among a deal's notes and/or tasks; see the header. */
+rd_status rd_find_marker(rd_client *c, const char *deal_id, rd_marker_scope scope,
+                         const char *marker, char *found_id, size_t idlen, api_error *err)
 {
     static const char *const v1_note_fields[] = {"text", NULL};
     static const char *const v1_task_fields[] = {"notes", "subject", NULL};
@@ -1132,12 +1273,17 @@ rd_status rd_find_marker(rd_client *c, const char *deal_id, const char *marker, 
         return fail(err, 0, "rd_find_marker: no deal or marker");
     if (marker_paths(c, deal_id, &notes, &tasks) < 0)
         return fail(err, 0, "out of memory");
-    rd_status st = search_pages(c, v1 ? "GET /activities" : "GET /deals/{id}/notes", notes,
-                                v1 ? "activities" : "data", v1 ? v1_note_fields : v2_note_fields,
-                                marker, found_id, idlen, err);
-    if (st == RD_NOT_FOUND)
+    rd_status st = RD_NOT_FOUND;
+    if (scope & RD_MARKER_NOTES)
+        st = search_pages(c, v1 ? "GET /activities" : "GET /deals/{id}/notes", notes,
+                          v1 ? "activities" : "data", v1 ? v1_note_fields : v2_note_fields, marker,
+                          found_id, idlen, err);
+    if (st == RD_NOT_FOUND && (scope & RD_MARKER_TASKS)) {
         st = search_pages(c, "GET /tasks", tasks, v1 ? "tasks" : "data",
                           v1 ? v1_task_fields : v2_task_fields, marker, found_id, idlen, err);
+        if (st == RD_ERROR && !v1 && (err->http_status == 400 || err->http_status == 422))
+            st = tasks_unsearchable(err);
+    }
     if (st == RD_NOT_FOUND) {
         memset(err, 0, sizeof *err);
         err->retry_after_ms = -1;
@@ -1150,17 +1296,21 @@ rd_status rd_find_marker(rd_client *c, const char *deal_id, const char *marker, 
 
 /* ---- creating a contact and a deal ---------------------------------------------------- */
 
-/* The body creating a contact named `name` with one cellphone. */
+/* The body creating a contact named `name` with one mobile phone: v1's type for it is
+ * "cellphone", v2 accepts only work, fax, home and mobile (and refuses "cellphone"). */
 static json_t *contact_body(rd_client *c, const char *name, const char *phone)
 {
-    json_t *phones = json_pack("[{s:s,s:s}]", "phone", phone, "type", "cellphone");
+    json_t *phones = json_pack("[{s:s,s:s}]", "phone", phone, "type",
+                               c->api == RD_API_V1 ? "cellphone" : "mobile");
     if (phones == NULL)
         return NULL;
     return json_pack("{s:{s:s,s:o}}", c->api == RD_API_V1 ? "contact" : "data", "name", name,
                      "phones", phones);
 }
 
-/* The body creating a deal for contact `cid`. */
+/* The body creating a deal for contact `cid`. v1 names no contact: whether POST /deals'
+ * `contacts` links or creates contacts is not settled (reference, "Checked again"), so
+ * v1_link_deal links it afterwards. */
 static json_t *deal_body(rd_client *c, const char *name, const char *cid, const char *stage_id,
                          const char *user_id)
 {
@@ -1170,7 +1320,8 @@ static json_t *deal_body(rd_client *c, const char *name, const char *cid, const 
         d = json_pack("{s:s,s:s}", "name", name, "deal_stage_id", stage_id);
         if (d != NULL && has_user)
             json_object_set_new(d, "user_id", json_string(user_id));
-        return d ? json_pack("{s:o,s:[{s:s}]}", "deal", d, "contacts", "_id", cid) : NULL;
+        (void)cid;
+        return d ? json_pack("{s:o}", "deal", d) : NULL;
     }
     d = json_pack("{s:s,s:[s],s:s}", "name", name, "contact_ids", cid, "stage_id", stage_id);
     if (d != NULL && has_user)
@@ -1197,6 +1348,89 @@ static rd_status create_one(rd_client *c, const char *endpoint, const char *path
     return st;
 }
 
+/* v1: the ids of the deals contact `cid` lists (GET /contacts/{id}: `deal_ids`, or the ids
+ * of `deals`). On RD_OK `*ids` is a new JSON array of id strings (caller decrefs). */
+static rd_status v1_contact_deal_ids(rd_client *c, const char *cid, json_t **ids, api_error *err)
+{
+    json_t *contact = NULL, *list, *v;
+    size_t i;
+    *ids = NULL;
+    rd_status st = by_id(c, "GET", "/contacts", cid, NULL, &contact, err);
+    if (st != RD_OK)
+        return st;
+    int objects = json_absent(contact, "deal_ids");
+    list = json_list(contact, objects ? "deals" : "deal_ids");
+    *ids = json_array();
+    if (list == NULL || *ids == NULL) {
+        json_decref(contact);
+        json_decref(*ids);
+        *ids = NULL;
+        return unreadable(err, "GET /contacts/{id}",
+                          "neither \"deal_ids\" nor \"deals\" is a list");
+    }
+    json_array_foreach(list, i, v)
+    {
+        char id[64];
+        if ((objects ? json_id(v, id, sizeof id) : json_id_value(v, id, sizeof id)) < 0) {
+            json_decref(contact);
+            json_decref(*ids);
+            *ids = NULL;
+            return unreadable(err, "GET /contacts/{id}", "deal %zu has no id", i);
+        }
+        json_array_append_new(*ids, json_string(id));
+    }
+    json_decref(contact);
+    return RD_OK;
+}
+
+/* 1 when the JSON array of id strings holds `id`. */
+static int ids_hold(const json_t *ids, const char *id)
+{
+    json_t *v;
+    size_t i;
+    json_array_foreach(ids, i, v)
+    {
+        if (json_is_string(v) && strcmp(json_string_value(v), id) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* v1: links deal `did` to contact `cid` with PUT /contacts/{id} carrying the contact's
+ * deal_ids plus the new one (deal_ids replaces the list), then reads the contact back.
+ * See the header for why a read-back without the deal is permanent. */
+static rd_status v1_link_deal(rd_client *c, const char *cid, const char *did, api_error *err)
+{
+    json_t *ids = NULL, *answer = NULL;
+    rd_status st = v1_contact_deal_ids(c, cid, &ids, err);
+    if (st != RD_OK || ids_hold(ids, did)) {
+        json_decref(ids);
+        return st;
+    }
+    json_array_append_new(ids, json_string(did));
+    json_t *body = json_pack("{s:{s:o}}", "contact", "deal_ids", ids);
+    st = body ? by_id(c, "PUT", "/contacts", cid, body, &answer, err)
+              : fail(err, 0, "out of memory");
+    json_decref(answer);
+    json_decref(body);
+    if (st != RD_OK)
+        return st;
+    st = v1_contact_deal_ids(c, cid, &ids, err);
+    if (st == RD_OK && !ids_hold(ids, did)) {
+        memset(err, 0, sizeof *err);
+        err->http_status = 200;
+        err->retry_after_ms = -1;
+        snprintf(err->message, sizeof err->message,
+                 "PUT /contacts/{id}: RD answered 2xx but reading contact %.64s back does not "
+                 "list the new deal %.64s: the deal exists unlinked; link it to the contact in "
+                 "RD, then replay this dead letter",
+                 cid, did);
+        st = RD_ERROR;
+    }
+    json_decref(ids);
+    return st;
+}
+
 /* Creates a contact and a deal for it; see the header. */
 rd_status rd_create_contact_and_deal(rd_client *c, const char *name, const char *phone_e164,
                                      const char *stage_id, const char *user_id, rd_contact *contact,
@@ -1219,9 +1453,75 @@ rd_status rd_create_contact_and_deal(rd_client *c, const char *name, const char 
     }
     st = create_one(c, "POST /deals", "/deals", deal_body(c, nm, contact->id, stage_id, user_id),
                     deal->id, sizeof deal->id, err);
+    if (st == RD_OK && c->api == RD_API_V1)
+        st = v1_link_deal(c, contact->id, deal->id, err);
     if (st != RD_OK)
         return st;
     copy_str(deal->name, sizeof deal->name, nm);
     copy_str(deal->user_id, sizeof deal->user_id, user_id);
     return RD_OK;
+}
+
+/* ---- users ---------------------------------------------------------------------------- */
+
+/* Appends the users of one list answer to `*out`. Returns RD_OK, or RD_ERROR (unreadable)
+ * when an entry is not an object with an id. */
+static rd_status users_append(json_t *list, rd_user **out, size_t *n, api_error *err)
+{
+    json_t *u;
+    size_t i;
+    rd_user *grown = realloc(*out, (*n + json_array_size(list) + 1) * sizeof **out);
+    if (grown == NULL)
+        return fail(err, 0, "out of memory");
+    *out = grown;
+    json_array_foreach(list, i, u)
+    {
+        rd_user *r = &(*out)[*n];
+        memset(r, 0, sizeof *r);
+        if (!json_is_object(u) || json_id(u, r->id, sizeof r->id) < 0)
+            return unreadable(err, "GET /users", "user %zu is not an object with an id", i);
+        copy_str(r->email, sizeof r->email, json_str(u, "email"));
+        copy_str(r->name, sizeof r->name, json_str(u, "name"));
+        (*n)++;
+    }
+    return RD_OK;
+}
+
+/* Lists the account's users; see the header. */
+rd_status rd_list_users(rd_client *c, rd_user **out, size_t *n, api_error *err)
+{
+    int v1 = c->api == RD_API_V1;
+    rd_status st = RD_OK;
+    *out = NULL;
+    *n = 0;
+    for (int page = 1; page <= (v1 ? 1 : RD_USERS_MAX_PAGES); page++) {
+        json_t *root = NULL, *list;
+        char *path = v1 ? fmt_alloc("/users")
+                        : fmt_alloc("/users?page%%5Bnumber%%5D=%d&page%%5Bsize%%5D=%d", page,
+                                    RD_V2_PAGE_SIZE);
+        if (path == NULL) {
+            st = fail(err, 0, "out of memory");
+            break;
+        }
+        rd_req q = {"GET", "GET /users", path, NULL};
+        st = rd_call(c, &q, &root, err);
+        free(path);
+        if (st != RD_OK)
+            break;
+        list = json_list(root, v1 ? "users" : "data");
+        st = list ? users_append(list, out, n, err)
+                  : unreadable(err, "GET /users", "no \"%s\" list", v1 ? "users" : "data");
+        json_t *links = json_object_get(root, "links");
+        int more = list && json_array_size(list) >= RD_V2_PAGE_SIZE &&
+                   (!json_is_object(links) || json_str(links, "next") != NULL);
+        json_decref(root);
+        if (st != RD_OK || !more)
+            break;
+    }
+    if (st != RD_OK) {
+        free(*out);
+        *out = NULL;
+        *n = 0;
+    }
+    return st;
 }

@@ -87,21 +87,67 @@ rd_status rd_post_note(rd_client *c, const char *deal_id, const char *user_id, c
 /* Creates a call task on a deal dated `when`, then marks it done; writes its id. v1 dates
  * it in the process's local zone (note_timezone_init), v2 in UTC. When the task was
  * created but could not be marked done, RD_ERROR is returned with `task_id` already set:
- * the task exists, so look for the marker before trying again. */
+ * the task exists, so look for the marker before trying again.
+ *
+ * Free plans: RD refuses tasks of type `call` (every type but `task`) with 403 on
+ * POST /tasks (reference, "Checked again"). A 403 there is taken for that refusal only
+ * when the same task of type `task` is then accepted; that is remembered in Redis
+ * (keys.h rdstation_plan, see rd_plan_read) so every worker creates type `task` from
+ * then on, and the worker that recorded it logs one warning. A 403 for type `task` too is
+ * something else (the token's user may not create tasks): a permanent error, nothing
+ * remembered. */
 rd_status rd_post_call_task(rd_client *c, const char *deal_id, const char *user_id,
                             const char *subject, const char *notes, time_t when, char *task_id,
                             size_t idlen, api_error *err);
 
-/* Looks for `marker` in the text of the deal's notes and call tasks. RD_OK with the
- * entry's id in `found_id` when present, RD_NOT_FOUND when not. */
-rd_status rd_find_marker(rd_client *c, const char *deal_id, const char *marker, char *found_id,
-                         size_t idlen, api_error *err);
+/* Which of a deal's lists a marker search reads: the ones the delivery mode writes to. */
+typedef enum { RD_MARKER_NOTES = 1, RD_MARKER_TASKS = 2, RD_MARKER_BOTH = 3 } rd_marker_scope;
+
+/* Looks for `marker` in the text of the deal's notes and/or tasks (`scope`). RD_OK with
+ * the entry's id in `found_id` when present, RD_NOT_FOUND when not. A v2 task list that
+ * RD refuses with 400/422 (its filter=deal_id is unverified) means "cannot search", never
+ * "not found" (that would post a second entry): RD_ERROR with http_status 0 (transient)
+ * and a message saying so. */
+rd_status rd_find_marker(rd_client *c, const char *deal_id, rd_marker_scope scope,
+                         const char *marker, char *found_id, size_t idlen, api_error *err);
 
 /* Creates a contact with `phone_e164` (named `name`, or the phone) and a deal for it in
  * pipeline stage `stage_id`. When `contact->id` is already set (a known contact without
- * an open deal) only the deal is created, for that contact. */
+ * an open deal) only the deal is created, for that contact. The phone's type is the one
+ * each version documents for a mobile: v1 `cellphone`, v2 `mobile`.
+ *
+ * v1 links the deal through the documented route, PUT /contacts/{id} with the contact's
+ * deal_ids plus the new one, and reads the contact back: when the read-back does not
+ * list the deal, RD_ERROR with `deal->id` set (the deal exists, unlinked) and
+ * http_status 200 — RD answered, but did not link. That is permanent (api_failed buries
+ * anything not transient): RD took the PUT and ignored it, so a retry would do the same
+ * and create one more unlinked deal each time; the message names both ids so the
+ * operator can link them by hand and replay. v2 sends contact_ids on POST /deals. */
 rd_status rd_create_contact_and_deal(rd_client *c, const char *name, const char *phone_e164,
                                      const char *stage_id, const char *user_id, rd_contact *contact,
                                      rd_deal *deal, api_error *err);
+
+/* One RD user, as GET /users lists it. */
+typedef struct rd_user {
+    char id[64];
+    char email[256];
+    char name[256];
+} rd_user;
+
+/* Lists the account's users (GET /users; v2 pages through page[number]). On RD_OK
+ * `*out` holds `*n` users (the caller frees it; NULL when there are none). */
+rd_status rd_list_users(rd_client *c, rd_user **out, size_t *n, api_error *err);
+
+/* What the account's plan was seen to refuse, as recorded in Redis. */
+typedef struct rd_plan {
+    int call_task_refused;   /* 1: POST /tasks type `call` got the free-plan 403 */
+    long long refused_at_ms; /* when it was first recorded (epoch ms), 0 when unknown */
+} rd_plan;
+
+/* Reads hash keys.h rdstation_plan (fields call_task = "refused", call_task_at = epoch
+ * ms). Returns 0 with `out` filled (all zero when nothing was recorded), or -1 when
+ * Redis fails. Deleting the hash (after a plan upgrade) makes workers try `call` again
+ * within a minute. */
+int rd_plan_read(redisContext *c, const calllog_keys *k, rd_plan *out);
 
 #endif

@@ -42,6 +42,11 @@ V1 = "/api/v1"
 V2 = "/crm/v2"
 OAUTH_PATH = "/oauth2/token"
 TASK_TYPES = ("call", "email", "meeting", "task", "lunch", "visit", "whatsapp")
+V1_PHONE_TYPES = ("cellphone", "home", "work", "fax")
+V2_PHONE_TYPES = ("work", "fax", "home", "mobile")
+# The same kind of phone under each version's name (one account, two vocabularies).
+V1_TO_V2_PHONE_TYPE = {"cellphone": "mobile"}
+V2_TO_V1_PHONE_TYPE = {"mobile": "cellphone"}
 DEAL_STATUSES = ("ongoing", "won", "lost", "paused")
 BLANK = "não pode ficar em branco"
 INVALID = "não é válido"
@@ -264,6 +269,14 @@ class Store:
         if contact_id not in deal["contact_ids"]:
             deal["contact_ids"].append(contact_id)
 
+    def unlink(self, contact_id, deal_id):
+        """Detach a deal from a contact (both directions)."""
+        contact, deal = self.contacts[contact_id], self.deals[deal_id]
+        if deal_id in contact["deal_ids"]:
+            contact["deal_ids"].remove(deal_id)
+        if contact_id in deal["contact_ids"]:
+            deal["contact_ids"].remove(contact_id)
+
     def visible_deal(self, deal_id):
         """Return the deal if it exists and the API user may see it, else None."""
         deal = self.deals.get(str(deal_id)) if deal_id is not None else None
@@ -327,6 +340,18 @@ def _utc(dt):
     return mocklib.iso_utc(dt) if dt else None
 
 
+def v1_phones(contact):
+    """A contact's phones with v1's type names (v2's mobile is v1's cellphone)."""
+    return [dict(p, type=V2_TO_V1_PHONE_TYPE.get(p.get("type"), p.get("type")))
+            for p in contact["phones"]]
+
+
+def v2_phones(contact):
+    """A contact's phones with v2's type names (v1's cellphone is v2's mobile)."""
+    return [dict(p, type=V1_TO_V2_PHONE_TYPE.get(p.get("type"), p.get("type")))
+            for p in contact["phones"]]
+
+
 def v1_contact(store, contact, embed_deals):
     """The contact as v1 renders it: list items embed deals, GET /contacts/{id} has deal_ids."""
     out = {"_id": contact["id"], "id": contact["id"], "name": contact["name"],
@@ -334,7 +359,7 @@ def v1_contact(store, contact, embed_deals):
            "skype": None, "birthday": None, "created_at": _brt(contact["created_at"]),
            "updated_at": _brt(contact["updated_at"]), "organization_id": contact["organization_id"],
            "emails": [dict(e) for e in contact["emails"]],
-           "phones": [dict(p) for p in contact["phones"]],
+           "phones": v1_phones(contact),
            "legal_bases": [], "contact_custom_fields": []}
     if embed_deals:
         out["deals"] = [v1_deal_summary(store.deals[d]) for d in contact["deal_ids"]]
@@ -399,7 +424,7 @@ def v2_contact(contact):
     """A contact as v2 renders it."""
     return {"id": contact["id"], "name": contact["name"], "job_title": contact["title"],
             "emails": [dict(e) for e in contact["emails"]],
-            "phones": [dict(p) for p in contact["phones"]],
+            "phones": v2_phones(contact),
             "organization_id": contact["organization_id"], "deal_ids": list(contact["deal_ids"]),
             "created_at": _utc(contact["created_at"]), "updated_at": _utc(contact["updated_at"])}
 
@@ -504,8 +529,9 @@ class RdStationMock(mocklib.MockApp):
     def __init__(self, opts):
         super().__init__(opts.rate_limit, opts.rate_window, opts.quiet)
         self.v1_token = opts.v1_token
-        self.free_plan = opts.free_plan
+        self.free_plan = self.launch_free_plan = opts.free_plan
         self.store = Store(opts.user_id or [])
+        self.launch_users = list(self.store.users)
         self.oauth = OAuthState(opts.client_id, opts.client_secret, opts.refresh_token,
                                 opts.access_ttl)
         self.v1 = mocklib.Router()
@@ -638,6 +664,7 @@ class RdStationMock(mocklib.MockApp):
         r.add("GET", r"/contacts", self._v1_contacts_list)
         r.add("POST", r"/contacts", self._v1_contacts_create)
         r.add("GET", r"/contacts/([^/]+)", self._v1_contact_show)
+        r.add("PUT", r"/contacts/([^/]+)", self._v1_contact_update)
         r.add("GET", r"/deals", self._v1_deals_list)
         r.add("POST", r"/deals", self._v1_deals_create)
         r.add("GET", r"/deals/([^/]+)", self._v1_deal_show)
@@ -702,6 +729,35 @@ class RdStationMock(mocklib.MockApp):
         contact = self.store.add_contact({k: params.get(k) for k in ("name", "title", "phones", "emails")})
         for did in deal_ids:
             self.store.link(contact["id"], str(did))
+        return json_response(200, v1_contact(self.store, contact, embed_deals=False))
+
+    def _v1_contact_update(self, req, contact_id):
+        """PUT /contacts/{id} {"contact": {name, title, deal_ids}} -> 200 with deal_ids.
+
+        deal_ids replaces the contact's deals: a client that wants to add one sends the
+        current list plus the new id (deals left out are unlinked)."""
+        contact = self.store.contacts.get(contact_id)
+        if contact is None:
+            return self._v1_error(404, "Contact not found")
+        params = self._v1_params(req, "contact")
+        if "name" in params and is_blank(params.get("name")):
+            return json_response(422, {"errors": {"name": [BLANK]}})
+        deal_ids = params.get("deal_ids")
+        if deal_ids is not None:
+            if not isinstance(deal_ids, list):
+                return json_response(422, {"errors": {"deal_ids": [INVALID]}})
+            for did in deal_ids:
+                if self.store.visible_deal(did) is None:
+                    return self._v1_error(404, "Deal %s not found" % did)
+            for did in list(contact["deal_ids"]):
+                if did not in [str(d) for d in deal_ids]:
+                    self.store.unlink(contact_id, did)
+            for did in deal_ids:
+                self.store.link(contact_id, str(did))
+        for key in ("name", "title"):
+            if key in params:
+                contact[key] = params[key]
+        contact["updated_at"] = mocklib.now_utc()
         return json_response(200, v1_contact(self.store, contact, embed_deals=False))
 
     def _v1_deals_list(self, req):
@@ -1002,6 +1058,13 @@ class RdStationMock(mocklib.MockApp):
         data = self._v2_data(req)
         if is_blank(data.get("name")):
             return self._v2_invalid([("name", "can't be blank")])
+        phones = data.get("phones") or []
+        problems = [("phones/%d/type" % i, "is not included in the list (%s)" % ", ".join(V2_PHONE_TYPES))
+                    for i, p in enumerate(phones if isinstance(phones, list) else [])
+                    if isinstance(p, dict) and p.get("type") is not None
+                    and p.get("type") not in V2_PHONE_TYPES]
+        if problems:
+            return self._v2_invalid(problems)
         contact = self.store.add_contact({k: data.get(k) for k in ("name", "phones", "emails")})
         contact["title"] = data.get("job_title")
         return json_response(201, {"data": v2_contact(contact), "links": {}})
@@ -1162,8 +1225,11 @@ class RdStationMock(mocklib.MockApp):
     # ---- control API ------------------------------------------------------------------
 
     def reset_data(self, body):
-        """Forget the account's data; restore OAuth unless {"keep_oauth": true}."""
+        """Forget the account's data, added users and the plan switch; restore OAuth unless
+        {"keep_oauth": true}."""
         self.store.clear()
+        self.store.users = list(self.launch_users)
+        self.free_plan = self.launch_free_plan
         if not body.get("keep_oauth"):
             self.oauth.reset()
 
@@ -1180,6 +1246,9 @@ class RdStationMock(mocklib.MockApp):
         c.add("GET", r"/_mock/oauth", lambda req: json_response(200, self.oauth.describe()))
         c.add("POST", r"/_mock/oauth", self._ctl_oauth_set)
         c.add("POST", r"/_mock/oauth/expire", self._ctl_oauth_expire)
+        c.add("GET", r"/_mock/plan", self._ctl_plan)
+        c.add("POST", r"/_mock/plan", self._ctl_plan_set)
+        c.add("POST", r"/_mock/users", self._ctl_add_user)
 
     def seed_contact(self, spec):
         """Create a contact and its deals from a seed spec; return the ids."""
@@ -1294,6 +1363,32 @@ class RdStationMock(mocklib.MockApp):
             if body.get("refresh_token"):
                 self.oauth.refresh_token = str(body["refresh_token"])
         return json_response(200, self.oauth.describe())
+
+    def _ctl_plan(self, req):
+        """GET /_mock/plan: {"call_tasks": bool} (false = free plan, only type task)."""
+        return json_response(200, {"call_tasks": not self.free_plan})
+
+    def _ctl_plan_set(self, req):
+        """POST /_mock/plan {"call_tasks": false}: act as a free plan (403 on other types)."""
+        body = self.control_body(req)
+        if not isinstance(body, dict) or not isinstance(body.get("call_tasks"), bool):
+            raise HttpError(400, 'body must be {"call_tasks": true|false}')
+        with self.lock:
+            self.free_plan = not body["call_tasks"]
+        return json_response(200, {"call_tasks": not self.free_plan})
+
+    def _ctl_add_user(self, req):
+        """POST /_mock/users {"id", "email", "name"}: add an account user (GET /users lists it)."""
+        body = self.control_body(req)
+        if not isinstance(body, dict) or not body.get("id") or not body.get("email"):
+            raise HttpError(400, "id and email are required")
+        with self.lock:
+            if self.store.user(str(body["id"])) is not None:
+                raise HttpError(409, "user %s already exists" % body["id"])
+            user = {"id": str(body["id"]), "email": str(body["email"]),
+                    "name": str(body.get("name") or body["email"])}
+            self.store.users.append(user)
+        return json_response(201, user)
 
     def _ctl_oauth_expire(self, req):
         """POST /_mock/oauth/expire: every access token issued so far stops working."""

@@ -615,6 +615,68 @@ def test_free_plan_and_configured_users():
         proc.stop()
 
 
+def test_v2_refuses_phone_types_it_does_not_have(rd):
+    auth = bearer(access_token(rd))
+    status, _, body = rd.request("POST", "/crm/v2/contacts", headers=auth, body={"data": {
+        "name": "Caio", "phones": [{"phone": E164, "type": "cellphone"}]}})
+    assert status == 422
+    assert body["errors"][0]["source"]["pointer"] == "/data/phones/0/type"
+    status, _, body = rd.request("POST", "/crm/v2/contacts", headers=auth, body={"data": {
+        "name": "Caio", "phones": [{"phone": E164, "type": "mobile"}]}})
+    assert status == 201 and body["data"]["phones"] == [{"phone": E164, "type": "mobile"}]
+    # One account, two vocabularies: v1 shows the same phone as a cellphone.
+    contact = rd.request("GET", v1("/contacts/" + body["data"]["id"]))[2]
+    assert contact["phones"] == [{"phone": E164, "type": "cellphone"}]
+
+
+def test_v1_contact_update_replaces_deal_ids(rd):
+    ids = seed(rd, name="Duda", deals=[{"name": "Old"}])
+    stage = rd.request("GET", v1("/deal_stages"))[2]["deal_stages"][0]["id"]
+    deal = rd.request("POST", v1("/deals"), body={"deal": {"name": "New", "deal_stage_id": stage}})[2]
+    assert rd.request("GET", v1("/contacts/" + ids["contact_id"]))[2]["deal_ids"] == ids["deal_ids"]
+    status, _, body = rd.request("PUT", v1("/contacts/" + ids["contact_id"]), body={
+        "contact": {"deal_ids": ids["deal_ids"] + [deal["id"]]}})
+    assert status == 200 and body["deal_ids"] == ids["deal_ids"] + [deal["id"]]
+    assert rd.request("GET", v1("/deals/" + deal["id"]))[2]["contacts"][0]["id"] == ids["contact_id"]
+    # deal_ids replaces the list: what is left out is unlinked.
+    body = rd.request("PUT", v1("/contacts/" + ids["contact_id"]), body={
+        "contact": {"deal_ids": [deal["id"]]}})[2]
+    assert body["deal_ids"] == [deal["id"]]
+    assert rd.request("PUT", v1("/contacts/" + ids["contact_id"]), body={
+        "contact": {"deal_ids": ["nope"]}})[0] == 404
+    assert rd.request("PUT", v1("/contacts/unknown"), body={"contact": {}})[0] == 404
+
+
+def test_plan_switch_refuses_call_tasks_until_reset(rd):
+    deal_id = seed(rd, name="Eva", deals=[{"name": "D"}])["deal_ids"][0]
+    task = {"deal_id": deal_id, "subject": "Ligação", "type": "call", "date": "2024-05-10",
+            "hour": "10:00", "user_ids": ["u1"]}
+    assert rd.request("GET", "/_mock/plan")[2] == {"call_tasks": True}
+    assert rd.request("POST", "/_mock/plan", body={"call_tasks": False})[::2] == (200, {"call_tasks": False})
+    assert rd.request("POST", v1("/tasks"), body={"task": task})[::2] == (403, {"error": "forbidden"})
+    assert rd.request("POST", v1("/tasks"), body={"task": dict(task, type="task")})[0] == 200
+    v2_task = {"name": "Ligação", "type": "call", "due_date": "2024-05-10T10:00:00Z", "deal_id": deal_id}
+    auth = bearer(access_token(rd))
+    status, _, body = rd.request("POST", "/crm/v2/tasks", headers=auth, body={"data": v2_task})
+    assert status == 403 and body["errors"][0]["status"] == "403"
+    assert rd.request("POST", "/_mock/plan", body={"call_tasks": "no"})[0] == 400
+    rd.request("POST", "/_mock/reset", body={})
+    assert rd.request("GET", "/_mock/plan")[2] == {"call_tasks": True}
+
+
+def test_added_users_are_listed_by_both_versions_until_reset(rd):
+    user = {"id": "5e00000000000000000000f7", "email": "vendas@example.com", "name": "Vendas"}
+    assert rd.request("POST", "/_mock/users", body=user)[0] == 201
+    assert rd.request("POST", "/_mock/users", body=user)[0] == 409
+    assert rd.request("POST", "/_mock/users", body={"id": "x"})[0] == 400
+    v1_users = rd.request("GET", v1("/users"))[2]["users"]
+    assert {"_id": user["id"], "id": user["id"], "email": user["email"]}.items() <= v1_users[-1].items()
+    v2_users = rd.request("GET", "/crm/v2/users", headers=bearer(access_token(rd)))[2]["data"]
+    assert v2_users[-1] == user
+    rd.request("POST", "/_mock/reset", body={})
+    assert user["id"] not in [u["id"] for u in rd.request("GET", v1("/users"))[2]["users"]]
+
+
 # ---- Twilio ---------------------------------------------------------------------------------
 
 CALL_PATH = "/2010-04-01/Accounts/%s/Calls/%s.json" % (AC, CA)
@@ -879,3 +941,41 @@ def test_twilio_call_list_auth_faults_and_request_log(tw):
     assert [(r["status"], r["fault"]) for r in log] == [
         (200, None), (429, "fault#%d" % rule["id"]), (429, "fault#%d" % rule["id"]), (200, None)]
     assert log[-1]["args"] == {"Status": ["completed"]}
+
+
+def test_twilio_account_resource(tw):
+    status, _, body = tw.request("GET", "/2010-04-01/Accounts/%s.json" % AC, headers=basic(SK, "sec"))
+    assert status == 200 and body["sid"] == AC and body["status"] == "active"
+    assert body["subresource_uris"]["incoming_phone_numbers"].endswith("/IncomingPhoneNumbers.json")
+    assert tw.request("GET", "/2010-04-01/Accounts/%s.json" % AC, headers=basic(AC, "wrong"))[0] == 401
+    other = "/2010-04-01/Accounts/AC%s.json" % ("f" * 32)
+    assert tw.request("GET", other, headers=basic(SK, "sec"))[0] == 401
+
+
+def test_twilio_incoming_numbers_seeded_and_paged(tw):
+    path = "/2010-04-01/Accounts/%s/IncomingPhoneNumbers.json" % AC
+    numbers = [{"phone_number": "+5511300010%02d" % i, "status_callback": "https://h/%d" % i}
+               for i in range(5)]
+    status, _, body = tw.request("POST", "/_mock/numbers", body={"numbers": numbers})
+    assert status == 201 and len(body["numbers"]) == 5
+    assert body["numbers"][0]["sid"].startswith("PN") and body["numbers"][0]["status_callback_method"] == "POST"
+    seen, uri = [], path + "?PageSize=2"
+    while uri:
+        status, _, page = tw.request("GET", uri, headers=basic(SK, "sec"))
+        assert status == 200 and len(page["incoming_phone_numbers"]) <= 2
+        seen += [(n["phone_number"], n["status_callback"]) for n in page["incoming_phone_numbers"]]
+        uri = page["next_page_uri"]
+    assert seen == [(n["phone_number"], n["status_callback"]) for n in numbers]
+    tw.request("POST", "/_mock/numbers", body={"numbers": [{"phone_number": "+1"}], "replace": True})
+    assert [n["phone_number"] for n in tw.request("GET", "/_mock/numbers")[2]["numbers"]] == ["+1"]
+    assert tw.request("POST", "/_mock/numbers", body={"status_callback": "x"})[0] == 400
+    tw.request("POST", "/_mock/reset", body={})
+    assert tw.request("GET", path, headers=basic(SK, "sec"))[2]["incoming_phone_numbers"] == []
+
+
+def test_rd_token_check_and_v2_users(rd):
+    assert rd.request("GET", v1("/token/check"))[0] == 200
+    assert rd.request("GET", "/api/v1/token/check?token=wrong")[0] == 401
+    status, _, body = rd.request("GET", "/crm/v2/users", headers=bearer(access_token(rd)))
+    assert status == 200 and body["data"] and {"id", "name", "email"} <= set(body["data"][0])
+    assert rd.request("GET", "/crm/v2/users", headers=bearer("made-up"))[0] == 401

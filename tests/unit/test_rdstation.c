@@ -112,7 +112,7 @@ static void drop_keys(void)
     redisReply *r;
     if (redis == NULL)
         return;
-    r = redisCommand(redis, "DEL %s %s:lock", keys.oauth, keys.oauth);
+    r = redisCommand(redis, "DEL %s %s:lock %s", keys.oauth, keys.oauth, keys.rdstation_plan);
     if (r != NULL)
         freeReplyObject(r);
 }
@@ -757,16 +757,20 @@ static void marker_search(void)
     cr_assert_eq(rd_post_note(cl, other, USER_ID, "[calllog:CAOTHER]", found, sizeof found, &err),
                  RD_OK);
 
-    cr_expect_eq(rd_find_marker(cl, deal, "[calllog:CANOTE]", found, sizeof found, &err), RD_OK,
-                 "%s", err.message);
+    cr_expect_eq(
+        rd_find_marker(cl, deal, RD_MARKER_BOTH, "[calllog:CANOTE]", found, sizeof found, &err),
+        RD_OK, "%s", err.message);
     cr_expect_str_eq(found, note);
-    cr_expect_eq(rd_find_marker(cl, deal, "[calllog:CATASK]", found, sizeof found, &err), RD_OK,
-                 "%s", err.message);
+    cr_expect_eq(
+        rd_find_marker(cl, deal, RD_MARKER_BOTH, "[calllog:CATASK]", found, sizeof found, &err),
+        RD_OK, "%s", err.message);
     cr_expect_str_eq(found, task);
-    cr_expect_eq(rd_find_marker(cl, deal, "[calllog:CAOTHER]", found, sizeof found, &err),
-                 RD_NOT_FOUND, "a marker on another deal counts");
-    cr_expect_eq(rd_find_marker(cl, deal, "[calllog:CANONE]", found, sizeof found, &err),
-                 RD_NOT_FOUND);
+    cr_expect_eq(
+        rd_find_marker(cl, deal, RD_MARKER_BOTH, "[calllog:CAOTHER]", found, sizeof found, &err),
+        RD_NOT_FOUND, "a marker on another deal counts");
+    cr_expect_eq(
+        rd_find_marker(cl, deal, RD_MARKER_BOTH, "[calllog:CANONE]", found, sizeof found, &err),
+        RD_NOT_FOUND);
     cr_expect_str_eq(found, "");
     expect_one_acquire_per_request();
     json_decref(s);
@@ -791,8 +795,9 @@ Test(v1, marker_on_a_later_page)
     cr_assert_eq(rd_post_note(cl, deal, USER_ID, "[calllog:CAFIRST]", id, sizeof id, &err), RD_OK);
     for (int i = 0; i < 200; i++) /* newest first: CAFIRST ends up on page 2 */
         cr_assert_eq(rd_post_note(cl, deal, USER_ID, "filler", found, sizeof found, &err), RD_OK);
-    cr_expect_eq(rd_find_marker(cl, deal, "[calllog:CAFIRST]", found, sizeof found, &err), RD_OK,
-                 "%s", err.message);
+    cr_expect_eq(
+        rd_find_marker(cl, deal, RD_MARKER_BOTH, "[calllog:CAFIRST]", found, sizeof found, &err),
+        RD_OK, "%s", err.message);
     cr_expect_str_eq(found, id);
     json_decref(s);
 }
@@ -1051,7 +1056,8 @@ static void marker_search_unreadable(void)
              api == RD_API_V1 ? "/api/v1/activities$" : "/crm/v2/deals/[^/]+/notes$",
              api == RD_API_V1 ? "activities" : "data", api == RD_API_V1 ? "text" : "description");
     arm(fault);
-    cr_expect_eq(rd_find_marker(cl, seed_deal(s, 2), "[calllog:CAX]", found, sizeof found, &err),
+    cr_expect_eq(rd_find_marker(cl, seed_deal(s, 2), RD_MARKER_BOTH, "[calllog:CAX]", found,
+                                sizeof found, &err),
                  RD_ERROR, "%s", err.message);
     expect_unreadable(&err, api == RD_API_V1 ? "GET /activities" : "GET /deals/{id}/notes",
                       "entry");
@@ -1148,6 +1154,312 @@ Test(v1, create_contact_and_deal)
 Test(v2, create_contact_and_deal)
 {
     create_contact_and_deal();
+}
+
+/* ---- checked against the reference again (issue 9) ----------------------------------- */
+
+/* The body of the last logged request `method` whose path holds `part` (NULL when none;
+ * caller decrefs). */
+static json_t *last_body(const char *method, const char *part)
+{
+    json_t *log = mock_get(&rd, "/_mock/requests"), *e, *found = NULL;
+    size_t i;
+    json_array_foreach(json_object_get(log, "requests"), i, e)
+    {
+        const char *p = json_string_value(json_object_get(e, "path"));
+        const char *m = json_string_value(json_object_get(e, "method"));
+        if (m && p && strcmp(m, method) == 0 && strstr(p, part) != NULL) {
+            json_decref(found);
+            found = json_incref(json_object_get(e, "body"));
+        }
+    }
+    json_decref(log);
+    return found;
+}
+
+/* Number of logged requests `method` whose path holds `part`. */
+static size_t count_method(const char *method, const char *part)
+{
+    json_t *log = mock_get(&rd, "/_mock/requests"), *e;
+    size_t i, n = 0;
+    json_array_foreach(json_object_get(log, "requests"), i, e)
+    {
+        const char *p = json_string_value(json_object_get(e, "path"));
+        const char *m = json_string_value(json_object_get(e, "method"));
+        if (m && p && strcmp(m, method) == 0 && strstr(p, part) != NULL)
+            n++;
+    }
+    json_decref(log);
+    return n;
+}
+
+/* The contact is created with the type each version documents for a mobile: v1
+ * cellphone, v2 mobile (the v2 mock refuses cellphone with 422, as RD does). */
+static void created_contact_phone_type(void)
+{
+    rd_contact c = {0};
+    rd_deal d;
+    api_error err;
+    cr_assert_eq(rd_create_contact_and_deal(cl, "Novo", CUSTOMER, "5e00000000000000000000a2",
+                                            USER_ID, &c, &d, &err),
+                 RD_OK, "%s", err.message);
+    json_t *body = last_body("POST", "/contacts");
+    json_t *root = json_object_get(body, api == RD_API_V1 ? "contact" : "data");
+    json_t *phone = json_array_get(json_object_get(root, "phones"), 0);
+    cr_expect_str_eq(json_string_value(json_object_get(phone, "type")),
+                     api == RD_API_V1 ? "cellphone" : "mobile");
+    json_decref(body);
+}
+Test(v1, created_contact_phone_type)
+{
+    created_contact_phone_type();
+}
+Test(v2, created_contact_phone_type)
+{
+    created_contact_phone_type();
+}
+
+/* v1: the deal is created without `contacts`, linked with PUT /contacts/{id} (existing
+ * deal_ids kept) and verified by reading the contact back. */
+Test(v1, created_deal_is_linked_and_verified)
+{
+    json_t *s = seed("{\"name\":\"Ana\",\"phones\":[\"+5511971730783\"],\"deals\":[{\"name\":"
+                     "\"won\",\"win\":true}]}");
+    rd_contact c = {0};
+    rd_deal d;
+    api_error err;
+    snprintf(c.id, sizeof c.id, "%s", seed_id(s));
+    cr_assert_eq(rd_create_contact_and_deal(cl, "Ana", CUSTOMER, "5e00000000000000000000a2",
+                                            USER_ID, &c, &d, &err),
+                 RD_OK, "%s", err.message);
+    json_t *post = last_body("POST", "/deals");
+    cr_expect_null(json_object_get(post, "contacts"), "POST /deals still sends contacts");
+    json_decref(post);
+    json_t *put = last_body("PUT", "/contacts/");
+    json_t *ids = json_object_get(json_object_get(put, "contact"), "deal_ids");
+    cr_assert_eq(json_array_size(ids), 2, "deal_ids must carry the old deal and the new one");
+    cr_expect_str_eq(json_string_value(json_array_get(ids, 0)), seed_deal(s, 0));
+    cr_expect_str_eq(json_string_value(json_array_get(ids, 1)), d.id);
+    json_decref(put);
+    cr_expect_eq(count_method("GET", "/contacts/"), 2, "no read-back after the PUT");
+    json_t *deals = mock_list("deals");
+    size_t i;
+    json_t *deal;
+    int linked = 0;
+    json_array_foreach(deals, i, deal)
+    {
+        if (strcmp(json_string_value(json_object_get(deal, "id")), d.id) == 0)
+            linked =
+                json_array_size(json_object_get(deal, "contact_ids")) == 1 &&
+                strcmp(json_string_value(json_array_get(json_object_get(deal, "contact_ids"), 0)),
+                       c.id) == 0;
+    }
+    cr_expect(linked, "the new deal is not linked to the contact in the mock");
+    expect_one_acquire_per_request();
+    json_decref(deals);
+    json_decref(s);
+}
+
+/* v1: RD answers the PUT but the read-back does not list the deal: a permanent error
+ * naming both ids (a retry would create another unlinked deal). */
+Test(v1, link_not_taken_is_permanent)
+{
+    rd_contact c = {0};
+    rd_deal d;
+    api_error err;
+    arm("{\"method\":\"PUT\",\"path\":\"^/api/v1/contacts/\",\"status\":200,\"body\":{}}");
+    cr_assert_eq(rd_create_contact_and_deal(cl, "Novo", CUSTOMER, "5e00000000000000000000a2",
+                                            USER_ID, &c, &d, &err),
+                 RD_ERROR);
+    cr_expect_neq(d.id[0], '\0', "the created deal's id must be reported");
+    cr_expect_eq(err.http_status, 200);
+    cr_expect_neq(retry_classify(err.curl_code, err.http_status), RETRY_TRANSIENT);
+    cr_expect_not_null(strstr(err.message, "unlinked"), "%s", err.message);
+    cr_expect_not_null(strstr(err.message, d.id), "%s", err.message);
+    cr_expect_not_null(strstr(err.message, c.id), "%s", err.message);
+}
+
+/* Note mode reads notes only; task mode tasks only. */
+static void marker_scope_reads_only_its_lists(void)
+{
+    json_t *s = seed_deals();
+    char found[64];
+    api_error err;
+    cr_expect_eq(rd_find_marker(cl, seed_deal(s, 2), RD_MARKER_NOTES, "[calllog:CAN]", found,
+                                sizeof found, &err),
+                 RD_NOT_FOUND, "%s", err.message);
+    cr_expect_eq(count_method("GET", "/tasks"), 0, "note mode listed tasks");
+    cr_expect_eq(rd_find_marker(cl, seed_deal(s, 2), RD_MARKER_TASKS, "[calllog:CAN]", found,
+                                sizeof found, &err),
+                 RD_NOT_FOUND, "%s", err.message);
+    cr_expect_eq(count_method("GET", "/tasks"), 1);
+    cr_expect_eq(count_method("GET", api == RD_API_V1 ? "/activities" : "/notes"), 1,
+                 "task mode listed notes");
+    json_decref(s);
+}
+Test(v1, marker_scope_reads_only_its_lists)
+{
+    marker_scope_reads_only_its_lists();
+}
+Test(v2, marker_scope_reads_only_its_lists)
+{
+    marker_scope_reads_only_its_lists();
+}
+
+/* v2: a 400/422 on the task list is "cannot search" (transient), never "not found"; in
+ * note mode the task list is not asked at all. */
+Test(v2, task_search_refused_is_transient_not_found_never)
+{
+    json_t *s = seed_deals();
+    char found[64];
+    api_error err;
+    const long codes[] = {400, 422};
+    for (size_t i = 0; i < 2; i++) {
+        char fault[160];
+        snprintf(fault, sizeof fault,
+                 "{\"method\":\"GET\",\"path\":\"^/crm/v2/tasks$\",\"status\":%ld,\"count\":-1}",
+                 codes[i]);
+        arm(fault);
+        cr_expect_eq(rd_find_marker(cl, seed_deal(s, 2), RD_MARKER_BOTH, "[calllog:CAX]", found,
+                                    sizeof found, &err),
+                     RD_ERROR, "%ld taken for not found", codes[i]);
+        cr_expect_eq(retry_classify(err.curl_code, err.http_status), RETRY_TRANSIENT, "%s",
+                     err.message);
+        cr_expect_not_null(strstr(err.message, "cannot search tasks"), "%s", err.message);
+        cr_expect_eq(rd_find_marker(cl, seed_deal(s, 2), RD_MARKER_NOTES, "[calllog:CAX]", found,
+                                    sizeof found, &err),
+                     RD_NOT_FOUND, "%s", err.message);
+        cr_assert_eq(mock_call(&rd, "DELETE", "/_mock/faults", NULL, NULL), 200);
+    }
+    json_decref(s);
+}
+
+/* A client with Redis on either version (v1 tests start without). */
+static void plan_client(void)
+{
+    if (redis == NULL)
+        connect_redis();
+    rd_client_free(cl);
+    cl = client_with("mock-refresh-token");
+    cr_assert_not_null(cl);
+}
+
+/* The type of every task the mock holds, in creation order, joined by ','. */
+static void task_types(char *out, size_t outlen)
+{
+    json_t *tasks = mock_list("tasks"), *t;
+    size_t i;
+    out[0] = '\0';
+    json_array_foreach(tasks, i, t)
+    {
+        size_t n = strlen(out);
+        snprintf(out + n, outlen - n, "%s%s", n ? "," : "",
+                 json_string_value(json_object_get(t, "type")));
+    }
+    json_decref(tasks);
+}
+
+/* Free plan: the 403 for type call is confirmed by type task being accepted, remembered
+ * in Redis, and later tasks (this client's and another worker's) go straight to task. */
+static void free_plan_falls_back_to_task(void)
+{
+    json_t *s = seed_deals();
+    char id[64], types[128];
+    api_error err;
+    rd_plan plan;
+    plan_client();
+    cr_assert_eq(mock_post(&rd, "/_mock/plan", "{\"call_tasks\":false}", NULL), 200);
+    cr_assert_eq(rd_plan_read(redis, &keys, &plan), 0);
+    cr_expect_eq(plan.call_task_refused, 0);
+    cr_assert_eq(rd_post_call_task(cl, seed_deal(s, 2), USER_ID, "Call", "[calllog:CA1]",
+                                   time(NULL), id, sizeof id, &err),
+                 RD_OK, "%s", err.message);
+    cr_assert_eq(rd_plan_read(redis, &keys, &plan), 0);
+    cr_expect_eq(plan.call_task_refused, 1);
+    cr_expect_gt(plan.refused_at_ms, 0);
+    cr_assert_eq(rd_post_call_task(cl, seed_deal(s, 2), USER_ID, "Call", "[calllog:CA2]",
+                                   time(NULL), id, sizeof id, &err),
+                 RD_OK, "%s", err.message);
+    rd_client *other = client_with("mock-refresh-token"); /* another worker */
+    cr_assert_eq(rd_post_call_task(other, seed_deal(s, 2), USER_ID, "Call", "[calllog:CA3]",
+                                   time(NULL), id, sizeof id, &err),
+                 RD_OK, "%s", err.message);
+    rd_client_free(other);
+    cr_expect_eq(count_method("POST", "/tasks"), 4, "one refused call, then three tasks");
+    task_types(types, sizeof types);
+    cr_expect_str_eq(types, "task,task,task");
+    char marker_id[64];
+    cr_expect_eq(rd_find_marker(cl, seed_deal(s, 2), RD_MARKER_TASKS, "[calllog:CA2]", marker_id,
+                                sizeof marker_id, &err),
+                 RD_OK, "a type task entry must be found by the marker search: %s", err.message);
+    json_decref(s);
+}
+Test(v1, free_plan_falls_back_to_task)
+{
+    free_plan_falls_back_to_task();
+}
+Test(v2, free_plan_falls_back_to_task)
+{
+    free_plan_falls_back_to_task();
+}
+
+/* A 403 that type task gets too is not the plan: permanent, named, nothing remembered. */
+static void other_403_is_not_the_plan(void)
+{
+    json_t *s = seed_deals();
+    char id[64];
+    api_error err;
+    rd_plan plan;
+    plan_client();
+    arm(api == RD_API_V1
+            ? "{\"method\":\"POST\",\"path\":\"^/api/v1/tasks$\",\"status\":403,\"count\":-1}"
+            : "{\"method\":\"POST\",\"path\":\"^/crm/v2/tasks$\",\"status\":403,\"count\":-1}");
+    cr_expect_eq(rd_post_call_task(cl, seed_deal(s, 2), USER_ID, "Call", "n", time(NULL), id,
+                                   sizeof id, &err),
+                 RD_ERROR);
+    cr_expect_eq(err.http_status, 403);
+    cr_expect_eq(retry_classify(err.curl_code, err.http_status), RETRY_PERMANENT);
+    cr_expect_not_null(strstr(err.message, "not the free-plan limit"), "%s", err.message);
+    cr_assert_eq(rd_plan_read(redis, &keys, &plan), 0);
+    cr_expect_eq(plan.call_task_refused, 0);
+    cr_expect_eq(count_method("POST", "/tasks"), 2);
+    json_decref(s);
+}
+Test(v1, other_403_is_not_the_plan)
+{
+    other_403_is_not_the_plan();
+}
+Test(v2, other_403_is_not_the_plan)
+{
+    other_403_is_not_the_plan();
+}
+
+/* GET /users lists ids and e-mails (v2 pages through them). */
+static void list_users(void)
+{
+    rd_user *users;
+    size_t n;
+    api_error err;
+    cr_assert_eq(mock_post(&rd, "/_mock/users",
+                           "{\"id\":\"5e00000000000000000000u2\",\"email\":\"Vendas@Example.com\"}",
+                           NULL),
+                 201);
+    cr_assert_eq(rd_list_users(cl, &users, &n, &err), RD_OK, "%s", err.message);
+    cr_assert_eq(n, 2);
+    cr_expect_str_eq(users[0].id, USER_ID);
+    cr_expect_str_eq(users[0].email, "user1@example.com");
+    cr_expect_str_eq(users[1].id, "5e00000000000000000000u2");
+    cr_expect_str_eq(users[1].email, "Vendas@Example.com");
+    free(users);
+    expect_one_acquire_per_request();
+}
+Test(v1, list_users)
+{
+    list_users();
+}
+Test(v2, list_users)
+{
+    list_users();
 }
 
 /* ---- v2 OAuth ------------------------------------------------------------------------- */

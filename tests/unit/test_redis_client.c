@@ -245,6 +245,7 @@ Test(keys, default_prefix)
     cr_assert_str_eq(k.reconcile, "calllog:reconcile");
     cr_assert_str_eq(k.reconcile_leader, "calllog:reconcile:leader");
     cr_assert_str_eq(k.reconcile_enqueued, "calllog:reconcile:enqueued");
+    cr_assert_str_eq(k.rdstation_plan, "calllog:rdstation:plan");
     cr_assert_str_eq(KEYS_GROUP, "calllog-workers");
 }
 
@@ -258,6 +259,7 @@ Test(keys, cluster_hash_tag_prefix)
     cr_assert_str_eq(k.ratelimit, "{calllog}:ratelimit:rdstation");
     cr_assert_str_eq(k.cache, "{calllog}:cache:");
     cr_assert_str_eq(k.oauth, "{calllog}:oauth:rdstation");
+    cr_assert_str_eq(k.rdstation_plan, "{calllog}:rdstation:plan");
 }
 
 Test(keys, refusals)
@@ -283,6 +285,8 @@ Test(keys, longest_prefix_fits_every_key)
               k.oauth);
     cr_assert(strcmp(k.reconcile_enqueued + KEYS_MAX - 32, ":reconcile:enqueued") == 0,
               "truncated: %s", k.reconcile_enqueued);
+    cr_assert(strcmp(k.rdstation_plan + KEYS_MAX - 32, ":rdstation:plan") == 0, "truncated: %s",
+              k.rdstation_plan);
     prefix[KEYS_MAX - 32] = 'p';
     prefix[KEYS_MAX - 31] = '\0';
     cr_assert_eq(keys_build(prefix, &k), -1);
