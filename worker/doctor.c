@@ -474,7 +474,7 @@ static void check_rd_users(doctor *d, const json_t *doc)
                           (d->s.rd_user_id ? 1 : 0) + d->s.user_map_len, json_array_size(users));
         return;
     }
-    char fix[512];
+    char fix[600];
     snprintf(fix, sizeof fix, "use ids the account has: %s", known[0] ? known : "(none listed)");
     doctor_report_add(d->report, "rd.users", DOCTOR_FAIL, fix,
                       "not users of this RD Station account: %s", missing);
@@ -992,7 +992,7 @@ int doctor_signature_diagnose(const char *const *tokens, size_t ntokens,
         b.path[--blen] = '\0';
     /* What the ingest signs: PUBLIC_BASE_URL + its only route + the raw query. */
     e = b;
-    snprintf(e.path, sizeof e.path, "%s%s", b.path, LOG_CALL_PATH);
+    snprintf(e.path, sizeof e.path, "%.990s%s", b.path, LOG_CALL_PATH);
     e.has_query = u.has_query;
     memcpy(e.query, u.query, sizeof e.query);
     char eorigin[600];
@@ -1005,7 +1005,7 @@ int doctor_signature_diagnose(const char *const *tokens, size_t ntokens,
             out->verified = out->matched = 1;
             out->token = (int)t;
             snprintf(out->signed_url, sizeof out->signed_url, "%s", out->expected_url);
-            snprintf(out->base_url, sizeof out->base_url, "%s%s", eorigin, b.path);
+            snprintf(out->base_url, sizeof out->base_url, "%.400s%.600s", eorigin, b.path);
             return 0;
         }
     }
