@@ -490,3 +490,18 @@ def private_redis(tmp_path):
     server = RedisServer(tmp_path / "private-redis").start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def tiny_tmpfs(tmp_path):
+    """A 512 KiB tmpfs (root only): a disk that really fills up."""
+    mnt = tmp_path / "tiny"
+    mnt.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k,mode=0755", "tmpfs",
+                        str(mnt)], capture_output=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.decode().strip()}")
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], check=False)

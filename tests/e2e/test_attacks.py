@@ -14,7 +14,7 @@ import time
 import pytest
 
 import twilio_sign
-from conftest import call_params, http_request, metric_sum, sigterm_and_wait, wait_for
+from conftest import call_params, http_request, metric_sum, wait_for
 
 ATTACKER = "127.0.0.2"
 DEFAULTS = ("INGEST_THREADS",)  # unset: the documented default
@@ -245,20 +245,6 @@ def test_sigterm_stops_accepting_at_once_and_exits_0(start_ingest):
     assert rc == 0, ingest.log_text()[-3000:]
 
 
-@pytest.fixture
-def tiny_disk(tmp_path):
-    """A 256 KiB tmpfs for the spool, so that the disk can really be filled."""
-    import os
-    import subprocess
-    d = tmp_path / "tiny"
-    d.mkdir()
-    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs",
-                                            str(d)], capture_output=True).returncode != 0:
-        pytest.skip("needs root to mount a small tmpfs")
-    yield d
-    subprocess.run(["umount", "-l", str(d)], capture_output=True)
-
-
 def fill(directory):
     """Fills the file system of `directory` to the last byte."""
     try:
@@ -270,13 +256,13 @@ def fill(directory):
         pass  # full: the close's flush fails too
 
 
-def test_readyz_says_not_ready_when_nothing_can_take_an_event(start_ingest, tiny_disk):
+def test_readyz_says_not_ready_when_nothing_can_take_an_event(start_ingest, tiny_tmpfs):
     ingest = start_ingest(redis_url_="redis://:wrong-password@127.0.0.1:1/0",
-                          spool_dir=str(tiny_disk / "spool"))
+                          spool_dir=str(tiny_tmpfs / "spool"))
     res = ingest.get("/readyz")
     doc = json.loads(res.body)
     assert res.status == 200 and doc["spool"] == "ok" and doc["redis"] != "ok", doc
-    fill(tiny_disk)
+    fill(tiny_tmpfs)
     res = ingest.get("/readyz")
     doc = json.loads(res.body)
     assert res.status == 503, doc

@@ -539,21 +539,6 @@ def test_503_when_redis_down_and_spool_full(start_ingest, private_redis):
     assert wait_for(lambda: ing.get("/readyz").status == 200, 10)
 
 
-@pytest.fixture
-def tiny_tmpfs(tmp_path):
-    """A 512 KiB tmpfs (root only): a disk that really fills up."""
-    mnt = tmp_path / "tiny"
-    mnt.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k,mode=0755", "tmpfs",
-                        str(mnt)], capture_output=True)
-    if r.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.decode().strip()}")
-    yield mnt
-    subprocess.run(["umount", "-l", str(mnt)], check=False)
-
-
 def test_503_when_redis_down_and_disk_full(tiny_tmpfs, start_ingest, private_redis):
     ing = start_ingest(redis_url_=private_redis.url, spool_dir=tiny_tmpfs / "spool",
                        env={"INGEST_REDIS_TIMEOUT_MS": "300"})
