@@ -180,6 +180,9 @@ int main(int argc, char **argv)
         cli_fail("calllog-worker", "cannot initialise libcurl or metrics");
     } else if (check_dependencies(&s, err, sizeof err) != 0) {
         cli_fail("calllog-worker", err);
+    } else if ((status = worker_settings_resolve_users(&s, &cerr)) != 0) {
+        cli_fail("calllog-worker", cerr.msg);
+        rc = status == -1 ? 2 : 1;
     } else {
         alert_init(&s);
         rc = run(&s, tpl);

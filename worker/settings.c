@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "http_client.h"
@@ -149,12 +150,14 @@ static int load_user_map(worker_settings *s, config_error *err)
         const char *eq = memchr(v, '=', n);
         user_route *r = &s->user_map[s->user_map_len];
         size_t nl = eq ? (size_t)(eq - v) : 0, ul = eq ? n - nl - 1 : 0;
-        if (!eq || nl == 0 || ul == 0 || nl >= sizeof r->number || ul >= sizeof r->user_id ||
-            s->user_map_len == USER_MAP_MAX)
-            return config_fail(err, "RDSTATION_USER_MAP",
-                               "expected +5511...=rd_user_id pairs separated by commas");
+        int email = eq && memchr(eq + 1, '@', ul) != NULL;
+        if (!eq || nl == 0 || ul == 0 || nl >= sizeof r->number ||
+            ul >= (email ? sizeof r->email : sizeof r->user_id) || s->user_map_len == USER_MAP_MAX)
+            return config_fail(
+                err, "RDSTATION_USER_MAP",
+                "expected +5511...=<RD user id or e-mail> pairs separated by commas");
         memcpy(r->number, v, nl);
-        memcpy(r->user_id, eq + 1, ul);
+        memcpy(email ? r->email : r->user_id, eq + 1, ul);
         s->user_map_len++;
         v = comma ? comma + 1 : NULL;
     }
@@ -248,6 +251,63 @@ int worker_settings_load(worker_settings *s, config_error *err)
                       &s->metrics_port, err))
         return -1;
     return config_check(err); /* a *_FILE behind a setting with a default, e.g. REDIS_URL */
+}
+
+/* Fills the ids of the map's e-mails from `users`. Returns 0, or -1 naming the first
+ * e-mail no user has. */
+static int resolve_from(worker_settings *s, const rd_user *users, size_t n, config_error *err)
+{
+    for (size_t i = 0; i < s->user_map_len; i++) {
+        user_route *r = &s->user_map[i];
+        size_t k = 0;
+        if (r->email[0] == '\0')
+            continue;
+        while (k < n && strcasecmp(users[k].email, r->email) != 0)
+            k++;
+        if (k == n) {
+            char msg[384];
+            snprintf(msg, sizeof msg,
+                     "no RD Station user has the e-mail %.128s (GET /users lists %zu)", r->email,
+                     n);
+            return config_fail(err, "RDSTATION_USER_MAP", msg);
+        }
+        snprintf(r->user_id, sizeof r->user_id, "%s", users[k].id);
+        log_info("RDSTATION_USER_MAP e-mail resolved", LF_S("number", r->number),
+                 LF_S("email", r->email), LF_S("user_id", r->user_id));
+    }
+    return 0;
+}
+
+/* Resolves the map's e-mails; see the header. */
+int worker_settings_resolve_users(worker_settings *s, config_error *err)
+{
+    char why[512];
+    size_t i = 0, n = 0;
+    rd_user *users = NULL;
+    api_error ae;
+    while (i < s->user_map_len && s->user_map[i].email[0] == '\0')
+        i++;
+    if (i == s->user_map_len)
+        return 0;
+    redisContext *redis = redis_open(&s->redis, (int)s->redis_timeout_ms, why, sizeof why);
+    rd_client *c = redis ? rd_client_new(&s->rd, redis, &s->keys) : NULL;
+    rd_status st = c ? rd_list_users(c, &users, &n, &ae) : RD_ERROR;
+    int rc;
+    if (st == RD_OK) {
+        rc = resolve_from(s, users, n, err);
+    } else {
+        snprintf(err->msg, sizeof err->msg,
+                 "RDSTATION_USER_MAP: its e-mails cannot be resolved to RD user ids: %.400s",
+                 !redis ? why
+                 : !c   ? "cannot create the RD Station client"
+                        : ae.message);
+        rc = -2;
+    }
+    free(users);
+    rd_client_free(c);
+    if (redis)
+        redisFree(redis);
+    return rc;
 }
 
 const char *worker_settings_user_for(const worker_settings *s, const char *our_number)

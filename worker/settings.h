@@ -22,10 +22,12 @@ typedef enum { UNKNOWN_SKIP = 0, UNKNOWN_DEAD, UNKNOWN_CREATE } unknown_policy;
 #define USER_MAP_MAX 64
 #define RECONCILE_NUMBERS_MAX 64
 
-/* One Twilio number → the RD user who owns that line. */
+/* One Twilio number → the RD user who owns that line, given in RDSTATION_USER_MAP by id
+ * or by e-mail; an e-mail's id is filled in at start (worker_settings_resolve_users). */
 typedef struct user_route {
     char number[32];
-    char user_id[64];
+    char user_id[64]; /* "" until an e-mail is resolved */
+    char email[128];  /* "" when the map gave an id */
 } user_route;
 
 typedef struct worker_settings {
@@ -71,6 +73,14 @@ int worker_settings_load(worker_settings *s, config_error *err);
  * without sslmode=require, verify-ca or verify-full. Each names the setting and host,
  * never the URL's path, query or user info. Call once at start-up, after the load. */
 void worker_settings_warn_plaintext(const worker_settings *s);
+
+/* Resolves the e-mails in RDSTATION_USER_MAP to RD user ids through GET /users
+ * (rd_list_users, matched case-insensitively), once, before the worker's threads start;
+ * does nothing when the map holds ids only. Opens its own Redis connection (v2 tokens)
+ * and RD client; the request skips the shared rate limiter (one or a few at start).
+ * Returns 0; -1 with `err` naming RDSTATION_USER_MAP and the e-mail no RD user has; or
+ * -2 with `err` saying why the users could not be listed (Redis or RD unreachable). */
+int worker_settings_resolve_users(worker_settings *s, config_error *err);
 
 /* The RD user for a call handled by Twilio number `our_number` (the mapped salesperson,
  * else RDSTATION_USER_ID; may be NULL on v2 without a default). */

@@ -815,3 +815,115 @@ def test_plain_text_transports_warn_at_start(rd, tw, db, redis_url, key_prefix, 
         else:
             assert db_warn == [], out
         assert "PGPASSWORD1" not in out, out
+
+
+# ---------------------------------------------------------------------------------------
+# 10. Behaviour checked against RD Station's documentation and public clients (issue 9).
+
+def _create_env():
+    return {"CALLLOG_UNKNOWN_CALLER": "create", "CALLLOG_CREATE_DEAL_STAGE_ID": RD_STAGE_ID}
+
+
+def _deliver_unknown_caller(api, rd, db, rdb, key_prefix, new_ingest, start_worker):
+    """Sends one call from STRANGER to a worker that creates contacts; waits until it is
+    delivered. Returns (sid, the one contact created for STRANGER, the ledger row)."""
+    ingest = new_ingest()
+    worker = start_worker(api, env=_create_env())
+    diag = diagnostics(rd, db, rdb, key_prefix, [worker])
+    sid = new_sid()
+    send_call(ingest, sid, caller=STRANGER, CallerName="Fulano de Tal")
+    wait_delivered(db, [sid], 30, diag)
+    created = [c for c in rd.contacts()
+               if any(re.sub(r"\D", "", p["phone"]).endswith("21998887766") for p in c["phones"])]
+    assert len(created) == 1, rd.contacts()
+    return sid, created[0], db.row(sid)
+
+
+def test_v2_unknown_caller_gets_a_mobile_contact_a_deal_and_one_note(rd, db, rdb, key_prefix,
+                                                                     new_ingest, start_worker):
+    sid, created, row = _deliver_unknown_caller("v2", rd, db, rdb, key_prefix, new_ingest,
+                                                start_worker)
+    posts = rd.requests(method="POST", path=r"^/crm/v2/contacts$")
+    assert [p["status"] for p in posts] == [201], posts
+    assert posts[0]["body"]["data"]["phones"] == [{"phone": STRANGER, "type": "mobile"}]
+    deal = next(d for d in rd.deals() if d["id"] == row["rd_deal_id"])
+    assert created["id"] in deal["contact_ids"] and deal["stage_id"] == RD_STAGE_ID
+    notes = rd.notes_of(sid)
+    assert len(notes) == 1 and notes[0]["deal_id"] == deal["id"]
+    assert queue_state(rdb, key_prefix)["dead"] == 0
+
+
+def test_v1_created_deal_is_linked_through_the_contact_and_verified(rd, db, rdb, key_prefix,
+                                                                    new_ingest, start_worker):
+    sid, created, row = _deliver_unknown_caller("v1", rd, db, rdb, key_prefix, new_ingest,
+                                                start_worker)
+    cid = created["id"]
+    post = rd.requests(method="POST", path=r"^/api/v1/deals$")
+    assert len(post) == 1 and "contacts" not in post[0]["body"], post
+    log = rd.requests(path=r"^/api/v1/contacts/" + cid + "$")
+    calls = [(e["method"], e["status"]) for e in log]
+    assert calls == [("GET", 200), ("PUT", 200), ("GET", 200)], calls
+    assert log[1]["body"]["contact"]["deal_ids"] == [row["rd_deal_id"]]
+    deal = next(d for d in rd.deals() if d["id"] == row["rd_deal_id"])
+    assert deal["contact_ids"] == [cid]
+    assert len(rd.notes_of(sid)) == 1
+    assert row["rd_contact_id"] == cid
+
+
+@pytest.mark.parametrize("api", ["v1", "v2"])
+def test_task_mode_on_a_free_plan_falls_back_to_type_task(api, rd, db, rdb, key_prefix,
+                                                          new_ingest, start_worker):
+    seed_standard_contact(rd)
+    rd.control("POST", "/_mock/plan", {"call_tasks": False})
+    ingest = new_ingest()
+    worker = start_worker(api, env={"CALLLOG_MODE": "task"})
+    diag = diagnostics(rd, db, rdb, key_prefix, [worker])
+    sids = [new_sid() for _ in range(3)]
+    for sid in sids:
+        send_call(ingest, sid)
+        wait_delivered(db, [sid], 30, diag)
+    tasks = rd.control("GET", "/_mock/tasks")["tasks"]
+    assert len(tasks) == 3 and {t["type"] for t in tasks} == {"task"}, tasks
+    assert all(t["done"] for t in tasks), tasks
+    refused = [r for r in rd.requests(method="POST") if r["path"].endswith("/tasks")
+               and r["status"] == 403]
+    assert len(refused) == 1, refused
+    plan = rdb.hgetall(f"{key_prefix}:rdstation:plan")
+    assert plan.get("call_task") == "refused" and int(plan["call_task_at"]) > 0, plan
+    warned = [r for r in worker.log_records() if r.get("level") == "warn"
+              and "type task" in r.get("msg", "")]
+    assert len(warned) == 1, warned
+    assert queue_state(rdb, key_prefix)["dead"] == 0
+
+
+def test_user_map_by_email_writes_the_note_as_the_resolved_user(rd, db, rdb, key_prefix,
+                                                                new_ingest, start_worker):
+    recent, _ = seed_standard_contact(rd)
+    seller = "5e00000000000000000000b7"
+    rd.control("POST", "/_mock/users", {"id": seller, "email": "vendas@example.com",
+                                        "name": "Vendas"})
+    ingest = new_ingest()
+    worker = start_worker("v1", env={"RDSTATION_USER_MAP": f"{OUR_NUMBER}=Vendas@Example.COM"})
+    diag = diagnostics(rd, db, rdb, key_prefix, [worker])
+    sid = new_sid()
+    send_call(ingest, sid)
+    wait_delivered(db, [sid], 30, diag)
+    notes = rd.notes_of(sid)
+    assert len(notes) == 1 and notes[0]["user_id"] == seller and notes[0]["deal_id"] == recent
+    assert len(rd.requests(method="GET", path=r"/users$")) == 1
+
+
+@pytest.mark.parametrize("api", ["v1", "v2"])
+def test_user_map_with_an_unknown_email_refuses_the_start(api, rd, tw, db, redis_url,
+                                                          database_url, key_prefix):
+    env = worker_settings(api, redis_url, key_prefix, database_url, rd, tw, "map",
+                          free_port())
+    env["RDSTATION_USER_MAP"] = f"{OUR_NUMBER}=ninguem@example.com"
+    res = _run_worker_once(clean_env(env))
+    out = (res.stdout + res.stderr).strip()
+    assert res.returncode == 2, out
+    # One refusal line (v2 may log its token refresh, as JSON, before it).
+    refusal = [line for line in out.splitlines() if not line.startswith("{")]
+    assert len(refusal) == 1, out
+    assert refusal[0].startswith("calllog-worker: setting RDSTATION_USER_MAP"), out
+    assert "ninguem@example.com" in refusal[0], out
