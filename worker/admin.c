@@ -29,6 +29,7 @@
 #include "keys.h"
 #include "ledger.h"
 #include "queue.h"
+#include "rdstation.h"
 #include "reconcile.h"
 #include "redis_client.h"
 
@@ -203,6 +204,22 @@ static void print_reconcile(admin *a)
     printf("\n");
 }
 
+/* The RD plan line of `status`: whether call tasks fell back to type `task`. */
+static void print_plan(admin *a)
+{
+    rd_plan plan;
+    if (rd_plan_read(a->redis, &a->keys, &plan) != 0) {
+        printf("rd plan       unavailable: cannot read %s\n", a->keys.rdstation_plan);
+        return;
+    }
+    if (!plan.call_task_refused) {
+        printf("rd plan       call tasks accepted (or not tried yet)\n");
+        return;
+    }
+    print_time("rd plan       call tasks refused (free plan) since ", plan.refused_at_ms);
+    printf(": tasks are created as type `task`; DEL %s after an upgrade\n", a->keys.rdstation_plan);
+}
+
 static int cmd_status(admin *a)
 {
     queue_depths d;
@@ -213,6 +230,7 @@ static int cmd_status(admin *a)
     printf("retry set     %-24s %lld entries\n", a->keys.retry, d.retry);
     printf("dead stream   %-24s %lld entries\n", a->keys.dead, d.dead);
     print_reconcile(a);
+    print_plan(a);
     char counts[512], err[256];
     if (a->ledger && ledger_state_counts(a->ledger, counts, sizeof counts, err, sizeof err) == 0)
         printf("deliveries    %s\n", counts);
