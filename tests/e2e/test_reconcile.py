@@ -32,7 +32,7 @@ def list_requests(tw):
 
 
 def test_calls_without_webhook_are_noted_once_and_late_webhooks_change_nothing(
-        rd, tw, db, rdb, key_prefix, new_ingest, start_worker):
+        rd, tw, db, rdb, key_prefix, new_ingest, start_worker, admin_env):
     deal, _ = seed_standard_contact(rd)
     ended = time.time()
     answered = seed_twilio_call(tw, status="completed", ended=ended)
@@ -71,16 +71,10 @@ def test_calls_without_webhook_are_noted_once_and_late_webhooks_change_nothing(
     assert w.metric("calllog_reconcile_backfilled_total") == 3, "enqueued once only"
     wait_until(lambda: queues_empty(rdb, key_prefix), 20, "queues empty", diag)
 
-    out = run_admin(["status"], admin_env_of(w))
+    out = run_admin(["status"], admin_env)
     assert out.returncode == 0, out.stderr
     assert "reconciler    checkpoint 20" in out.stdout, out.stdout
     assert f"held by {w.name}" in out.stdout, out.stdout
-
-
-def admin_env_of(worker):
-    """calllog-admin's environment for the worker's Redis, prefix and database."""
-    keep = ("REDIS_URL", "CALLLOG_KEY_PREFIX", "DATABASE_URL", "PATH")
-    return {k: v for k, v in worker.env.items() if k in keep}
 
 
 def test_numbers_restrict_reconciliation_and_paging_follows_next_page_uri(

@@ -872,7 +872,7 @@ def test_v1_created_deal_is_linked_through_the_contact_and_verified(rd, db, rdb,
 
 @pytest.mark.parametrize("api", ["v1", "v2"])
 def test_task_mode_on_a_free_plan_falls_back_to_type_task(api, rd, db, rdb, key_prefix,
-                                                          new_ingest, start_worker):
+                                                          new_ingest, start_worker, admin_env):
     seed_standard_contact(rd)
     rd.control("POST", "/_mock/plan", {"call_tasks": False})
     ingest = new_ingest()
@@ -894,6 +894,8 @@ def test_task_mode_on_a_free_plan_falls_back_to_type_task(api, rd, db, rdb, key_
               and "type task" in r.get("msg", "")]
     assert len(warned) == 1, warned
     assert queue_state(rdb, key_prefix)["dead"] == 0
+    status = run_admin(["status"], admin_env)
+    assert "call tasks refused (free plan)" in status.stdout, status.stdout
 
 
 def test_user_map_by_email_writes_the_note_as_the_resolved_user(rd, db, rdb, key_prefix,
