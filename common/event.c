@@ -1,5 +1,6 @@
 /* event — builds and parses the normalized call event (see event.h for the layout). */
 #include "event.h"
+#include "timing.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -110,20 +111,11 @@ static int set_once(json_t *obj, const char *key, const char *value)
     return s ? json_object_set_new(obj, key, s) : -1;
 }
 
-void event_format_time(long long epoch_ms, char *out, size_t outlen)
-{
-    time_t secs = (time_t)(epoch_ms / 1000);
-    struct tm tm;
-    gmtime_r(&secs, &tm);
-    size_t n = strftime(out, outlen, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(out + n, outlen - n, ".%03lldZ", epoch_ms % 1000);
-}
-
 /* Adds the ingest's own fields: version, received_at, request id, idempotency token. */
 static int add_meta(json_t *ev, const event_meta *meta)
 {
     char ts[40];
-    event_format_time(meta->received_at_ms, ts, sizeof ts);
+    timing_format_rfc3339(meta->received_at_ms, ts, sizeof ts);
     int rc = json_object_set_new(ev, "v", json_integer(EVENT_VERSION));
     rc |= json_object_set_new(ev, "received_at", json_string(ts));
     if (meta->request_id)

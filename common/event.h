@@ -47,7 +47,4 @@ int event_status_is_terminal(const char *status);
 /* 1 for any status Twilio documents (initiated, ringing, in-progress and terminal). */
 int event_status_is_known(const char *status);
 
-/* Formats epoch milliseconds as RFC 3339 UTC with milliseconds into `out` (>= 25 bytes). */
-void event_format_time(long long epoch_ms, char *out, size_t outlen);
-
 #endif

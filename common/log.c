@@ -3,6 +3,7 @@
  * Each line is formatted into a stack buffer and written with a single write(2), so lines
  * from concurrent threads never interleave. Settings are fixed at start-up. */
 #include "log.h"
+#include "timing.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -112,16 +113,6 @@ static void put_text_value(line_buf *b, const char *s)
     put(b, "\"", 1);
 }
 
-static void format_now(char *out, size_t outlen)
-{
-    struct timeval tv;
-    struct tm tm;
-    gettimeofday(&tv, NULL);
-    gmtime_r(&tv.tv_sec, &tm);
-    size_t n = strftime(out, outlen, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(out + n, outlen - n, ".%03ldZ", (long)(tv.tv_usec / 1000));
-}
-
 static void emit_json(line_buf *b, const char *ts, log_level level, const char *msg,
                       const log_field *fields)
 {
@@ -170,7 +161,7 @@ void log_emit(log_level level, const char *msg, const log_field *fields)
     line_buf b;
     b.len = 0;
     char ts[40];
-    format_now(ts, sizeof ts);
+    timing_format_rfc3339(timing_epoch_ms(), ts, sizeof ts);
     if (log_as_json)
         emit_json(&b, ts, level, msg, fields);
     else

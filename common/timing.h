@@ -1,9 +1,15 @@
-/* timing — the clocks and the sleep every module uses, in one place.
+/* timing — the clocks, the sleep and the time formats every module uses, in one place.
  *
  * Monotonic time measures latencies and deadlines (it never jumps); wall-clock time is
- * for timestamps shared with other hosts (token expiries, received_at). */
+ * for timestamps shared with other hosts (token expiries, received_at). The two text
+ * forms the project meets are read and written here only, by hand, so that neither the
+ * locale nor strptime's ignoring of zone offsets can change a result: RFC 3339 in UTC
+ * (logs, events, dead letters) and RFC 2822 (Twilio's timestamps, any numeric zone). */
 #ifndef CALLLOG_TIMING_H
 #define CALLLOG_TIMING_H
+
+#include <stddef.h>
+#include <time.h>
 
 /* Milliseconds on the monotonic clock. */
 long long timing_mono_ms(void);
@@ -13,6 +19,20 @@ double timing_mono_s(void);
 
 /* Milliseconds since the epoch (wall clock). */
 long long timing_epoch_ms(void);
+
+/* Writes epoch milliseconds as RFC 3339 UTC with milliseconds ("2026-11-24T20:00:00.123Z")
+ * into `out` (at least TIMING_RFC3339_LEN bytes). */
+#define TIMING_RFC3339_LEN 32
+void timing_format_rfc3339(long long epoch_ms, char *out, size_t outlen);
+
+/* Reads "YYYY-MM-DDTHH:MM:SS[.fff]Z" (what timing_format_rfc3339 writes, any number of
+ * fraction digits, or a ±hh:mm offset) into epoch ms; 0 when unreadable. */
+long long timing_parse_rfc3339_ms(const char *s);
+
+/* Reads an RFC 2822 date ("Tue, 24 Nov 2026 19:00:00 +0000"; the weekday is optional,
+ * the zone ±hhmm, GMT, UT, UTC or Z) into epoch seconds, honouring the offset; 0 when
+ * unreadable. English month names whatever the locale. */
+time_t timing_parse_rfc2822(const char *s);
 
 /* Sleeps `ms` milliseconds, resuming after signals. */
 void timing_sleep_ms(long ms);

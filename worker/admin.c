@@ -32,6 +32,7 @@
 #include "rdstation.h"
 #include "reconcile.h"
 #include "redis_client.h"
+#include "timing.h"
 
 static const char usage[] =
     "calllog-admin [--env-file FILE] COMMAND\n"
@@ -178,7 +179,7 @@ static void print_time(const char *label, long long ms)
 {
     char when[40] = "never";
     if (ms > 0)
-        event_format_time(ms, when, sizeof when);
+        timing_format_rfc3339(ms, when, sizeof when);
     printf("%s%s", label, when);
 }
 

@@ -20,6 +20,7 @@
 #include "http_client.h"
 #include "log.h"
 #include "metrics.h"
+#include "timing.h"
 
 static const worker_settings *alert_settings;
 static metric *alerts_sent;
@@ -83,7 +84,7 @@ void alert_dead_letter(const char *call_sid, const char *reason, const char *err
 void alert_reconcile_stale(long long since, const char *error)
 {
     char text[1024], when[40];
-    event_format_time(since * 1000, when, sizeof when);
+    timing_format_rfc3339(since * 1000, when, sizeof when);
     snprintf(text, sizeof text,
              ":warning: calllog: reconciliation with Twilio's Calls list has not succeeded since "
              "%s (%s). Calls whose webhook was lost are not being backfilled. Check Twilio "

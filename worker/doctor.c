@@ -619,7 +619,7 @@ static void check_rd_write(doctor *d)
     rd_client *c = d->redis ? rd_client_new(&rs, d->redis, &d->s.keys) : NULL;
     char note_id[128] = "", when[40], text[512];
     api_error err = {0};
-    event_format_time(timing_epoch_ms(), when, sizeof when);
+    timing_format_rfc3339(timing_epoch_ms(), when, sizeof when);
     snprintf(text, sizeof text,
              "[calllog doctor] Nota de teste escrita por calllog-admin doctor --write-test em %s; "
              "pode ser ignorada. (Test note, safe to ignore.)",

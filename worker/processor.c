@@ -188,26 +188,6 @@ static long parse_long(const char *s, long def)
     return s && *s && *end == '\0' ? v : def;
 }
 
-/* Parses "2026-11-24T20:00:00.123Z" (the ingest's received_at) to epoch ms; 0 if bad. */
-static long long parse_received_at(const char *s)
-{
-    struct tm tm = {0};
-    const char *rest = s ? strptime(s, "%Y-%m-%dT%H:%M:%S", &tm) : NULL;
-    if (!rest)
-        return 0;
-    long ms = rest[0] == '.' ? strtol(rest + 1, NULL, 10) : 0;
-    return (long long)timegm(&tm) * 1000 + ms;
-}
-
-/* Parses Twilio's RFC 2822 Timestamp ("Sun, 25 Mar 2018 09:53:19 +0000"); 0 if bad. */
-static time_t parse_rfc2822(const char *s)
-{
-    struct tm tm = {0};
-    if (!s || !strptime(s, "%a, %d %b %Y %H:%M:%S", &tm))
-        return 0;
-    return timegm(&tm);
-}
-
 /* Fills the template's facts from the webhook event and, where it lacks them, REST. */
 static void build_facts(const job *j, call_facts *f)
 {
@@ -223,7 +203,7 @@ static void build_facts(const job *j, call_facts *f)
     f->caller_name = event_get(ev, "caller_name");
     f->answered_by = event_get(ev, "answered_by");
     f->duration_seconds = parse_long(event_get(ev, "duration"), -1);
-    f->end = parse_rfc2822(event_get(ev, "timestamp"));
+    f->end = timing_parse_rfc2822(event_get(ev, "timestamp"));
     if (j->enriched) {
         const twilio_call *r = &j->rest;
         if (!f->recording_url && r->recording_url[0])
@@ -370,7 +350,7 @@ static outcome delivered(job *j, const char *note_id, const char *task_id, int r
                   LF_S("call_sid", j->e->call_sid), LF_S("error", err));
         return OUTCOME_DEFERRED;
     }
-    long long received = parse_received_at(j->e->received_at);
+    long long received = timing_parse_rfc3339_ms(j->e->received_at);
     if (received > 0)
         metric_observe(pm.hangup_to_note, NULL, (double)(timing_epoch_ms() - received) / 1000.0);
     log_info(recovered ? "recovered delivery by marker" : "delivered",

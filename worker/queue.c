@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "redis_client.h"
+#include "timing.h"
 
 /* KEYS: events. ARGV: group, id. */
 static const char lua_done[] = "redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])\n"
@@ -93,15 +94,6 @@ void queue_entry_free(queue_entry *e)
     free(e->received_at);
     free(e->event);
     memset(e, 0, sizeof *e);
-}
-
-/* The current time as RFC 3339 UTC, the format of every timestamp on the dead stream. */
-static void utc_now(char *out, size_t outlen)
-{
-    time_t now = time(NULL);
-    struct tm tm;
-    gmtime_r(&now, &tm);
-    strftime(out, outlen, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
 /* Runs a command given as argv; returns the reply (caller frees) or NULL with `err`. */
@@ -318,7 +310,7 @@ int queue_bury(redisContext *c, const calllog_keys *k, const queue_entry *e, con
     snprintf(http, sizeof http, "%ld", d->http_status);
     snprintf(attempts, sizeof attempts, "%d", d->attempts);
     snprintf(attempt, sizeof attempt, "%d", e->attempt);
-    utc_now(failed_at, sizeof failed_at);
+    timing_format_rfc3339(timing_epoch_ms(), failed_at, sizeof failed_at);
     const char *args[] = {k->events,     k->dead,       KEYS_GROUP,    e->id,
                           "call_sid",    e->call_sid,   "status",      e->status,
                           "reason",      d->reason,     "error",       d->error ? d->error : "",
@@ -338,7 +330,7 @@ int queue_promote(redisContext *c, const calllog_keys *k, long limit, long *move
 {
     char lim[24], now[40];
     snprintf(lim, sizeof lim, "%ld", limit);
-    utc_now(now, sizeof now);
+    timing_format_rfc3339(timing_epoch_ms(), now, sizeof now);
     const char *args[] = {k->retry, k->events, k->dead, lim, now};
     redisReply *r = redis_eval(c, lua_promote, 3, 5, args, err, errlen);
     if (!r)

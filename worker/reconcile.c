@@ -274,7 +274,7 @@ static long enqueue(reconciler *r, const twilio_call_summary *calls, const size_
     snprintf(keep, sizeof keep, "%ld",
              r->s->reconcile_lookback_ms + r->s->reconcile_overlap_ms +
                  r->s->reconcile_max_call_ms);
-    event_format_time(now, received, sizeof received);
+    timing_format_rfc3339(now, received, sizeof received);
     const char *args[6 + 5 * ENQUEUE_BATCH];
     char *texts[ENQUEUE_BATCH] = {0};
     int argc = 6, failed = 0;
@@ -465,7 +465,7 @@ static void run_pass(reconciler *r)
     long long ms = (long long)((timing_mono_s() - t0) * 1000);
     if (ok) {
         char ck[40];
-        event_format_time(w.upper_ms, ck, sizeof ck);
+        timing_format_rfc3339(w.upper_ms, ck, sizeof ck);
         log_info("reconciled", LF_S("request_id", request_id), LF_I("pages", st.pages),
                  LF_I("examined", st.examined), LF_I("candidates", st.candidates),
                  LF_I("backfilled", st.backfilled), LF_I("child_legs", st.child_legs),

@@ -7,9 +7,9 @@
  * capped at 2 s (a Retry-After counts, clamped to the same 2 s). Anything else fails at
  * once, and the caller carries on with the webhook's data.
  *
- * Twilio dates are RFC 2822 ("Tue, 24 Nov 2026 19:00:00 +0000"); they are parsed by hand
- * (English month names, numeric zone) so the result does not depend on the locale. Every
- * request is counted in calllog_twilio_requests_total{status}. */
+ * Twilio dates are RFC 2822 ("Tue, 24 Nov 2026 19:00:00 +0000"), read by
+ * timing_parse_rfc2822 (common/timing.h). Every request is counted in
+ * calllog_twilio_requests_total{status}. */
 #include "twilio_rest.h"
 #include "timing.h"
 
@@ -76,44 +76,6 @@ void twilio_client_free(twilio_client *c)
     free(c);
 }
 
-/* Parses an RFC 2822 date ("Tue, 24 Nov 2026 19:00:00 +0000"; the weekday is optional,
- * the zone may be ±hhmm, GMT, UT or UTC) into epoch seconds. Returns 0 when unreadable. */
-static time_t parse_rfc2822(const char *s)
-{
-    static const char months[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
-    struct tm tm;
-    char mon[4], zone[8] = "";
-    int day, year, h, mi, sec = 0;
-    const char *comma;
-    if (s == NULL)
-        return 0;
-    comma = strchr(s, ',');
-    if (comma != NULL)
-        s = comma + 1;
-    if (sscanf(s, " %2d %3s %4d %2d:%2d:%2d %7s", &day, mon, &year, &h, &mi, &sec, zone) < 6)
-        return 0;
-    const char *m = strstr(months, mon);
-    if (strlen(mon) != 3 || m == NULL || (m - months) % 3 != 0)
-        return 0;
-    long offset = 0;
-    if ((zone[0] == '+' || zone[0] == '-') && strlen(zone) == 5) {
-        long v = strtol(zone + 1, NULL, 10);
-        offset = (v / 100 * 3600 + v % 100 * 60) * (zone[0] == '-' ? -1 : 1);
-    } else if (zone[0] != '\0' && strcasecmp(zone, "GMT") != 0 && strcasecmp(zone, "UT") != 0 &&
-               strcasecmp(zone, "UTC") != 0 && strcasecmp(zone, "Z") != 0) {
-        return 0;
-    }
-    memset(&tm, 0, sizeof tm);
-    tm.tm_mday = day;
-    tm.tm_mon = (int)((m - months) / 3);
-    tm.tm_year = year - 1900;
-    tm.tm_hour = h;
-    tm.tm_min = mi;
-    tm.tm_sec = sec;
-    time_t t = timegm(&tm);
-    return t == (time_t)-1 ? 0 : t - offset;
-}
-
 /* Copies `src` into `out`, clipped to fit (always NUL-terminated). */
 static void copy_clipped(char *out, size_t outlen, const char *src)
 {
@@ -144,8 +106,8 @@ static void read_call(const json_t *call, twilio_call *out)
 {
     char dur[32];
     json_t *start = json_object_get(call, "start_time"), *end = json_object_get(call, "end_time");
-    out->start_time = json_is_string(start) ? parse_rfc2822(json_string_value(start)) : 0;
-    out->end_time = json_is_string(end) ? parse_rfc2822(json_string_value(end)) : 0;
+    out->start_time = json_is_string(start) ? timing_parse_rfc2822(json_string_value(start)) : 0;
+    out->end_time = json_is_string(end) ? timing_parse_rfc2822(json_string_value(end)) : 0;
     get_str(call, "duration", dur, sizeof dur);
     char *stop = NULL;
     long d = dur[0] ? strtol(dur, &stop, 10) : -1;
@@ -296,10 +258,10 @@ static void read_summary(const json_t *call, twilio_call_summary *out)
     out->forwarded_from = str_or_null(call, "forwarded_from");
     out->answered_by = str_or_null(call, "answered_by");
     out->api_version = str_or_null(call, "api_version");
-    out->started = parse_rfc2822(str_or_null(call, "start_time"));
+    out->started = timing_parse_rfc2822(str_or_null(call, "start_time"));
     if (!out->started)
-        out->started = parse_rfc2822(str_or_null(call, "date_created"));
-    out->ended = parse_rfc2822(out->end_time);
+        out->started = timing_parse_rfc2822(str_or_null(call, "date_created"));
+    out->ended = timing_parse_rfc2822(out->end_time);
 }
 
 /* Fills `out` from a parsed Calls list answer `doc` (which `out` then owns). */

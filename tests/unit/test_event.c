@@ -4,7 +4,7 @@
  * that others are dropped, empty values dropped (and no empty "geo"), the first of a
  * repeated key winning, the ingest's meta fields (v, received_at, request_id,
  * idempotency_token), event_parse's refusals with their reasons and a round trip, the
- * status helpers, and event_format_time. Expected timestamps were computed with Python's
+ * status helpers. Expected timestamps were computed with Python's
  * datetime, independently of this code. */
 #include <criterion/criterion.h>
 
@@ -290,27 +290,4 @@ Test(event_status, unknown)
     }
     cr_assert_eq(event_status_is_terminal(NULL), 0);
     cr_assert_eq(event_status_is_known(NULL), 0);
-}
-
-/* ---- event_format_time ---------------------------------------------------------------------- */
-
-Test(event_format_time, rfc3339_utc_with_milliseconds)
-{
-    char out[40];
-    event_format_time(T_MS, out, sizeof out);
-    cr_assert_str_eq(out, "2026-11-24T20:00:00.123Z");
-    event_format_time(0, out, sizeof out);
-    cr_assert_str_eq(out, "1970-01-01T00:00:00.000Z");
-    event_format_time(951868799007LL, out, sizeof out); /* leap day, zero-padded ms */
-    cr_assert_str_eq(out, "2000-02-29T23:59:59.007Z");
-}
-
-Test(event_format_time, fits_the_documented_25_bytes)
-{
-    char out[25 + 8];
-    memset(out, '#', sizeof out);
-    event_format_time(T_MS, out, 25);
-    cr_assert_str_eq(out, "2026-11-24T20:00:00.123Z");
-    for (size_t i = 25; i < sizeof out; i++)
-        cr_assert_eq(out[i], '#', "wrote past the 25 bytes it was given");
 }
