@@ -531,6 +531,19 @@ def test_fault_with_count_answers_that_many_requests(rd):
     assert rd.request("GET", "/_mock/faults")[2]["faults"] == []
 
 
+def test_fault_replace_runs_the_api_then_swaps_the_answer(rd):
+    deal_id = seed(rd, name="Rui", deals=[{"name": "D"}])["deal_ids"][0]
+    status, _, _ = rd.request("POST", "/_mock/faults", body={
+        "method": "POST", "path": "^/api/v1/activities$", "replace": True, "status": 200,
+        "body": "<html>oops</html>", "content_type": "text/html"})
+    assert status == 201
+    note = {"activity": {"deal_id": deal_id, "user_id": "u", "text": "t"}}
+    status, headers, _ = rd.request("POST", v1("/activities"), body=note)
+    assert status == 200 and headers["content-type"].startswith("text/html")
+    assert len(rd.request("GET", "/_mock/notes")[2]["notes"]) == 1, "the API ran first"
+    assert rd.request("POST", "/_mock/faults", body={"path": "^/x$", "replace": True})[0] == 400
+
+
 def test_fault_skip_body_and_retry_after(rd):
     rd.request("POST", "/_mock/faults", body={
         "path": "^/api/v1/users$", "skip": 1, "status": 429, "retry_after": 7,
