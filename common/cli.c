@@ -15,9 +15,9 @@ void cli_fail(const char *program, const char *message)
 /* Loads the env file named by an --env-file option, if any. */
 static int load_env_file_option(const char *program, const char *path)
 {
-    config_error err;
+    calllog_error err;
     if (config_load_env_file(path, &err) != 0) {
-        cli_fail(program, err.msg);
+        cli_fail(program, err.message);
         return -1;
     }
     return 0;

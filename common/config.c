@@ -35,10 +35,10 @@ static struct {
 } files = {PTHREAD_MUTEX_INITIALIZER, {{"", NULL, ""}}, 0};
 
 /* Fills `err` with "setting NAME is malformed: DETAIL". */
-int config_fail(config_error *err, const char *name, const char *detail)
+int config_fail(calllog_error *err, const char *name, const char *detail)
 {
     if (err)
-        snprintf(err->msg, sizeof err->msg, "setting %s is malformed: %s", name, detail);
+        error_set(err, CALLLOG_INVALID, "setting %s is malformed: %s", name, detail);
     return -1;
 }
 
@@ -65,7 +65,7 @@ static char *unquote(char *v)
 }
 
 /* Applies one KEY=VALUE line; blank lines and comments are ignored. */
-static int apply_env_line(char *line, const char *path, int lineno, config_error *err)
+static int apply_env_line(char *line, const char *path, int lineno, calllog_error *err)
 {
     char *s = trim(line);
     if (*s == '\0' || *s == '#')
@@ -74,33 +74,31 @@ static int apply_env_line(char *line, const char *path, int lineno, config_error
         s = trim(s + 7);
     char *eq = strchr(s, '=');
     if (!eq || eq == s) {
-        snprintf(err->msg, sizeof err->msg, "env file %s line %d: expected KEY=VALUE", path,
-                 lineno);
+        error_set(err, CALLLOG_INVALID, "env file %s line %d: expected KEY=VALUE", path, lineno);
         return -1;
     }
     *eq = '\0';
     char *key = trim(s);
     for (const char *k = key; *k; k++) {
         if (!isalnum((unsigned char)*k) && *k != '_') {
-            snprintf(err->msg, sizeof err->msg, "env file %s line %d: bad variable name", path,
-                     lineno);
+            error_set(err, CALLLOG_INVALID, "env file %s line %d: bad variable name", path, lineno);
             return -1;
         }
     }
     char *value = unquote(trim(eq + 1));
     const char *current = getenv(key); /* set and non-empty: the environment wins */
     if ((!current || !*current) && setenv(key, value, 1) != 0) {
-        snprintf(err->msg, sizeof err->msg, "env file %s: cannot set %s", path, key);
+        error_set(err, CALLLOG_INVALID, "env file %s: cannot set %s", path, key);
         return -1;
     }
     return 0;
 }
 
-int config_load_env_file(const char *path, config_error *err)
+int config_load_env_file(const char *path, calllog_error *err)
 {
     FILE *f = fopen(path, "r");
     if (!f) {
-        snprintf(err->msg, sizeof err->msg, "cannot read env file %s: %s", path, strerror(errno));
+        error_set(err, CALLLOG_INVALID, "cannot read env file %s: %s", path, strerror(errno));
         return -1;
     }
     char line[4096];
@@ -108,7 +106,7 @@ int config_load_env_file(const char *path, config_error *err)
     while (rc == 0 && fgets(line, sizeof line, f)) {
         lineno++;
         if (!strchr(line, '\n') && !feof(f)) {
-            snprintf(err->msg, sizeof err->msg, "env file %s line %d: line too long", path, lineno);
+            error_set(err, CALLLOG_INVALID, "env file %s line %d: line too long", path, lineno);
             rc = -1;
             break;
         }
@@ -179,14 +177,14 @@ static const file_slot *file_lookup(const char *name)
 }
 
 /* The problem met with NAME_FILE, if any: fills `err` and returns -1; 0 when none. */
-static int file_error(const char *name, config_error *err)
+static int file_error(const char *name, calllog_error *err)
 {
     int rc = 0;
     pthread_mutex_lock(&files.lock);
     const file_slot *sl = file_lookup(name);
     if (sl != NULL && sl->error[0] != '\0') {
         if (err)
-            snprintf(err->msg, sizeof err->msg, "%s", sl->error);
+            error_set(err, CALLLOG_INVALID, "%s", sl->error);
         rc = -1;
     }
     pthread_mutex_unlock(&files.lock);
@@ -204,13 +202,13 @@ const char *config_str(const char *name, const char *def)
     return (v && *v) ? v : def;
 }
 
-int config_check(config_error *err)
+int config_check(calllog_error *err)
 {
     int rc = 0;
     pthread_mutex_lock(&files.lock);
     for (size_t i = 0; i < files.n && rc == 0; i++) {
         if (files.slot[i].error[0] != '\0') {
-            snprintf(err->msg, sizeof err->msg, "%s", files.slot[i].error);
+            error_set(err, CALLLOG_INVALID, "%s", files.slot[i].error);
             rc = -1;
         }
     }
@@ -218,7 +216,7 @@ int config_check(config_error *err)
     return rc;
 }
 
-int config_require_all(const char *const *names, config_error *err)
+int config_require_all(const char *const *names, calllog_error *err)
 {
     char list[400] = "";
     size_t used = 0, missing = 0;
@@ -235,25 +233,25 @@ int config_require_all(const char *const *names, config_error *err)
     }
     if (missing == 0)
         return 0;
-    snprintf(err->msg, sizeof err->msg, "setting%s %s %s required but not set",
-             missing > 1 ? "s" : "", list, missing > 1 ? "are" : "is");
+    error_set(err, CALLLOG_INVALID, "setting%s %s %s required but not set", missing > 1 ? "s" : "",
+              list, missing > 1 ? "are" : "is");
     return -1;
 }
 
-int config_require(const char *name, const char **out, config_error *err)
+int config_require(const char *name, const char **out, calllog_error *err)
 {
     if (file_error(name, err) != 0)
         return -1;
     const char *v = config_str(name, NULL);
     if (!v) {
-        snprintf(err->msg, sizeof err->msg, "setting %s is required but not set", name);
+        error_set(err, CALLLOG_INVALID, "setting %s is required but not set", name);
         return -1;
     }
     *out = v;
     return 0;
 }
 
-int config_long(const char *name, long def, long min, long max, long *out, config_error *err)
+int config_long(const char *name, long def, long min, long max, long *out, calllog_error *err)
 {
     if (file_error(name, err) != 0)
         return -1;
@@ -274,7 +272,7 @@ int config_long(const char *name, long def, long min, long max, long *out, confi
     return 0;
 }
 
-int config_bool(const char *name, int def, int *out, config_error *err)
+int config_bool(const char *name, int def, int *out, calllog_error *err)
 {
     static const char *const yes[] = {"1", "true", "yes", "on", NULL};
     static const char *const no[] = {"0", "false", "no", "off", NULL};
@@ -299,7 +297,7 @@ int config_bool(const char *name, int def, int *out, config_error *err)
 }
 
 int config_listen(const char *name, const char *def, char *host, size_t hostlen, int *port,
-                  config_error *err)
+                  calllog_error *err)
 {
     if (file_error(name, err) != 0)
         return -1;
@@ -328,7 +326,7 @@ int config_listen(const char *name, const char *def, char *host, size_t hostlen,
 }
 
 int config_choice(const char *name, const char *def, const char *const *choices, int *out,
-                  config_error *err)
+                  calllog_error *err)
 {
     if (file_error(name, err) != 0)
         return -1;

@@ -159,12 +159,12 @@ const char *event_get(const json_t *ev, const char *key)
     return json_string_value(json_object_get(ev, key));
 }
 
-json_t *event_parse(const char *text, size_t len, char *err, size_t errlen)
+json_t *event_parse(const char *text, size_t len, calllog_error *err)
 {
     json_error_t jerr;
     json_t *ev = json_loadb(text, len, 0, &jerr);
     if (!ev) {
-        snprintf(err, errlen, "event is not JSON: %s", jerr.text);
+        error_set(err, CALLLOG_TRANSIENT, "event is not JSON: %s", jerr.text);
         return NULL;
     }
     const char *why = NULL;
@@ -177,7 +177,7 @@ json_t *event_parse(const char *text, size_t len, char *err, size_t errlen)
     else if (!event_get(ev, "status") || !*event_get(ev, "status"))
         why = "event has no status";
     if (why) {
-        snprintf(err, errlen, "%s", why);
+        error_set(err, CALLLOG_TRANSIENT, "%s", why);
         json_decref(ev);
         return NULL;
     }

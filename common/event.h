@@ -18,6 +18,7 @@
 
 #include <jansson.h>
 #include <stddef.h>
+#include "error.h"
 
 #define EVENT_VERSION 1
 
@@ -36,7 +37,7 @@ json_t *event_from_params(const char *const *keys, const char *const *values, si
 
 /* Parses and checks an event: a JSON object of a known version with non-empty
  * `call_sid` and `status`. Returns the object (caller owns) or NULL with `err` filled. */
-json_t *event_parse(const char *text, size_t len, char *err, size_t errlen);
+json_t *event_parse(const char *text, size_t len, calllog_error *err);
 
 /* The string field `key` of `ev`, or NULL when absent or not a string. */
 const char *event_get(const json_t *ev, const char *key);

@@ -14,6 +14,7 @@
  * fully reconfigured before every request, so no option leaks from one request into the
  * next. curl_global_init is the caller's job (see the header). */
 #include "http_client.h"
+#include "timing.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -26,8 +27,6 @@
 #include <time.h>
 
 #define HTTP_USER_AGENT "calllog/" CALLLOG_VERSION
-/* Longest Retry-After kept (1 day), as worker/retry_policy's parser does. */
-#define HTTP_RETRY_AFTER_MAX_MS 86400000L
 
 struct http_client {
     CURL *easy;
@@ -105,29 +104,6 @@ static size_t sink_write(char *data, size_t size, size_t nmemb, void *arg)
     return n;
 }
 
-/* Parses a Retry-After value — delta-seconds or any HTTP-date (curl_getdate reads all
- * three forms) — into milliseconds from `now`: 0 for a past date, at most a day, -1 when
- * malformed. (common/ cannot use worker/retry_policy, whose parser has the same rules.) */
-static long http_parse_retry_after(const char *v, time_t now)
-{
-    if (*v == '\0')
-        return -1;
-    if (strspn(v, "0123456789") == strlen(v)) {
-        if (strlen(v) > 9)
-            return HTTP_RETRY_AFTER_MAX_MS;
-        long secs = strtol(v, NULL, 10);
-        return secs * 1000 > HTTP_RETRY_AFTER_MAX_MS ? HTTP_RETRY_AFTER_MAX_MS : secs * 1000;
-    }
-    time_t when = curl_getdate(v, NULL);
-    if (when == (time_t)-1)
-        return -1;
-    if (when <= now)
-        return 0;
-    if ((double)(when - now) * 1000.0 > (double)HTTP_RETRY_AFTER_MAX_MS)
-        return HTTP_RETRY_AFTER_MAX_MS;
-    return (long)(when - now) * 1000;
-}
-
 /* libcurl header callback: remembers Retry-After of the final response. A new status
  * line (e.g. after "100 Continue") forgets what an earlier response said. */
 static size_t sink_header(char *data, size_t size, size_t nitems, void *arg)
@@ -149,7 +125,7 @@ static size_t sink_header(char *data, size_t size, size_t nitems, void *arg)
         if (end - start < sizeof value) {
             memcpy(value, data + start, end - start);
             value[end - start] = '\0';
-            s->retry_after_ms = http_parse_retry_after(value, time(NULL));
+            s->retry_after_ms = timing_parse_retry_after(value, time(NULL));
         }
     }
     return n;
@@ -219,7 +195,7 @@ static int mentions(const char *text, const char *part, size_t n)
  * path, query and user info never appear: curl's own detail text is used only when it
  * repeats none of them (otherwise its generic text for the code is). */
 static void transport_error(http_client *c, const char *method, const char *url, CURLcode rc,
-                            const http_sink *sink, api_error *err)
+                            const http_sink *sink, calllog_error *err)
 {
     char origin[160];
     url_parts u;
@@ -233,10 +209,8 @@ static void transport_error(http_client *c, const char *method, const char *url,
     if (sink->overflow)
         why = "response body over the size limit";
     http_url_origin(url, origin, sizeof origin);
-    err->http_status = 0;
+    error_set(err, CALLLOG_TRANSIENT, "%.16s %.160s: %.300s", method, origin, why);
     err->curl_code = (int)rc;
-    err->retry_after_ms = -1;
-    snprintf(err->message, sizeof err->message, "%.16s %.160s: %.300s", method, origin, why);
 }
 
 /* 1 when `host` is loopback; see the header. */
@@ -382,7 +356,7 @@ static struct curl_slist *build_headers(const char *const *headers)
 /* Performs one request; see the header. */
 int http_request(http_client *c, const char *method, const char *url, const char *const *headers,
                  const char *basic_auth, const char *body, size_t body_len, http_response *out,
-                 api_error *err)
+                 calllog_error *err)
 {
     http_sink sink = {NULL, 0, 0, 0, -1};
     struct curl_slist *hdrs;
@@ -390,18 +364,17 @@ int http_request(http_client *c, const char *method, const char *url, const char
 
     memset(out, 0, sizeof *out);
     out->retry_after_ms = -1;
-    memset(err, 0, sizeof *err);
-    err->retry_after_ms = -1;
+    error_clear(err);
     if (c == NULL || method == NULL || url == NULL) {
+        error_set(err, CALLLOG_INVALID, "http_request: bad arguments");
         err->curl_code = CURLE_BAD_FUNCTION_ARGUMENT;
-        snprintf(err->message, sizeof err->message, "http_request: bad arguments");
-        return -1;
+        return CALLLOG_INVALID;
     }
     hdrs = build_headers(headers);
     if (hdrs == NULL) {
+        error_set(err, CALLLOG_NOMEM, "%s: out of memory", method);
         err->curl_code = CURLE_OUT_OF_MEMORY;
-        snprintf(err->message, sizeof err->message, "%s: out of memory", method);
-        return -1;
+        return CALLLOG_NOMEM;
     }
     curl_easy_reset(c->easy);
     c->errbuf[0] = '\0';
@@ -412,7 +385,7 @@ int http_request(http_client *c, const char *method, const char *url, const char
         transport_error(c, method, url, rc, &sink, err);
         curl_slist_free_all(hdrs);
         free(sink.buf);
-        return -1;
+        return err->code;
     }
     curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &out->status);
     const char *ctype = NULL;
@@ -420,9 +393,9 @@ int http_request(http_client *c, const char *method, const char *url, const char
         append_one_line(out->content_type, sizeof out->content_type, ctype, strlen(ctype));
     curl_slist_free_all(hdrs);
     if (sink.buf == NULL && (sink.buf = calloc(1, 1)) == NULL) {
+        error_set(err, CALLLOG_NOMEM, "%s: out of memory", method);
         err->curl_code = CURLE_OUT_OF_MEMORY;
-        snprintf(err->message, sizeof err->message, "%s: out of memory", method);
-        return -1;
+        return CALLLOG_NOMEM;
     }
     out->body = sink.buf;
     out->body_len = sink.len;
@@ -455,12 +428,15 @@ char *http_escape(const char *s)
 
 /* Fills `err` from a non-success answer; the message never includes a query string
  * (whatever follows '?' in `what` is dropped). */
-void http_error_from_response(const http_response *r, const char *what, api_error *err)
+void http_error_from_response(const http_response *r, const char *what, calllog_error *err)
 {
     size_t wlen = what ? strcspn(what, "?") : 0;
-    memset(err, 0, sizeof *err);
+    error_clear(err);
     err->http_status = r ? r->status : 0;
     err->retry_after_ms = r ? r->retry_after_ms : -1;
+    err->code = error_classify(0, err->http_status);
+    if (err->code == CALLLOG_OK) /* a 2xx the caller could not use */
+        err->code = CALLLOG_PERMANENT;
     snprintf(err->message, sizeof err->message, "%.*s: %ld", (int)(wlen > 200 ? 200 : wlen),
              what ? what : "", err->http_status);
     if (r != NULL && r->body != NULL && r->body_len > 0) {
@@ -477,7 +453,7 @@ void http_error_from_response(const http_response *r, const char *what, api_erro
 }
 
 /* Names a transport failure after the caller's endpoint; see the header. */
-void http_error_relabel(api_error *err, const char *what)
+void http_error_relabel(calllog_error *err, const char *what)
 {
     char reason[sizeof err->message];
     const char *sep = err->curl_code != 0 ? strstr(err->message, ": ") : NULL;

@@ -2,7 +2,9 @@
  *
  * One client per thread (it wraps a curl easy handle and reuses its connections).
  * A request either gets an HTTP answer (any status) or fails in transport; both are
- * described by `api_error`, which the retry policy classifies.
+ * described by a calllog_error (error.h) whose code error_classify sets: transient or
+ * permanent. API clients use http_status 0 with curl_code 0 for a 2xx they could not read
+ * (transient).
  *
  * libcurl's global state must be set up once, before any thread starts: each program's
  * main() calls curl_global_init(CURL_GLOBAL_DEFAULT) at start-up (and unit tests in a
@@ -15,19 +17,12 @@
 
 #include <stddef.h>
 
+#include "error.h"
+
 /* Largest response body kept; a longer one fails the request (curl_code set). */
 #define HTTP_CLIENT_MAX_BODY (4L * 1024 * 1024)
 
 typedef struct http_client http_client;
-
-/* What went wrong with one API call, for classification, logs and the dead stream. */
-typedef struct api_error {
-    long http_status;    /* 0 when no usable answer arrived (API clients also use 0, with
-                          * curl_code 0, for a 2xx they could not read: transient) */
-    int curl_code;       /* CURLcode, 0 when the transport worked */
-    long retry_after_ms; /* from Retry-After, -1 when absent */
-    char message[512];   /* short, secret-free: "POST /activities: 422 {...}" */
-} api_error;
 
 typedef struct http_response {
     long status;
@@ -44,12 +39,13 @@ http_client *http_client_new(long timeout_ms, long connect_timeout_ms);
 void http_client_free(http_client *c);
 
 /* Performs one request. `headers` is a NULL-terminated list of "Name: value" (or NULL);
- * `body` may be NULL. `basic_auth` ("user:password") may be NULL. Returns 0 when an
- * answer arrived (whatever its status; `out` then owns a body), or -1 with `err` filled
- * (curl_code set) on a transport failure. */
+ * `body` may be NULL. `basic_auth` ("user:password") may be NULL. Returns CALLLOG_OK when
+ * an answer arrived (whatever its status; `out` then owns a body), or a negative code with
+ * `err` filled on a transport failure (CALLLOG_TRANSIENT, curl_code set), bad arguments
+ * (CALLLOG_INVALID) or no memory (CALLLOG_NOMEM). */
 int http_request(http_client *c, const char *method, const char *url, const char *const *headers,
                  const char *basic_auth, const char *body, size_t body_len, http_response *out,
-                 api_error *err);
+                 calllog_error *err);
 
 /* Releases the body of a response. */
 void http_response_free(http_response *r);
@@ -61,7 +57,7 @@ char *http_escape(const char *s);
  * "<METHOD> <origin>" that http_request put before the reason becomes `what` (whatever
  * follows a '?' in it is dropped), e.g. "POST /activities: Timeout was reached". Other
  * errors are left alone. */
-void http_error_relabel(api_error *err, const char *what);
+void http_error_relabel(calllog_error *err, const char *what);
 
 /* Writes "scheme://host[:port]" of `url` into `out`, followed by "/..." when the URL has a
  * path or query beyond "/": never the user info, path, query or fragment, which may be
@@ -76,8 +72,9 @@ int http_host_is_loopback(const char *host);
  * credentials included, crosses a network unencrypted. */
 int http_url_is_plaintext_remote(const char *url);
 
-/* Fills `err` from an answer that was not a success: status, Retry-After and a clipped,
- * single-line copy of the body after `what` (e.g. "POST /activities"). */
-void http_error_from_response(const http_response *r, const char *what, api_error *err);
+/* Fills `err` from an answer that was not a success: status, Retry-After, the code
+ * error_classify gives the status (a 2xx the caller could not use is permanent) and a
+ * clipped, single-line copy of the body after `what` (e.g. "POST /activities"). */
+void http_error_from_response(const http_response *r, const char *what, calllog_error *err);
 
 #endif

@@ -113,21 +113,22 @@ static int format_listen(char *out, size_t outlen, const char *host, int port)
 
 /* Starts the listener on host:port. Returns the server (caller owns; release with
  * metrics_server_stop), or NULL with a message in `err`. */
-metrics_server *metrics_server_start(const char *host, int port, char *err, size_t errlen)
+metrics_server *metrics_server_start(const char *host, int port, calllog_error *err)
 {
     char ports[300], civet_err[256] = "";
     const char *shown = host != NULL ? host : "";
     if (port < 1 || port > 65535 || format_listen(ports, sizeof ports, host, port) != 0) {
-        snprintf(err, errlen, "cannot listen on %s:%d: bad address", shown, port);
+        error_set(err, CALLLOG_TRANSIENT, "cannot listen on %s:%d: bad address", shown, port);
         return NULL;
     }
     metrics_server *s = calloc(1, sizeof *s);
     if (s == NULL) {
-        snprintf(err, errlen, "cannot listen on %s:%d: out of memory", shown, port);
+        error_set(err, CALLLOG_TRANSIENT, "cannot listen on %s:%d: out of memory", shown, port);
         return NULL;
     }
     if (pthread_mutex_init(&s->lock, NULL) != 0) {
-        snprintf(err, errlen, "cannot listen on %s:%d: cannot create a mutex", shown, port);
+        error_set(err, CALLLOG_TRANSIENT, "cannot listen on %s:%d: cannot create a mutex", shown,
+                  port);
         free(s);
         return NULL;
     }
@@ -144,7 +145,7 @@ metrics_server *metrics_server_start(const char *host, int port, char *err, size
         const char *why = s->first_error[0] ? s->first_error
                           : civet_err[0]    ? civet_err
                                             : "civetweb failed to start";
-        snprintf(err, errlen, "cannot listen on %s:%d: %s", shown, port, why);
+        error_set(err, CALLLOG_TRANSIENT, "cannot listen on %s:%d: %s", shown, port, why);
         pthread_mutex_destroy(&s->lock);
         free(s);
         return NULL;

@@ -6,12 +6,13 @@
 #define CALLLOG_METRICS_SERVER_H
 
 #include <stddef.h>
+#include "error.h"
 
 typedef struct metrics_server metrics_server;
 
 /* Starts listening on host:port ("" host = all addresses). Returns the server (owned by
  * the caller, released with metrics_server_stop), or NULL with `err` filled. */
-metrics_server *metrics_server_start(const char *host, int port, char *err, size_t errlen);
+metrics_server *metrics_server_start(const char *host, int port, calllog_error *err);
 
 /* Stops the listener and frees the server. NULL is accepted. */
 void metrics_server_stop(metrics_server *s);

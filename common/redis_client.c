@@ -59,12 +59,12 @@ static int parse_hostport(const char *s, const char *end, redis_target *out)
     return 0;
 }
 
-int redis_url_parse(const char *url, redis_target *out, char *err, size_t errlen)
+int redis_url_parse(const char *url, redis_target *out, calllog_error *err)
 {
     memset(out, 0, sizeof *out);
     out->port = 6379;
     if (!url || strncmp(url, "redis://", 8) != 0) {
-        snprintf(err, errlen, "expected redis://[:password@]host[:port][/db]");
+        error_set(err, CALLLOG_TRANSIENT, "expected redis://[:password@]host[:port][/db]");
         return -1;
     }
     const char *s = url + 8;
@@ -75,20 +75,20 @@ int redis_url_parse(const char *url, redis_target *out, char *err, size_t errlen
         at = *p == '@' ? p : at;
     if (at) {
         if (parse_userinfo(s, at, out) != 0) {
-            snprintf(err, errlen, "user or password too long");
+            error_set(err, CALLLOG_TRANSIENT, "user or password too long");
             return -1;
         }
         s = at + 1;
     }
     if (parse_hostport(s, end, out) != 0) {
-        snprintf(err, errlen, "bad host or port");
+        error_set(err, CALLLOG_TRANSIENT, "bad host or port");
         return -1;
     }
     if (slash && slash[1]) {
         char *de;
         long db = strtol(slash + 1, &de, 10);
         if (*de != '\0' || db < 0 || db > 15) {
-            snprintf(err, errlen, "bad database number");
+            error_set(err, CALLLOG_TRANSIENT, "bad database number");
             return -1;
         }
         out->db = (int)db;
@@ -96,29 +96,29 @@ int redis_url_parse(const char *url, redis_target *out, char *err, size_t errlen
     return 0;
 }
 
-int redis_reply_failed(const redisContext *c, const redisReply *r, char *err, size_t errlen)
+int redis_reply_failed(const redisContext *c, const redisReply *r, calllog_error *err)
 {
     if (!r) {
         if (err)
-            snprintf(err, errlen, "%s", c && c->err ? c->errstr : "no reply");
+            error_set(err, CALLLOG_TRANSIENT, "%s", c && c->err ? c->errstr : "no reply");
         return 1;
     }
     if (r->type == REDIS_REPLY_ERROR) {
         if (err)
-            snprintf(err, errlen, "%s", r->str);
+            error_set(err, CALLLOG_TRANSIENT, "%s", r->str);
         return 1;
     }
     return 0;
 }
 
 redisReply *redis_eval(redisContext *c, const char *script, int nkeys, int argc,
-                       const char *const *args, char *err, size_t errlen)
+                       const char *const *args, calllog_error *err)
 {
     const char **argv = calloc((size_t)argc + 3, sizeof *argv);
     char nk[16];
     if (!argv) {
         if (err)
-            snprintf(err, errlen, "out of memory");
+            error_set(err, CALLLOG_TRANSIENT, "out of memory");
         return NULL;
     }
     snprintf(nk, sizeof nk, "%d", nkeys);
@@ -128,7 +128,7 @@ redisReply *redis_eval(redisContext *c, const char *script, int nkeys, int argc,
     memcpy(argv + 3, args, (size_t)argc * sizeof *args);
     redisReply *r = redisCommandArgv(c, argc + 3, argv, NULL);
     free(argv);
-    if (redis_reply_failed(c, r, err, errlen)) {
+    if (redis_reply_failed(c, r, err)) {
         if (r)
             freeReplyObject(r);
         return NULL;
@@ -137,13 +137,13 @@ redisReply *redis_eval(redisContext *c, const char *script, int nkeys, int argc,
 }
 
 /* Runs AUTH and SELECT as the URL asks. */
-static int redis_handshake(redisContext *c, const redis_target *t, char *err, size_t errlen)
+static int redis_handshake(redisContext *c, const redis_target *t, calllog_error *err)
 {
     redisReply *r = NULL;
     if (t->password[0]) {
         r = t->user[0] ? redisCommand(c, "AUTH %s %s", t->user, t->password)
                        : redisCommand(c, "AUTH %s", t->password);
-        int failed = redis_reply_failed(c, r, err, errlen);
+        int failed = redis_reply_failed(c, r, err);
         if (r)
             freeReplyObject(r);
         if (failed)
@@ -151,7 +151,7 @@ static int redis_handshake(redisContext *c, const redis_target *t, char *err, si
     }
     if (t->db != 0) {
         r = redisCommand(c, "SELECT %d", t->db);
-        int failed = redis_reply_failed(c, r, err, errlen);
+        int failed = redis_reply_failed(c, r, err);
         if (r)
             freeReplyObject(r);
         if (failed)
@@ -160,22 +160,23 @@ static int redis_handshake(redisContext *c, const redis_target *t, char *err, si
     return 0;
 }
 
-redisContext *redis_open(const redis_target *t, int timeout_ms, char *err, size_t errlen)
+redisContext *redis_open(const redis_target *t, int timeout_ms, calllog_error *err)
 {
     struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
     redisContext *c = redisConnectWithTimeout(t->host, t->port, tv);
     if (!c) {
-        snprintf(err, errlen, "out of memory");
+        error_set(err, CALLLOG_TRANSIENT, "out of memory");
         return NULL;
     }
     if (c->err) {
-        snprintf(err, errlen, "cannot connect to %s:%d: %s", t->host, t->port, c->errstr);
+        error_set(err, CALLLOG_TRANSIENT, "cannot connect to %s:%d: %s", t->host, t->port,
+                  c->errstr);
         redisFree(c);
         return NULL;
     }
-    if (redisSetTimeout(c, tv) != REDIS_OK || redis_handshake(c, t, err, errlen) != 0) {
+    if (redisSetTimeout(c, tv) != REDIS_OK || redis_handshake(c, t, err) != 0) {
         if (c->err)
-            snprintf(err, errlen, "%s", c->errstr);
+            error_set(err, CALLLOG_TRANSIENT, "%s", c->errstr);
         redisFree(c);
         return NULL;
     }

@@ -8,6 +8,7 @@
 
 #include <hiredis/hiredis.h>
 #include <stddef.h>
+#include "error.h"
 
 typedef struct redis_target {
     char host[256];
@@ -18,19 +19,19 @@ typedef struct redis_target {
 } redis_target;
 
 /* Parses `url` into `out`. Returns 0, or -1 with a reason in `err` (never the password). */
-int redis_url_parse(const char *url, redis_target *out, char *err, size_t errlen);
+int redis_url_parse(const char *url, redis_target *out, calllog_error *err);
 
 /* Connects, authenticates and selects the database. `timeout_ms` bounds the connect and
  * every later command. Returns a context the caller owns, or NULL with `err` filled. */
-redisContext *redis_open(const redis_target *t, int timeout_ms, char *err, size_t errlen);
+redisContext *redis_open(const redis_target *t, int timeout_ms, calllog_error *err);
 
 /* 1 when a reply is an error or missing; copies the reason into `err` when given. */
-int redis_reply_failed(const redisContext *c, const redisReply *r, char *err, size_t errlen);
+int redis_reply_failed(const redisContext *c, const redisReply *r, calllog_error *err);
 
 /* Runs `script` (EVAL) with `nkeys` keys and `argc` arguments `args` (the keys first).
  * Returns the reply (caller frees with freeReplyObject), or NULL with `err` filled when
  * there was none or it was an error. */
 redisReply *redis_eval(redisContext *c, const char *script, int nkeys, int argc,
-                       const char *const *args, char *err, size_t errlen);
+                       const char *const *args, calllog_error *err);
 
 #endif

@@ -115,3 +115,187 @@ time_t timing_parse_rfc2822(const char *s)
     time_t t = timegm(&tm);
     return t == (time_t)-1 ? 0 : t - offset;
 }
+
+/* ---- HTTP dates (Retry-After) ------------------------------------------------- */
+
+/* Skips optional whitespace (spaces and tabs). */
+static const char *http_ows_skip(const char *p)
+{
+    while (*p == ' ' || *p == '\t')
+        p++;
+    return p;
+}
+
+/* Reads exactly `n` digits at `*p` into `*out`. Returns 0, or -1. */
+static int http_digits(const char **p, int n, int *out)
+{
+    int v = 0;
+
+    for (int i = 0; i < n; i++) {
+        char c = (*p)[i];
+        if (c < '0' || c > '9')
+            return -1;
+        v = v * 10 + (c - '0');
+    }
+    *p += n;
+    *out = v;
+    return 0;
+}
+
+/* Matches literal `lit` at `*p` and advances. Returns 0, or -1. */
+static int http_expect(const char **p, const char *lit)
+{
+    size_t n = strlen(lit);
+
+    if (strncmp(*p, lit, n) != 0)
+        return -1;
+    *p += n;
+    return 0;
+}
+
+/* Reads a three-letter English month name. Returns 0 with `*mon` in 0–11, or -1. */
+static int http_month(const char **p, int *mon)
+{
+    static const char names[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
+
+    for (int i = 0; i < 12; i++) {
+        if (strncmp(*p, names + 3 * i, 3) == 0) {
+            *mon = i;
+            *p += 3;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* Reads "HH:MM:SS" into `tm`. Returns 0, or -1. */
+static int http_clock(const char **p, struct tm *tm)
+{
+    if (http_digits(p, 2, &tm->tm_hour) != 0 || http_expect(p, ":") != 0 ||
+        http_digits(p, 2, &tm->tm_min) != 0 || http_expect(p, ":") != 0 ||
+        http_digits(p, 2, &tm->tm_sec) != 0)
+        return -1;
+    return tm->tm_hour <= 23 && tm->tm_min <= 59 && tm->tm_sec <= 60 ? 0 : -1;
+}
+
+/* Full year of a two-digit RFC 850 year: the most recent one not more than 50 years in
+ * the future (RFC 9110 §5.6.7). */
+static int http_year2(int yy, time_t now)
+{
+    struct tm n;
+    int year;
+
+    if (gmtime_r(&now, &n) == NULL)
+        return 1900 + yy;
+    year = (n.tm_year + 1900) / 100 * 100 + yy;
+    if (year > n.tm_year + 1900 + 50)
+        year -= 100;
+    return year;
+}
+
+/* Parses the part after "Day, ": IMF-fixdate "06 Nov 1994 08:49:37 GMT" or RFC 850
+ * "06-Nov-94 08:49:37 GMT". Returns 0, or -1. */
+static int http_parse_after_comma(const char *p, struct tm *tm, time_t now)
+{
+    int yy;
+
+    if (http_digits(&p, 2, &tm->tm_mday) != 0)
+        return -1;
+    if (*p == ' ') {
+        p++;
+        if (http_month(&p, &tm->tm_mon) != 0 || http_expect(&p, " ") != 0 ||
+            http_digits(&p, 4, &tm->tm_year) != 0)
+            return -1;
+        tm->tm_year -= 1900;
+    } else {
+        if (http_expect(&p, "-") != 0 || http_month(&p, &tm->tm_mon) != 0 ||
+            http_expect(&p, "-") != 0 || http_digits(&p, 2, &yy) != 0)
+            return -1;
+        tm->tm_year = http_year2(yy, now) - 1900;
+    }
+    if (http_expect(&p, " ") != 0 || http_clock(&p, tm) != 0 || http_expect(&p, " GMT") != 0)
+        return -1;
+    return *http_ows_skip(p) == '\0' ? 0 : -1;
+}
+
+/* Parses the part after "Day ": asctime "Nov  6 08:49:37 1994". Returns 0, or -1. */
+static int http_parse_asctime(const char *p, struct tm *tm)
+{
+    if (http_month(&p, &tm->tm_mon) != 0 || http_expect(&p, " ") != 0)
+        return -1;
+    if (*p == ' ') {
+        p++;
+        if (http_digits(&p, 1, &tm->tm_mday) != 0)
+            return -1;
+    } else if (http_digits(&p, 2, &tm->tm_mday) != 0) {
+        return -1;
+    }
+    if (http_expect(&p, " ") != 0 || http_clock(&p, tm) != 0 || http_expect(&p, " ") != 0 ||
+        http_digits(&p, 4, &tm->tm_year) != 0)
+        return -1;
+    tm->tm_year -= 1900;
+    return *http_ows_skip(p) == '\0' ? 0 : -1;
+}
+
+/* Parses an HTTP-date into epoch seconds. Returns 0, or -1 when malformed. */
+static int http_parse_date(const char *p, time_t now, time_t *out)
+{
+    struct tm tm;
+    const char *q = p;
+    int rc;
+
+    memset(&tm, 0, sizeof tm);
+    while ((*q >= 'A' && *q <= 'Z') || (*q >= 'a' && *q <= 'z'))
+        q++;
+    if (q - p < 3)
+        return -1;
+    if (q[0] == ',' && q[1] == ' ')
+        rc = http_parse_after_comma(q + 2, &tm, now);
+    else if (q[0] == ' ' && q - p == 3)
+        rc = http_parse_asctime(q + 1, &tm);
+    else
+        return -1;
+    if (rc != 0 || tm.tm_mday < 1 || tm.tm_mday > 31)
+        return -1;
+    *out = timegm(&tm);
+    return *out == (time_t)-1 ? -1 : 0;
+}
+
+/* Parses delta-seconds, clamped to TIMING_RETRY_AFTER_MAX_MS. Returns ms, or -1. */
+static long http_parse_delta(const char *p)
+{
+    const long max_s = TIMING_RETRY_AFTER_MAX_MS / 1000;
+    long secs = 0;
+
+    if (*p < '0' || *p > '9')
+        return -1;
+    for (; *p >= '0' && *p <= '9'; p++) {
+        if (secs <= max_s)
+            secs = secs * 10 + (*p - '0');
+    }
+    if (*http_ows_skip(p) != '\0')
+        return -1;
+    return secs > max_s ? TIMING_RETRY_AFTER_MAX_MS : secs * 1000;
+}
+
+/* Parses a Retry-After header value; see timing.h. */
+long timing_parse_retry_after(const char *header_value, time_t now)
+{
+    const char *p;
+    time_t when;
+
+    if (header_value == NULL)
+        return -1;
+    p = http_ows_skip(header_value);
+    if (*p == '\0')
+        return -1;
+    if (*p >= '0' && *p <= '9')
+        return http_parse_delta(p);
+    if (http_parse_date(p, now, &when) != 0)
+        return -1;
+    if (when <= now)
+        return 0;
+    if (when - now > TIMING_RETRY_AFTER_MAX_MS / 1000)
+        return TIMING_RETRY_AFTER_MAX_MS;
+    return (long)(when - now) * 1000;
+}

@@ -4,7 +4,8 @@
  * for timestamps shared with other hosts (token expiries, received_at). The two text
  * forms the project meets are read and written here only, by hand, so that neither the
  * locale nor strptime's ignoring of zone offsets can change a result: RFC 3339 in UTC
- * (logs, events, dead letters) and RFC 2822 (Twilio's timestamps, any numeric zone). */
+ * (logs, events, dead letters), RFC 2822 (Twilio's timestamps, any numeric zone) and the
+ * HTTP-dates of Retry-After. */
 #ifndef CALLLOG_TIMING_H
 #define CALLLOG_TIMING_H
 
@@ -33,6 +34,16 @@ long long timing_parse_rfc3339_ms(const char *s);
  * the zone ±hhmm, GMT, UT, UTC or Z) into epoch seconds, honouring the offset; 0 when
  * unreadable. English month names whatever the locale. */
 time_t timing_parse_rfc2822(const char *s);
+
+/* Largest value timing_parse_retry_after returns (1 day); longer waits are clamped. */
+#define TIMING_RETRY_AFTER_MAX_MS 86400000L
+
+/* Parses a Retry-After header value: delta-seconds ("120") or an HTTP-date (IMF-fixdate
+ * "Sun, 06 Nov 1994 08:49:37 GMT", RFC 850 "Sunday, 06-Nov-94 08:49:37 GMT", or asctime
+ * "Sun Nov  6 08:49:37 1994"; RFC 9110 §5.6.7, strictly), relative to `now`. Returns
+ * milliseconds (0 for a date in the past, at most TIMING_RETRY_AFTER_MAX_MS), or -1 when
+ * absent, empty or malformed. */
+long timing_parse_retry_after(const char *header_value, time_t now);
 
 /* Sleeps `ms` milliseconds, resuming after signals. */
 void timing_sleep_ms(long ms);

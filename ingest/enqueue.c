@@ -60,14 +60,14 @@ static redisContext *pool_get(enqueuer *q)
     redisContext *c = pool_take(q);
     if (c)
         return c;
-    char err[256];
-    c = redis_open(&q->settings->redis, (int)q->settings->redis_timeout_ms, err, sizeof err);
+    calllog_error err;
+    c = redis_open(&q->settings->redis, (int)q->settings->redis_timeout_ms, &err);
     pthread_mutex_lock(&q->lock);
     int was_down = q->redis_down;
     q->redis_down = c == NULL;
     pthread_mutex_unlock(&q->lock);
     if (!c && !was_down)
-        log_warn("redis unreachable, events go to the spool", LF_S("error", err));
+        log_warn("redis unreachable, events go to the spool", LF_S("error", err.message));
     else if (c && was_down)
         log_info("redis reachable again", LF_END);
     return c;
@@ -98,9 +98,9 @@ static int append_xadd(enqueuer *q, redisContext *c, const stream_entry *e)
 static int read_xadd_reply(redisContext *c)
 {
     redisReply *r = NULL;
-    char err[256];
-    if (redisGetReply(c, (void **)&r) != REDIS_OK || redis_reply_failed(c, r, err, sizeof err)) {
-        log_warn("xadd failed", LF_S("error", c->err ? c->errstr : err));
+    calllog_error err;
+    if (redisGetReply(c, (void **)&r) != REDIS_OK || redis_reply_failed(c, r, &err)) {
+        log_warn("xadd failed", LF_S("error", c->err ? c->errstr : err.message));
         if (r)
             freeReplyObject(r);
         return -1;
@@ -208,11 +208,11 @@ static void *replay_loop(void *arg)
     return NULL;
 }
 
-enqueuer *enqueue_open(const ingest_settings *s, char *err, size_t errlen)
+enqueuer *enqueue_open(const ingest_settings *s, calllog_error *err)
 {
     enqueuer *q = calloc(1, sizeof *q);
     if (!q) {
-        snprintf(err, errlen, "out of memory");
+        error_set(err, CALLLOG_TRANSIENT, "out of memory");
         return NULL;
     }
     q->settings = s;
@@ -220,10 +220,10 @@ enqueuer *enqueue_open(const ingest_settings *s, char *err, size_t errlen)
     q->free_conns = calloc(q->cap, sizeof *q->free_conns);
     pthread_mutex_init(&q->lock, NULL);
     pthread_cond_init(&q->wake, NULL);
-    q->spool = q->free_conns ? spool_open(s->spool_dir, s->spool_max_bytes, err, errlen) : NULL;
+    q->spool = q->free_conns ? spool_open(s->spool_dir, s->spool_max_bytes, err) : NULL;
     if (!q->spool || pthread_create(&q->replayer, NULL, replay_loop, q) != 0) {
         if (q->spool)
-            snprintf(err, errlen, "cannot start the spool replay thread");
+            error_set(err, CALLLOG_TRANSIENT, "cannot start the spool replay thread");
         spool_close(q->spool);
         free(q->free_conns);
         free(q);
@@ -234,16 +234,16 @@ enqueuer *enqueue_open(const ingest_settings *s, char *err, size_t errlen)
 
 int enqueue_ready(enqueuer *q, char *redis_why, char *spool_why, size_t whylen)
 {
-    char err[256] = "";
+    calllog_error err = {0};
     redisContext *c = pool_take(q);
     if (!c)
-        c = redis_open(&q->settings->redis, (int)q->settings->redis_timeout_ms, err, sizeof err);
+        c = redis_open(&q->settings->redis, (int)q->settings->redis_timeout_ms, &err);
     redisReply *r = c ? redisCommand(c, "PING") : NULL;
-    int redis_up = c && !redis_reply_failed(c, r, err, sizeof err);
+    int redis_up = c && !redis_reply_failed(c, r, &err);
     if (r)
         freeReplyObject(r);
     pool_give(q, c);
-    snprintf(redis_why, whylen, "%s", redis_up ? "ok" : err);
+    snprintf(redis_why, whylen, "%s", redis_up ? "ok" : err.message);
     int spool_ok = spool_writable(q->spool, spool_why, whylen);
     if (spool_ok)
         snprintf(spool_why, whylen, "ok");

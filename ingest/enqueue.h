@@ -8,6 +8,7 @@
 #define CALLLOG_ENQUEUE_H
 
 #include "settings.h"
+#include "error.h"
 
 typedef struct enqueuer enqueuer;
 
@@ -28,7 +29,7 @@ typedef enum {
 
 /* Opens the spool and starts the replay thread; Redis may be down. Returns the enqueuer
  * (caller owns; enqueue_close), or NULL with `err` filled. */
-enqueuer *enqueue_open(const ingest_settings *s, char *err, size_t errlen);
+enqueuer *enqueue_open(const ingest_settings *s, calllog_error *err);
 
 /* Makes one entry durable. Thread-safe. */
 enqueue_result enqueue_put(enqueuer *q, const stream_entry *e);

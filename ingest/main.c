@@ -36,18 +36,18 @@ int main(int argc, char **argv)
     if (status != CLI_RUN)
         return status;
     static ingest_settings s;
-    config_error cerr;
+    calllog_error cerr;
     if (ingest_settings_load(&s, &cerr) != 0) {
-        cli_fail("calllog-ingest", cerr.msg);
+        cli_fail("calllog-ingest", cerr.message);
         return 2;
     }
     shutdown_block_signals();
-    char err[512];
-    metrics_server *ms = metrics_server_start(s.metrics_host, s.metrics_port, err, sizeof err);
-    enqueuer *q = ms ? enqueue_open(&s, err, sizeof err) : NULL;
-    ingest_server *srv = q ? ingest_server_start(&s, q, err, sizeof err) : NULL;
+    calllog_error err;
+    metrics_server *ms = metrics_server_start(s.metrics_host, s.metrics_port, &err);
+    enqueuer *q = ms ? enqueue_open(&s, &err) : NULL;
+    ingest_server *srv = q ? ingest_server_start(&s, q, &err) : NULL;
     if (!srv) {
-        log_error("cannot start", LF_S("error", err));
+        log_error("cannot start", LF_S("error", err.message));
         enqueue_close(q);
         metrics_server_stop(ms);
         return 1;

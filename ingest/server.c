@@ -584,7 +584,7 @@ static int register_metrics(ingest_server *srv)
 }
 
 /* Registers the metrics, then starts civetweb with the three routes. */
-ingest_server *ingest_server_start(const ingest_settings *s, enqueuer *q, char *err, size_t errlen)
+ingest_server *ingest_server_start(const ingest_settings *s, enqueuer *q, calllog_error *err)
 {
     ingest_server *srv = calloc(1, sizeof *srv);
     if (srv) {
@@ -593,7 +593,7 @@ ingest_server *ingest_server_start(const ingest_settings *s, enqueuer *q, char *
     }
     if (!srv || !(srv->reads = calloc((size_t)s->threads, sizeof *srv->reads)) ||
         register_metrics(srv) != 0) {
-        snprintf(err, errlen, "out of memory registering metrics");
+        error_set(err, CALLLOG_TRANSIENT, "out of memory registering metrics");
         if (srv)
             free(srv->reads);
         free(srv);
@@ -630,13 +630,13 @@ ingest_server *ingest_server_start(const ingest_settings *s, enqueuer *q, char *
     mg_init_library(0);
     srv->ctx = mg_start(&callbacks, srv, options);
     if (!srv->ctx) {
-        snprintf(err, errlen, "cannot listen on %s (INGEST_LISTEN)", ports);
+        error_set(err, CALLLOG_TRANSIENT, "cannot listen on %s (INGEST_LISTEN)", ports);
         metrics_remove_collect_hook(collect_spool_depth, srv);
         free(srv);
         return NULL;
     }
     if (pthread_create(&srv->reaper, NULL, reaper_main, srv) != 0) {
-        snprintf(err, errlen, "cannot start the body-deadline thread");
+        error_set(err, CALLLOG_TRANSIENT, "cannot start the body-deadline thread");
         mg_stop(srv->ctx);
         metrics_remove_collect_hook(collect_spool_depth, srv);
         free(srv->reads);

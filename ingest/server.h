@@ -10,12 +10,13 @@
 
 #include "enqueue.h"
 #include "settings.h"
+#include "error.h"
 
 typedef struct ingest_server ingest_server;
 
 /* Registers the ingest metrics and starts listening. `s` and `q` must outlive the
  * server. Returns the server (caller owns; ingest_server_stop), or NULL with `err`. */
-ingest_server *ingest_server_start(const ingest_settings *s, enqueuer *q, char *err, size_t errlen);
+ingest_server *ingest_server_start(const ingest_settings *s, enqueuer *q, calllog_error *err);
 
 /* Takes the spool-depth collect hook off the metrics registry (no scrape reads the server
  * afterwards), then drains: it requests the process-wide stop (shutdown_request), so

@@ -6,7 +6,7 @@
 
 /* PUBLIC_BASE_URL: http(s)://host[:port][/prefix], no query, no fragment. The trailing
  * slash is dropped so that base + "/twilio/log-call" is the URL Twilio signs. */
-static int load_public_base_url(ingest_settings *s, config_error *err)
+static int load_public_base_url(ingest_settings *s, calllog_error *err)
 {
     static char base[1024];
     const char *v;
@@ -25,18 +25,18 @@ static int load_public_base_url(ingest_settings *s, config_error *err)
     return 0;
 }
 
-static int load_redis(ingest_settings *s, config_error *err)
+static int load_redis(ingest_settings *s, calllog_error *err)
 {
-    char why[200];
+    calllog_error why;
     const char *url = config_str("REDIS_URL", "redis://127.0.0.1:6379/0");
-    if (redis_url_parse(url, &s->redis, why, sizeof why) != 0)
-        return config_fail(err, "REDIS_URL", why);
+    if (redis_url_parse(url, &s->redis, &why) != 0)
+        return config_fail(err, "REDIS_URL", why.message);
     if (keys_build(config_str("CALLLOG_KEY_PREFIX", "calllog"), &s->keys) != 0)
         return config_fail(err, "CALLLOG_KEY_PREFIX", "expected a short name without spaces");
     return config_long("INGEST_REDIS_TIMEOUT_MS", 1000, 10, 60000, &s->redis_timeout_ms, err);
 }
 
-static int load_tokens(ingest_settings *s, config_error *err)
+static int load_tokens(ingest_settings *s, calllog_error *err)
 {
     if (config_require("TWILIO_AUTH_TOKEN", &s->tokens[0], err) != 0)
         return -1;
@@ -47,7 +47,7 @@ static int load_tokens(ingest_settings *s, config_error *err)
     return 0;
 }
 
-static int load_limits(ingest_settings *s, config_error *err)
+static int load_limits(ingest_settings *s, calllog_error *err)
 {
     if (config_long("INGEST_MAX_BODY_BYTES", 65536, 1024, 16 << 20, &s->max_body_bytes, err) ||
         config_long("INGEST_MAX_PARAMS", 512, 16, 100000, &s->max_params, err) ||
@@ -61,7 +61,7 @@ static int load_limits(ingest_settings *s, config_error *err)
                        err);
 }
 
-int ingest_settings_load(ingest_settings *s, config_error *err)
+int ingest_settings_load(ingest_settings *s, calllog_error *err)
 {
     static const char *const required[] = {"PUBLIC_BASE_URL", "TWILIO_AUTH_TOKEN", NULL};
     memset(s, 0, sizeof *s);

@@ -32,6 +32,6 @@ typedef struct ingest_settings {
 
 /* Loads and validates every setting from the environment. Strings point into the
  * environment (valid for the process lifetime). Returns 0, or -1 with `err` filled. */
-int ingest_settings_load(ingest_settings *s, config_error *err);
+int ingest_settings_load(ingest_settings *s, calllog_error *err);
 
 #endif

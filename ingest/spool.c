@@ -120,15 +120,16 @@ static int spool_recover(spool *s)
     return 0;
 }
 
-spool *spool_open(const char *dir, long max_bytes, char *err, size_t errlen)
+spool *spool_open(const char *dir, long max_bytes, calllog_error *err)
 {
     if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
-        snprintf(err, errlen, "cannot create spool directory %s: %s", dir, strerror(errno));
+        error_set(err, CALLLOG_TRANSIENT, "cannot create spool directory %s: %s", dir,
+                  strerror(errno));
         return NULL;
     }
     spool *s = calloc(1, sizeof *s);
     if (!s) {
-        snprintf(err, errlen, "out of memory");
+        error_set(err, CALLLOG_TRANSIENT, "out of memory");
         return NULL;
     }
     pthread_mutex_init(&s->lock, NULL);
@@ -136,8 +137,9 @@ spool *spool_open(const char *dir, long max_bytes, char *err, size_t errlen)
     s->max_bytes = max_bytes;
     s->lock_fd = open_in(dir, "lock", O_RDWR | O_CREAT);
     if (s->lock_fd < 0 || flock(s->lock_fd, LOCK_EX | LOCK_NB) != 0) {
-        snprintf(err, errlen, "cannot lock spool directory %s: %s (another ingest uses it?)", dir,
-                 strerror(errno));
+        error_set(err, CALLLOG_TRANSIENT,
+                  "cannot lock spool directory %s: %s (another ingest uses it?)", dir,
+                  strerror(errno));
         s->fd = s->offset_fd = -1;
         spool_close(s);
         return NULL;
@@ -145,7 +147,7 @@ spool *spool_open(const char *dir, long max_bytes, char *err, size_t errlen)
     s->fd = open_in(dir, "events.spool", O_RDWR | O_CREAT | O_APPEND);
     s->offset_fd = open_in(dir, "events.offset", O_RDWR | O_CREAT);
     if (s->fd < 0 || s->offset_fd < 0 || spool_recover(s) != 0) {
-        snprintf(err, errlen, "cannot open spool in %s: %s", dir, strerror(errno));
+        error_set(err, CALLLOG_TRANSIENT, "cannot open spool in %s: %s", dir, strerror(errno));
         spool_close(s);
         return NULL;
     }

@@ -11,6 +11,7 @@
 #define CALLLOG_SPOOL_H
 
 #include <stddef.h>
+#include "error.h"
 
 typedef struct spool spool;
 
@@ -21,7 +22,7 @@ typedef size_t (*spool_sink)(void *arg, char *const *records, size_t n);
 /* Opens (creating the directory if needed) and locks the spool, dropping a torn last
  * record left by a crash. Returns the spool (caller owns; spool_close), or NULL with
  * `err` filled. */
-spool *spool_open(const char *dir, long max_bytes, char *err, size_t errlen);
+spool *spool_open(const char *dir, long max_bytes, calllog_error *err);
 
 /* Appends one record (no newline inside) and makes it durable. Returns 0, or -1 when
  * the write or sync failed or the spool is full. */

@@ -80,7 +80,7 @@ static redisReply *dead_range(admin *a, const char *from, const char *to, long c
     snprintf(n, sizeof n, "%ld", count);
     const char *argv[] = {"XRANGE", a->keys.dead, from, to, "COUNT", n};
     redisReply *r = redisCommandArgv(a->redis, 6, argv, NULL);
-    if (redis_reply_failed(a->redis, r, NULL, 0) || r->type != REDIS_REPLY_ARRAY) {
+    if (redis_reply_failed(a->redis, r, NULL) || r->type != REDIS_REPLY_ARRAY) {
         if (r)
             freeReplyObject(r);
         return NULL;
@@ -134,14 +134,16 @@ static int cmd_dead_show(admin *a, const char *id)
 /* Replays one dead letter: claimable again in Postgres, then back on the stream. */
 static int replay_one(admin *a, const char *id, const char *call_sid)
 {
-    char err[256];
-    if (call_sid[0] && ledger_reset(a->ledger, call_sid, err, sizeof err) < 0) {
-        fprintf(stderr, "calllog-admin: %s: cannot reset %s in Postgres: %s\n", id, call_sid, err);
+    calllog_error err;
+    if (call_sid[0] && ledger_reset(a->ledger, call_sid) < 0) {
+        fprintf(stderr, "calllog-admin: %s: cannot reset %s in Postgres: %s\n", id, call_sid,
+                ledger_error(a->ledger)->message);
         return -1;
     }
-    int rc = queue_replay_dead(a->redis, &a->keys, id, err, sizeof err);
+    int rc = queue_replay_dead(a->redis, &a->keys, id, &err);
     if (rc != 0) {
-        fprintf(stderr, "calllog-admin: %s: %s\n", id, rc > 0 ? "no such dead letter" : err);
+        fprintf(stderr, "calllog-admin: %s: %s\n", id,
+                rc > 0 ? "no such dead letter" : err.message);
         return -1;
     }
     printf("replayed %s (%s)\n", id, call_sid);
@@ -164,7 +166,7 @@ static int for_dead(admin *a, const char *target, int replay)
             failures += replay_one(a, id, field(r->element[i]->element[1], "call_sid")) != 0;
         } else {
             redisReply *d = redisCommand(a->redis, "XDEL %s %s", a->keys.dead, id);
-            failures += redis_reply_failed(a->redis, d, NULL, 0);
+            failures += redis_reply_failed(a->redis, d, NULL);
             if (d)
                 freeReplyObject(d);
             printf("purged %s\n", id);
@@ -232,34 +234,33 @@ static int cmd_status(admin *a)
     printf("dead stream   %-24s %lld entries\n", a->keys.dead, d.dead);
     print_reconcile(a);
     print_plan(a);
-    char counts[512], err[256];
-    if (a->ledger && ledger_state_counts(a->ledger, counts, sizeof counts, err, sizeof err) == 0)
+    char counts[512];
+    if (a->ledger && ledger_state_counts(a->ledger, counts, sizeof counts) == 0)
         printf("deliveries    %s\n", counts);
     else if (a->ledger)
-        printf("deliveries    unavailable: %s\n", err);
+        printf("deliveries    unavailable: %s\n", ledger_error(a->ledger)->message);
     return 0;
 }
 
 /* Connects to Redis and, when `need_db`, to Postgres. */
 static int admin_open(admin *a, int need_db)
 {
-    char err[512];
+    calllog_error err;
     redis_target t;
-    if (redis_url_parse(config_str("REDIS_URL", "redis://127.0.0.1:6379/0"), &t, err, sizeof err) !=
-        0)
+    if (redis_url_parse(config_str("REDIS_URL", "redis://127.0.0.1:6379/0"), &t, &err) != 0)
         return fail("setting REDIS_URL is malformed");
     if (keys_build(config_str("CALLLOG_KEY_PREFIX", "calllog"), &a->keys) != 0)
         return fail("setting CALLLOG_KEY_PREFIX is malformed");
-    if (!(a->redis = redis_open(&t, 5000, err, sizeof err)))
-        return fail(err);
+    if (!(a->redis = redis_open(&t, 5000, &err)))
+        return fail(err.message);
     const char *db = config_str("DATABASE_URL", NULL);
-    config_error cerr;
+    calllog_error cerr;
     if (config_check(&cerr) != 0) /* a broken *_FILE is not "not set" */
-        return fail(cerr.msg);
+        return fail(cerr.message);
     if (need_db && !db)
         return fail("setting DATABASE_URL is required but not set");
-    if (db && !(a->ledger = ledger_open(db, err, sizeof err)) && need_db)
-        return fail(err);
+    if (db && !(a->ledger = ledger_open(db, &err)) && need_db)
+        return fail(err.message);
     return 0;
 }
 
@@ -288,9 +289,9 @@ static int dispatch(admin *a, int argc, char **argv)
 static int run_demo(int argc, char **argv)
 {
     demo_call_options o = {0};
-    char err[256];
-    if (demo_parse_args(argc, argv, &o, err, sizeof err) != 0) {
-        fprintf(stderr, "calllog-admin: %s\n", err);
+    calllog_error err;
+    if (demo_parse_args(argc, argv, &o, &err) != 0) {
+        fprintf(stderr, "calllog-admin: %s\n", err.message);
         return 2;
     }
     o.sandbox_url = config_str("CALLLOG_SANDBOX_URL", NULL);

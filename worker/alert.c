@@ -51,7 +51,7 @@ static void send_alert(const char *kind, const char *text)
     http_client *c = http_client_new(3000, 2000);
     const char *headers[] = {"Content-Type: application/json", NULL};
     http_response r = {0};
-    api_error err = {0};
+    calllog_error err = {0};
     int ok = body && c &&
              http_request(c, "POST", alert_settings->alert_webhook_url, headers, NULL, body,
                           strlen(body), &r, &err) == 0 &&

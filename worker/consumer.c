@@ -59,12 +59,12 @@ static int acquire_rd_budget(void *arg)
 static int connect_redis(consumer_thread *t)
 {
     const worker_settings *s = t->group->settings;
-    char err[256];
+    calllog_error err;
     if (t->links.redis)
         redisFree(t->links.redis);
-    t->links.redis = redis_open(&s->redis, (int)s->redis_timeout_ms, err, sizeof err);
+    t->links.redis = redis_open(&s->redis, (int)s->redis_timeout_ms, &err);
     if (!t->links.redis) {
-        log_error("redis unreachable", LF_I("thread", t->index), LF_S("error", err));
+        log_error("redis unreachable", LF_I("thread", t->index), LF_S("error", err.message));
         return -1;
     }
     if (t->links.rd)
@@ -77,12 +77,12 @@ static int open_links(consumer_thread *t)
 {
     const worker_settings *s = t->group->settings;
     long backoff = 200;
-    char err[512];
+    calllog_error err;
     while (!shutdown_requested()) {
         if (!t->links.redis || t->links.redis->err)
             connect_redis(t);
-        if (!t->links.ledger && !(t->links.ledger = ledger_open(s->database_url, err, sizeof err)))
-            log_error("postgres unreachable", LF_I("thread", t->index), LF_S("error", err));
+        if (!t->links.ledger && !(t->links.ledger = ledger_open(s->database_url, &err)))
+            log_error("postgres unreachable", LF_I("thread", t->index), LF_S("error", err.message));
         if (t->links.redis && !t->links.redis->err && t->links.ledger)
             break;
         backoff_sleep(&backoff);
@@ -110,22 +110,21 @@ static void close_links(worker_links *l)
 }
 
 /* Takes the next entry: a reclaimed one when due for a check, else a new one. */
-static queue_status next_entry(consumer_thread *t, char *cursor, long long *last_reclaim,
-                               queue_entry *e, char *err, size_t errlen)
+static calllog_code next_entry(consumer_thread *t, char *cursor, long long *last_reclaim,
+                               queue_entry *e, calllog_error *err)
 {
     const worker_settings *s = t->group->settings;
-    queue_status st = QUEUE_EMPTY;
+    calllog_code st = CALLLOG_NOT_FOUND;
     if (timing_mono_ms() - *last_reclaim >= RECLAIM_EVERY_MS) {
-        st = queue_reclaim(t->links.redis, &s->keys, s->consumer, s->claim_idle_ms, cursor, e, err,
-                           errlen);
-        if (st == QUEUE_GOT)
+        st = queue_reclaim(t->links.redis, &s->keys, s->consumer, s->claim_idle_ms, cursor, e, err);
+        if (st == CALLLOG_OK)
             log_warn("reclaimed an entry idle on another consumer", LF_S("id", e->id),
                      LF_S("call_sid", e->call_sid), LF_I("deliveries", e->deliveries));
-        if (st != QUEUE_GOT && strcmp(cursor, "0-0") == 0)
+        if (st != CALLLOG_OK && strcmp(cursor, "0-0") == 0)
             *last_reclaim = timing_mono_ms(); /* scanned the whole PEL: rest a while */
     }
-    if (st == QUEUE_EMPTY)
-        st = queue_read(t->links.redis, &s->keys, s->consumer, s->block_ms, e, err, errlen);
+    if (st == CALLLOG_NOT_FOUND)
+        st = queue_read(t->links.redis, &s->keys, s->consumer, s->block_ms, e, err);
     return st;
 }
 
@@ -133,20 +132,21 @@ static queue_status next_entry(consumer_thread *t, char *cursor, long long *last
 static void *consumer_main(void *arg)
 {
     consumer_thread *t = arg;
-    char cursor[64] = "0-0", err[256];
+    char cursor[64] = "0-0";
+    calllog_error err;
     long long last_reclaim = 0;
     long backoff = 200;
     while (!shutdown_requested()) {
         if ((!t->links.redis || t->links.redis->err || !t->links.rd) && open_links(t) != 0)
             break;
         queue_entry e;
-        queue_status st = next_entry(t, cursor, &last_reclaim, &e, err, sizeof err);
-        if (st == QUEUE_ERROR) {
-            log_error("stream read failed", LF_I("thread", t->index), LF_S("error", err));
+        calllog_code st = next_entry(t, cursor, &last_reclaim, &e, &err);
+        if (st < 0) {
+            log_error("stream read failed", LF_I("thread", t->index), LF_S("error", err.message));
             backoff_sleep(&backoff);
             continue;
         }
-        if (st == QUEUE_EMPTY)
+        if (st == CALLLOG_NOT_FOUND)
             continue;
         lease_keeper_hold(t->group->keeper, t->index, e.call_sid, t->links.owner, e.id);
         outcome o = processor_handle(&t->links, &e);
@@ -167,21 +167,21 @@ static void *promoter_main(void *arg)
     consumers *g = arg;
     const worker_settings *s = g->settings;
     redisContext *c = NULL;
-    char err[256];
+    calllog_error err;
     long backoff = 200;
     while (!shutdown_requested()) {
         if (!c || c->err) {
             if (c)
                 redisFree(c);
-            if (!(c = redis_open(&s->redis, (int)s->redis_timeout_ms, err, sizeof err))) {
+            if (!(c = redis_open(&s->redis, (int)s->redis_timeout_ms, &err))) {
                 backoff_sleep(&backoff);
                 continue;
             }
         }
         long moved = 0;
         long long next_in = -1;
-        if (queue_promote(c, &s->keys, PROMOTE_BATCH, &moved, &next_in, err, sizeof err) != 0) {
-            log_error("promoter failed", LF_S("error", err));
+        if (queue_promote(c, &s->keys, PROMOTE_BATCH, &moved, &next_in, &err) != 0) {
+            log_error("promoter failed", LF_S("error", err.message));
             backoff_sleep(&backoff);
             continue;
         }

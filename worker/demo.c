@@ -28,7 +28,7 @@ static int parse_seconds(const char *v, long max, long *out)
     return 0;
 }
 
-int demo_parse_args(int argc, char **argv, demo_call_options *o, char *err, size_t errlen)
+int demo_parse_args(int argc, char **argv, demo_call_options *o, calllog_error *err)
 {
     o->duration_s = -1;
     o->wait_s = 30;
@@ -50,14 +50,14 @@ int demo_parse_args(int argc, char **argv, demo_call_options *o, char *err, size
         else if (strcmp(name, "--wait") == 0)
             bad = parse_seconds(v = option_value(argc, argv, &i), 3600, &o->wait_s);
         else {
-            snprintf(err, errlen, "demo call: unknown option %s (try --help)", name);
+            error_set(err, CALLLOG_TRANSIENT, "demo call: unknown option %s (try --help)", name);
             return -1;
         }
         if (bad) {
-            snprintf(err, errlen,
-                     "demo call: %s needs a valid value (--direction inbound|outbound, --status "
-                     "completed|no-answer|busy|failed|canceled, --duration/--wait seconds)",
-                     name);
+            error_set(err, CALLLOG_TRANSIENT,
+                      "demo call: %s needs a valid value (--direction inbound|outbound, --status "
+                      "completed|no-answer|busy|failed|canceled, --duration/--wait seconds)",
+                      name);
             return -1;
         }
     }
@@ -93,7 +93,7 @@ static json_t *sandbox_request(http_client *c, const char *method, const char *u
     static const char *const headers[] = {"Content-Type: application/json",
                                           "Accept: application/json", NULL};
     http_response r;
-    api_error err;
+    calllog_error err;
     if (http_request(c, method, url, headers, NULL, body, body ? strlen(body) : 0, &r, &err) != 0) {
         fprintf(stderr,
                 "calllog-admin: the sandbox at %s does not answer (%s). Is the demo "

@@ -10,6 +10,7 @@
 #define CALLLOG_DEMO_H
 
 #include <stdio.h>
+#include "error.h"
 
 /* What the call looks like (NULL / 0: the sandbox's defaults). */
 typedef struct demo_call_options {
@@ -23,7 +24,7 @@ typedef struct demo_call_options {
 
 /* Parses `demo call` options argv[0..argc) into `o` (whose sandbox_url the caller sets).
  * Returns 0, or -1 with a message in `err`. */
-int demo_parse_args(int argc, char **argv, demo_call_options *o, char *err, size_t errlen);
+int demo_parse_args(int argc, char **argv, demo_call_options *o, calllog_error *err);
 
 /* Places the call and prints the note to `out` (why there is none to stderr). Returns the exit
  * status: 0 when the note arrived, 1 otherwise. */

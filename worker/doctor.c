@@ -154,7 +154,7 @@ static int info_field(redisContext *c, const char *section, const char *field, c
                       size_t outlen)
 {
     redisReply *r = redisCommand(c, "INFO %s", section);
-    if (redis_reply_failed(c, r, NULL, 0) || r->type != REDIS_REPLY_STRING) {
+    if (redis_reply_failed(c, r, NULL) || r->type != REDIS_REPLY_STRING) {
         if (r)
             freeReplyObject(r);
         return -1;
@@ -174,11 +174,11 @@ static int info_field(redisContext *c, const char *section, const char *field, c
 }
 
 /* Copies `CONFIG GET name`'s value into `out`. Returns 1, 0 absent, -1 refused. */
-static int config_field(redisContext *c, const char *name, char *out, size_t outlen, char *why,
-                        size_t whylen)
+static int config_field(redisContext *c, const char *name, char *out, size_t outlen,
+                        calllog_error *why)
 {
     redisReply *r = redisCommand(c, "CONFIG GET %s", name);
-    if (redis_reply_failed(c, r, why, whylen) || r->type != REDIS_REPLY_ARRAY) {
+    if (redis_reply_failed(c, r, why) || r->type != REDIS_REPLY_ARRAY) {
         if (r)
             freeReplyObject(r);
         return -1;
@@ -194,11 +194,11 @@ static int config_field(redisContext *c, const char *name, char *out, size_t out
  * Returns 1 (`from_info` says which answered), or 0 with `why` filled. */
 static int redis_setting(redisContext *c, const char *section, const char *info_name,
                          const char *config_name, char *out, size_t outlen, int *from_info,
-                         char *why, size_t whylen)
+                         calllog_error *why)
 {
-    snprintf(why, whylen, "not reported");
+    error_set(why, CALLLOG_NOT_FOUND, "not reported");
     *from_info = info_field(c, section, info_name, out, outlen) == 1;
-    return *from_info || config_field(c, config_name, out, outlen, why, whylen) == 1;
+    return *from_info || config_field(c, config_name, out, outlen, why) == 1;
 }
 
 static const char AOF_FIX[] = "CONFIG SET appendonly yes, and `appendonly yes` in redis.conf "
@@ -206,15 +206,16 @@ static const char AOF_FIX[] = "CONFIG SET appendonly yes, and `appendonly yes` i
 
 static void check_redis_aof(doctor *d)
 {
-    char v[64], why[256];
+    char v[64];
+    calllog_error why;
     int from_info;
     if (!redis_setting(d->redis, "persistence", "aof_enabled", "appendonly", v, sizeof v,
-                       &from_info, why, sizeof why)) {
+                       &from_info, &why)) {
         doctor_report_add(d->report, "redis.aof", DOCTOR_WARN,
                           "check the provider's persistence settings: AOF must be on",
                           "cannot check: neither INFO persistence nor CONFIG GET appendonly "
                           "answered (%s)",
-                          why);
+                          why.message);
         return;
     }
     int on = strcmp(v, "1") == 0 || strcasecmp(v, "yes") == 0;
@@ -229,16 +230,17 @@ static void check_redis_aof(doctor *d)
 
 static void check_redis_eviction(doctor *d)
 {
-    char v[64], why[256];
+    char v[64];
+    calllog_error why;
     int from_info;
     static const char fix[] = "CONFIG SET maxmemory-policy noeviction, and `maxmemory-policy "
                               "noeviction` in redis.conf (managed Redis: its parameter group)";
     if (!redis_setting(d->redis, "memory", "maxmemory_policy", "maxmemory-policy", v, sizeof v,
-                       &from_info, why, sizeof why)) {
+                       &from_info, &why)) {
         doctor_report_add(d->report, "redis.eviction", DOCTOR_WARN, fix,
                           "cannot check: neither INFO memory nor CONFIG GET maxmemory-policy "
                           "answered (%s)",
-                          why);
+                          why.message);
         return;
     }
     if (strcmp(v, "noeviction") == 0)
@@ -259,13 +261,13 @@ static void check_redis_group(doctor *d)
 {
     const char *events = d->s.keys.events;
     redisReply *r = redisCommand(d->redis, "XINFO GROUPS %s", events);
-    char why[256] = "";
-    if (redis_reply_failed(d->redis, r, why, sizeof why) || r->type != REDIS_REPLY_ARRAY) {
+    calllog_error why = {0};
+    if (redis_reply_failed(d->redis, r, &why) || r->type != REDIS_REPLY_ARRAY) {
         if (r)
             freeReplyObject(r);
         doctor_report_add(d->report, "redis.group", DOCTOR_WARN,
                           "start a worker once: it creates the stream and the group",
-                          "stream %s does not exist yet (%s)", events, why);
+                          "stream %s does not exist yet (%s)", events, why.message);
         return;
     }
     long long consumers = -1, pending = 0;
@@ -306,11 +308,12 @@ static void check_redis_group(doctor *d)
 /* Connects and runs the Redis checks; d->redis stays NULL when Redis is unreachable. */
 static void check_redis(doctor *d)
 {
-    char err[512];
-    d->redis = redis_open(&d->s.redis, (int)d->s.redis_timeout_ms, err, sizeof err);
+    calllog_error err;
+    d->redis = redis_open(&d->s.redis, (int)d->s.redis_timeout_ms, &err);
     if (!d->redis) {
         doctor_report_add(d->report, "redis.reachable", DOCTOR_FAIL,
-                          "check REDIS_URL (host, port, password) and that Redis runs", "%s", err);
+                          "check REDIS_URL (host, port, password) and that Redis runs", "%s",
+                          err.message);
         return;
     }
     doctor_report_add(d->report, "redis.reachable", DOCTOR_OK, NULL, "%s:%d db %d", d->s.redis.host,
@@ -324,27 +327,29 @@ static void check_redis(doctor *d)
 
 static void check_postgres(doctor *d)
 {
-    char err[1024], roles[128], readers[128];
-    ledger *l = ledger_open(d->s.database_url, err, sizeof err);
+    char roles[128], readers[128];
+    calllog_error err;
+    ledger *l = ledger_open(d->s.database_url, &err);
     if (!l) {
         doctor_report_add(d->report, "postgres.reachable", DOCTOR_FAIL,
                           "check DATABASE_URL (Supabase: the pooler or direct connection "
                           "string with sslmode=require)",
-                          "%s", err);
+                          "%s", err.message);
         return;
     }
     doctor_report_add(d->report, "postgres.reachable", DOCTOR_OK, NULL, "connected");
-    if (ledger_check_schema(l, err, sizeof err) == 0)
+    if (ledger_check_schema(l) == 0)
         doctor_report_add(d->report, "postgres.schema", DOCTOR_OK, NULL,
                           "calllog.deliveries and schema version present");
     else
         doctor_report_add(d->report, "postgres.schema", DOCTOR_FAIL,
                           "apply deploy/supabase/migrations/*.sql in order (psql -v "
                           "ON_ERROR_STOP=1 -f FILE, or supabase db push)",
-                          "migration missing: %s", err);
-    int n = ledger_check_roles(l, roles, sizeof roles, readers, sizeof readers, err, sizeof err);
+                          "migration missing: %s", ledger_error(l)->message);
+    int n = ledger_check_roles(l, roles, sizeof roles, readers, sizeof readers);
     if (n < 0)
-        doctor_report_add(d->report, "postgres.roles", DOCTOR_WARN, NULL, "cannot check: %s", err);
+        doctor_report_add(d->report, "postgres.roles", DOCTOR_WARN, NULL, "cannot check: %s",
+                          ledger_error(l)->message);
     else if (n > 0)
         doctor_report_add(d->report, "postgres.roles", DOCTOR_FAIL,
                           "REVOKE ALL ON ALL TABLES IN SCHEMA calllog FROM anon, authenticated; "
@@ -371,7 +376,7 @@ static int doctor_acquire(void *arg)
 /* GET `path` on the RD API (v1 with ?token=, v2 with `bearer`). Returns 0 with `res`
  * filled (any status), or -1 with `err` filled. */
 static int rd_get(doctor *d, const char *path, const char *bearer, http_response *res,
-                  api_error *err)
+                  calllog_error *err)
 {
     char url[2048], auth[RD_OAUTH_TOKEN_MAX + 32];
     const char *headers[] = {"Accept: application/json", NULL, NULL};
@@ -484,7 +489,7 @@ static void check_rd_users(doctor *d, const json_t *doc)
 static void rd_users_and_credentials(doctor *d, const char *bearer, int judge, const char *seen)
 {
     http_response res = {0};
-    api_error err;
+    calllog_error err;
     const char *what = d->s.rd.api == RD_API_V1 ? "RDSTATION_TOKEN" : "the OAuth access token";
     if (rd_get(d, "/users", bearer, &res, &err) != 0) {
         doctor_report_add(d->report, judge ? "rd.credentials" : "rd.users", DOCTOR_FAIL,
@@ -520,7 +525,7 @@ static void rd_users_and_credentials(doctor *d, const char *bearer, int judge, c
 static void check_rd_v1(doctor *d)
 {
     http_response res = {0};
-    api_error err;
+    calllog_error err;
     char seen[160];
     if (rd_get(d, "/token/check", NULL, &res, &err) != 0) {
         doctor_report_add(d->report, "rd.credentials", DOCTOR_FAIL,
@@ -580,7 +585,7 @@ static void check_rd_v2(doctor *d)
     rd_oauth_settings os = {d->s.rd.oauth_url,     d->s.rd.client_id, d->s.rd.client_secret,
                             d->s.rd.refresh_token, d->s.keys.oauth,   HTTP_TIMEOUT_MS};
     rd_oauth *o = rd_oauth_new(&os, d->http, d->redis, NULL, NULL);
-    api_error err;
+    calllog_error err;
     if (!o || rd_oauth_token(o, access, sizeof access, &err) != 0) {
         doctor_report_add(d->report, "rd.credentials", DOCTOR_FAIL,
                           "authorize the app again, put the new refresh token in "
@@ -618,16 +623,16 @@ static void check_rd_write(doctor *d)
     rs.acquire_arg = d;
     rd_client *c = d->redis ? rd_client_new(&rs, d->redis, &d->s.keys) : NULL;
     char note_id[128] = "", when[40], text[512];
-    api_error err = {0};
+    calllog_error err = {0};
     timing_format_rfc3339(timing_epoch_ms(), when, sizeof when);
     snprintf(text, sizeof text,
              "[calllog doctor] Nota de teste escrita por calllog-admin doctor --write-test em %s; "
              "pode ser ignorada. (Test note, safe to ignore.)",
              when);
-    rd_status st = c ? rd_post_note(c, d->opt->write_test_deal, d->s.rd_user_id, text, note_id,
-                                    sizeof note_id, &err)
-                     : RD_ERROR;
-    if (st == RD_OK)
+    calllog_code st = c ? rd_post_note(c, d->opt->write_test_deal, d->s.rd_user_id, text, note_id,
+                                       sizeof note_id, &err)
+                        : error_set(&err, CALLLOG_NOMEM, "cannot create the RD client");
+    if (st == CALLLOG_OK)
         doctor_report_add(d->report, "rd.write_test", DOCTOR_OK, NULL,
                           "test note %s posted on deal %s", note_id, d->opt->write_test_deal);
     else
@@ -658,7 +663,7 @@ static json_t *twilio_get(doctor *d, const char *path, const char *user, const c
 {
     char url[2048], auth[512];
     http_response res = {0};
-    api_error err;
+    calllog_error err;
     snprintf(url, sizeof url, "%s%s", d->s.twilio.base_url, path);
     snprintf(auth, sizeof auth, "%s:%s", user, pass);
     const char *headers[] = {"Accept: application/json", NULL};
@@ -833,13 +838,13 @@ static void check_twilio(doctor *d)
 int doctor_run(const doctor_options *o, FILE *out)
 {
     doctor d = {.opt = o};
-    config_error cerr;
+    calllog_error cerr;
     if (!(d.report = doctor_report_new()))
         return 1;
     if (worker_settings_load(&d.s, &cerr) != 0) {
         doctor_report_add(d.report, "settings", DOCTOR_FAIL,
                           "see docs/configuration.md; doctor reads the worker's settings", "%s",
-                          cerr.msg);
+                          cerr.message);
     } else {
         doctor_report_add(d.report, "settings", DOCTOR_OK, NULL, "worker settings load (RD %s)",
                           d.s.rd.api == RD_API_V1 ? "v1" : "v2");

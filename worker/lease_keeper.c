@@ -64,15 +64,15 @@ static int snapshot(lease_keeper *k, held_call *out)
 static int connect_links(lease_keeper *k)
 {
     const worker_settings *s = k->settings;
-    char err[512];
+    calllog_error err;
     if (k->redis && k->redis->err) {
         redisFree(k->redis);
         k->redis = NULL;
     }
-    if (!k->redis && !(k->redis = redis_open(&s->redis, (int)s->redis_timeout_ms, err, sizeof err)))
-        log_warn("lease keeper: redis unreachable", LF_S("error", err));
-    if (!k->ledger && !(k->ledger = ledger_open(s->database_url, err, sizeof err)))
-        log_warn("lease keeper: postgres unreachable", LF_S("error", err));
+    if (!k->redis && !(k->redis = redis_open(&s->redis, (int)s->redis_timeout_ms, &err)))
+        log_warn("lease keeper: redis unreachable", LF_S("error", err.message));
+    if (!k->ledger && !(k->ledger = ledger_open(s->database_url, &err)))
+        log_warn("lease keeper: postgres unreachable", LF_S("error", err.message));
     return k->redis && k->ledger ? 0 : -1;
 }
 
@@ -81,16 +81,17 @@ static void renew(lease_keeper *k, const held_call *held, int n)
 {
     const worker_settings *s = k->settings;
     const char *sids[64] = {0}, *owners[64] = {0}, *ids[64] = {0};
-    char err[512];
+    calllog_error err;
     for (int i = 0; i < n; i++) {
         sids[i] = held[i].call_sid;
         owners[i] = held[i].owner;
         ids[i] = held[i].entry_id;
     }
-    if (ledger_renew_leases(k->ledger, sids, owners, (size_t)n, s->lease_ms, err, sizeof err) < 0)
-        log_warn("lease keeper: cannot renew leases", LF_S("error", err), LF_I("calls", n));
-    if (queue_touch(k->redis, &s->keys, s->consumer, ids, (size_t)n, err, sizeof err) < 0)
-        log_warn("lease keeper: cannot touch stream entries", LF_S("error", err));
+    if (ledger_renew_leases(k->ledger, sids, owners, (size_t)n, s->lease_ms) < 0)
+        log_warn("lease keeper: cannot renew leases",
+                 LF_S("error", ledger_error(k->ledger)->message), LF_I("calls", n));
+    if (queue_touch(k->redis, &s->keys, s->consumer, ids, (size_t)n, &err) < 0)
+        log_warn("lease keeper: cannot touch stream entries", LF_S("error", err.message));
 }
 
 /* The keeper thread: renew, sleep a period (in short steps, so a stop is quick), repeat. */

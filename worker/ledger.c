@@ -54,21 +54,26 @@
 
 struct ledger {
     PGconn *conn;
-    char *secret[2]; /* the password as written in the URL and decoded; scrubbed from errors */
+    calllog_error err; /* the last failure (ledger_error) */
+    char *secret[2];   /* the password as written in the URL and decoded; scrubbed from errors */
 };
 
 /* ---- errors ---------------------------------------------------------------------- */
 
-/* Writes a formatted message into `err` when there is room for one. */
-__attribute__((format(printf, 3, 4))) static void set_err(char *err, size_t errlen, const char *fmt,
-                                                          ...)
+/* Records the failure `code` with a formatted message as the ledger's last error (none
+ * without a ledger). Returns `code`. */
+__attribute__((format(printf, 3, 4))) static calllog_code ledger_fail(ledger *l, calllog_code code,
+                                                                      const char *fmt, ...)
 {
-    if (!err || errlen == 0)
-        return;
     va_list ap;
+    if (l == NULL)
+        return code;
+    error_clear(&l->err);
+    l->err.code = code;
     va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
+    vsnprintf(l->err.message, sizeof l->err.message, fmt, ap);
     va_end(ap);
+    return code;
 }
 
 /* Length of the secret in `secret` that starts at `s`, or 0 when none does. */
@@ -108,29 +113,28 @@ static void scrub_copy(char *const secret[2], const char *in, char *out, size_t 
 }
 
 /* Fills `err` with "<what>: <libpq message>", scrubbed. */
-static void conn_err(const ledger *l, const char *what, const char *msg, char *err, size_t errlen)
+static void conn_err(ledger *l, const char *what, const char *msg)
 {
     char clean[512];
     scrub_copy(l->secret, msg, clean, sizeof clean);
-    set_err(err, errlen, "%s: %s", what, clean[0] ? clean : "unknown libpq error");
+    ledger_fail(l, CALLLOG_TRANSIENT, "%s: %s", what, clean[0] ? clean : "unknown libpq error");
 }
 
 /* Fills `err` from a failed statement result: SQLSTATE and primary message, plus the
  * migration hint when the schema or table is missing. */
-static void result_err(const ledger *l, const char *what, const PGresult *r, char *err,
-                       size_t errlen)
+static void result_err(ledger *l, const char *what, const PGresult *r)
 {
     const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
     const char *msg = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
     char clean[384];
     if (!msg) {
-        conn_err(l, what, PQresultErrorMessage(r), err, errlen);
+        conn_err(l, what, PQresultErrorMessage(r));
         return;
     }
     scrub_copy(l->secret, msg, clean, sizeof clean);
     int missing = state && (strcmp(state, "42P01") == 0 || strcmp(state, "3F000") == 0);
-    set_err(err, errlen, "%s: %s (SQLSTATE %s)%s%s", what, clean, state ? state : "?",
-            missing ? ": " : "", missing ? MIGRATION_HINT : "");
+    ledger_fail(l, CALLLOG_TRANSIENT, "%s: %s (SQLSTATE %s)%s%s", what, clean, state ? state : "?",
+                missing ? ": " : "", missing ? MIGRATION_HINT : "");
 }
 
 /* ---- connection ------------------------------------------------------------------ */
@@ -163,15 +167,16 @@ static void remember_secrets(ledger *l, const char *url)
         l->secret[1] = strndup(colon + 1, (size_t)(at - colon - 1));
 }
 
-ledger *ledger_open(const char *database_url, char *err, size_t errlen)
+/* Connects; see the header. */
+ledger *ledger_open(const char *database_url, calllog_error *err)
 {
     if (!database_url || !database_url[0]) {
-        set_err(err, errlen, "DATABASE_URL is empty");
+        error_set(err, CALLLOG_INVALID, "DATABASE_URL is empty");
         return NULL;
     }
     ledger *l = calloc(1, sizeof *l);
     if (!l) {
-        set_err(err, errlen, "out of memory");
+        error_set(err, CALLLOG_NOMEM, "out of memory");
         return NULL;
     }
     remember_secrets(l, database_url);
@@ -183,13 +188,22 @@ ledger *ledger_open(const char *database_url, char *err, size_t errlen)
     l->conn = PQconnectdbParams(keys, vals, 1);
     if (!l->conn || PQstatus(l->conn) != CONNECTION_OK) {
         conn_err(l, "cannot connect to Postgres",
-                 l->conn ? PQerrorMessage(l->conn) : "out of memory", err, errlen);
+                 l->conn ? PQerrorMessage(l->conn) : "out of memory");
+        error_copy(err, &l->err);
         ledger_close(l);
         return NULL;
     }
     return l;
 }
 
+/* The last failure; see the header. */
+const calllog_error *ledger_error(const ledger *l)
+{
+    static const calllog_error none = {CALLLOG_INVALID, 0, 0, -1, "no ledger"};
+    return l ? &l->err : &none;
+}
+
+/* Closes the connection and forgets the secrets. */
 void ledger_close(ledger *l)
 {
     if (!l)
@@ -206,14 +220,14 @@ void ledger_close(ledger *l)
 }
 
 /* Reconnects when the connection is known to be gone. Returns 0 when usable. */
-static int ensure_connected(ledger *l, char *err, size_t errlen)
+static int ensure_connected(ledger *l)
 {
     if (PQstatus(l->conn) == CONNECTION_OK)
         return 0;
     PQreset(l->conn);
     if (PQstatus(l->conn) == CONNECTION_OK)
         return 0;
-    conn_err(l, "cannot reconnect to Postgres", PQerrorMessage(l->conn), err, errlen);
+    conn_err(l, "cannot reconnect to Postgres", PQerrorMessage(l->conn));
     return -1;
 }
 
@@ -293,11 +307,10 @@ static PGresult *exec_once(ledger *l, const char *sql, int nparams, const char *
  * `*repeated` says so. Returns the result (caller owns; PQclear) or NULL with `err`
  * filled as "<what>: <reason>". */
 static PGresult *run(ledger *l, const char *what, const char *sql, int nparams,
-                     const char *const *params, ExecStatusType want, int *repeated, char *err,
-                     size_t errlen)
+                     const char *const *params, ExecStatusType want, int *repeated)
 {
     *repeated = 0;
-    if (ensure_connected(l, err, errlen) != 0)
+    if (ensure_connected(l) != 0)
         return NULL;
     for (int round = 0;; round++) {
         int abandoned = 0;
@@ -307,12 +320,12 @@ static PGresult *run(ledger *l, const char *what, const char *sql, int nparams,
         int lost = abandoned || PQstatus(l->conn) != CONNECTION_OK;
         if (!lost || round == 1) {
             if (abandoned)
-                set_err(err, errlen, "%s: no answer from Postgres within %d ms", what,
-                        STATEMENT_TIMEOUT_MS + CANCEL_GRACE_MS);
+                ledger_fail(l, CALLLOG_TRANSIENT, "%s: no answer from Postgres within %d ms", what,
+                            STATEMENT_TIMEOUT_MS + CANCEL_GRACE_MS);
             else if (r)
-                result_err(l, what, r, err, errlen);
+                result_err(l, what, r);
             else
-                conn_err(l, what, PQerrorMessage(l->conn), err, errlen);
+                conn_err(l, what, PQerrorMessage(l->conn));
             PQclear(r);
             return NULL;
         }
@@ -320,7 +333,7 @@ static PGresult *run(ledger *l, const char *what, const char *sql, int nparams,
         PQreset(l->conn);
         if (PQstatus(l->conn) != CONNECTION_OK) {
             conn_err(l, "connection to Postgres lost and reconnecting failed",
-                     PQerrorMessage(l->conn), err, errlen);
+                     PQerrorMessage(l->conn));
             return NULL;
         }
         *repeated = 1;
@@ -371,49 +384,50 @@ static const char SCHEMA_SQL[] =
 
 static const char VERSION_SQL[] = "SELECT COALESCE(max(version), 0) FROM calllog.schema_version";
 
-/* Checks the schema version table. Returns 0 or -1 with `err` filled. */
-static int check_version(ledger *l, char *err, size_t errlen)
+/* Checks the schema version table. Returns 0, or a negative code (ledger_error). */
+static int check_version(ledger *l)
 {
     int repeated;
-    PGresult *r = run(l, "reading calllog.schema_version", VERSION_SQL, 0, NULL, PGRES_TUPLES_OK,
-                      &repeated, err, errlen);
+    PGresult *r =
+        run(l, "reading calllog.schema_version", VERSION_SQL, 0, NULL, PGRES_TUPLES_OK, &repeated);
     if (!r)
         return -1;
     int version = PQntuples(r) == 1 ? atoi(PQgetvalue(r, 0, 0)) : 0;
     PQclear(r);
     if (version < LEDGER_SCHEMA_VERSION) {
-        set_err(err, errlen, "calllog schema version %d is older than %d: %s", version,
-                LEDGER_SCHEMA_VERSION, MIGRATION_HINT);
-        return -1;
+        return ledger_fail(l, CALLLOG_PERMANENT, "calllog schema version %d is older than %d: %s",
+                           version, LEDGER_SCHEMA_VERSION, MIGRATION_HINT);
     }
     return 0;
 }
 
-int ledger_check_schema(ledger *l, char *err, size_t errlen)
+int ledger_check_schema(ledger *l)
 {
     const char *params[1] = {REQUIRED_COLUMNS};
     int repeated;
-    PGresult *r = run(l, "checking the calllog schema", SCHEMA_SQL, 1, params, PGRES_TUPLES_OK,
-                      &repeated, err, errlen);
+    PGresult *r =
+        run(l, "checking the calllog schema", SCHEMA_SQL, 1, params, PGRES_TUPLES_OK, &repeated);
     if (!r)
         return -1;
     int rc = -1;
     if (PQntuples(r) != 1)
-        set_err(err, errlen, "checking the calllog schema: unexpected answer");
+        ledger_fail(l, CALLLOG_PERMANENT, "checking the calllog schema: unexpected answer");
     else if (!field_true(r, 0))
-        set_err(err, errlen, "table calllog.deliveries is missing: %s", MIGRATION_HINT);
+        ledger_fail(l, CALLLOG_PERMANENT, "table calllog.deliveries is missing: %s",
+                    MIGRATION_HINT);
     else if (!PQgetisnull(r, 0, 2))
-        set_err(err, errlen, "table calllog.deliveries lacks column(s) %s: %s", PQgetvalue(r, 0, 2),
-                MIGRATION_HINT);
+        ledger_fail(l, CALLLOG_PERMANENT, "table calllog.deliveries lacks column(s) %s: %s",
+                    PQgetvalue(r, 0, 2), MIGRATION_HINT);
     else if (!field_true(r, 3))
-        set_err(err, errlen, "table calllog.deliveries has no unique key on call_sid: %s",
-                MIGRATION_HINT);
+        ledger_fail(l, CALLLOG_PERMANENT,
+                    "table calllog.deliveries has no unique key on call_sid: %s", MIGRATION_HINT);
     else if (!field_true(r, 1))
-        set_err(err, errlen, "table calllog.schema_version is missing: %s", MIGRATION_HINT);
+        ledger_fail(l, CALLLOG_PERMANENT, "table calllog.schema_version is missing: %s",
+                    MIGRATION_HINT);
     else
         rc = 0;
     PQclear(r);
-    return rc == 0 ? check_version(l, err, errlen) : -1;
+    return rc == 0 ? check_version(l) : l->err.code;
 }
 
 /* ---- claim ----------------------------------------------------------------------- */
@@ -488,11 +502,10 @@ static int classify(const PGresult *r, const char *owner, int repeated, claim_re
 /* One round of the claim: the upsert, then (when it took nothing) a look at the row.
  * Returns 1 when decided, 0 to go round again, -1 on error. */
 static int claim_round(ledger *l, const char *const *params, const char *owner, int *repeated,
-                       claim_result *out, char *err, size_t errlen)
+                       claim_result *out)
 {
     int again = 0;
-    PGresult *r =
-        run(l, "claiming the call", CLAIM_SQL, 5, params, PGRES_TUPLES_OK, &again, err, errlen);
+    PGresult *r = run(l, "claiming the call", CLAIM_SQL, 5, params, PGRES_TUPLES_OK, &again);
     if (!r)
         return -1;
     *repeated |= again;
@@ -502,8 +515,7 @@ static int claim_round(ledger *l, const char *const *params, const char *owner, 
         return 1;
     }
     PQclear(r);
-    r = run(l, "reading the call's state", CLAIM_STATE_SQL, 1, params, PGRES_TUPLES_OK, &again, err,
-            errlen);
+    r = run(l, "reading the call's state", CLAIM_STATE_SQL, 1, params, PGRES_TUPLES_OK, &again);
     if (!r)
         return -1;
     int decided = classify(r, owner, *repeated, out);
@@ -512,18 +524,17 @@ static int claim_round(ledger *l, const char *const *params, const char *owner, 
 }
 
 int ledger_claim(ledger *l, const char *call_sid, const char *call_status, const char *owner,
-                 long lease_ms, const char *event_json, claim_result *out, char *err, size_t errlen)
+                 long lease_ms, const char *event_json, claim_result *out)
 {
-    if (!l || !call_sid || !call_sid[0] || !owner || !owner[0] || lease_ms <= 0 || !out) {
-        set_err(err, errlen, "claiming the call: call_sid, owner and a positive lease needed");
-        return -1;
-    }
+    if (!l || !call_sid || !call_sid[0] || !owner || !owner[0] || lease_ms <= 0 || !out)
+        return ledger_fail(l, CALLLOG_INVALID,
+                           "claiming the call: call_sid, owner and a positive lease needed");
     char lease[32];
     snprintf(lease, sizeof lease, "%ld", lease_ms);
     const char *params[5] = {call_sid, call_status, owner, lease, event_json};
     int repeated = 0;
     for (int round = 0; round < CLAIM_ROUNDS; round++) {
-        int rc = claim_round(l, params, owner, &repeated, out, err, errlen);
+        int rc = claim_round(l, params, owner, &repeated, out);
         if (rc != 0)
             return rc > 0 ? 0 : -1;
     }
@@ -597,27 +608,24 @@ static int transition_sql(const transition *t, int with_owner, char *sql, size_t
 /* Runs transition `t` with `params` ($1 call_sid, $2 owner or NULL, ...). Returns 0 when
  * recorded, 1 when the row is not (or no longer) this owner's or there is no CallSid to
  * record (a malformed entry on its way to the dead stream), -1 on error. */
-static int apply_transition(ledger *l, const transition *t, int nparams, const char *const *params,
-                            char *err, size_t errlen)
+static int apply_transition(ledger *l, const transition *t, int nparams, const char *const *params)
 {
     char sql[1024];
     int repeated;
-    if (!l) {
-        set_err(err, errlen, "%s: no ledger", t->what);
-        return -1;
-    }
+    if (!l)
+        return CALLLOG_INVALID;
     if (!params[0] || !params[0][0])
-        return 1; /* an entry without CallSid (malformed): no row can be its */
+        return CALLLOG_LEASE_LOST; /* an entry without CallSid (malformed): no row is its */
     if (transition_sql(t, params[1] != NULL, sql, sizeof sql) != 0) {
-        set_err(err, errlen, "%s: statement too long", t->what);
+        ledger_fail(l, CALLLOG_INVALID, "%s: statement too long", t->what);
         return -1;
     }
-    PGresult *r = run(l, t->what, sql, nparams, params, PGRES_COMMAND_OK, &repeated, err, errlen);
+    PGresult *r = run(l, t->what, sql, nparams, params, PGRES_COMMAND_OK, &repeated);
     if (!r)
         return -1;
     int lost = changed_none(r);
     PQclear(r);
-    return lost ? 1 : 0;
+    return lost ? CALLLOG_LEASE_LOST : CALLLOG_OK;
 }
 
 /* Formats an HTTP status for a parameter: NULL (no status) when 0 or less. */
@@ -637,33 +645,29 @@ static const char POSTING_SQL[] =
     " AND ($2::text IS NULL OR (d.lease_owner = $2 AND d.lease_expires_at > now()))";
 
 int ledger_mark_posting(ledger *l, const char *call_sid, const char *owner, const char *deal_id,
-                        long lease_ms, char *err, size_t errlen)
+                        long lease_ms)
 {
-    if (!l) {
-        set_err(err, errlen, "recording the post: no ledger");
-        return -1;
-    }
+    if (!l)
+        return CALLLOG_INVALID;
     if (!call_sid || !call_sid[0])
-        return 1;
+        return CALLLOG_LEASE_LOST;
     char lease[24];
     snprintf(lease, sizeof lease, "%ld", lease_ms);
     const char *params[4] = {call_sid, owner, deal_id, lease};
     int repeated;
-    PGresult *r = run(l, "recording the post", POSTING_SQL, 4, params, PGRES_COMMAND_OK, &repeated,
-                      err, errlen);
+    PGresult *r = run(l, "recording the post", POSTING_SQL, 4, params, PGRES_COMMAND_OK, &repeated);
     if (!r)
         return -1;
     int lost = changed_none(r);
     PQclear(r);
-    return lost ? 1 : 0;
+    return lost ? CALLLOG_LEASE_LOST : CALLLOG_OK;
 }
 
 int ledger_mark_delivered(ledger *l, const char *call_sid, const char *owner,
-                          const ledger_delivery *d, char *err, size_t errlen)
+                          const ledger_delivery *d)
 {
     if (!d) {
-        set_err(err, errlen, "recording the delivery: no delivery given");
-        return -1;
+        return ledger_fail(l, CALLLOG_INVALID, "recording the delivery: no delivery given");
     }
     const char *params[7] = {call_sid,
                              owner,
@@ -672,33 +676,32 @@ int ledger_mark_delivered(ledger *l, const char *call_sid, const char *owner,
                              d->rd_note_id,
                              d->rd_task_id,
                              d->recovered ? "true" : "false"};
-    return apply_transition(l, &TO_DELIVERED, 7, params, err, errlen);
+    return apply_transition(l, &TO_DELIVERED, 7, params);
 }
 
-int ledger_mark_skipped(ledger *l, const char *call_sid, const char *owner, const char *reason,
-                        char *err, size_t errlen)
+int ledger_mark_skipped(ledger *l, const char *call_sid, const char *owner, const char *reason)
 {
     const char *params[3] = {call_sid, owner, reason};
-    return apply_transition(l, &TO_SKIPPED, 3, params, err, errlen);
+    return apply_transition(l, &TO_SKIPPED, 3, params);
 }
 
 int ledger_mark_retry(ledger *l, const char *call_sid, const char *owner, long delay_ms,
-                      const char *error, long http_status, char *err, size_t errlen)
+                      const char *error, long http_status)
 {
     char delay[32], status[32];
     snprintf(delay, sizeof delay, "%ld", delay_ms > 0 ? delay_ms : 0);
     const char *params[5] = {call_sid, owner, delay, error,
                              http_param(http_status, status, sizeof status)};
-    return apply_transition(l, &TO_RETRY, 5, params, err, errlen);
+    return apply_transition(l, &TO_RETRY, 5, params);
 }
 
 int ledger_mark_dead(ledger *l, const char *call_sid, const char *owner, const char *reason,
-                     const char *error, long http_status, char *err, size_t errlen)
+                     const char *error, long http_status)
 {
     char status[32];
     const char *params[5] = {call_sid, owner, reason, error,
                              http_param(http_status, status, sizeof status)};
-    return apply_transition(l, &TO_DEAD, 5, params, err, errlen);
+    return apply_transition(l, &TO_DEAD, 5, params);
 }
 
 /* ---- many calls at once ---------------------------------------------------------- */
@@ -739,12 +742,11 @@ static const char RENEW_SQL[] =
     " AND d.lease_expires_at > now()";
 
 long ledger_renew_leases(ledger *l, const char *const *call_sids, const char *const *owners,
-                         size_t n, long lease_ms, char *err, size_t errlen)
+                         size_t n, long lease_ms)
 {
-    if (!l || (n > 0 && (!call_sids || !owners)) || lease_ms <= 0) {
-        set_err(err, errlen, "renewing leases: ledger, calls and a positive lease needed");
-        return -1;
-    }
+    if (!l || (n > 0 && (!call_sids || !owners)) || lease_ms <= 0)
+        return ledger_fail(l, CALLLOG_INVALID,
+                           "renewing leases: ledger, calls and a positive lease needed");
     if (n == 0)
         return 0;
     char lease[24];
@@ -752,12 +754,11 @@ long ledger_renew_leases(ledger *l, const char *const *call_sids, const char *co
     char *sids = text_array(call_sids, n), *who = text_array(owners, n);
     long renewed = -1;
     if (!sids || !who) {
-        set_err(err, errlen, "renewing leases: out of memory");
+        ledger_fail(l, CALLLOG_NOMEM, "renewing leases: out of memory");
     } else {
         const char *params[3] = {sids, who, lease};
         int repeated;
-        PGresult *r = run(l, "renewing leases", RENEW_SQL, 3, params, PGRES_COMMAND_OK, &repeated,
-                          err, errlen);
+        PGresult *r = run(l, "renewing leases", RENEW_SQL, 3, params, PGRES_COMMAND_OK, &repeated);
         if (r) {
             renewed = atol(PQcmdTuples(r));
             PQclear(r);
@@ -773,25 +774,21 @@ static const char UNSEEN_SQL[] =
     "SELECT s.o FROM unnest($1::text[]) WITH ORDINALITY AS s(call_sid, o)"
     " WHERE NOT EXISTS (SELECT 1 FROM calllog.deliveries d WHERE d.call_sid = s.call_sid)";
 
-long ledger_unseen(ledger *l, const char *const *call_sids, size_t n, unsigned char *unseen,
-                   char *err, size_t errlen)
+long ledger_unseen(ledger *l, const char *const *call_sids, size_t n, unsigned char *unseen)
 {
-    if (!l || (n > 0 && (!call_sids || !unseen))) {
-        set_err(err, errlen, "looking up calls: ledger and calls needed");
-        return -1;
-    }
+    if (!l || (n > 0 && (!call_sids || !unseen)))
+        return ledger_fail(l, CALLLOG_INVALID, "looking up calls: ledger and calls needed");
     memset(unseen, 0, n);
     if (n == 0)
         return 0;
     char *sids = text_array(call_sids, n);
     if (!sids) {
-        set_err(err, errlen, "looking up calls: out of memory");
+        ledger_fail(l, CALLLOG_NOMEM, "looking up calls: out of memory");
         return -1;
     }
     const char *params[1] = {sids};
     int repeated;
-    PGresult *r =
-        run(l, "looking up calls", UNSEEN_SQL, 1, params, PGRES_TUPLES_OK, &repeated, err, errlen);
+    PGresult *r = run(l, "looking up calls", UNSEEN_SQL, 1, params, PGRES_TUPLES_OK, &repeated);
     free(sids);
     if (!r)
         return -1;
@@ -817,21 +814,18 @@ static const char RESET_SQL[] =
     " lease_expires_at = NULL, next_attempt_at = NULL, reason = NULL, finished_at = NULL"
     " WHERE call_sid = $1 AND state IN ('dead', 'processing', 'retry_wait', 'pending')";
 
-int ledger_reset(ledger *l, const char *call_sid, char *err, size_t errlen)
+int ledger_reset(ledger *l, const char *call_sid)
 {
-    if (!l || !call_sid || !call_sid[0]) {
-        set_err(err, errlen, "resetting the call: call_sid needed");
-        return -1;
-    }
+    if (!l || !call_sid || !call_sid[0])
+        return ledger_fail(l, CALLLOG_INVALID, "resetting the call: call_sid needed");
     const char *params[1] = {call_sid};
     int repeated;
-    PGresult *r = run(l, "resetting the call", RESET_SQL, 1, params, PGRES_COMMAND_OK, &repeated,
-                      err, errlen);
+    PGresult *r = run(l, "resetting the call", RESET_SQL, 1, params, PGRES_COMMAND_OK, &repeated);
     if (!r)
         return -1;
     int none = changed_none(r);
     PQclear(r);
-    return none ? 1 : 0;
+    return none ? CALLLOG_NOT_FOUND : CALLLOG_OK;
 }
 
 static const char COUNTS_SQL[] =
@@ -841,15 +835,12 @@ static const char COUNTS_SQL[] =
     " LEFT JOIN calllog.deliveries d ON d.state = s.state"
     " GROUP BY s.state, s.o ORDER BY s.o";
 
-int ledger_state_counts(ledger *l, char *out, size_t outlen, char *err, size_t errlen)
+int ledger_state_counts(ledger *l, char *out, size_t outlen)
 {
-    if (!l || !out || outlen == 0) {
-        set_err(err, errlen, "counting states: no output buffer");
-        return -1;
-    }
+    if (!l || !out || outlen == 0)
+        return ledger_fail(l, CALLLOG_INVALID, "counting states: no output buffer");
     int repeated;
-    PGresult *r =
-        run(l, "counting states", COUNTS_SQL, 0, NULL, PGRES_TUPLES_OK, &repeated, err, errlen);
+    PGresult *r = run(l, "counting states", COUNTS_SQL, 0, NULL, PGRES_TUPLES_OK, &repeated);
     if (!r)
         return -1;
     size_t used = 0;
@@ -859,7 +850,7 @@ int ledger_state_counts(ledger *l, char *out, size_t outlen, char *err, size_t e
                          PQgetvalue(r, i, 1));
         if (n < 0 || (size_t)n >= outlen - used) {
             PQclear(r);
-            set_err(err, errlen, "counting states: output buffer too small");
+            ledger_fail(l, CALLLOG_INVALID, "counting states: output buffer too small");
             return -1;
         }
         used += (size_t)n;
@@ -888,17 +879,13 @@ static void append_word(char *out, size_t outlen, const char *name)
         snprintf(out + used, outlen - used, "%s%s", used ? " " : "", name);
 }
 
-int ledger_check_roles(ledger *l, char *roles, size_t roleslen, char *readers, size_t readerslen,
-                       char *err, size_t errlen)
+int ledger_check_roles(ledger *l, char *roles, size_t roleslen, char *readers, size_t readerslen)
 {
     int repeated;
-    if (!l || !roles || roleslen == 0 || !readers || readerslen == 0) {
-        set_err(err, errlen, "checking the API roles: no output buffer");
-        return -1;
-    }
+    if (!l || !roles || roleslen == 0 || !readers || readerslen == 0)
+        return ledger_fail(l, CALLLOG_INVALID, "checking the API roles: no output buffer");
     roles[0] = readers[0] = '\0';
-    PGresult *r = run(l, "checking the API roles", ROLES_SQL, 0, NULL, PGRES_TUPLES_OK, &repeated,
-                      err, errlen);
+    PGresult *r = run(l, "checking the API roles", ROLES_SQL, 0, NULL, PGRES_TUPLES_OK, &repeated);
     if (!r)
         return -1;
     int n = 0;

@@ -7,11 +7,18 @@
  * `rd_post_started_at` is set just before posting to RD Station: a later claim that
  * finds it set must look for the CallSid marker among the deal's notes before posting.
  * Only unnamed statements (PQexecParams) are used, so Supabase's transaction pooler
- * works. One ledger is one connection, used by one thread; it reconnects after a loss. */
+ * works. One ledger is one connection, used by one thread; it reconnects after a loss.
+ *
+ * Errors (error.h): calls return CALLLOG_OK, a positive code for a normal "no", or a
+ * negative one — CALLLOG_TRANSIENT when Postgres failed (retry later), CALLLOG_PERMANENT
+ * when the schema is wrong, CALLLOG_INVALID for bad arguments — and ledger_error says
+ * why. Counting calls return a count, or -1. */
 #ifndef CALLLOG_LEDGER_H
 #define CALLLOG_LEDGER_H
 
 #include <stddef.h>
+
+#include "error.h"
 
 typedef struct ledger ledger;
 
@@ -42,61 +49,63 @@ typedef struct ledger_delivery {
 
 /* Connects to `database_url` (libpq URI or key=value string). Returns the ledger
  * (caller owns; ledger_close) or NULL with `err` filled (no password in it). */
-ledger *ledger_open(const char *database_url, char *err, size_t errlen);
+ledger *ledger_open(const char *database_url, calllog_error *err);
 
-/* Checks that the migrations ran (schema, table, columns). Returns 0, or -1 with an
- * `err` that says what to run. */
-int ledger_check_schema(ledger *l, char *err, size_t errlen);
+/* The last failure of any call below: its code and a message without the password,
+ * like libpq's PQerrorMessage. Valid until the next call on `l`; for NULL, "no ledger". */
+const calllog_error *ledger_error(const ledger *l);
 
-/* Claims `call_sid` for `owner` for `lease_ms`. Returns 0 with `out` filled, or -1 on a
- * database error (`err` filled; the caller retries later). */
+/* Checks that the migrations ran (schema, table, columns). Returns 0, or
+ * CALLLOG_PERMANENT with a ledger_error that says what to run. */
+int ledger_check_schema(ledger *l);
+
+/* Claims `call_sid` for `owner` for `lease_ms`. Returns 0 with `out` filled, or a
+ * negative code on a database error (the caller retries later). */
 int ledger_claim(ledger *l, const char *call_sid, const char *call_status, const char *owner,
-                 long lease_ms, const char *event_json, claim_result *out, char *err,
-                 size_t errlen);
+                 long lease_ms, const char *event_json, claim_result *out);
 
 /* The outcomes below apply only while `owner` holds the lease (owner NULL: whatever
  * the lease, for poison entries that were never claimed). They return 0 when
- * recorded, 1 when the lease was lost (another worker took over), -1 on error. */
+ * recorded, CALLLOG_LEASE_LOST when the lease was lost (another worker took over), a
+ * negative code on error. */
 
 /* Records the intent to post on `deal_id`, just before the RD request, and renews the
- * lease for `lease_ms`. Returns 1 when the lease has already expired: the caller must not
- * post, another worker may be taking over. */
+ * lease for `lease_ms`. Returns CALLLOG_LEASE_LOST when the lease has already expired: the caller
+ * must not post, another worker may be taking over. */
 int ledger_mark_posting(ledger *l, const char *call_sid, const char *owner, const char *deal_id,
-                        long lease_ms, char *err, size_t errlen);
+                        long lease_ms);
 int ledger_mark_delivered(ledger *l, const char *call_sid, const char *owner,
-                          const ledger_delivery *d, char *err, size_t errlen);
-int ledger_mark_skipped(ledger *l, const char *call_sid, const char *owner, const char *reason,
-                        char *err, size_t errlen);
+                          const ledger_delivery *d);
+int ledger_mark_skipped(ledger *l, const char *call_sid, const char *owner, const char *reason);
 int ledger_mark_retry(ledger *l, const char *call_sid, const char *owner, long delay_ms,
-                      const char *error, long http_status, char *err, size_t errlen);
+                      const char *error, long http_status);
 int ledger_mark_dead(ledger *l, const char *call_sid, const char *owner, const char *reason,
-                     const char *error, long http_status, char *err, size_t errlen);
+                     const char *error, long http_status);
 
 /* Renews, in one statement, the leases that each owners[i] still holds on call_sids[i]
  * (running leases only: one that has expired, or was taken over, stays as it is) to
- * `lease_ms` from now. Returns how many were renewed, or -1 with `err` filled. */
+ * `lease_ms` from now. Returns how many were renewed, or -1 (ledger_error). */
 long ledger_renew_leases(ledger *l, const char *const *call_sids, const char *const *owners,
-                         size_t n, long lease_ms, char *err, size_t errlen);
+                         size_t n, long lease_ms);
 
 /* Looks up `call_sids[0..n)` in one round trip and sets unseen[i] to 1 for each that the
  * ledger has no row for (never claimed by any worker), 0 otherwise. Returns how many
- * are unseen, or -1 with `err` filled. */
-long ledger_unseen(ledger *l, const char *const *call_sids, size_t n, unsigned char *unseen,
-                   char *err, size_t errlen);
+ * are unseen, or -1 (ledger_error). */
+long ledger_unseen(ledger *l, const char *const *call_sids, size_t n, unsigned char *unseen);
 
-/* Admin: makes a dead (or stuck) call claimable again. Returns 0, 1 when no such row, -1. */
-int ledger_reset(ledger *l, const char *call_sid, char *err, size_t errlen);
+/* Admin: makes a dead (or stuck) call claimable again. Returns 0, CALLLOG_NOT_FOUND when no such
+ * row, or a negative code. */
+int ledger_reset(ledger *l, const char *call_sid);
 
 /* Admin: number of rows per state, written as "state=count" pairs into `out`. */
-int ledger_state_counts(ledger *l, char *out, size_t outlen, char *err, size_t errlen);
+int ledger_state_counts(ledger *l, char *out, size_t outlen);
 
 /* Doctor: which of Supabase's API roles (`anon`, `authenticated`) exist, written
  * space-separated into `roles` ("" on plain PostgreSQL), and which of them could read
  * calllog.deliveries into `readers`: USAGE on the schema and SELECT on the table, with row
  * level security off, or on with a policy (or the role bypasses it). Read-only. Returns
- * how many can read (0 is the safe answer), or -1 with `err` filled. */
-int ledger_check_roles(ledger *l, char *roles, size_t roleslen, char *readers, size_t readerslen,
-                       char *err, size_t errlen);
+ * how many can read (0 is the safe answer), or -1 (ledger_error). */
+int ledger_check_roles(ledger *l, char *roles, size_t roleslen, char *readers, size_t readerslen);
 
 /* Closes the connection. NULL is accepted. */
 void ledger_close(ledger *l);

@@ -41,13 +41,13 @@ static struct {
 static void collect_depths(void *arg)
 {
     (void)arg;
-    char err[256];
+    calllog_error err;
     queue_depths d;
     pthread_mutex_lock(&depths.lock);
     if (!depths.redis || depths.redis->err) {
         if (depths.redis)
             redisFree(depths.redis);
-        depths.redis = redis_open(&depths.settings->redis, 2000, err, sizeof err);
+        depths.redis = redis_open(&depths.settings->redis, 2000, &err);
     }
     if (depths.redis && queue_depths_read(depths.redis, &depths.settings->keys, &d) == 0) {
         metric_set(depths.events, NULL, (double)d.events);
@@ -93,27 +93,29 @@ static char *unescape_template(const char *in)
 }
 
 /* Time zone and template: both validated before anything else starts. */
-static note_template *load_template(const worker_settings *s, char *err, size_t errlen)
+static note_template *load_template(const worker_settings *s, calllog_error *err)
 {
-    if (note_timezone_init(s->timezone, err, errlen) != NOTE_OK)
+    if (note_timezone_init(s->timezone, err) != CALLLOG_OK)
         return NULL;
     char *text = s->note_template ? unescape_template(s->note_template) : NULL;
-    note_template *t = note_template_compile(text, err, errlen);
+    note_template *t = note_template_compile(text, err);
     free(text);
     return t;
 }
 
 /* Redis reachable and the consumer group present; Postgres reachable and migrated. */
-static int check_dependencies(const worker_settings *s, char *err, size_t errlen)
+static int check_dependencies(const worker_settings *s, calllog_error *err)
 {
-    redisContext *c = redis_open(&s->redis, (int)s->redis_timeout_ms, err, errlen);
-    int rc = c ? queue_ensure_group(c, &s->keys, err, errlen) : -1;
+    redisContext *c = redis_open(&s->redis, (int)s->redis_timeout_ms, err);
+    int rc = c ? queue_ensure_group(c, &s->keys, err) : -1;
     if (c)
         redisFree(c);
     if (rc != 0)
         return -1;
-    ledger *l = ledger_open(s->database_url, err, errlen);
-    rc = l ? ledger_check_schema(l, err, errlen) : -1;
+    ledger *l = ledger_open(s->database_url, err);
+    rc = l ? ledger_check_schema(l) : -1;
+    if (rc != 0 && l)
+        error_copy(err, ledger_error(l));
     ledger_close(l);
     return rc;
 }
@@ -121,10 +123,10 @@ static int check_dependencies(const worker_settings *s, char *err, size_t errlen
 static int run(const worker_settings *s, note_template *tpl)
 {
     shutdown_block_signals();
-    char err[512];
-    metrics_server *ms = metrics_server_start(s->metrics_host, s->metrics_port, err, sizeof err);
+    calllog_error err;
+    metrics_server *ms = metrics_server_start(s->metrics_host, s->metrics_port, &err);
     if (!ms) {
-        log_error("cannot start", LF_S("error", err));
+        log_error("cannot start", LF_S("error", err.message));
         return 1;
     }
     consumers *g = consumers_start(s, tpl);
@@ -162,26 +164,26 @@ int main(int argc, char **argv)
     if (status != CLI_RUN)
         return status;
     static worker_settings s;
-    config_error cerr;
-    char err[512];
+    calllog_error cerr;
+    calllog_error err;
     if (worker_settings_load(&s, &cerr) != 0) {
-        cli_fail("calllog-worker", cerr.msg);
+        cli_fail("calllog-worker", cerr.message);
         return 2;
     }
     worker_settings_warn_plaintext(&s);
-    note_template *tpl = load_template(&s, err, sizeof err);
+    note_template *tpl = load_template(&s, &err);
     if (!tpl) {
-        cli_fail("calllog-worker", err);
+        cli_fail("calllog-worker", err.message);
         return 2;
     }
     int rc = 1;
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK || processor_metrics_init() != 0 ||
         register_depth_gauges(&s) != 0) {
         cli_fail("calllog-worker", "cannot initialise libcurl or metrics");
-    } else if (check_dependencies(&s, err, sizeof err) != 0) {
-        cli_fail("calllog-worker", err);
+    } else if (check_dependencies(&s, &err) != 0) {
+        cli_fail("calllog-worker", err.message);
     } else if ((status = worker_settings_resolve_users(&s, &cerr)) != 0) {
-        cli_fail("calllog-worker", cerr.msg);
+        cli_fail("calllog-worker", cerr.message);
         rc = status == -1 ? 2 : 1;
     } else {
         alert_init(&s);

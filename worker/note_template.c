@@ -81,18 +81,20 @@ const char *note_default_template(void)
     return note_default_text;
 }
 
-/* printf into `err` when it is not NULL. */
-static void note_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+/* Describes a bad template or zone in `err` (when not NULL): CALLLOG_INVALID. */
+static void note_err(calllog_error *err, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
-static void note_err(char *err, size_t errlen, const char *fmt, ...)
+static void note_err(calllog_error *err, const char *fmt, ...)
 {
     va_list ap;
 
-    if (err == NULL || errlen == 0)
+    if (err == NULL)
         return;
+    error_clear(err);
+    err->code = CALLLOG_INVALID;
     va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
+    vsnprintf(err->message, sizeof err->message, fmt, ap);
     va_end(ap);
 }
 
@@ -110,7 +112,7 @@ static int note_tz_name_ok(const char *tz)
 }
 
 /* Sets the process time zone once at start-up; see note_template.h. */
-int note_timezone_init(const char *tz, char *err, size_t errlen)
+int note_timezone_init(const char *tz, calllog_error *err)
 {
     char path[512];
     const char *dir = getenv("TZDIR");
@@ -121,24 +123,24 @@ int note_timezone_init(const char *tz, char *err, size_t errlen)
         tz = "UTC0"; /* POSIX form: works even without the zone database */
     } else {
         if (!note_tz_name_ok(tz)) {
-            note_err(err, errlen, "invalid time zone name '%s'", tz);
-            return NOTE_EINVAL;
+            note_err(err, "invalid time zone name '%s'", tz);
+            return CALLLOG_INVALID;
         }
         if (dir == NULL || dir[0] == '\0')
             dir = "/usr/share/zoneinfo";
         snprintf(path, sizeof path, "%s/%s", dir, tz);
         if (access(path, R_OK) != 0) {
-            note_err(err, errlen, "unknown time zone '%s' (not found in %s; is tzdata installed?)",
-                     tz, dir);
-            return NOTE_EINVAL;
+            note_err(err, "unknown time zone '%s' (not found in %s; is tzdata installed?)", tz,
+                     dir);
+            return CALLLOG_INVALID;
         }
     }
     if (setenv("TZ", tz, 1) != 0) {
-        note_err(err, errlen, "cannot set TZ");
-        return NOTE_ENOMEM;
+        note_err(err, "cannot set TZ");
+        return CALLLOG_NOMEM;
     }
     tzset();
-    return NOTE_OK;
+    return CALLLOG_OK;
 }
 
 /* Length of the valid UTF-8 sequence at `s` (1–4), or 0 when it is not one. */
@@ -221,8 +223,8 @@ static void note_tpl_add_tok(note_template *t, note_tok_kind kind, note_field fi
 
 /* Parses the placeholder starting at `text[*i]` == '{' on line `line`. Returns 0 and
  * advances `*i` past the '}', or -1 with `err` filled. */
-static int note_tpl_parse_field(note_template *t, const char *text, size_t *i, int line, char *err,
-                                size_t errlen)
+static int note_tpl_parse_field(note_template *t, const char *text, size_t *i, int line,
+                                calllog_error *err)
 {
     size_t start = *i + 1, j = start;
     note_field f;
@@ -230,17 +232,16 @@ static int note_tpl_parse_field(note_template *t, const char *text, size_t *i, i
     while (text[j] != '\0' && text[j] != '}' && text[j] != '{' && text[j] != '\n')
         j++;
     if (text[j] != '}') {
-        note_err(err, errlen, "unterminated placeholder at line %d (write {{ for a literal {)",
-                 line);
+        note_err(err, "unterminated placeholder at line %d (write {{ for a literal {)", line);
         return -1;
     }
     if (j == start) {
-        note_err(err, errlen, "empty placeholder {} at line %d", line);
+        note_err(err, "empty placeholder {} at line %d", line);
         return -1;
     }
     f = note_field_lookup(text + start, j - start);
     if (f == F_COUNT) {
-        note_err(err, errlen, "unknown placeholder {%.*s} at line %d",
+        note_err(err, "unknown placeholder {%.*s} at line %d",
                  (int)(j - start > 64 ? 64 : j - start), text + start, line);
         return -1;
     }
@@ -252,7 +253,7 @@ static int note_tpl_parse_field(note_template *t, const char *text, size_t *i, i
 }
 
 /* Tokenizes `text` into `t`, whose pool and token arrays are large enough. */
-static int note_tpl_parse(note_template *t, const char *text, char *err, size_t errlen)
+static int note_tpl_parse(note_template *t, const char *text, calllog_error *err)
 {
     size_t i = 0, poollen = 0;
     int line = 1;
@@ -263,13 +264,13 @@ static int note_tpl_parse(note_template *t, const char *text, char *err, size_t 
             note_tpl_add_char(t, &poollen, '{');
             i += 2;
         } else if (c == '{') {
-            if (note_tpl_parse_field(t, text, &i, line, err, errlen) != 0)
+            if (note_tpl_parse_field(t, text, &i, line, err) != 0)
                 return -1;
         } else if (c == '}' && text[i + 1] == '}') {
             note_tpl_add_char(t, &poollen, '}');
             i += 2;
         } else if (c == '}') {
-            note_err(err, errlen, "stray '}' at line %d (write }} for a literal })", line);
+            note_err(err, "stray '}' at line %d (write }} for a literal })", line);
             return -1;
         } else if (c == '\n') {
             note_tpl_add_tok(t, TOK_NEWLINE, F_COUNT);
@@ -284,7 +285,7 @@ static int note_tpl_parse(note_template *t, const char *text, char *err, size_t 
 }
 
 /* Compiles a template; see note_template.h. */
-note_template *note_template_compile(const char *text, char *err, size_t errlen)
+note_template *note_template_compile(const char *text, calllog_error *err)
 {
     note_template *t;
     size_t len;
@@ -292,7 +293,7 @@ note_template *note_template_compile(const char *text, char *err, size_t errlen)
     if (text == NULL)
         text = note_default_text;
     if (!note_utf8_valid(text)) {
-        note_err(err, errlen, "note template is not valid UTF-8");
+        note_err(err, "note template is not valid UTF-8");
         return NULL;
     }
     len = strlen(text);
@@ -303,10 +304,10 @@ note_template *note_template_compile(const char *text, char *err, size_t errlen)
     }
     if (t == NULL || t->pool == NULL || t->toks == NULL) {
         note_template_free(t);
-        note_err(err, errlen, "out of memory compiling the note template");
+        note_err(err, "out of memory compiling the note template");
         return NULL;
     }
-    if (note_tpl_parse(t, text, err, errlen) != 0) {
+    if (note_tpl_parse(t, text, err) != 0) {
         note_template_free(t);
         return NULL;
     }
@@ -539,7 +540,7 @@ int note_render(const note_template *t, const call_facts *f, char **out)
         *out = NULL;
     if (t == NULL || f == NULL || out == NULL ||
         note_marker(f->call_sid, marker, sizeof marker) < 0)
-        return NOTE_EINVAL;
+        return CALLLOG_INVALID;
     note_buf_reserve(&res, 0);
     for (size_t i = 0; i <= t->ntoks; i++) {
         if (!note_render_line(t, &i, f, marker, &line))
@@ -556,10 +557,10 @@ int note_render(const note_template *t, const call_facts *f, char **out)
     free(line.p);
     if (res.oom || line.oom) {
         free(res.p);
-        return NOTE_ENOMEM;
+        return CALLLOG_NOMEM;
     }
     *out = res.p;
-    return NOTE_OK;
+    return CALLLOG_OK;
 }
 
 /* 1 when `sid` is 1–NOTE_CALL_SID_MAX ASCII letters and digits. */

@@ -31,13 +31,10 @@
 #include <stddef.h>
 #include <time.h>
 
+#include "error.h"
+
 /* Default zone for {start}/{end}. */
 #define NOTE_DEFAULT_TIMEZONE "America/Sao_Paulo"
-
-/* Return codes. */
-#define NOTE_OK 0
-#define NOTE_EINVAL (-1) /* bad argument: missing/invalid CallSid, NULL template, … */
-#define NOTE_ENOMEM (-2) /* out of memory */
 
 /* The marker's shape: "[calllog:" + CallSid + "]". */
 #define NOTE_MARKER_PREFIX "[calllog:"
@@ -73,22 +70,22 @@ const char *note_default_template(void);
 
 /* Sets the process time zone used by {start}/{end} to the IANA zone `tz` (e.g.
  * "America/Sao_Paulo", "UTC"; NULL or "" means NOTE_DEFAULT_TIMEZONE) and calls tzset().
- * Call once at start-up, before threads start. Returns NOTE_OK, or NOTE_EINVAL with
+ * Call once at start-up, before threads start. Returns CALLLOG_OK, or CALLLOG_INVALID with
  * `err` (may be NULL) naming the problem when the zone is not in the zone database. */
-int note_timezone_init(const char *tz, char *err, size_t errlen);
+int note_timezone_init(const char *tz, calllog_error *err);
 
 /* Compiles `text` (NULL means note_default_template()). Returns a template the caller
  * frees with note_template_free(), or NULL with `err` (may be NULL) filled: an unknown
  * placeholder ("unknown placeholder {foo} at line 2"), an unterminated or empty
  * placeholder, a stray '}', or out of memory. */
-note_template *note_template_compile(const char *text, char *err, size_t errlen);
+note_template *note_template_compile(const char *text, calllog_error *err);
 
 /* Frees a compiled template; NULL is ignored. */
 void note_template_free(note_template *t);
 
 /* Renders `t` for `facts` into a new NUL-terminated string stored in `*out`, which the
- * caller frees with free(). Returns NOTE_OK; NOTE_EINVAL when `t`, `facts` or `out` is
- * NULL or the CallSid is missing or unusable in a marker; NOTE_ENOMEM. `*out` is NULL on
+ * caller frees with free(). Returns CALLLOG_OK; CALLLOG_INVALID when `t`, `facts` or `out` is
+ * NULL or the CallSid is missing or unusable in a marker; CALLLOG_NOMEM. `*out` is NULL on
  * error. */
 int note_render(const note_template *t, const call_facts *facts, char **out);
 

@@ -84,10 +84,10 @@ typedef struct job {
 /* Acknowledges the entry: it is finished. */
 static outcome finish(job *j, outcome o)
 {
-    char err[256];
-    if (queue_done(j->w->redis, &j->w->settings->keys, j->e, err, sizeof err) != 0) {
+    calllog_error err;
+    if (queue_done(j->w->redis, &j->w->settings->keys, j->e, &err) != 0) {
         log_error("xack failed, entry stays pending", LF_S("call_sid", j->e->call_sid),
-                  LF_S("error", err));
+                  LF_S("error", err.message));
         return OUTCOME_DEFERRED;
     }
     return o;
@@ -96,18 +96,19 @@ static outcome finish(job *j, outcome o)
 /* Records a dead letter in Postgres and moves the entry to the dead stream. */
 static outcome bury(job *j, const char *reason, const char *error, long http_status)
 {
-    char err[256];
+    calllog_error err;
     worker_links *w = j->w;
     if (ledger_mark_dead(w->ledger, j->e->call_sid, j->claimed ? w->owner : NULL, reason, error,
-                         http_status, err, sizeof err) < 0) {
+                         http_status) < 0) {
         log_error("cannot record dead letter, entry stays pending",
-                  LF_S("call_sid", j->e->call_sid), LF_S("error", err));
+                  LF_S("call_sid", j->e->call_sid),
+                  LF_S("error", ledger_error(w->ledger)->message));
         return OUTCOME_DEFERRED;
     }
     dead_letter d = {reason, error, http_status, j->claim.attempts};
-    if (queue_bury(w->redis, &w->settings->keys, j->e, &d, err, sizeof err) != 0) {
+    if (queue_bury(w->redis, &w->settings->keys, j->e, &d, &err) != 0) {
         log_error("cannot move to dead stream, entry stays pending",
-                  LF_S("call_sid", j->e->call_sid), LF_S("error", err));
+                  LF_S("call_sid", j->e->call_sid), LF_S("error", err.message));
         return OUTCOME_DEFERRED;
     }
     char lbl[96];
@@ -121,15 +122,18 @@ static outcome bury(job *j, const char *reason, const char *error, long http_sta
 }
 
 /* Records retry_wait and moves the entry to the retry set, due in `delay` ms. */
-static outcome reschedule(job *j, long delay, const api_error *ae)
+static outcome reschedule(job *j, long delay, const calllog_error *ae)
 {
     worker_links *w = j->w;
-    char err[256];
-    if (ledger_mark_retry(w->ledger, j->e->call_sid, w->owner, delay, ae->message, ae->http_status,
-                          err, sizeof err) < 0 ||
-        queue_reschedule(w->redis, &w->settings->keys, j->e, delay, err, sizeof err) != 0) {
+    calllog_error err;
+    if (ledger_mark_retry(w->ledger, j->e->call_sid, w->owner, delay, ae->message,
+                          ae->http_status) < 0)
+        error_copy(&err, ledger_error(w->ledger));
+    else if (queue_reschedule(w->redis, &w->settings->keys, j->e, delay, &err) == 0)
+        err.code = CALLLOG_OK;
+    if (err.code != CALLLOG_OK) {
         log_error("cannot reschedule, entry stays pending", LF_S("call_sid", j->e->call_sid),
-                  LF_S("error", err));
+                  LF_S("error", err.message));
         return OUTCOME_DEFERRED;
     }
     metric_add(pm.retries, NULL, 1);
@@ -141,7 +145,7 @@ static outcome reschedule(job *j, long delay, const api_error *ae)
 
 /* Reschedules after a transient failure (at least `min_delay` ms away), or buries when
  * attempts are used up. */
-static outcome retry_later(job *j, const api_error *ae, long min_delay)
+static outcome retry_later(job *j, const calllog_error *ae, long min_delay)
 {
     const retry_settings *rs = &j->w->settings->retry;
     if (retry_exhausted(rs, j->claim.attempts))
@@ -152,14 +156,14 @@ static outcome retry_later(job *j, const api_error *ae, long min_delay)
 
 /* Decides between retry and dead letter for a failed RD/Twilio exchange. A worker that
  * is stopping hands the call back at once: no backoff, never a dead letter. */
-static outcome api_failed(job *j, const api_error *ae)
+static outcome api_failed(job *j, const calllog_error *ae)
 {
     if (shutdown_requested() && ae->curl_code == -1) {
-        api_error handback = *ae;
+        calllog_error handback = *ae;
         snprintf(handback.message, sizeof handback.message, "worker stopping: handed back");
         return reschedule(j, 0, &handback);
     }
-    if (retry_classify(ae->curl_code, ae->http_status) == RETRY_TRANSIENT)
+    if (error_is_transient(ae->code))
         return retry_later(j, ae, 0);
     return bury(j, "permanent_error", ae->message, ae->http_status);
 }
@@ -167,12 +171,9 @@ static outcome api_failed(job *j, const api_error *ae)
 /* Applies CALLLOG_UNKNOWN_CALLER to a caller without contact or open deal. */
 static outcome unknown_caller(job *j, const char *reason)
 {
-    char err[256];
     if (j->w->settings->unknown == UNKNOWN_DEAD)
         return bury(j, reason, "caller has no RD contact or open deal", 0);
-    int rc =
-        ledger_mark_skipped(j->w->ledger, j->e->call_sid, j->w->owner, reason, err, sizeof err);
-    if (rc < 0)
+    if (ledger_mark_skipped(j->w->ledger, j->e->call_sid, j->w->owner, reason) < 0)
         return OUTCOME_DEFERRED;
     log_info("skipped", LF_S("call_sid", j->e->call_sid), LF_S("reason", reason),
              LF_S("customer", j->customer));
@@ -231,7 +232,7 @@ static void enrich(job *j)
 {
     if (!j->w->twilio)
         return;
-    api_error ae = {0};
+    calllog_error ae = {0};
     j->enriched = 1; /* on failure `rest` still holds whatever was learnt */
     if (twilio_fetch_call(j->w->twilio, j->e->call_sid, &j->rest, &ae) != 0)
         log_warn("twilio enrichment failed, using the webhook's fields",
@@ -244,7 +245,7 @@ static void enrich(job *j)
 typedef enum { FIND_OK, FIND_NO_CONTACT, FIND_NO_DEAL, FIND_FAILED } find_result;
 
 /* Finds (or recalls) the contact and open deal for the customer. */
-static find_result find_deal(job *j, api_error *ae)
+static find_result find_deal(job *j, calllog_error *ae)
 {
     worker_links *w = j->w;
     const worker_settings *s = w->settings;
@@ -264,22 +265,22 @@ static find_result find_deal(job *j, api_error *ae)
     }
     rd_contact contact;
     rd_deal deal;
-    rd_status st = rd_find_contact(w->rd, j->customer, &contact, ae);
-    if (st == RD_NOT_FOUND) {
+    calllog_code st = rd_find_contact(w->rd, j->customer, &contact, ae);
+    if (st == CALLLOG_NOT_FOUND) {
         cache_put_missing(w->redis, &s->keys, j->customer, CACHE_NO_CONTACT, NULL,
                           s->negative_cache_ttl_s);
         return FIND_NO_CONTACT;
     }
-    if (st != RD_OK)
+    if (st != CALLLOG_OK)
         return FIND_FAILED;
     snprintf(j->deal.contact_id, sizeof j->deal.contact_id, "%s", contact.id);
     st = rd_find_open_deal(w->rd, contact.id, &deal, ae);
-    if (st == RD_NOT_FOUND) {
+    if (st == CALLLOG_NOT_FOUND) {
         cache_put_missing(w->redis, &s->keys, j->customer, CACHE_NO_DEAL, contact.id,
                           s->negative_cache_ttl_s);
         return FIND_NO_DEAL;
     }
-    if (st != RD_OK)
+    if (st != CALLLOG_OK)
         return FIND_FAILED;
     snprintf(j->deal.deal_id, sizeof j->deal.deal_id, "%s", deal.id);
     snprintf(j->deal.deal_user_id, sizeof j->deal.deal_user_id, "%s", deal.user_id);
@@ -288,7 +289,7 @@ static find_result find_deal(job *j, api_error *ae)
 }
 
 /* Creates a contact and deal for an unknown caller (CALLLOG_UNKNOWN_CALLER=create). */
-static find_result create_deal(job *j, api_error *ae)
+static find_result create_deal(job *j, calllog_error *ae)
 {
     const worker_settings *s = j->w->settings;
     rd_contact contact = {0};
@@ -297,7 +298,7 @@ static find_result create_deal(job *j, api_error *ae)
     snprintf(contact.id, sizeof contact.id, "%s", j->deal.contact_id); /* "" if none */
     if (rd_create_contact_and_deal(j->w->rd, name ? name : j->customer, j->customer,
                                    s->create_stage_id, worker_settings_user_for(s, j->our_number),
-                                   &contact, &deal, ae) != RD_OK)
+                                   &contact, &deal, ae) != CALLLOG_OK)
         return FIND_FAILED;
     snprintf(j->deal.contact_id, sizeof j->deal.contact_id, "%s", contact.id);
     snprintf(j->deal.deal_id, sizeof j->deal.deal_id, "%s", deal.id);
@@ -315,16 +316,16 @@ static const char *author(const job *j)
 }
 
 /* Posts the note and/or the completed call task. Fills the new ids. */
-static rd_status post(job *j, const char *text, const call_facts *f, char *note_id, char *task_id,
-                      api_error *ae)
+static calllog_code post(job *j, const char *text, const call_facts *f, char *note_id,
+                         char *task_id, calllog_error *ae)
 {
     worker_links *w = j->w;
     delivery_mode mode = w->settings->mode;
     if (mode != MODE_TASK &&
-        rd_post_note(w->rd, j->deal.deal_id, author(j), text, note_id, 64, ae) != RD_OK)
-        return RD_ERROR;
+        rd_post_note(w->rd, j->deal.deal_id, author(j), text, note_id, 64, ae) != CALLLOG_OK)
+        return ae->code;
     if (mode == MODE_NOTE)
-        return RD_OK;
+        return CALLLOG_OK;
     char subject[128];
     size_t n = strcspn(text, "\n");
     snprintf(subject, sizeof subject, "%.*s", (int)(n < 120 ? n : 120), text);
@@ -336,18 +337,18 @@ static rd_status post(job *j, const char *text, const call_facts *f, char *note_
 /* Records a delivery and acknowledges; observes hangup-to-note latency. */
 static outcome delivered(job *j, const char *note_id, const char *task_id, int recovered)
 {
-    char err[256];
     ledger_delivery d = {j->deal.contact_id[0] ? j->deal.contact_id : NULL, j->deal.deal_id,
                          note_id && note_id[0] ? note_id : NULL,
                          task_id && task_id[0] ? task_id : NULL, recovered};
-    int rc = ledger_mark_delivered(j->w->ledger, j->e->call_sid, j->w->owner, &d, err, sizeof err);
+    int rc = ledger_mark_delivered(j->w->ledger, j->e->call_sid, j->w->owner, &d);
     if (rc > 0)
         log_warn("lease lost before the delivery was recorded; the next holder finds the marker",
                  LF_S("call_sid", j->e->call_sid));
     if (rc < 0) {
         /* The note exists; leaving the entry pending makes the next claim find the marker. */
         log_error("delivered but not recorded, recovery will find the marker",
-                  LF_S("call_sid", j->e->call_sid), LF_S("error", err));
+                  LF_S("call_sid", j->e->call_sid),
+                  LF_S("error", ledger_error(j->w->ledger)->message));
         return OUTCOME_DEFERRED;
     }
     long long received = timing_parse_rfc3339_ms(j->e->received_at);
@@ -362,7 +363,7 @@ static outcome delivered(job *j, const char *note_id, const char *task_id, int r
 
 /* 1 when a failed POST may nonetheless have been processed by RD (no answer, or a
  * gateway error): looking for the marker must then wait until RD is done with it. */
-static int outcome_unknown(const api_error *ae)
+static int outcome_unknown(const calllog_error *ae)
 {
     return ae->curl_code > 0 || ae->http_status == 500 || ae->http_status == 502 ||
            ae->http_status == 504;
@@ -374,27 +375,26 @@ static outcome post_once(job *j, const char *text, const call_facts *f)
 {
     worker_links *w = j->w;
     const worker_settings *s = w->settings;
-    api_error ae = {0};
-    char err[256], note_id[64] = "", task_id[64] = "";
+    calllog_error ae;
+    char note_id[64] = "", task_id[64] = "";
     if (w->acquire_budget(w->acquire_arg) != 0) {
+        error_set(&ae, CALLLOG_TRANSIENT, "rate limiter: stopping or unavailable");
         ae.curl_code = -1;
-        snprintf(ae.message, sizeof ae.message, "rate limiter: stopping or unavailable");
         return api_failed(j, &ae);
     }
     w->budget_prepaid = 1;
-    int rc = ledger_mark_posting(w->ledger, j->e->call_sid, w->owner, j->deal.deal_id, s->lease_ms,
-                                 err, sizeof err);
+    int rc = ledger_mark_posting(w->ledger, j->e->call_sid, w->owner, j->deal.deal_id, s->lease_ms);
     if (rc != 0) { /* lease lost (another worker owns the call now) or database down */
         w->budget_prepaid = 0;
         return rc > 0 ? finish(j, OUTCOME_DUPLICATE) : OUTCOME_DEFERRED;
     }
-    if (post(j, text, f, note_id, task_id, &ae) == RD_OK)
+    if (post(j, text, f, note_id, task_id, &ae) == CALLLOG_OK)
         return delivered(j, note_id, task_id, 0);
     if (ae.http_status == 404) { /* the cached deal vanished: look it up again */
         cache_forget(w->redis, &s->keys, j->customer);
         return retry_later(j, &ae, 0);
     }
-    if (outcome_unknown(&ae) && retry_classify(ae.curl_code, ae.http_status) == RETRY_TRANSIENT)
+    if (outcome_unknown(&ae) && error_is_transient(ae.code))
         return retry_later(j, &ae, s->unknown_outcome_delay_ms);
     return api_failed(j, &ae);
 }
@@ -411,7 +411,7 @@ static rd_marker_scope marker_scope(delivery_mode mode)
 static outcome deliver(job *j)
 {
     worker_links *w = j->w;
-    api_error ae = {0};
+    calllog_error ae = {0};
     if (!j->customer)
         return unknown_caller(j, "no_customer_phone");
     enrich(j);
@@ -426,18 +426,18 @@ static outcome deliver(job *j)
     call_facts facts;
     build_facts(j, &facts);
     char *text = NULL;
-    if (note_render(w->tpl, &facts, &text) != NOTE_OK)
+    if (note_render(w->tpl, &facts, &text) != CALLLOG_OK)
         return bury(j, "render_failed", "note template could not be rendered", 0);
     outcome o;
     char marker[NOTE_MARKER_MAX], found[64] = "";
     note_marker(j->e->call_sid, marker, sizeof marker);
-    rd_status seen = RD_NOT_FOUND;
+    calllog_code seen = CALLLOG_NOT_FOUND;
     if (j->claim.post_started)
         seen = rd_find_marker(w->rd, j->deal.deal_id, marker_scope(w->settings->mode), marker,
                               found, sizeof found, &ae);
-    if (seen == RD_OK) {
+    if (seen == CALLLOG_OK) {
         o = delivered(j, found, NULL, 1);
-    } else if (seen == RD_ERROR) {
+    } else if (seen < 0) {
         o = api_failed(j, &ae);
     } else {
         o = post_once(j, text, &facts);
@@ -452,14 +452,14 @@ static outcome deliver(job *j)
  * call. The wait is parked, not rescheduled: it costs no attempt and never a dead letter. */
 static outcome wait_for_lease(job *j)
 {
-    char err[256];
+    calllog_error err;
     worker_links *w = j->w;
     long left = j->claim.lease_left_ms;
     long delay =
         (left > 0 && left < w->settings->lease_ms ? left : w->settings->lease_ms) + LEASE_MARGIN_MS;
-    if (queue_park(w->redis, &w->settings->keys, j->e, delay, err, sizeof err) != 0) {
+    if (queue_park(w->redis, &w->settings->keys, j->e, delay, &err) != 0) {
         log_error("cannot park, entry stays pending", LF_S("call_sid", j->e->call_sid),
-                  LF_S("error", err));
+                  LF_S("error", err.message));
         return OUTCOME_DEFERRED;
     }
     log_info("held by another worker, looking again after its lease",
@@ -471,11 +471,10 @@ static outcome wait_for_lease(job *j)
 static outcome claim_and_deliver(job *j)
 {
     worker_links *w = j->w;
-    char err[256];
     if (ledger_claim(w->ledger, j->e->call_sid, j->e->status, w->owner, w->settings->lease_ms,
-                     j->e->event, &j->claim, err, sizeof err) != 0) {
+                     j->e->event, &j->claim) != 0) {
         log_error("claim failed, entry stays pending", LF_S("call_sid", j->e->call_sid),
-                  LF_S("error", err));
+                  LF_S("error", ledger_error(w->ledger)->message));
         return OUTCOME_DEFERRED;
     }
     j->claimed = j->claim.status == CLAIM_WON;
@@ -510,9 +509,10 @@ static outcome child_leg(job *j)
  * Redis is the one failing this fails too, and the entry simply stays pending. */
 static void defer(job *j)
 {
-    char err[256];
-    if (queue_park(j->w->redis, &j->w->settings->keys, j->e, DEFER_DELAY_MS, err, sizeof err) != 0)
-        log_warn("entry stays pending", LF_S("call_sid", j->e->call_sid), LF_S("error", err));
+    calllog_error err;
+    if (queue_park(j->w->redis, &j->w->settings->keys, j->e, DEFER_DELAY_MS, &err) != 0)
+        log_warn("entry stays pending", LF_S("call_sid", j->e->call_sid),
+                 LF_S("error", err.message));
 }
 
 /* Counts an outcome, logs the entry's one summary line, feeds the failure-rate alert. */
@@ -539,11 +539,11 @@ outcome processor_handle(worker_links *w, const queue_entry *e)
     j.w = w;
     j.e = e;
     j.claim.attempts = e->attempt + 1;
-    char err[256];
+    calllog_error err;
     outcome o;
-    j.ev = event_parse(e->event, strlen(e->event), err, sizeof err);
+    j.ev = event_parse(e->event, strlen(e->event), &err);
     if (!j.ev)
-        o = bury(&j, "malformed_event", err, 0);
+        o = bury(&j, "malformed_event", err.message, 0);
     else if (e->deliveries > w->settings->max_deliveries)
         o = bury(&j, "poison", "delivered too many times without an outcome", 0);
     else if (!event_status_is_terminal(e->status))

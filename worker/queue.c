@@ -97,10 +97,10 @@ void queue_entry_free(queue_entry *e)
 }
 
 /* Runs a command given as argv; returns the reply (caller frees) or NULL with `err`. */
-static redisReply *run(redisContext *c, int argc, const char **argv, char *err, size_t errlen)
+static redisReply *run(redisContext *c, int argc, const char **argv, calllog_error *err)
 {
     redisReply *r = redisCommandArgv(c, argc, argv, NULL);
-    if (redis_reply_failed(c, r, err, errlen)) {
+    if (redis_reply_failed(c, r, err)) {
         if (r)
             freeReplyObject(r);
         return NULL;
@@ -108,13 +108,13 @@ static redisReply *run(redisContext *c, int argc, const char **argv, char *err, 
     return r;
 }
 
-int queue_ensure_group(redisContext *c, const calllog_keys *k, char *err, size_t errlen)
+int queue_ensure_group(redisContext *c, const calllog_keys *k, calllog_error *err)
 {
     const char *argv[] = {"XGROUP", "CREATE", k->events, KEYS_GROUP, "0", "MKSTREAM"};
     redisReply *r = redisCommandArgv(c, 6, argv, NULL);
     int rc = 0;
     if (!r || (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "BUSYGROUP", 9) != 0))
-        rc = redis_reply_failed(c, r, err, errlen) ? -1 : 0;
+        rc = redis_reply_failed(c, r, err) ? -1 : 0;
     if (r)
         freeReplyObject(r);
     return rc;
@@ -168,23 +168,23 @@ static int parse_entry(const redisReply *item, queue_entry *out)
     return 0;
 }
 
-queue_status queue_read(redisContext *c, const calllog_keys *k, const char *consumer, long block_ms,
-                        queue_entry *out, char *err, size_t errlen)
+calllog_code queue_read(redisContext *c, const calllog_keys *k, const char *consumer, long block_ms,
+                        queue_entry *out, calllog_error *err)
 {
     char block[24];
     snprintf(block, sizeof block, "%ld", block_ms);
     const char *argv[] = {"XREADGROUP", "GROUP", KEYS_GROUP, consumer,  "COUNT", "1",
                           "BLOCK",      block,   "STREAMS",  k->events, ">"};
-    redisReply *r = run(c, 11, argv, err, errlen);
+    redisReply *r = run(c, 11, argv, err);
     if (!r)
-        return QUEUE_ERROR;
-    queue_status st = QUEUE_EMPTY;
+        return CALLLOG_TRANSIENT;
+    calllog_code st = CALLLOG_NOT_FOUND;
     if (r->type == REDIS_REPLY_ARRAY && r->elements == 1) {
         const redisReply *entries = r->element[0]->element[1];
         if (entries->elements > 0)
-            st = parse_entry(entries->element[0], out) == 0 ? QUEUE_GOT : QUEUE_ERROR;
-        if (st == QUEUE_ERROR)
-            snprintf(err, errlen, "unreadable stream entry");
+            st = parse_entry(entries->element[0], out) == 0 ? CALLLOG_OK : CALLLOG_TRANSIENT;
+        if (st < 0)
+            error_set(err, CALLLOG_TRANSIENT, "unreadable stream entry");
     }
     freeReplyObject(r);
     return st;
@@ -204,37 +204,36 @@ static long delivery_count(redisContext *c, const calllog_keys *k, const char *i
     return n;
 }
 
-queue_status queue_reclaim(redisContext *c, const calllog_keys *k, const char *consumer,
-                           long idle_ms, char *cursor, queue_entry *out, char *err, size_t errlen)
+calllog_code queue_reclaim(redisContext *c, const calllog_keys *k, const char *consumer,
+                           long idle_ms, char *cursor, queue_entry *out, calllog_error *err)
 {
     char idle[24];
     snprintf(idle, sizeof idle, "%ld", idle_ms);
     const char *argv[] = {"XAUTOCLAIM", k->events, KEYS_GROUP, consumer,
                           idle,         cursor,    "COUNT",    "1"};
-    redisReply *r = run(c, 8, argv, err, errlen);
+    redisReply *r = run(c, 8, argv, err);
     if (!r)
-        return QUEUE_ERROR;
-    queue_status st = QUEUE_EMPTY;
+        return CALLLOG_TRANSIENT;
+    calllog_code st = CALLLOG_NOT_FOUND;
     if (r->type == REDIS_REPLY_ARRAY && r->elements >= 2) {
         if (r->element[0]->type == REDIS_REPLY_STRING)
             snprintf(cursor, 64, "%s", r->element[0]->str);
         const redisReply *entries = r->element[1];
         if (entries->elements > 0 && entries->element[0]->type == REDIS_REPLY_ARRAY)
-            st = parse_entry(entries->element[0], out) == 0 ? QUEUE_GOT : QUEUE_ERROR;
+            st = parse_entry(entries->element[0], out) == 0 ? CALLLOG_OK : CALLLOG_TRANSIENT;
     }
     freeReplyObject(r);
-    if (st == QUEUE_GOT)
+    if (st == CALLLOG_OK)
         out->deliveries = delivery_count(c, k, out->id);
-    else if (st == QUEUE_ERROR)
-        snprintf(err, errlen, "unreadable stream entry");
+    else if (st < 0)
+        error_set(err, CALLLOG_TRANSIENT, "unreadable stream entry");
     return st;
 }
 
-int queue_done(redisContext *c, const calllog_keys *k, const queue_entry *e, char *err,
-               size_t errlen)
+int queue_done(redisContext *c, const calllog_keys *k, const queue_entry *e, calllog_error *err)
 {
     const char *args[] = {k->events, KEYS_GROUP, e->id};
-    redisReply *r = redis_eval(c, lua_done, 1, 3, args, err, errlen);
+    redisReply *r = redis_eval(c, lua_done, 1, 3, args, err);
     if (r)
         freeReplyObject(r);
     return r ? 0 : -1;
@@ -253,15 +252,15 @@ static char *retry_member(const queue_entry *e, int attempt)
 
 /* Moves `e` to the retry set due in `delay_ms`, carrying attempt number `attempt`. */
 static int move_to_retry(redisContext *c, const calllog_keys *k, const queue_entry *e,
-                         long delay_ms, int attempt, char *err, size_t errlen)
+                         long delay_ms, int attempt, calllog_error *err)
 {
     char *member = retry_member(e, attempt);
     char delay[24];
     snprintf(delay, sizeof delay, "%ld", delay_ms < 0 ? 0 : delay_ms);
     const char *args[] = {k->events, k->retry, KEYS_GROUP, e->id, delay, member};
-    redisReply *r = member ? redis_eval(c, lua_reschedule, 2, 6, args, err, errlen) : NULL;
+    redisReply *r = member ? redis_eval(c, lua_reschedule, 2, 6, args, err) : NULL;
     if (!member)
-        snprintf(err, errlen, "out of memory");
+        error_set(err, CALLLOG_TRANSIENT, "out of memory");
     free(member);
     if (r)
         freeReplyObject(r);
@@ -269,32 +268,32 @@ static int move_to_retry(redisContext *c, const calllog_keys *k, const queue_ent
 }
 
 int queue_reschedule(redisContext *c, const calllog_keys *k, const queue_entry *e, long delay_ms,
-                     char *err, size_t errlen)
+                     calllog_error *err)
 {
-    return move_to_retry(c, k, e, delay_ms, e->attempt + 1, err, errlen);
+    return move_to_retry(c, k, e, delay_ms, e->attempt + 1, err);
 }
 
 int queue_park(redisContext *c, const calllog_keys *k, const queue_entry *e, long delay_ms,
-               char *err, size_t errlen)
+               calllog_error *err)
 {
-    return move_to_retry(c, k, e, delay_ms, e->attempt, err, errlen);
+    return move_to_retry(c, k, e, delay_ms, e->attempt, err);
 }
 
 long queue_touch(redisContext *c, const calllog_keys *k, const char *consumer,
-                 const char *const *ids, size_t n, char *err, size_t errlen)
+                 const char *const *ids, size_t n, calllog_error *err)
 {
     if (n == 0)
         return 0;
     const char **args = calloc(n + 3, sizeof *args);
     if (!args) {
-        snprintf(err, errlen, "out of memory");
+        error_set(err, CALLLOG_TRANSIENT, "out of memory");
         return -1;
     }
     args[0] = k->events;
     args[1] = KEYS_GROUP;
     args[2] = consumer;
     memcpy(args + 3, ids, n * sizeof *ids);
-    redisReply *r = redis_eval(c, lua_touch, 1, (int)n + 3, args, err, errlen);
+    redisReply *r = redis_eval(c, lua_touch, 1, (int)n + 3, args, err);
     free(args);
     if (!r)
         return -1;
@@ -304,7 +303,7 @@ long queue_touch(redisContext *c, const calllog_keys *k, const char *consumer,
 }
 
 int queue_bury(redisContext *c, const calllog_keys *k, const queue_entry *e, const dead_letter *d,
-               char *err, size_t errlen)
+               calllog_error *err)
 {
     char http[24], attempts[24], failed_at[40], attempt[24];
     snprintf(http, sizeof http, "%ld", d->http_status);
@@ -318,21 +317,20 @@ int queue_bury(redisContext *c, const calllog_keys *k, const queue_entry *e, con
                           "attempt",     attempt,       "failed_at",   failed_at,
                           "request_id",  e->request_id, "received_at", e->received_at,
                           "source_id",   e->id,         "event",       e->event};
-    redisReply *r =
-        redis_eval(c, lua_bury, 2, (int)(sizeof args / sizeof *args), args, err, errlen);
+    redisReply *r = redis_eval(c, lua_bury, 2, (int)(sizeof args / sizeof *args), args, err);
     if (r)
         freeReplyObject(r);
     return r ? 0 : -1;
 }
 
 int queue_promote(redisContext *c, const calllog_keys *k, long limit, long *moved,
-                  long long *next_due_in_ms, char *err, size_t errlen)
+                  long long *next_due_in_ms, calllog_error *err)
 {
     char lim[24], now[40];
     snprintf(lim, sizeof lim, "%ld", limit);
     timing_format_rfc3339(timing_epoch_ms(), now, sizeof now);
     const char *args[] = {k->retry, k->events, k->dead, lim, now};
-    redisReply *r = redis_eval(c, lua_promote, 3, 5, args, err, errlen);
+    redisReply *r = redis_eval(c, lua_promote, 3, 5, args, err);
     if (!r)
         return -1;
     int ok = r->type == REDIS_REPLY_ARRAY && r->elements == 2;
@@ -340,17 +338,16 @@ int queue_promote(redisContext *c, const calllog_keys *k, long limit, long *move
         *moved = (long)r->element[0]->integer;
         *next_due_in_ms = r->element[1]->str ? atoll(r->element[1]->str) : -1;
     } else {
-        snprintf(err, errlen, "unexpected promote reply");
+        error_set(err, CALLLOG_TRANSIENT, "unexpected promote reply");
     }
     freeReplyObject(r);
     return ok ? 0 : -1;
 }
 
-int queue_replay_dead(redisContext *c, const calllog_keys *k, const char *id, char *err,
-                      size_t errlen)
+int queue_replay_dead(redisContext *c, const calllog_keys *k, const char *id, calllog_error *err)
 {
     const char *args[] = {k->dead, k->events, id};
-    redisReply *r = redis_eval(c, lua_replay, 2, 3, args, err, errlen);
+    redisReply *r = redis_eval(c, lua_replay, 2, 3, args, err);
     if (!r)
         return -1;
     int rc = r->type == REDIS_REPLY_INTEGER && r->integer == 1 ? 0 : 1;

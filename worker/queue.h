@@ -19,6 +19,7 @@
 #include <stddef.h>
 
 #include "keys.h"
+#include "error.h"
 
 /* One events-stream entry. Strings are malloc'ed (queue_entry_free). */
 typedef struct queue_entry {
@@ -40,56 +41,52 @@ typedef struct dead_letter {
     int attempts;
 } dead_letter;
 
-typedef enum { QUEUE_GOT = 0, QUEUE_EMPTY = 1, QUEUE_ERROR = -1 } queue_status;
-
 void queue_entry_free(queue_entry *e);
 
 /* Creates the consumer group (from the stream's start, MKSTREAM); exists already is fine. */
-int queue_ensure_group(redisContext *c, const calllog_keys *k, char *err, size_t errlen);
+int queue_ensure_group(redisContext *c, const calllog_keys *k, calllog_error *err);
 
 /* Blocks up to `block_ms` for one new entry for `consumer`. */
-queue_status queue_read(redisContext *c, const calllog_keys *k, const char *consumer, long block_ms,
-                        queue_entry *out, char *err, size_t errlen);
+calllog_code queue_read(redisContext *c, const calllog_keys *k, const char *consumer, long block_ms,
+                        queue_entry *out, calllog_error *err);
 
 /* Takes over one entry idle for at least `idle_ms` on any consumer (XAUTOCLAIM), with
  * its delivery count. `cursor` (initially "0-0", 64 bytes) carries the scan position. */
-queue_status queue_reclaim(redisContext *c, const calllog_keys *k, const char *consumer,
-                           long idle_ms, char *cursor, queue_entry *out, char *err, size_t errlen);
+calllog_code queue_reclaim(redisContext *c, const calllog_keys *k, const char *consumer,
+                           long idle_ms, char *cursor, queue_entry *out, calllog_error *err);
 
 /* The entry is finished (delivered, skipped, duplicate, ignored): XACK + XDEL. */
-int queue_done(redisContext *c, const calllog_keys *k, const queue_entry *e, char *err,
-               size_t errlen);
+int queue_done(redisContext *c, const calllog_keys *k, const queue_entry *e, calllog_error *err);
 
 /* Moves the entry to the retry set, due `delay_ms` from now (Redis's clock) with
  * attempt + 1, atomically. */
 int queue_reschedule(redisContext *c, const calllog_keys *k, const queue_entry *e, long delay_ms,
-                     char *err, size_t errlen);
+                     calllog_error *err);
 
 /* Like queue_reschedule, but the attempt number stays: for waits that are not attempts
  * (another worker holds the lease, the database is down). */
 int queue_park(redisContext *c, const calllog_keys *k, const queue_entry *e, long delay_ms,
-               char *err, size_t errlen);
+               calllog_error *err);
 
 /* Resets the idle time of those entries `ids[0..n)` that are still pending on `consumer`
  * (entries finished or taken over meanwhile are left alone), so a live holder keeps
  * them: XAUTOCLAIM by another worker only takes entries idle for WORKER_CLAIM_IDLE_MS.
  * The delivery count does not change. Returns how many were touched, or -1. */
 long queue_touch(redisContext *c, const calllog_keys *k, const char *consumer,
-                 const char *const *ids, size_t n, char *err, size_t errlen);
+                 const char *const *ids, size_t n, calllog_error *err);
 
 /* Moves the entry to the dead stream with the reason, atomically. */
 int queue_bury(redisContext *c, const calllog_keys *k, const queue_entry *e, const dead_letter *d,
-               char *err, size_t errlen);
+               calllog_error *err);
 
 /* Moves up to `limit` due retries back to the stream. Writes how many moved and how
  * long until the next one is due (ms, -1 when the set is empty). Returns 0 or -1. */
 int queue_promote(redisContext *c, const calllog_keys *k, long limit, long *moved,
-                  long long *next_due_in_ms, char *err, size_t errlen);
+                  long long *next_due_in_ms, calllog_error *err);
 
 /* Admin: puts dead entry `id` back on the events stream (attempt 0) and removes it from
  * the dead stream. Returns 0, 1 when there is no such entry, -1 on error. */
-int queue_replay_dead(redisContext *c, const calllog_keys *k, const char *id, char *err,
-                      size_t errlen);
+int queue_replay_dead(redisContext *c, const calllog_keys *k, const char *id, calllog_error *err);
 
 /* Depths for metrics and the admin: events backlog, pending in the group, retry, dead. */
 typedef struct queue_depths {

@@ -40,9 +40,9 @@ int ratelimit_try(redisContext *c, const ratelimit_policy *p, long *wait_ms)
     snprintf(tau, sizeof tau, "%.3f", tolerance);
     const char *argv[] = {"EVAL", lua_gcra, "1", p->key, t, tau};
     redisReply *r = redisCommandArgv(c, 6, argv, NULL);
-    char err[256];
-    if (redis_reply_failed(c, r, err, sizeof err) || r->type != REDIS_REPLY_INTEGER) {
-        log_error("rate limiter unavailable", LF_S("error", err));
+    calllog_error err;
+    if (redis_reply_failed(c, r, &err) || r->type != REDIS_REPLY_INTEGER) {
+        log_error("rate limiter unavailable", LF_S("error", err.message));
         if (r)
             freeReplyObject(r);
         return -1;
@@ -72,7 +72,7 @@ int ratelimit_acquire(redisContext *c, const ratelimit_policy *p)
 int ratelimit_peek(redisContext *c, const ratelimit_policy *p, long *available, long *wait_ms)
 {
     redisReply *t = redisCommand(c, "TIME");
-    if (redis_reply_failed(c, t, NULL, 0) || t->type != REDIS_REPLY_ARRAY || t->elements != 2) {
+    if (redis_reply_failed(c, t, NULL) || t->type != REDIS_REPLY_ARRAY || t->elements != 2) {
         if (t)
             freeReplyObject(t);
         return -1;
@@ -80,7 +80,7 @@ int ratelimit_peek(redisContext *c, const ratelimit_policy *p, long *available, 
     double now = atof(t->element[0]->str) * 1000.0 + atof(t->element[1]->str) / 1000.0;
     freeReplyObject(t);
     redisReply *g = redisCommand(c, "GET %s", p->key);
-    if (redis_reply_failed(c, g, NULL, 0) ||
+    if (redis_reply_failed(c, g, NULL) ||
         (g->type != REDIS_REPLY_STRING && g->type != REDIS_REPLY_NIL)) {
         if (g)
             freeReplyObject(g);

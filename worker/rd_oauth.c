@@ -122,16 +122,14 @@ void rd_oauth_free(rd_oauth *o)
 }
 
 /* Fills `err` for a failure that is worth retrying later (Redis, a wait that ran out). */
-static int transient(api_error *err, const char *what, const char *why)
+static int transient(calllog_error *err, const char *what, const char *why)
 {
-    memset(err, 0, sizeof *err);
-    err->retry_after_ms = -1;
-    snprintf(err->message, sizeof err->message, "oauth: %s: %s", what, why ? why : "failed");
+    error_set(err, CALLLOG_TRANSIENT, "oauth: %s: %s", what, why ? why : "failed");
     return -1;
 }
 
 /* Fills `err` from a failed Redis command (reply NULL or an error reply). */
-static int redis_error(rd_oauth *o, redisReply *r, const char *what, api_error *err)
+static int redis_error(rd_oauth *o, redisReply *r, const char *what, calllog_error *err)
 {
     const char *why = "no connection";
     if (r != NULL && r->type == REDIS_REPLY_ERROR)
@@ -155,7 +153,7 @@ static void copy_element(const redisReply *e, char *out, size_t outlen)
 }
 
 /* Reads the hash. Returns 0 or -1 with `err` filled. */
-static int tokens_read(rd_oauth *o, rd_tokens *t, api_error *err)
+static int tokens_read(rd_oauth *o, rd_tokens *t, calllog_error *err)
 {
     memset(t, 0, sizeof *t);
     if (o->redis == NULL)
@@ -177,7 +175,7 @@ static int tokens_read(rd_oauth *o, rd_tokens *t, api_error *err)
 
 /* Writes both tokens and the expiry with one HSET. Returns 0 or -1 with `err` filled. */
 static int tokens_write(rd_oauth *o, const char *access, long long expires_ms, const char *refresh,
-                        api_error *err)
+                        calllog_error *err)
 {
     char num[32];
     snprintf(num, sizeof num, "%lld", expires_ms);
@@ -193,7 +191,7 @@ static int tokens_write(rd_oauth *o, const char *access, long long expires_ms, c
 }
 
 /* Writes back tokens a refresh returned while Redis was failing. Returns 0 or -1. */
-static int flush_unsaved(rd_oauth *o, api_error *err)
+static int flush_unsaved(rd_oauth *o, calllog_error *err)
 {
     if (!o->unsaved)
         return 0;
@@ -211,7 +209,7 @@ static int usable(const rd_tokens *t)
 }
 
 /* Copies a token out. Returns 0, or -1 when it does not fit. */
-static int copy_out(const char *token, char *out, size_t outlen, api_error *err)
+static int copy_out(const char *token, char *out, size_t outlen, calllog_error *err)
 {
     if (strlen(token) >= outlen)
         return transient(err, "token", "access token longer than the buffer");
@@ -220,7 +218,7 @@ static int copy_out(const char *token, char *out, size_t outlen, api_error *err)
 }
 
 /* Tries to take the refresh lock with value `val`. Returns 1 taken, 0 busy, -1 error. */
-static int lock_take(rd_oauth *o, const char *val, api_error *err)
+static int lock_take(rd_oauth *o, const char *val, calllog_error *err)
 {
     if (o->redis == NULL)
         return redis_error(o, NULL, "SET lock", err);
@@ -281,16 +279,15 @@ static void count_request(rd_oauth *o, long status, double started)
 }
 
 /* Fills `err` for a refresh RD refused with 400/401: permanent, says what to do. */
-static int refresh_rejected(rd_oauth *o, const http_response *r, api_error *err)
+static int refresh_rejected(rd_oauth *o, const http_response *r, calllog_error *err)
 {
     const char *code = NULL;
     json_t *j = json_loadb(r->body, r->body_len, 0, NULL);
     json_t *e = j ? json_object_get(j, "error") : NULL;
     if (json_is_string(e))
         code = json_string_value(e);
-    memset(err, 0, sizeof *err);
+    error_set(err, CALLLOG_PERMANENT, "POST /oauth2/token: %ld", r->status);
     err->http_status = r->status;
-    err->retry_after_ms = -1;
     if (code != NULL && strcmp(code, "invalid_client") == 0)
         snprintf(err->message, sizeof err->message,
                  "POST /oauth2/token: %ld invalid_client: RD Station rejected the OAuth client; "
@@ -310,7 +307,7 @@ static int refresh_rejected(rd_oauth *o, const http_response *r, api_error *err)
 
 /* Reads a successful token answer. Returns 0 or -1 (malformed) with `err` filled. */
 static int parse_grant(const http_response *r, rd_tokens *t, const char *sent_refresh,
-                       api_error *err)
+                       calllog_error *err)
 {
     json_t *j = json_loadb(r->body, r->body_len, 0, NULL);
     json_t *a = j ? json_object_get(j, "access_token") : NULL;
@@ -341,7 +338,7 @@ static int parse_grant(const http_response *r, rd_tokens *t, const char *sent_re
 /* Refreshes while holding the lock: re-reads the hash (another worker may have been
  * faster), sends the refresh token, stores the answer. Returns 0 with the token in `out`,
  * or -1 with `err` filled. */
-static int refresh_locked(rd_oauth *o, char *out, size_t outlen, api_error *err)
+static int refresh_locked(rd_oauth *o, char *out, size_t outlen, calllog_error *err)
 {
     rd_tokens st, fresh;
     http_response r;
@@ -389,7 +386,7 @@ static int refresh_locked(rd_oauth *o, char *out, size_t outlen, api_error *err)
 }
 
 /* Returns a usable access token, refreshing under the lock when needed; see the header. */
-int rd_oauth_token(rd_oauth *o, char *out, size_t outlen, api_error *err)
+int rd_oauth_token(rd_oauth *o, char *out, size_t outlen, calllog_error *err)
 {
     rd_tokens st;
     char val[40];
@@ -426,7 +423,7 @@ int rd_oauth_token(rd_oauth *o, char *out, size_t outlen, api_error *err)
 }
 
 /* Forgets the stored access token if it is still the one that failed. */
-int rd_oauth_invalidate(rd_oauth *o, const char *failed, api_error *err)
+int rd_oauth_invalidate(rd_oauth *o, const char *failed, calllog_error *err)
 {
     if (o == NULL || failed == NULL)
         return transient(err, "invalidate", "bad arguments");

@@ -23,6 +23,7 @@
 
 #include "http_client.h"
 #include "metrics.h"
+#include "error.h"
 
 /* An access token is used only while it has more than this left. */
 #define RD_OAUTH_MIN_TTL_MS 60000L
@@ -58,11 +59,11 @@ void rd_oauth_free(rd_oauth *o);
  * http_status 400/401 when RD rejected the refresh token (permanent), the token
  * endpoint's status or a curl code for other refresh failures, and status 0 with curl
  * code 0 (transient) when Redis failed or another worker's refresh took too long. */
-int rd_oauth_token(rd_oauth *o, char *out, size_t outlen, api_error *err);
+int rd_oauth_token(rd_oauth *o, char *out, size_t outlen, calllog_error *err);
 
 /* After the API answered 401 to `failed`: forgets the stored access token if it is still
  * `failed` (another worker may already have replaced it), so that the next
  * rd_oauth_token refreshes. Returns 0, or -1 with `err` filled when Redis failed. */
-int rd_oauth_invalidate(rd_oauth *o, const char *failed, api_error *err);
+int rd_oauth_invalidate(rd_oauth *o, const char *failed, calllog_error *err);
 
 #endif

@@ -4,7 +4,7 @@
  * that talks to the network: it waits for the shared rate limiter, authenticates (v1:
  * `?token=` appended to the URL; v2: a Bearer token from rd_oauth, refreshed once and the
  * request retried once after a 401), counts the request in the CRM metrics, and turns a
- * non-2xx answer into an api_error whose message never holds a token or a query string.
+ * non-2xx answer into an calllog_error whose message never holds a token or a query string.
  *
  * Choices the reference leaves open (reference/rdstation.md), and what this file does:
  * - Phones: RD does not say which forms `phone=` matches, so every form phone_variants()
@@ -23,7 +23,7 @@
  *   note_timezone_init() sets to the notes' zone (default America/Sao_Paulo, the zone RD
  *   accounts show); v2 due_date is ISO 8601 in UTC.
  * - A task is created open and then marked done; if that second request fails, the task
- *   exists (its id is returned with RD_ERROR) and retrying would create another, so the
+ *   exists (its id is returned with a negative code) and retrying would create another, so the
  *   caller should look for the marker first.
  * - Marker search reads at most RD_MARKER_MAX_PAGES pages of notes and of tasks.
  * - Answers are checked before they are believed (see the header): a 2xx must be a JSON
@@ -118,15 +118,25 @@ static void copy_str(char *out, size_t outlen, const char *src)
     snprintf(out, outlen, "%s", src ? src : "");
 }
 
-/* Fills `err` with a message and no HTTP status (classified transient unless curl_code
- * says otherwise). Returns RD_ERROR. */
-static rd_status fail(api_error *err, int curl_code, const char *msg)
+/* The code of a failure `err` already describes: its own when set, else the one its
+ * status and curl code give; a 2xx that is still a failure (RD answered, but not as
+ * asked) is permanent. */
+static calllog_code rd_failed(calllog_error *err)
 {
-    memset(err, 0, sizeof *err);
+    if (err->code >= 0) {
+        err->code = error_classify(err->curl_code, err->http_status);
+        if (err->code == CALLLOG_OK)
+            err->code = CALLLOG_PERMANENT;
+    }
+    return err->code;
+}
+
+/* Fills `err` with a message and no HTTP status: transient. Returns CALLLOG_TRANSIENT. */
+static calllog_code fail(calllog_error *err, int curl_code, const char *msg)
+{
+    error_set(err, CALLLOG_TRANSIENT, "%s", msg ? msg : "");
     err->curl_code = curl_code;
-    err->retry_after_ms = -1;
-    copy_str(err->message, sizeof err->message, msg);
-    return RD_ERROR;
+    return CALLLOG_TRANSIENT;
 }
 
 /* Replaces every occurrence of `secret` in `msg` with "***". */
@@ -143,7 +153,7 @@ static void redact(char *msg, const char *secret)
 }
 
 /* Removes every credential this client knows from an error message. */
-static void redact_all(rd_client *c, api_error *err)
+static void redact_all(rd_client *c, calllog_error *err)
 {
     redact(err->message, c->token);
     redact(err->message, c->access);
@@ -288,7 +298,7 @@ static char *request_url(rd_client *c, const char *path)
 /* Sends one request once (after the rate limiter). Returns 0 with `r` holding the answer,
  * or -1 with `err` filled (a transport failure named after `what`, not the URL). */
 static int send_once(rd_client *c, const rd_req *q, const char *url, const char *what,
-                     const char *body, http_response *r, api_error *err)
+                     const char *body, http_response *r, calllog_error *err)
 {
     char auth[RD_OAUTH_TOKEN_MAX + 32];
     const char *headers[4] = {"Accept: application/json", NULL, NULL, NULL};
@@ -316,24 +326,22 @@ static int send_once(rd_client *c, const rd_req *q, const char *url, const char 
 }
 
 /* Fills `err` for a 2xx answer that cannot be read: "<endpoint>: answer unreadable:
- * <why>", http_status and curl_code 0 (transient: see the header). Returns RD_ERROR. */
-__attribute__((format(printf, 3, 4))) static rd_status
-unreadable(api_error *err, const char *endpoint, const char *why, ...)
+ * <why>", http_status and curl_code 0 (transient: see the header). Returns a negative code. */
+__attribute__((format(printf, 3, 4))) static calllog_code
+unreadable(calllog_error *err, const char *endpoint, const char *why, ...)
 {
     char detail[300];
     va_list ap;
     va_start(ap, why);
     vsnprintf(detail, sizeof detail, why, ap);
     va_end(ap);
-    memset(err, 0, sizeof *err);
-    err->retry_after_ms = -1;
-    snprintf(err->message, sizeof err->message, "%.100s: answer unreadable: %s", endpoint, detail);
-    return RD_ERROR;
+    return error_set(err, CALLLOG_TRANSIENT, "%.100s: answer unreadable: %s", endpoint, detail);
 }
 
-/* Parses a 2xx answer into `*out`: it must be a JSON object. Returns RD_OK, or RD_ERROR
+/* Parses a 2xx answer into `*out`: it must be a JSON object. Returns CALLLOG_OK, or a negative code
  * with `err` saying why it cannot be read (empty, not JSON, not an object). */
-static rd_status parse_answer(const rd_req *q, const http_response *r, json_t **out, api_error *err)
+static calllog_code parse_answer(const rd_req *q, const http_response *r, json_t **out,
+                                 calllog_error *err)
 {
     json_error_t jerr;
     const char *ctype = r->content_type[0] ? r->content_type : "no Content-Type";
@@ -348,23 +356,22 @@ static rd_status parse_answer(const rd_req *q, const http_response *r, json_t **
         *out = NULL;
         return unreadable(err, q->endpoint, "JSON but not an object (HTTP %ld)", r->status);
     }
-    return RD_OK;
+    return CALLLOG_OK;
 }
 
-/* Performs one API call; see the file comment. On RD_OK, `*out` (when `out` is given)
+/* Performs one API call; see the file comment. On CALLLOG_OK, `*out` (when `out` is given)
  * holds the answer, a JSON object (the caller decrefs it); a 2xx answer that is not one
- * is RD_ERROR (unreadable). */
-static rd_status rd_call(rd_client *c, const rd_req *q, json_t **out, api_error *err)
+ * is a negative code (unreadable). */
+static calllog_code rd_call(rd_client *c, const rd_req *q, json_t **out, calllog_error *err)
 {
     char what[160];
     http_response r;
-    rd_status st = RD_ERROR;
+    calllog_code st = CALLLOG_TRANSIENT;
     char *url = request_url(c, q->path);
     char *body = q->body ? json_dumps(q->body, JSON_COMPACT) : NULL;
     if (out != NULL)
         *out = NULL;
-    memset(err, 0, sizeof *err);
-    err->retry_after_ms = -1;
+    error_clear(err);
     snprintf(what, sizeof what, "%s %s", q->method, q->path);
     if (url == NULL || (q->body != NULL && body == NULL)) {
         free(url);
@@ -382,7 +389,7 @@ static rd_status rd_call(rd_client *c, const rd_req *q, json_t **out, api_error 
             continue;
         }
         if (r.status >= 200 && r.status <= 299) {
-            st = out != NULL ? parse_answer(q, &r, out, err) : RD_OK;
+            st = out != NULL ? parse_answer(q, &r, out, err) : CALLLOG_OK;
         } else {
             http_error_from_response(&r, what, err);
         }
@@ -526,11 +533,11 @@ static void memo_keep(rd_client *c, const char *contact_id, json_t *contact)
     c->memo_at = timing_mono_s();
 }
 
-/* The contact of a search answer's list whose phones confirm `e164`: RD_OK with `out`
- * filled, RD_NOT_FOUND when none does, RD_ERROR when an entry cannot be read (one that
+/* The contact of a search answer's list whose phones confirm `e164`: CALLLOG_OK with `out`
+ * filled, CALLLOG_NOT_FOUND when none does, a negative code when an entry cannot be read (one that
  * cannot be told apart from the caller's contact is never passed over). */
-static rd_status pick_contact(rd_client *c, json_t *list, const char *e164, rd_contact *out,
-                              api_error *err)
+static calllog_code pick_contact(rd_client *c, json_t *list, const char *e164, rd_contact *out,
+                                 calllog_error *err)
 {
     json_t *item;
     size_t k;
@@ -551,22 +558,22 @@ static rd_status pick_contact(rd_client *c, json_t *list, const char *e164, rd_c
         copy_str(out->name, sizeof out->name, json_str(item, "name"));
         if (c->api == RD_API_V1)
             memo_keep(c, out->id, item);
-        return RD_OK;
+        return CALLLOG_OK;
     }
-    return RD_NOT_FOUND;
+    return CALLLOG_NOT_FOUND;
 }
 
 /* Finds the contact of a phone; see the header. */
-rd_status rd_find_contact(rd_client *c, const char *phone_e164, rd_contact *out, api_error *err)
+calllog_code rd_find_contact(rd_client *c, const char *phone_e164, rd_contact *out,
+                             calllog_error *err)
 {
     phone_variant_list vl;
     const char *key = c->api == RD_API_V1 ? "contacts" : "data";
     memset(out, 0, sizeof *out);
-    memset(err, 0, sizeof *err);
-    err->retry_after_ms = -1;
+    error_clear(err);
     if (phone_variants(phone_e164, &vl) < 0) {
         copy_str(err->message, sizeof err->message, "not a phone number: no contact to look up");
-        return RD_NOT_FOUND;
+        return CALLLOG_NOT_FOUND;
     }
     for (size_t i = 0; i < vl.count; i++) {
         json_t *root = NULL, *list;
@@ -574,9 +581,9 @@ rd_status rd_find_contact(rd_client *c, const char *phone_e164, rd_contact *out,
         if (path == NULL)
             return fail(err, 0, "out of memory");
         rd_req q = {"GET", "GET /contacts", path, NULL};
-        rd_status st = rd_call(c, &q, &root, err);
+        calllog_code st = rd_call(c, &q, &root, err);
         free(path);
-        if (st != RD_OK) {
+        if (st != CALLLOG_OK) {
             if (c->api == RD_API_V2 && (err->http_status == 400 || err->http_status == 422))
                 continue; /* RDQL refused this form; others may work */
             return st;
@@ -586,21 +593,19 @@ rd_status rd_find_contact(rd_client *c, const char *phone_e164, rd_contact *out,
         else
             st = pick_contact(c, list, phone_e164, out, err);
         json_decref(root);
-        if (st == RD_ERROR) {
+        if (st < 0) {
             memset(out, 0, sizeof *out);
             return st;
         }
-        if (st == RD_OK) {
-            memset(err, 0, sizeof *err);
-            err->retry_after_ms = -1;
-            return RD_OK;
+        if (st == CALLLOG_OK) {
+            error_clear(err);
+            return CALLLOG_OK;
         }
     }
-    memset(err, 0, sizeof *err);
-    err->retry_after_ms = -1;
+    error_clear(err);
     snprintf(err->message, sizeof err->message,
              "no RD Station contact holds this phone (%zu forms tried)", vl.count);
-    return RD_NOT_FOUND;
+    return CALLLOG_NOT_FOUND;
 }
 
 /* ---- deals ---------------------------------------------------------------------------- */
@@ -640,28 +645,29 @@ static void deal_owner(const json_t *d, char *out, size_t outlen)
 
 /* Considers one open deal: keeps it when it was updated later than the current pick
  * (a deal without a readable updated_at only wins when nothing else is known). Returns
- * RD_OK, or RD_ERROR (unreadable, named after `endpoint`) when the deal has no id. */
-static rd_status pick_consider(deal_pick *p, const json_t *d, const char *endpoint, api_error *err)
+ * CALLLOG_OK, or a negative code (unreadable, named after `endpoint`) when the deal has no id. */
+static calllog_code pick_consider(deal_pick *p, const json_t *d, const char *endpoint,
+                                  calllog_error *err)
 {
     long long ts = iso_ms(json_str(d, "updated_at"));
     char id[64];
     if (json_id(d, id, sizeof id) < 0)
         return unreadable(err, endpoint, "an open deal has no id");
     if (p->found && ts <= p->updated_ms)
-        return RD_OK;
+        return CALLLOG_OK;
     p->found = 1;
     p->updated_ms = ts;
     copy_str(p->deal.id, sizeof p->deal.id, id);
     copy_str(p->deal.name, sizeof p->deal.name, json_str(d, "name"));
     deal_owner(d, p->deal.user_id, sizeof p->deal.user_id);
-    return RD_OK;
+    return CALLLOG_OK;
 }
 
 /* `method` <collection>/{id} (e.g. "GET", "/deals") with an optional body (borrowed),
- * counted as "<method> <collection>/{id}". On RD_OK `*out` holds the answer (caller
+ * counted as "<method> <collection>/{id}". On CALLLOG_OK `*out` holds the answer (caller
  * decrefs). */
-static rd_status by_id(rd_client *c, const char *method, const char *collection, const char *id,
-                       json_t *body, json_t **out, api_error *err)
+static calllog_code by_id(rd_client *c, const char *method, const char *collection, const char *id,
+                          json_t *body, json_t **out, calllog_error *err)
 {
     char endpoint[64];
     char *esc = http_escape(id), *path = esc ? fmt_alloc("%s/%s", collection, esc) : NULL;
@@ -671,29 +677,30 @@ static rd_status by_id(rd_client *c, const char *method, const char *collection,
         return fail(err, 0, "out of memory");
     snprintf(endpoint, sizeof endpoint, "%s %s/{id}", method, collection);
     rd_req q = {method, endpoint, path, body};
-    rd_status st = rd_call(c, &q, out, err);
+    calllog_code st = rd_call(c, &q, out, err);
     free(path);
     return st;
 }
 
-/* v1: GET /deals/{id}. RD_OK with the deal in `*out`, RD_NOT_FOUND on 404 (deleted, or
- * not visible to the token's user), RD_ERROR otherwise. */
-static rd_status v1_deal_get(rd_client *c, const char *deal_id, json_t **out, api_error *err)
+/* v1: GET /deals/{id}. CALLLOG_OK with the deal in `*out`, CALLLOG_NOT_FOUND on 404 (deleted, or
+ * not visible to the token's user), a negative code otherwise. */
+static calllog_code v1_deal_get(rd_client *c, const char *deal_id, json_t **out, calllog_error *err)
 {
-    rd_status st = by_id(c, "GET", "/deals", deal_id, NULL, out, err);
-    if (st == RD_ERROR && err->http_status == 404)
-        return RD_NOT_FOUND;
+    calllog_code st = by_id(c, "GET", "/deals", deal_id, NULL, out, err);
+    if (st < 0 && err->http_status == 404)
+        return CALLLOG_NOT_FOUND;
     return st;
 }
 
 /* v1: fetches deal `id` and considers it when it is open. */
-static rd_status v1_consider_fetched(rd_client *c, const char *id, deal_pick *p, api_error *err)
+static calllog_code v1_consider_fetched(rd_client *c, const char *id, deal_pick *p,
+                                        calllog_error *err)
 {
     json_t *full = NULL;
-    rd_status st = v1_deal_get(c, id, &full, err);
-    if (st == RD_NOT_FOUND)
-        return RD_OK;
-    if (st == RD_OK) {
+    calllog_code st = v1_deal_get(c, id, &full, err);
+    if (st == CALLLOG_NOT_FOUND)
+        return CALLLOG_OK;
+    if (st == CALLLOG_OK) {
         int open = v1_deal_open(full);
         if (open < 0)
             st = unreadable(err, "GET /deals/{id}", "win/hold/closed_at of unexpected types");
@@ -705,8 +712,8 @@ static rd_status v1_consider_fetched(rd_client *c, const char *id, deal_pick *p,
 }
 
 /* v1: picks from deal summaries; open ones without updated_at are fetched (bounded). */
-static rd_status v1_pick_from_summaries(rd_client *c, json_t *deals, deal_pick *p,
-                                        const char *endpoint, api_error *err)
+static calllog_code v1_pick_from_summaries(rd_client *c, json_t *deals, deal_pick *p,
+                                           const char *endpoint, calllog_error *err)
 {
     json_t *d;
     size_t i;
@@ -715,7 +722,7 @@ static rd_status v1_pick_from_summaries(rd_client *c, json_t *deals, deal_pick *
     {
         char id[64];
         int open = json_is_object(d) ? v1_deal_open(d) : -1;
-        rd_status st = RD_OK;
+        calllog_code st = CALLLOG_OK;
         if (open < 0)
             return unreadable(err, endpoint,
                               "deal %zu is not an object with null or boolean win/hold and a "
@@ -731,14 +738,14 @@ static rd_status v1_pick_from_summaries(rd_client *c, json_t *deals, deal_pick *
             fetched++;
             st = v1_consider_fetched(c, id, p, err);
         }
-        if (st != RD_OK)
+        if (st != CALLLOG_OK)
             return st;
     }
-    return RD_OK;
+    return CALLLOG_OK;
 }
 
 /* v1: picks from a contact's deal_ids, fetching the last RD_V1_DEAL_IDS_MAX of them. */
-static rd_status v1_pick_from_ids(rd_client *c, json_t *ids, deal_pick *p, api_error *err)
+static calllog_code v1_pick_from_ids(rd_client *c, json_t *ids, deal_pick *p, calllog_error *err)
 {
     size_t n = json_array_size(ids);
     size_t first = n > RD_V1_DEAL_IDS_MAX ? n - RD_V1_DEAL_IDS_MAX : 0;
@@ -746,19 +753,19 @@ static rd_status v1_pick_from_ids(rd_client *c, json_t *ids, deal_pick *p, api_e
         char id[64];
         if (json_id_value(json_array_get(ids, i), id, sizeof id) < 0)
             return unreadable(err, "GET /contacts/{id}", "deal_ids[%zu] is not an id", i);
-        rd_status st = v1_consider_fetched(c, id, p, err);
-        if (st != RD_OK)
+        calllog_code st = v1_consider_fetched(c, id, p, err);
+        if (st != CALLLOG_OK)
             return st;
     }
-    return RD_OK;
+    return CALLLOG_OK;
 }
 
 /* v1: the open deal of a contact, from the memo or GET /contacts/{id} (whose `deals` or
  * `deal_ids` must be a list: a contact that says neither cannot be read). */
-static rd_status v1_find_open_deal(rd_client *c, const char *contact_id, deal_pick *p,
-                                   api_error *err)
+static calllog_code v1_find_open_deal(rd_client *c, const char *contact_id, deal_pick *p,
+                                      calllog_error *err)
 {
-    rd_status st;
+    calllog_code st;
     if (c->memo_deals != NULL && strcmp(c->memo_contact, contact_id) == 0 &&
         timing_mono_s() - c->memo_at < RD_MEMO_TTL_S) {
         json_t *deals = c->memo_deals;
@@ -770,9 +777,9 @@ static rd_status v1_find_open_deal(rd_client *c, const char *contact_id, deal_pi
     }
     json_t *contact = NULL, *list;
     st = by_id(c, "GET", "/contacts", contact_id, NULL, &contact, err);
-    if (st == RD_ERROR && err->http_status == 404)
-        return RD_NOT_FOUND;
-    if (st != RD_OK)
+    if (st < 0 && err->http_status == 404)
+        return CALLLOG_NOT_FOUND;
+    if (st != CALLLOG_OK)
         return st;
     if (!json_absent(contact, "deals") && (list = json_list(contact, "deals")) != NULL)
         st = v1_pick_from_summaries(c, list, p, "GET /contacts/{id}", err);
@@ -808,8 +815,8 @@ static int v2_deal_of(const json_t *d, const char *contact_id)
 }
 
 /* v2: considers the open deals ("ongoing") of one page that belong to the contact. */
-static rd_status v2_pick_from_page(json_t *list, const char *contact_id, deal_pick *p,
-                                   api_error *err)
+static calllog_code v2_pick_from_page(json_t *list, const char *contact_id, deal_pick *p,
+                                      calllog_error *err)
 {
     json_t *d;
     size_t i;
@@ -823,18 +830,18 @@ static rd_status v2_pick_from_page(json_t *list, const char *contact_id, deal_pi
                               "contact_ids",
                               i);
         if (mine && strcmp(status, "ongoing") == 0) {
-            rd_status st = pick_consider(p, d, "GET /deals", err);
-            if (st != RD_OK)
+            calllog_code st = pick_consider(p, d, "GET /deals", err);
+            if (st != CALLLOG_OK)
                 return st;
         }
     }
-    return RD_OK;
+    return CALLLOG_OK;
 }
 
 /* v2: one page of GET /deals?filter=<field>:<contact>. Sets `*more` when a next page may
  * exist. */
-static rd_status v2_deals_page(rd_client *c, const char *field, const char *contact_id, int page,
-                               deal_pick *p, int *more, api_error *err)
+static calllog_code v2_deals_page(rd_client *c, const char *field, const char *contact_id, int page,
+                                  deal_pick *p, int *more, calllog_error *err)
 {
     json_t *root = NULL, *list;
     char *filter = fmt_alloc("%s:%s", field, contact_id);
@@ -848,15 +855,15 @@ static rd_status v2_deals_page(rd_client *c, const char *field, const char *cont
     if (path == NULL)
         return fail(err, 0, "out of memory");
     rd_req q = {"GET", "GET /deals", path, NULL};
-    rd_status st = rd_call(c, &q, &root, err);
+    calllog_code st = rd_call(c, &q, &root, err);
     free(path);
-    if (st != RD_OK)
+    if (st != CALLLOG_OK)
         return st;
     if ((list = json_list(root, "data")) == NULL)
         st = unreadable(err, "GET /deals", "no \"data\" list");
     else
         st = v2_pick_from_page(list, contact_id, p, err);
-    if (st == RD_OK) {
+    if (st == CALLLOG_OK) {
         json_t *links = json_object_get(root, "links");
         *more = json_array_size(list) >= RD_V2_PAGE_SIZE &&
                 (!json_is_object(links) || json_str(links, "next") != NULL);
@@ -866,48 +873,47 @@ static rd_status v2_deals_page(rd_client *c, const char *field, const char *cont
 }
 
 /* v2: the open deal of a contact, filtering by contact_id (contact_ids if refused). */
-static rd_status v2_find_open_deal(rd_client *c, const char *contact_id, deal_pick *p,
-                                   api_error *err)
+static calllog_code v2_find_open_deal(rd_client *c, const char *contact_id, deal_pick *p,
+                                      calllog_error *err)
 {
     static const char *const fields[] = {"contact_id", "contact_ids"};
     for (size_t f = 0; f < 2; f++) {
         int more = 1;
-        rd_status st = RD_OK;
+        calllog_code st = CALLLOG_OK;
         for (int page = 1; more && page <= RD_DEAL_MAX_PAGES; page++) {
             st = v2_deals_page(c, fields[f], contact_id, page, p, &more, err);
-            if (st != RD_OK)
+            if (st != CALLLOG_OK)
                 break;
         }
-        if (st == RD_OK)
-            return RD_OK;
+        if (st == CALLLOG_OK)
+            return CALLLOG_OK;
         if (f == 1 || (err->http_status != 400 && err->http_status != 422))
             return st;
     }
-    return RD_OK;
+    return CALLLOG_OK;
 }
 
 /* The contact's open deal updated most recently; see the header. */
-rd_status rd_find_open_deal(rd_client *c, const char *contact_id, rd_deal *out, api_error *err)
+calllog_code rd_find_open_deal(rd_client *c, const char *contact_id, rd_deal *out,
+                               calllog_error *err)
 {
     deal_pick p;
     memset(&p, 0, sizeof p);
     memset(out, 0, sizeof *out);
-    memset(err, 0, sizeof *err);
-    err->retry_after_ms = -1;
+    error_clear(err);
     if (contact_id == NULL || contact_id[0] == '\0')
         return fail(err, 0, "no contact id");
-    rd_status st = c->api == RD_API_V1 ? v1_find_open_deal(c, contact_id, &p, err)
-                                       : v2_find_open_deal(c, contact_id, &p, err);
-    if (st != RD_OK)
+    calllog_code st = c->api == RD_API_V1 ? v1_find_open_deal(c, contact_id, &p, err)
+                                          : v2_find_open_deal(c, contact_id, &p, err);
+    if (st != CALLLOG_OK)
         return st;
-    memset(err, 0, sizeof *err);
-    err->retry_after_ms = -1;
+    error_clear(err);
     if (!p.found) {
         copy_str(err->message, sizeof err->message, "the contact has no open deal");
-        return RD_NOT_FOUND;
+        return CALLLOG_NOT_FOUND;
     }
     *out = p.deal;
-    return RD_OK;
+    return CALLLOG_OK;
 }
 
 /* ---- notes and tasks ------------------------------------------------------------------ */
@@ -924,8 +930,8 @@ static void created_id(rd_client *c, json_t *root, char *out, size_t outlen)
 }
 
 /* Posts a note; see the header. */
-rd_status rd_post_note(rd_client *c, const char *deal_id, const char *user_id, const char *text,
-                       char *note_id, size_t idlen, api_error *err)
+calllog_code rd_post_note(rd_client *c, const char *deal_id, const char *user_id, const char *text,
+                          char *note_id, size_t idlen, calllog_error *err)
 {
     json_t *body, *root = NULL;
     char *path = NULL;
@@ -952,8 +958,8 @@ rd_status rd_post_note(rd_client *c, const char *deal_id, const char *user_id, c
         free(path);
         return fail(err, 0, "out of memory (or text is not UTF-8)");
     }
-    rd_status st = rd_call(c, &q, &root, err);
-    if (st == RD_OK) {
+    calllog_code st = rd_call(c, &q, &root, err);
+    if (st == CALLLOG_OK) {
         created_id(c, root, note_id, idlen);
         if (note_id == NULL || idlen == 0 || note_id[0] == '\0')
             st = unreadable(err, q.endpoint, "no id for the created note");
@@ -994,13 +1000,13 @@ static json_t *task_body(rd_client *c, const char *type, const char *deal_id, co
 }
 
 /* Marks a created task done: PUT /tasks/{id}. */
-static rd_status task_complete(rd_client *c, const char *task_id, api_error *err)
+static calllog_code task_complete(rd_client *c, const char *task_id, calllog_error *err)
 {
     json_t *body = c->api == RD_API_V1 ? json_pack("{s:{s:b}}", "task", "done", 1)
                                        : json_pack("{s:{s:s}}", "data", "status", "completed");
     json_t *answer = NULL; /* read only to know it is RD's: a proxy's page is not */
-    rd_status st = body ? by_id(c, "PUT", "/tasks", task_id, body, &answer, err)
-                        : fail(err, 0, "out of memory");
+    calllog_code st = body ? by_id(c, "PUT", "/tasks", task_id, body, &answer, err)
+                           : fail(err, 0, "out of memory");
     json_decref(answer);
     json_decref(body);
     return st;
@@ -1077,40 +1083,40 @@ static void plan_remember(rd_client *c)
 /* Whether a failed task create is the documented free-plan refusal's shape: 403 on
  * POST /tasks for a type other than "task". Only a candidate: the caller confirms it by
  * creating the same task as type "task". */
-static int plan_refusal_candidate(const api_error *err)
+static int plan_refusal_candidate(const calllog_error *err)
 {
     return err->http_status == 403 && err->curl_code == 0;
 }
 
-/* POST /tasks of one type; `*root` holds the answer on RD_OK. */
-static rd_status task_create(rd_client *c, const char *type, const char *deal_id,
-                             const char *user_id, const char *subject, const char *notes,
-                             time_t when, json_t **root, api_error *err)
+/* POST /tasks of one type; `*root` holds the answer on CALLLOG_OK. */
+static calllog_code task_create(rd_client *c, const char *type, const char *deal_id,
+                                const char *user_id, const char *subject, const char *notes,
+                                time_t when, json_t **root, calllog_error *err)
 {
     json_t *body = task_body(c, type, deal_id, user_id, subject, notes, when);
     if (body == NULL)
         return fail(err, 0, "out of memory (or text is not UTF-8)");
     rd_req q = {"POST", "POST /tasks", "/tasks", body};
-    rd_status st = rd_call(c, &q, root, err);
+    calllog_code st = rd_call(c, &q, root, err);
     json_decref(body);
     return st;
 }
 
 /* Creates the task as type "call", or "task" when the plan refuses "call"; see the
  * header for how the refusal is told from a token that may not create tasks at all. */
-static rd_status task_create_for_plan(rd_client *c, const char *deal_id, const char *user_id,
-                                      const char *subject, const char *notes, time_t when,
-                                      json_t **root, api_error *err)
+static calllog_code task_create_for_plan(rd_client *c, const char *deal_id, const char *user_id,
+                                         const char *subject, const char *notes, time_t when,
+                                         json_t **root, calllog_error *err)
 {
     if (plan_task_only(c))
         return task_create(c, "task", deal_id, user_id, subject, notes, when, root, err);
-    rd_status st = task_create(c, "call", deal_id, user_id, subject, notes, when, root, err);
-    if (st != RD_ERROR || !plan_refusal_candidate(err))
+    calllog_code st = task_create(c, "call", deal_id, user_id, subject, notes, when, root, err);
+    if (st >= 0 || !plan_refusal_candidate(err))
         return st;
     char first[sizeof err->message];
     copy_str(first, sizeof first, err->message);
     st = task_create(c, "task", deal_id, user_id, subject, notes, when, root, err);
-    if (st == RD_OK) {
+    if (st == CALLLOG_OK) {
         plan_remember(c);
     } else if (err->http_status == 403) {
         char msg[sizeof err->message];
@@ -1124,17 +1130,17 @@ static rd_status task_create_for_plan(rd_client *c, const char *deal_id, const c
 }
 
 /* Creates a call task and marks it done; see the header. */
-rd_status rd_post_call_task(rd_client *c, const char *deal_id, const char *user_id,
-                            const char *subject, const char *notes, time_t when, char *task_id,
-                            size_t idlen, api_error *err)
+calllog_code rd_post_call_task(rd_client *c, const char *deal_id, const char *user_id,
+                               const char *subject, const char *notes, time_t when, char *task_id,
+                               size_t idlen, calllog_error *err)
 {
     json_t *root = NULL;
     char id[64];
     copy_str(task_id, idlen, "");
     if (deal_id == NULL || subject == NULL)
         return fail(err, 0, "rd_post_call_task: no deal or subject");
-    rd_status st = task_create_for_plan(c, deal_id, user_id, subject, notes, when, &root, err);
-    if (st != RD_OK)
+    calllog_code st = task_create_for_plan(c, deal_id, user_id, subject, notes, when, &root, err);
+    if (st != CALLLOG_OK)
         return st;
     created_id(c, root, id, sizeof id);
     json_decref(root);
@@ -1142,7 +1148,7 @@ rd_status rd_post_call_task(rd_client *c, const char *deal_id, const char *user_
         return unreadable(err, "POST /tasks", "no id for the created task");
     copy_str(task_id, idlen, id);
     st = task_complete(c, id, err);
-    if (st != RD_OK)
+    if (st != CALLLOG_OK)
         log_warn("rdstation call task created but not marked done", LF_S("task_id", id),
                  LF_S("error", err->message));
     return st;
@@ -1180,10 +1186,11 @@ static int list_has_marker(json_t *list, const char *const *fields, const char *
 }
 
 /* Pages through one list (`base` plus the page parameters) looking for the marker.
- * Returns RD_OK when found, RD_NOT_FOUND when not, RD_ERROR on failure. */
-static rd_status search_pages(rd_client *c, const char *endpoint, const char *base,
-                              const char *list_key, const char *const *fields, const char *marker,
-                              char *found_id, size_t idlen, api_error *err)
+ * Returns CALLLOG_OK when found, CALLLOG_NOT_FOUND when not, a negative code on failure. */
+static calllog_code search_pages(rd_client *c, const char *endpoint, const char *base,
+                                 const char *list_key, const char *const *fields,
+                                 const char *marker, char *found_id, size_t idlen,
+                                 calllog_error *err)
 {
     int v1 = c->api == RD_API_V1, size = v1 ? RD_V1_PAGE_SIZE : RD_V2_PAGE_SIZE;
     char sep = strchr(base, '?') ? '&' : '?';
@@ -1195,9 +1202,9 @@ static rd_status search_pages(rd_client *c, const char *endpoint, const char *ba
         if (path == NULL)
             return fail(err, 0, "out of memory");
         rd_req q = {"GET", endpoint, path, NULL};
-        rd_status st = rd_call(c, &q, &root, err);
+        calllog_code st = rd_call(c, &q, &root, err);
         free(path);
-        if (st != RD_OK)
+        if (st != CALLLOG_OK)
             return st;
         if ((list = json_list(root, list_key)) == NULL) {
             json_decref(root);
@@ -1209,11 +1216,11 @@ static rd_status search_pages(rd_client *c, const char *endpoint, const char *ba
         if (found < 0)
             return unreadable(err, endpoint, "an entry is not an object with text fields");
         if (found)
-            return RD_OK;
+            return CALLLOG_OK;
         if (n < (size_t)size)
             break;
     }
-    return RD_NOT_FOUND;
+    return CALLLOG_NOT_FOUND;
 }
 
 /* Builds the list paths (without paging) of a deal's notes and tasks. v1 lists every type
@@ -1244,23 +1251,22 @@ static int marker_paths(rd_client *c, const char *deal_id, char **notes, char **
 }
 
 /* v2: a 400/422 on the task list (filter=deal_id is unverified) means the tasks cannot
- * be searched: rewrites `err` as a transient error saying so. Returns RD_ERROR. */
-static rd_status tasks_unsearchable(api_error *err)
+ * be searched: rewrites `err` as a transient error saying so. Returns a negative code. */
+static calllog_code tasks_unsearchable(calllog_error *err)
 {
     char msg[sizeof err->message];
     snprintf(msg, sizeof msg,
              "GET /tasks: cannot search tasks for the marker (RD refused filter=deal_id with "
              "HTTP %ld); retried later rather than risk a second entry: %.300s",
              err->http_status, err->message);
-    memset(err, 0, sizeof *err);
-    err->retry_after_ms = -1;
+    error_clear(err);
     copy_str(err->message, sizeof err->message, msg);
-    return RD_ERROR;
+    return rd_failed(err);
 }
 
 /* Looks for the CallSid marker among a deal's notes and/or tasks; see the header. */
-rd_status rd_find_marker(rd_client *c, const char *deal_id, rd_marker_scope scope,
-                         const char *marker, char *found_id, size_t idlen, api_error *err)
+calllog_code rd_find_marker(rd_client *c, const char *deal_id, rd_marker_scope scope,
+                            const char *marker, char *found_id, size_t idlen, calllog_error *err)
 {
     static const char *const v1_note_fields[] = {"text", NULL};
     static const char *const v1_task_fields[] = {"notes", "subject", NULL};
@@ -1273,20 +1279,19 @@ rd_status rd_find_marker(rd_client *c, const char *deal_id, rd_marker_scope scop
         return fail(err, 0, "rd_find_marker: no deal or marker");
     if (marker_paths(c, deal_id, &notes, &tasks) < 0)
         return fail(err, 0, "out of memory");
-    rd_status st = RD_NOT_FOUND;
+    calllog_code st = CALLLOG_NOT_FOUND;
     if (scope & RD_MARKER_NOTES)
         st = search_pages(c, v1 ? "GET /activities" : "GET /deals/{id}/notes", notes,
                           v1 ? "activities" : "data", v1 ? v1_note_fields : v2_note_fields, marker,
                           found_id, idlen, err);
-    if (st == RD_NOT_FOUND && (scope & RD_MARKER_TASKS)) {
+    if (st == CALLLOG_NOT_FOUND && (scope & RD_MARKER_TASKS)) {
         st = search_pages(c, "GET /tasks", tasks, v1 ? "tasks" : "data",
                           v1 ? v1_task_fields : v2_task_fields, marker, found_id, idlen, err);
-        if (st == RD_ERROR && !v1 && (err->http_status == 400 || err->http_status == 422))
+        if (st < 0 && !v1 && (err->http_status == 400 || err->http_status == 422))
             st = tasks_unsearchable(err);
     }
-    if (st == RD_NOT_FOUND) {
-        memset(err, 0, sizeof *err);
-        err->retry_after_ms = -1;
+    if (st == CALLLOG_NOT_FOUND) {
+        error_clear(err);
         copy_str(err->message, sizeof err->message, "marker not found on the deal");
     }
     free(notes);
@@ -1330,16 +1335,16 @@ static json_t *deal_body(rd_client *c, const char *name, const char *cid, const 
 }
 
 /* POSTs a body and reads the created object's id. */
-static rd_status create_one(rd_client *c, const char *endpoint, const char *path, json_t *body,
-                            char *id, size_t idlen, api_error *err)
+static calllog_code create_one(rd_client *c, const char *endpoint, const char *path, json_t *body,
+                               char *id, size_t idlen, calllog_error *err)
 {
     json_t *root = NULL;
     if (body == NULL)
         return fail(err, 0, "out of memory (or text is not UTF-8)");
     rd_req q = {"POST", endpoint, path, body};
-    rd_status st = rd_call(c, &q, &root, err);
+    calllog_code st = rd_call(c, &q, &root, err);
     json_decref(body);
-    if (st == RD_OK) {
+    if (st == CALLLOG_OK) {
         created_id(c, root, id, idlen);
         if (id[0] == '\0')
             st = unreadable(err, endpoint, "no id for the created object");
@@ -1349,14 +1354,15 @@ static rd_status create_one(rd_client *c, const char *endpoint, const char *path
 }
 
 /* v1: the ids of the deals contact `cid` lists (GET /contacts/{id}: `deal_ids`, or the ids
- * of `deals`). On RD_OK `*ids` is a new JSON array of id strings (caller decrefs). */
-static rd_status v1_contact_deal_ids(rd_client *c, const char *cid, json_t **ids, api_error *err)
+ * of `deals`). On CALLLOG_OK `*ids` is a new JSON array of id strings (caller decrefs). */
+static calllog_code v1_contact_deal_ids(rd_client *c, const char *cid, json_t **ids,
+                                        calllog_error *err)
 {
     json_t *contact = NULL, *list, *v;
     size_t i;
     *ids = NULL;
-    rd_status st = by_id(c, "GET", "/contacts", cid, NULL, &contact, err);
-    if (st != RD_OK)
+    calllog_code st = by_id(c, "GET", "/contacts", cid, NULL, &contact, err);
+    if (st != CALLLOG_OK)
         return st;
     int objects = json_absent(contact, "deal_ids");
     list = json_list(contact, objects ? "deals" : "deal_ids");
@@ -1380,7 +1386,7 @@ static rd_status v1_contact_deal_ids(rd_client *c, const char *cid, json_t **ids
         json_array_append_new(*ids, json_string(id));
     }
     json_decref(contact);
-    return RD_OK;
+    return CALLLOG_OK;
 }
 
 /* 1 when the JSON array of id strings holds `id`. */
@@ -1399,11 +1405,11 @@ static int ids_hold(const json_t *ids, const char *id)
 /* v1: links deal `did` to contact `cid` with PUT /contacts/{id} carrying the contact's
  * deal_ids plus the new one (deal_ids replaces the list), then reads the contact back.
  * See the header for why a read-back without the deal is permanent. */
-static rd_status v1_link_deal(rd_client *c, const char *cid, const char *did, api_error *err)
+static calllog_code v1_link_deal(rd_client *c, const char *cid, const char *did, calllog_error *err)
 {
     json_t *ids = NULL, *answer = NULL;
-    rd_status st = v1_contact_deal_ids(c, cid, &ids, err);
-    if (st != RD_OK || ids_hold(ids, did)) {
+    calllog_code st = v1_contact_deal_ids(c, cid, &ids, err);
+    if (st != CALLLOG_OK || ids_hold(ids, did)) {
         json_decref(ids);
         return st;
     }
@@ -1413,28 +1419,26 @@ static rd_status v1_link_deal(rd_client *c, const char *cid, const char *did, ap
               : fail(err, 0, "out of memory");
     json_decref(answer);
     json_decref(body);
-    if (st != RD_OK)
+    if (st != CALLLOG_OK)
         return st;
     st = v1_contact_deal_ids(c, cid, &ids, err);
-    if (st == RD_OK && !ids_hold(ids, did)) {
-        memset(err, 0, sizeof *err);
+    if (st == CALLLOG_OK && !ids_hold(ids, did)) {
+        error_set(err, CALLLOG_PERMANENT,
+                  "PUT /contacts/{id}: RD answered 2xx but reading contact %.64s back does not "
+                  "list the new deal %.64s: the deal exists unlinked; link it to the contact in "
+                  "RD, then replay this dead letter",
+                  cid, did);
         err->http_status = 200;
-        err->retry_after_ms = -1;
-        snprintf(err->message, sizeof err->message,
-                 "PUT /contacts/{id}: RD answered 2xx but reading contact %.64s back does not "
-                 "list the new deal %.64s: the deal exists unlinked; link it to the contact in "
-                 "RD, then replay this dead letter",
-                 cid, did);
-        st = RD_ERROR;
+        st = CALLLOG_PERMANENT;
     }
     json_decref(ids);
     return st;
 }
 
 /* Creates a contact and a deal for it; see the header. */
-rd_status rd_create_contact_and_deal(rd_client *c, const char *name, const char *phone_e164,
-                                     const char *stage_id, const char *user_id, rd_contact *contact,
-                                     rd_deal *deal, api_error *err)
+calllog_code rd_create_contact_and_deal(rd_client *c, const char *name, const char *phone_e164,
+                                        const char *stage_id, const char *user_id,
+                                        rd_contact *contact, rd_deal *deal, calllog_error *err)
 {
     const char *nm = name != NULL && name[0] != '\0' ? name : phone_e164;
     int have_contact = contact->id[0] != '\0';
@@ -1443,30 +1447,30 @@ rd_status rd_create_contact_and_deal(rd_client *c, const char *name, const char 
     memset(deal, 0, sizeof *deal);
     if (phone_e164 == NULL || stage_id == NULL || stage_id[0] == '\0')
         return fail(err, 0, "rd_create_contact_and_deal: no phone or stage");
-    rd_status st = RD_OK;
+    calllog_code st = CALLLOG_OK;
     if (!have_contact) {
         st = create_one(c, "POST /contacts", "/contacts", contact_body(c, nm, phone_e164),
                         contact->id, sizeof contact->id, err);
-        if (st != RD_OK)
+        if (st != CALLLOG_OK)
             return st;
         copy_str(contact->name, sizeof contact->name, nm);
     }
     st = create_one(c, "POST /deals", "/deals", deal_body(c, nm, contact->id, stage_id, user_id),
                     deal->id, sizeof deal->id, err);
-    if (st == RD_OK && c->api == RD_API_V1)
+    if (st == CALLLOG_OK && c->api == RD_API_V1)
         st = v1_link_deal(c, contact->id, deal->id, err);
-    if (st != RD_OK)
+    if (st != CALLLOG_OK)
         return st;
     copy_str(deal->name, sizeof deal->name, nm);
     copy_str(deal->user_id, sizeof deal->user_id, user_id);
-    return RD_OK;
+    return CALLLOG_OK;
 }
 
 /* ---- users ---------------------------------------------------------------------------- */
 
-/* Appends the users of one list answer to `*out`. Returns RD_OK, or RD_ERROR (unreadable)
- * when an entry is not an object with an id. */
-static rd_status users_append(json_t *list, rd_user **out, size_t *n, api_error *err)
+/* Appends the users of one list answer to `*out`. Returns CALLLOG_OK, or a negative code
+ * (unreadable) when an entry is not an object with an id. */
+static calllog_code users_append(json_t *list, rd_user **out, size_t *n, calllog_error *err)
 {
     json_t *u;
     size_t i;
@@ -1484,14 +1488,14 @@ static rd_status users_append(json_t *list, rd_user **out, size_t *n, api_error 
         copy_str(r->name, sizeof r->name, json_str(u, "name"));
         (*n)++;
     }
-    return RD_OK;
+    return CALLLOG_OK;
 }
 
 /* Lists the account's users; see the header. */
-rd_status rd_list_users(rd_client *c, rd_user **out, size_t *n, api_error *err)
+calllog_code rd_list_users(rd_client *c, rd_user **out, size_t *n, calllog_error *err)
 {
     int v1 = c->api == RD_API_V1;
-    rd_status st = RD_OK;
+    calllog_code st = CALLLOG_OK;
     *out = NULL;
     *n = 0;
     for (int page = 1; page <= (v1 ? 1 : RD_USERS_MAX_PAGES); page++) {
@@ -1506,7 +1510,7 @@ rd_status rd_list_users(rd_client *c, rd_user **out, size_t *n, api_error *err)
         rd_req q = {"GET", "GET /users", path, NULL};
         st = rd_call(c, &q, &root, err);
         free(path);
-        if (st != RD_OK)
+        if (st != CALLLOG_OK)
             break;
         list = json_list(root, v1 ? "users" : "data");
         st = list ? users_append(list, out, n, err)
@@ -1515,10 +1519,10 @@ rd_status rd_list_users(rd_client *c, rd_user **out, size_t *n, api_error *err)
         int more = list && json_array_size(list) >= RD_V2_PAGE_SIZE &&
                    (!json_is_object(links) || json_str(links, "next") != NULL);
         json_decref(root);
-        if (st != RD_OK || !more)
+        if (st != CALLLOG_OK || !more)
             break;
     }
-    if (st != RD_OK) {
+    if (st != CALLLOG_OK) {
         free(*out);
         *out = NULL;
         *n = 0;

@@ -9,14 +9,15 @@
  * restart share it; a refresh (which rotates the refresh token) happens under a Redis
  * lock, and a 401 triggers one refresh and one retry. One client per thread.
  *
- * Errors: RD_ERROR fills `api_error`. A non-2xx answer keeps its status; a transport
- * failure its curl code, with a message naming the endpoint, never the URL. An answer
- * that cannot be read — a 2xx whose body is empty, not JSON, not an object, or JSON of
- * the wrong shape (a list that is not a list; a contact or deal that is not an object;
- * phones that are not strings or {phone} objects; an id that is neither a non-empty
- * string nor an integer; a created note or task without an id) — is never taken for
- * "not found" or for success: it is RD_ERROR with http_status 0 and curl_code 0, which
- * retry_classify counts as transient ("no usable answer"), and the message
+ * Errors: functions return calllog_code (error.h): CALLLOG_OK, CALLLOG_NOT_FOUND, or a
+ * negative code — transient or permanent as error_classify says — with `err` filled. A non-2xx
+ * answer keeps its status; a transport failure its curl code, with a message naming the endpoint,
+ * never the URL. An answer that cannot be read — a 2xx whose body is empty, not JSON, not an
+ * object, or JSON of the wrong shape (a list that is not a list; a contact or deal that is not an
+ * object; phones that are not strings or {phone} objects; an id that is neither a non-empty string
+ * nor an integer; a created note or task without an id) — is never taken for "not found" or for
+ * success: it is CALLLOG_TRANSIENT with http_status 0 and curl_code 0, which error_classify counts
+ * as transient ("no usable answer"), and the message
  * "<endpoint>: answer unreadable: <why>", e.g. "GET /contacts: answer unreadable: not
  * JSON (HTTP 200, text/html): '[' or '{' expected near '<'". The processor retries it
  * and, once RETRY_MAX_ATTEMPTS are used, dead-letters it with that message. */
@@ -29,6 +30,7 @@
 
 #include "http_client.h"
 #include "keys.h"
+#include "error.h"
 
 typedef enum { RD_API_V1 = 1, RD_API_V2 = 2 } rd_api;
 
@@ -48,8 +50,6 @@ typedef struct rd_settings {
     rd_acquire_fn acquire;
     void *acquire_arg;
 } rd_settings;
-
-typedef enum { RD_OK = 0, RD_NOT_FOUND = 1, RD_ERROR = -1 } rd_status;
 
 typedef struct rd_contact {
     char id[64];
@@ -74,19 +74,21 @@ void rd_client_set_redis(rd_client *c, redisContext *redis);
 
 void rd_client_free(rd_client *c);
 
-/* Finds the contact whose phone is `phone_e164`'s line. RD_NOT_FOUND when none. */
-rd_status rd_find_contact(rd_client *c, const char *phone_e164, rd_contact *out, api_error *err);
+/* Finds the contact whose phone is `phone_e164`'s line. CALLLOG_NOT_FOUND when none. */
+calllog_code rd_find_contact(rd_client *c, const char *phone_e164, rd_contact *out,
+                             calllog_error *err);
 
-/* The contact's open deal updated most recently. RD_NOT_FOUND when it has none. */
-rd_status rd_find_open_deal(rd_client *c, const char *contact_id, rd_deal *out, api_error *err);
+/* The contact's open deal updated most recently. CALLLOG_NOT_FOUND when it has none. */
+calllog_code rd_find_open_deal(rd_client *c, const char *contact_id, rd_deal *out,
+                               calllog_error *err);
 
-/* Posts a note on a deal; writes the new note's id (RD_OK always comes with one). */
-rd_status rd_post_note(rd_client *c, const char *deal_id, const char *user_id, const char *text,
-                       char *note_id, size_t idlen, api_error *err);
+/* Posts a note on a deal; writes the new note's id (CALLLOG_OK always comes with one). */
+calllog_code rd_post_note(rd_client *c, const char *deal_id, const char *user_id, const char *text,
+                          char *note_id, size_t idlen, calllog_error *err);
 
 /* Creates a call task on a deal dated `when`, then marks it done; writes its id. v1 dates
  * it in the process's local zone (note_timezone_init), v2 in UTC. When the task was
- * created but could not be marked done, RD_ERROR is returned with `task_id` already set:
+ * created but could not be marked done, a negative code is returned with `task_id` already set:
  * the task exists, so look for the marker before trying again.
  *
  * Free plans: RD refuses tasks of type `call` (every type but `task`) with 403 on
@@ -96,20 +98,20 @@ rd_status rd_post_note(rd_client *c, const char *deal_id, const char *user_id, c
  * then on, and the worker that recorded it logs one warning. A 403 for type `task` too is
  * something else (the token's user may not create tasks): a permanent error, nothing
  * remembered. */
-rd_status rd_post_call_task(rd_client *c, const char *deal_id, const char *user_id,
-                            const char *subject, const char *notes, time_t when, char *task_id,
-                            size_t idlen, api_error *err);
+calllog_code rd_post_call_task(rd_client *c, const char *deal_id, const char *user_id,
+                               const char *subject, const char *notes, time_t when, char *task_id,
+                               size_t idlen, calllog_error *err);
 
 /* Which of a deal's lists a marker search reads: the ones the delivery mode writes to. */
 typedef enum { RD_MARKER_NOTES = 1, RD_MARKER_TASKS = 2, RD_MARKER_BOTH = 3 } rd_marker_scope;
 
-/* Looks for `marker` in the text of the deal's notes and/or tasks (`scope`). RD_OK with
- * the entry's id in `found_id` when present, RD_NOT_FOUND when not. A v2 task list that
+/* Looks for `marker` in the text of the deal's notes and/or tasks (`scope`). CALLLOG_OK with
+ * the entry's id in `found_id` when present, CALLLOG_NOT_FOUND when not. A v2 task list that
  * RD refuses with 400/422 (its filter=deal_id is unverified) means "cannot search", never
- * "not found" (that would post a second entry): RD_ERROR with http_status 0 (transient)
+ * "not found" (that would post a second entry): CALLLOG_TRANSIENT with http_status 0
  * and a message saying so. */
-rd_status rd_find_marker(rd_client *c, const char *deal_id, rd_marker_scope scope,
-                         const char *marker, char *found_id, size_t idlen, api_error *err);
+calllog_code rd_find_marker(rd_client *c, const char *deal_id, rd_marker_scope scope,
+                            const char *marker, char *found_id, size_t idlen, calllog_error *err);
 
 /* Creates a contact with `phone_e164` (named `name`, or the phone) and a deal for it in
  * pipeline stage `stage_id`. When `contact->id` is already set (a known contact without
@@ -118,14 +120,14 @@ rd_status rd_find_marker(rd_client *c, const char *deal_id, rd_marker_scope scop
  *
  * v1 links the deal through the documented route, PUT /contacts/{id} with the contact's
  * deal_ids plus the new one, and reads the contact back: when the read-back does not
- * list the deal, RD_ERROR with `deal->id` set (the deal exists, unlinked) and
+ * list the deal, CALLLOG_PERMANENT with `deal->id` set (the deal exists, unlinked) and
  * http_status 200 — RD answered, but did not link. That is permanent (api_failed buries
  * anything not transient): RD took the PUT and ignored it, so a retry would do the same
  * and create one more unlinked deal each time; the message names both ids so the
  * operator can link them by hand and replay. v2 sends contact_ids on POST /deals. */
-rd_status rd_create_contact_and_deal(rd_client *c, const char *name, const char *phone_e164,
-                                     const char *stage_id, const char *user_id, rd_contact *contact,
-                                     rd_deal *deal, api_error *err);
+calllog_code rd_create_contact_and_deal(rd_client *c, const char *name, const char *phone_e164,
+                                        const char *stage_id, const char *user_id,
+                                        rd_contact *contact, rd_deal *deal, calllog_error *err);
 
 /* One RD user, as GET /users lists it. */
 typedef struct rd_user {
@@ -134,9 +136,9 @@ typedef struct rd_user {
     char name[256];
 } rd_user;
 
-/* Lists the account's users (GET /users; v2 pages through page[number]). On RD_OK
+/* Lists the account's users (GET /users; v2 pages through page[number]). On CALLLOG_OK
  * `*out` holds `*n` users (the caller frees it; NULL when there are none). */
-rd_status rd_list_users(rd_client *c, rd_user **out, size_t *n, api_error *err);
+calllog_code rd_list_users(rd_client *c, rd_user **out, size_t *n, calllog_error *err);
 
 /* What the account's plan was seen to refuse, as recorded in Redis. */
 typedef struct rd_plan {

@@ -90,7 +90,7 @@ struct reconciler {
     long long started_ms;  /* when this thread started (for the stale alert) */
     long long alerted_ms;  /* last stale alert sent by this process */
     long long gauges_ms;   /* last refresh of the gauges */
-    char error[256];       /* last failure, for the log and the alert */
+    calllog_error error;   /* last failure, for the log and the alert */
 };
 
 /* The figures of one pass. */
@@ -175,29 +175,29 @@ json_t *reconcile_event(const twilio_call_summary *call, long long now_ms, const
 
 /* Runs a script whose answer is an integer. Returns it, or -2 on error. */
 static long long eval_int(redisContext *c, const char *script, int nkeys, int argc,
-                          const char *const *args, char *err, size_t errlen)
+                          const char *const *args, calllog_error *err)
 {
-    redisReply *r = redis_eval(c, script, nkeys, argc, args, err, errlen);
+    redisReply *r = redis_eval(c, script, nkeys, argc, args, err);
     if (!r)
         return -2;
     long long v = r->type == REDIS_REPLY_INTEGER ? r->integer : -2;
     if (v == -2)
-        snprintf(err, errlen, "unexpected script answer");
+        error_set(err, CALLLOG_TRANSIENT, "unexpected script answer");
     freeReplyObject(r);
     return v;
 }
 
 /* Takes or renews the lease. Returns 2 taken, 1 renewed, 0 held by another, -2 error. */
-static long long lease_take(reconciler *r, char *err, size_t errlen)
+static long long lease_take(reconciler *r, calllog_error *err)
 {
     char ttl[24];
     snprintf(ttl, sizeof ttl, "%ld", r->s->reconcile_lease_ms);
     const char *args[] = {r->s->keys.reconcile_leader, r->s->consumer, ttl};
-    return eval_int(r->redis, lua_lease, 1, 3, args, err, errlen);
+    return eval_int(r->redis, lua_lease, 1, 3, args, err);
 }
 
 /* Writes fields `kv[0..n)` (name, value, ...) to the state hash while leader. */
-static int record(reconciler *r, const char *const *kv, int n, char *err, size_t errlen)
+static int record(reconciler *r, const char *const *kv, int n, calllog_error *err)
 {
     const char *args[24];
     if (n > 20)
@@ -206,9 +206,9 @@ static int record(reconciler *r, const char *const *kv, int n, char *err, size_t
     args[1] = r->s->keys.reconcile;
     args[2] = r->s->consumer;
     memcpy(args + 3, kv, (size_t)n * sizeof *kv);
-    long long v = eval_int(r->redis, lua_record, 2, n + 3, args, err, errlen);
+    long long v = eval_int(r->redis, lua_record, 2, n + 3, args, err);
     if (v == 0)
-        snprintf(err, errlen, "the reconciler lease was lost");
+        error_set(err, CALLLOG_TRANSIENT, "the reconciler lease was lost");
     return v == 1 ? 0 : -1;
 }
 
@@ -266,7 +266,7 @@ int reconcile_state_read(redisContext *c, const calllog_keys *k, reconcile_state
 /* Appends the calls `calls[idx[0..n)]` to the events stream, logging each (the others
  * were appended by an earlier pass). Returns how many, or -1 with `err` filled. */
 static long enqueue(reconciler *r, const twilio_call_summary *calls, const size_t *idx, size_t n,
-                    const char *request_id, char *err, size_t errlen)
+                    const char *request_id, calllog_error *err)
 {
     long long now = timing_epoch_ms();
     char now_s[24], keep[24], received[40];
@@ -296,9 +296,9 @@ static long enqueue(reconciler *r, const twilio_call_summary *calls, const size_
     }
     redisReply *reply = NULL;
     if (failed)
-        snprintf(err, errlen, "out of memory building events");
+        error_set(err, CALLLOG_TRANSIENT, "out of memory building events");
     else
-        reply = redis_eval(r->redis, lua_enqueue, 3, argc, args, err, errlen);
+        reply = redis_eval(r->redis, lua_enqueue, 3, argc, args, err);
     for (size_t i = 0; i < n; i++)
         free(texts[i]);
     if (!reply)
@@ -313,23 +313,25 @@ static long enqueue(reconciler *r, const twilio_call_summary *calls, const size_
 
 /* Looks the page's candidates up in the ledger and appends those never seen. */
 static int backfill(reconciler *r, const twilio_call_summary *calls, const size_t *cand, size_t n,
-                    const char *request_id, pass_stats *st, char *err, size_t errlen)
+                    const char *request_id, pass_stats *st, calllog_error *err)
 {
     const char **sids = calloc(n, sizeof *sids);
     unsigned char *unseen = calloc(n, 1);
     size_t todo[ENQUEUE_BATCH], m = 0;
     int rc = -1;
     if (!sids || !unseen) {
-        snprintf(err, errlen, "out of memory");
+        error_set(err, CALLLOG_TRANSIENT, "out of memory");
         goto out;
     }
     for (size_t i = 0; i < n; i++)
         sids[i] = calls[cand[i]].sid;
-    if (ledger_unseen(r->ledger, sids, n, unseen, err, errlen) < 0)
+    if (ledger_unseen(r->ledger, sids, n, unseen) < 0) {
+        error_copy(err, ledger_error(r->ledger));
         goto out;
+    }
     for (size_t i = 0; i <= n; i++) {
         if (m == ENQUEUE_BATCH || (i == n && m > 0)) {
-            long added = enqueue(r, calls, todo, m, request_id, err, errlen);
+            long added = enqueue(r, calls, todo, m, request_id, err);
             if (added < 0)
                 goto out;
             st->backfilled += added;
@@ -348,11 +350,11 @@ out:
 
 /* Examines one page. Sets `*done` when paging can stop. Returns 0 or -1. */
 static int examine_page(reconciler *r, const reconcile_window *w, const twilio_calls_page *page,
-                        const char *request_id, pass_stats *st, int *done, char *err, size_t errlen)
+                        const char *request_id, pass_stats *st, int *done, calllog_error *err)
 {
     size_t *cand = calloc(page->n ? page->n : 1, sizeof *cand), n = 0;
     if (!cand) {
-        snprintf(err, errlen, "out of memory");
+        error_set(err, CALLLOG_TRANSIENT, "out of memory");
         return -1;
     }
     for (size_t i = 0; i < page->n; i++) {
@@ -368,35 +370,35 @@ static int examine_page(reconciler *r, const reconcile_window *w, const twilio_c
     }
     st->candidates += (long)n;
     metric_add(rm.examined, NULL, (double)page->n);
-    int rc = n > 0 ? backfill(r, page->calls, cand, n, request_id, st, err, errlen) : 0;
+    int rc = n > 0 ? backfill(r, page->calls, cand, n, request_id, st, err) : 0;
     free(cand);
     return rc;
 }
 
 /* Pages through the window. Returns 0 when every page was examined, -1 otherwise. */
 static int walk(reconciler *r, const reconcile_window *w, const char *request_id, pass_stats *st,
-                char *err, size_t errlen)
+                calllog_error *err)
 {
     char *next = NULL;
     int done = 0, rc = 0;
     long long role;
     do {
         twilio_calls_page page;
-        api_error ae;
+        calllog_error ae;
         if (twilio_list_calls(r->twilio, next, (time_t)(w->lower_ms / 1000), PAGE_SIZE, &page,
                               &ae) != 0) {
-            snprintf(err, errlen, "%.200s", ae.message);
+            error_set(err, CALLLOG_TRANSIENT, "%.200s", ae.message);
             rc = -1;
             break;
         }
         st->pages++;
-        rc = examine_page(r, w, &page, request_id, st, &done, err, errlen);
+        rc = examine_page(r, w, &page, request_id, st, &done, err);
         free(next);
         next = page.next_page_uri ? strdup(page.next_page_uri) : NULL;
         twilio_calls_page_free(&page);
-        if (rc == 0 && next && !done && (role = lease_take(r, err, errlen)) != 1) {
+        if (rc == 0 && next && !done && (role = lease_take(r, err)) != 1) {
             if (role == 0)
-                snprintf(err, errlen, "the reconciler lease was lost");
+                error_set(err, CALLLOG_TRANSIENT, "the reconciler lease was lost");
             rc = -1;
         }
     } while (rc == 0 && next && !done);
@@ -405,13 +407,13 @@ static int walk(reconciler *r, const reconcile_window *w, const char *request_id
 }
 
 /* Opens what a pass needs beyond Redis. Returns 0 when ready. */
-static int open_pass_links(reconciler *r, char *err, size_t errlen)
+static int open_pass_links(reconciler *r, calllog_error *err)
 {
     if (!r->twilio && !(r->twilio = twilio_client_new(&r->s->twilio))) {
-        snprintf(err, errlen, "cannot create the Twilio client");
+        error_set(err, CALLLOG_TRANSIENT, "cannot create the Twilio client");
         return -1;
     }
-    if (!r->ledger && !(r->ledger = ledger_open(r->s->database_url, err, errlen)))
+    if (!r->ledger && !(r->ledger = ledger_open(r->s->database_url, err)))
         return -1;
     return 0;
 }
@@ -425,20 +427,21 @@ static void finish_pass(reconciler *r, int ok, const reconcile_window *w, long l
     if (r->backoff_ms > r->s->reconcile_interval_ms)
         r->backoff_ms = r->s->reconcile_interval_ms;
     r->next_run_ms = now + (ok ? r->s->reconcile_interval_ms : r->backoff_ms);
-    char ck[24], run[24], next[24], ex[24], bf[24], err[256];
+    char ck[24], run[24], next[24], ex[24], bf[24];
+    calllog_error err;
     snprintf(ck, sizeof ck, "%lld", w->upper_ms);
     snprintf(run, sizeof run, "%lld", started);
     snprintf(next, sizeof next, "%lld", r->next_run_ms);
     snprintf(ex, sizeof ex, "%ld", st->examined);
     snprintf(bf, sizeof bf, "%ld", st->backfilled);
-    const char *common[] = {
-        "last_run_ms",       run,          "next_run_ms",     next, "last_result",
-        ok ? "ok" : "error", "last_error", ok ? "" : r->error};
+    const char *common[] = {"last_run_ms", run,
+                            "next_run_ms", next,
+                            "last_result", ok ? "ok" : "error",
+                            "last_error",  ok ? "" : r->error.message};
     const char *success[] = {"checkpoint_ms", ck, "last_success_ms", run,
                              "last_examined", ex, "last_backfilled", bf};
-    if (record(r, common, 8, err, sizeof err) != 0 ||
-        (ok && record(r, success, 8, err, sizeof err)))
-        log_warn("reconciler: cannot record the pass", LF_S("error", err));
+    if (record(r, common, 8, &err) != 0 || (ok && record(r, success, 8, &err)))
+        log_warn("reconciler: cannot record the pass", LF_S("error", err.message));
     metric_add(rm.runs, ok ? "result=\"ok\"" : "result=\"error\"", 1);
 }
 
@@ -451,14 +454,13 @@ static void run_pass(reconciler *r)
     long long started = timing_epoch_ms();
     double t0 = timing_mono_s();
     snprintf(request_id, sizeof request_id, "reconcile-%lld", started);
-    r->error[0] = '\0';
+    error_clear(&r->error);
     int ok = reconcile_state_read(r->redis, &r->s->keys, &state) == 0;
     if (!ok)
-        snprintf(r->error, sizeof r->error, "cannot read the checkpoint from Redis");
+        error_set(&r->error, CALLLOG_TRANSIENT, "cannot read the checkpoint from Redis");
     reconcile_window w = reconcile_window_for(r->s, started, state.checkpoint_ms);
     if (ok && w.upper_ms > w.lower_ms)
-        ok = open_pass_links(r, r->error, sizeof r->error) == 0 &&
-             walk(r, &w, request_id, &st, r->error, sizeof r->error) == 0;
+        ok = open_pass_links(r, &r->error) == 0 && walk(r, &w, request_id, &st, &r->error) == 0;
     if (ok && w.upper_ms <= state.checkpoint_ms)
         w.upper_ms = state.checkpoint_ms; /* the clock went back: never move it back */
     finish_pass(r, ok, &w, started, &st);
@@ -472,7 +474,7 @@ static void run_pass(reconciler *r)
                  LF_S("checkpoint", ck), LF_I("duration_ms", ms));
     } else {
         log_warn("reconciliation failed, retrying later", LF_S("request_id", request_id),
-                 LF_S("error", r->error), LF_I("pages", st.pages),
+                 LF_S("error", r->error.message), LF_I("pages", st.pages),
                  LF_I("backfilled", st.backfilled), LF_I("retry_in_ms", r->backoff_ms),
                  LF_I("duration_ms", ms));
     }
@@ -498,24 +500,24 @@ static void watch(reconciler *r)
     long long stale = 3 * r->s->reconcile_interval_ms;
     if (r->leader && now - since > stale && now - r->alerted_ms > stale) {
         r->alerted_ms = now;
-        alert_reconcile_stale(since / 1000, state.last_error[0] ? state.last_error : r->error);
+        alert_reconcile_stale(since / 1000,
+                              state.last_error[0] ? state.last_error : r->error.message);
     }
 }
 
 /* One tick: connection, lease, the pass when due, the gauges. */
 static void tick(reconciler *r)
 {
-    char err[256] = "";
+    calllog_error err = {0};
     if (r->redis && r->redis->err) {
         redisFree(r->redis);
         r->redis = NULL;
     }
-    if (!r->redis &&
-        !(r->redis = redis_open(&r->s->redis, (int)r->s->redis_timeout_ms, err, sizeof err))) {
+    if (!r->redis && !(r->redis = redis_open(&r->s->redis, (int)r->s->redis_timeout_ms, &err))) {
         r->leader = 0;
         return;
     }
-    long long role = lease_take(r, err, sizeof err);
+    long long role = lease_take(r, &err);
     if (role == 2) {
         reconcile_state state;
         log_info("reconciler lease taken: this worker reconciles",
@@ -525,7 +527,7 @@ static void tick(reconciler *r)
                              : 0; /* the previous holder's schedule */
     }
     if (role < 0)
-        log_warn("reconciler: cannot take the lease", LF_S("error", err));
+        log_warn("reconciler: cannot take the lease", LF_S("error", err.message));
     r->leader = role > 0;
     if (r->leader && timing_epoch_ms() >= r->next_run_ms)
         run_pass(r);
@@ -544,9 +546,9 @@ static void *reconciler_main(void *arg)
             timing_sleep_ms(50);
     }
     if (r->redis && !r->redis->err && r->leader) {
-        char err[256];
+        calllog_error err;
         const char *args[] = {r->s->keys.reconcile_leader, r->s->consumer};
-        (void)eval_int(r->redis, lua_release, 1, 2, args, err, sizeof err);
+        (void)eval_int(r->redis, lua_release, 1, 2, args, &err);
     }
     return NULL;
 }

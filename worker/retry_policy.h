@@ -1,16 +1,10 @@
-/* retry_policy — which failures are worth retrying, and how long to wait before the next try.
+/* retry_policy — how long to wait before the next try, and when to stop trying.
  *
- * Design §3 "Retries": transient = network error, timeout, 5xx, 429, 408; permanent =
- * other 4xx (a v2 401 first gets one OAuth refresh); exponential backoff with full jitter,
- * capped; Retry-After honoured; exhausted attempts go to the dead stream.
- *
- * Classification table (retry_classify):
- *   curl code != 0 (DNS, connect, TLS, timeout, reset, …)  RETRY_TRANSIENT
- *   HTTP 2xx                                               RETRY_OK
- *   HTTP 401                                               RETRY_AUTH
- *   HTTP 408, 429, 5xx                                     RETRY_TRANSIENT
- *   HTTP 0 with curl code 0 (no answer at all)             RETRY_TRANSIENT
- *   other 4xx, 1xx, 3xx (redirects are not followed), ≥600 RETRY_PERMANENT
+ * Design §3 "Retries": which failures are transient is decided once, by error_classify
+ * (common/error.h: network error, timeout, 5xx, 429, 408, no usable answer; a v2 401 first
+ * gets one OAuth refresh inside the RD client); this module turns a transient failure into
+ * a delay: exponential backoff with full jitter, capped, Retry-After honoured; exhausted
+ * attempts go to the dead stream.
  *
  * Backoff (retry_delay_ms), attempt n = 1 for the first failed try:
  *   cap   = min(max_delay_ms, base_ms * 2^(n-1))        (no overflow for any n)
@@ -35,16 +29,6 @@
 #define RETRY_DEFAULT_MAX_DELAY_MS 300000L
 /* Longest wait a Retry-After can impose (1 hour). */
 #define RETRY_AFTER_MAX_MS 3600000L
-/* Largest value retry_parse_retry_after returns (1 day); longer ones are clamped. */
-#define RETRY_AFTER_PARSE_MAX_MS 86400000L
-
-/* What to do after one HTTP exchange. */
-typedef enum retry_class {
-    RETRY_OK,        /* success */
-    RETRY_TRANSIENT, /* try again later */
-    RETRY_AUTH,      /* 401: refresh the OAuth token once (RD v2), then retry */
-    RETRY_PERMANENT  /* retrying cannot help: dead stream */
-} retry_class;
 
 /* The backoff policy. */
 typedef struct retry_settings {
@@ -59,16 +43,9 @@ typedef struct retry_settings {
         RETRY_DEFAULT_MAX_ATTEMPTS, RETRY_DEFAULT_BASE_MS, RETRY_DEFAULT_MAX_DELAY_MS              \
     }
 
-/* Classifies an outcome: `curl_code` is the CURLcode (0 = the exchange completed) and
- * `http_status` the response code. See the table above. */
-retry_class retry_classify(int curl_code, long http_status);
-
-/* The name of a class ("ok", "transient", "auth", "permanent"), for logs and metrics. */
-const char *retry_class_name(retry_class c);
-
 /* Milliseconds to wait before the try after failed attempt `attempt` (1-based; values
  * below 1 count as 1). `retry_after_ms` > 0 is the server's Retry-After (see
- * retry_parse_retry_after), <= 0 when none. `random` is any 64-bit random value
+ * timing_parse_retry_after), <= 0 when none. `random` is any 64-bit random value
  * (retry_random() in production, fixed values in tests). `s` NULL means the defaults;
  * negative base/max count as 0. Never negative. */
 long retry_delay_ms(const retry_settings *s, int attempt, long retry_after_ms, uint64_t random);
@@ -76,12 +53,6 @@ long retry_delay_ms(const retry_settings *s, int attempt, long retry_after_ms, u
 /* A 64-bit random value from getrandom(2) (non-blocking); falls back to mixing the clocks
  * and a stack address when the kernel pool is not ready yet. Thread-safe, no state. */
 uint64_t retry_random(void);
-
-/* Parses a Retry-After header value: delta-seconds ("120") or an HTTP-date (IMF-fixdate
- * "Sun, 06 Nov 1994 08:49:37 GMT", RFC 850 "Sunday, 06-Nov-94 08:49:37 GMT", or asctime
- * "Sun Nov  6 08:49:37 1994"), relative to `now`. Returns milliseconds (0 for a date in
- * the past, at most RETRY_AFTER_PARSE_MAX_MS), or -1 when absent, empty or malformed. */
-long retry_parse_retry_after(const char *header_value, time_t now);
 
 /* 1 when `attempt` tries (1-based count of tries made) have used up the budget of `s`
  * (NULL: defaults; max_attempts < 1 counts as 1), 0 when another try is allowed. */

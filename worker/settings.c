@@ -12,12 +12,11 @@
 #include "log.h"
 #include "phone.h"
 
-static int load_redis(worker_settings *s, config_error *err)
+static int load_redis(worker_settings *s, calllog_error *err)
 {
-    char why[200];
-    if (redis_url_parse(config_str("REDIS_URL", "redis://127.0.0.1:6379/0"), &s->redis, why,
-                        sizeof why) != 0)
-        return config_fail(err, "REDIS_URL", why);
+    calllog_error why;
+    if (redis_url_parse(config_str("REDIS_URL", "redis://127.0.0.1:6379/0"), &s->redis, &why) != 0)
+        return config_fail(err, "REDIS_URL", why.message);
     if (keys_build(config_str("CALLLOG_KEY_PREFIX", "calllog"), &s->keys) != 0)
         return config_fail(err, "CALLLOG_KEY_PREFIX", "expected a short name without spaces");
     return config_long("WORKER_REDIS_TIMEOUT_MS", 5000, 100, 60000, &s->redis_timeout_ms, err);
@@ -35,7 +34,7 @@ static void make_consumer_name(worker_settings *s)
         snprintf(s->consumer, sizeof s->consumer, "%s-%ld", host, (long)getpid());
 }
 
-static int load_consumer(worker_settings *s, config_error *err)
+static int load_consumer(worker_settings *s, calllog_error *err)
 {
     make_consumer_name(s);
     return config_long("WORKER_CONCURRENCY", 4, 1, 64, &s->concurrency, err) ||
@@ -51,7 +50,7 @@ static int load_consumer(worker_settings *s, config_error *err)
 }
 
 /* TWILIO_RECONCILE_NUMBERS: "+551130001000,+551130001001" (E.164). */
-static int load_reconcile_numbers(worker_settings *s, config_error *err)
+static int load_reconcile_numbers(worker_settings *s, calllog_error *err)
 {
     const char *v = config_str("TWILIO_RECONCILE_NUMBERS", NULL);
     while (v && *v) {
@@ -74,7 +73,7 @@ static int load_reconcile_numbers(worker_settings *s, config_error *err)
 }
 
 /* The reconciler: on by default whenever Twilio REST credentials are set. */
-static int load_reconcile(worker_settings *s, int have_credentials, config_error *err)
+static int load_reconcile(worker_settings *s, int have_credentials, calllog_error *err)
 {
     if (config_long("TWILIO_RECONCILE_INTERVAL_MS", have_credentials ? 120000 : 0, 0, 86400000,
                     &s->reconcile_interval_ms, err) ||
@@ -97,7 +96,7 @@ static int load_reconcile(worker_settings *s, int have_credentials, config_error
 }
 
 /* Twilio REST credentials: an API key (preferred) or the account's auth token. */
-static int load_twilio(worker_settings *s, config_error *err)
+static int load_twilio(worker_settings *s, calllog_error *err)
 {
     twilio_settings *t = &s->twilio;
     t->base_url = config_str("TWILIO_API_BASE_URL", "https://api.twilio.com");
@@ -120,7 +119,7 @@ static int load_twilio(worker_settings *s, config_error *err)
     return load_reconcile(s, have, err);
 }
 
-static int load_rd_v1(worker_settings *s, config_error *err)
+static int load_rd_v1(worker_settings *s, calllog_error *err)
 {
     s->rd.base_url = config_str("RDSTATION_API_BASE_URL", "https://crm.rdstation.com/api/v1");
     if (config_require("RDSTATION_TOKEN", &s->rd.token, err) != 0)
@@ -128,7 +127,7 @@ static int load_rd_v1(worker_settings *s, config_error *err)
     return config_require("RDSTATION_USER_ID", &s->rd_user_id, err);
 }
 
-static int load_rd_v2(worker_settings *s, config_error *err)
+static int load_rd_v2(worker_settings *s, calllog_error *err)
 {
     s->rd.base_url = config_str("RDSTATION_API_BASE_URL", "https://api.rd.services/crm/v2");
     s->rd.oauth_url = config_str("RDSTATION_OAUTH_URL", "https://api.rd.services/oauth2/token");
@@ -141,7 +140,7 @@ static int load_rd_v2(worker_settings *s, config_error *err)
 }
 
 /* RDSTATION_USER_MAP: "+551130001000=userA,+551130001001=userB". */
-static int load_user_map(worker_settings *s, config_error *err)
+static int load_user_map(worker_settings *s, calllog_error *err)
 {
     const char *v = config_str("RDSTATION_USER_MAP", NULL);
     while (v && *v) {
@@ -164,7 +163,7 @@ static int load_user_map(worker_settings *s, config_error *err)
     return 0;
 }
 
-static int load_rdstation(worker_settings *s, config_error *err)
+static int load_rdstation(worker_settings *s, calllog_error *err)
 {
     static const char *const apis[] = {"v1", "v2", NULL};
     int api;
@@ -185,7 +184,7 @@ static int load_rdstation(worker_settings *s, config_error *err)
     return load_user_map(s, err);
 }
 
-static int load_delivery(worker_settings *s, config_error *err)
+static int load_delivery(worker_settings *s, calllog_error *err)
 {
     static const char *const modes[] = {"note", "task", "both", NULL};
     static const char *const policies[] = {"skip", "dead", "create", NULL};
@@ -204,7 +203,7 @@ static int load_delivery(worker_settings *s, config_error *err)
     return 0;
 }
 
-static int load_retry_and_cache(worker_settings *s, config_error *err)
+static int load_retry_and_cache(worker_settings *s, calllog_error *err)
 {
     long attempts;
     if (config_long("RETRY_MAX_ATTEMPTS", RETRY_DEFAULT_MAX_ATTEMPTS, 1, 1000, &attempts, err) ||
@@ -218,7 +217,7 @@ static int load_retry_and_cache(worker_settings *s, config_error *err)
     return 0;
 }
 
-static int load_alerts(worker_settings *s, config_error *err)
+static int load_alerts(worker_settings *s, calllog_error *err)
 {
     s->alert_webhook_url = config_str("ALERT_WEBHOOK_URL", NULL);
     return config_long("ALERT_WINDOW_S", 300, 10, 86400, &s->alert_window_s, err) ||
@@ -230,7 +229,7 @@ static int load_alerts(worker_settings *s, config_error *err)
 
 /* Names every required setting that is missing at once (which ones depends on
  * RDSTATION_API; a malformed RDSTATION_API is reported by load_rdstation). */
-static int check_required(config_error *err)
+static int check_required(calllog_error *err)
 {
     static const char *const v1[] = {"DATABASE_URL", "RDSTATION_TOKEN", "RDSTATION_USER_ID", NULL};
     static const char *const v2[] = {"DATABASE_URL", "RDSTATION_CLIENT_ID",
@@ -239,7 +238,7 @@ static int check_required(config_error *err)
     return config_require_all(strcmp(api, "v2") == 0 ? v2 : v1, err);
 }
 
-int worker_settings_load(worker_settings *s, config_error *err)
+int worker_settings_load(worker_settings *s, calllog_error *err)
 {
     memset(s, 0, sizeof *s);
     if (check_required(err) || load_redis(s, err) ||
@@ -255,7 +254,7 @@ int worker_settings_load(worker_settings *s, config_error *err)
 
 /* Fills the ids of the map's e-mails from `users`. Returns 0, or -1 naming the first
  * e-mail no user has. */
-static int resolve_from(worker_settings *s, const rd_user *users, size_t n, config_error *err)
+static int resolve_from(worker_settings *s, const rd_user *users, size_t n, calllog_error *err)
 {
     for (size_t i = 0; i < s->user_map_len; i++) {
         user_route *r = &s->user_map[i];
@@ -279,28 +278,28 @@ static int resolve_from(worker_settings *s, const rd_user *users, size_t n, conf
 }
 
 /* Resolves the map's e-mails; see the header. */
-int worker_settings_resolve_users(worker_settings *s, config_error *err)
+int worker_settings_resolve_users(worker_settings *s, calllog_error *err)
 {
-    char why[512];
+    calllog_error why;
     size_t i = 0, n = 0;
     rd_user *users = NULL;
-    api_error ae;
+    calllog_error ae;
     while (i < s->user_map_len && s->user_map[i].email[0] == '\0')
         i++;
     if (i == s->user_map_len)
         return 0;
-    redisContext *redis = redis_open(&s->redis, (int)s->redis_timeout_ms, why, sizeof why);
+    redisContext *redis = redis_open(&s->redis, (int)s->redis_timeout_ms, &why);
     rd_client *c = redis ? rd_client_new(&s->rd, redis, &s->keys) : NULL;
-    rd_status st = c ? rd_list_users(c, &users, &n, &ae) : RD_ERROR;
+    calllog_code st = c ? rd_list_users(c, &users, &n, &ae) : CALLLOG_TRANSIENT;
     int rc;
-    if (st == RD_OK) {
+    if (st == CALLLOG_OK) {
         rc = resolve_from(s, users, n, err);
     } else {
-        snprintf(err->msg, sizeof err->msg,
-                 "RDSTATION_USER_MAP: its e-mails cannot be resolved to RD user ids: %.400s",
-                 !redis ? why
-                 : !c   ? "cannot create the RD Station client"
-                        : ae.message);
+        error_set(err, CALLLOG_INVALID,
+                  "RDSTATION_USER_MAP: its e-mails cannot be resolved to RD user ids: %.400s",
+                  !redis ? why.message
+                  : !c   ? "cannot create the RD Station client"
+                         : ae.message);
         rc = -2;
     }
     free(users);

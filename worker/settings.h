@@ -64,7 +64,7 @@ typedef struct worker_settings {
 } worker_settings;
 
 /* Loads and validates every setting. Returns 0, or -1 with `err` filled. */
-int worker_settings_load(worker_settings *s, config_error *err);
+int worker_settings_load(worker_settings *s, calllog_error *err);
 
 /* Logs one warning for each setting whose transport is plain text outside this host:
  * an http:// RDSTATION_API_BASE_URL, RDSTATION_OAUTH_URL (v2), TWILIO_API_BASE_URL (when
@@ -80,7 +80,7 @@ void worker_settings_warn_plaintext(const worker_settings *s);
  * and RD client; the request skips the shared rate limiter (one or a few at start).
  * Returns 0; -1 with `err` naming RDSTATION_USER_MAP and the e-mail no RD user has; or
  * -2 with `err` saying why the users could not be listed (Redis or RD unreachable). */
-int worker_settings_resolve_users(worker_settings *s, config_error *err);
+int worker_settings_resolve_users(worker_settings *s, calllog_error *err);
 
 /* The RD user for a call handled by Twilio number `our_number` (the mapped salesperson,
  * else RDSTATION_USER_ID; may be NULL on v2 without a default). */

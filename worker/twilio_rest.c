@@ -133,7 +133,7 @@ static void count_request(twilio_client *c, long status)
  * parsed JSON in `*out` (caller decrefs), or -1 with `err` filled. `what` names the
  * request in messages. */
 static int get_json(twilio_client *c, const char *path, const char *what, json_t **out,
-                    api_error *err)
+                    calllog_error *err)
 {
     static const char *const headers[] = {"Accept: application/json", NULL};
     const retry_settings rs = {c->s->max_tries > 0 ? c->s->max_tries : 1, TWILIO_RETRY_BASE_MS,
@@ -142,8 +142,7 @@ static int get_json(twilio_client *c, const char *path, const char *what, json_t
     char *url = malloc(n);
     *out = NULL;
     if (url == NULL) {
-        memset(err, 0, sizeof *err);
-        snprintf(err->message, sizeof err->message, "%s: out of memory", what);
+        error_set(err, CALLLOG_NOMEM, "%s: out of memory", what);
         return -1;
     }
     snprintf(url, n, "%s%s", c->base_url, path);
@@ -155,9 +154,7 @@ static int get_json(twilio_client *c, const char *path, const char *what, json_t
             *out = json_loadb(r.body, r.body_len, 0, NULL);
             http_response_free(&r);
             if (*out == NULL) {
-                memset(err, 0, sizeof *err);
-                err->retry_after_ms = -1;
-                snprintf(err->message, sizeof err->message, "%s: answer is not JSON", what);
+                error_set(err, CALLLOG_TRANSIENT, "%s: answer is not JSON", what);
             }
             break;
         }
@@ -165,8 +162,7 @@ static int get_json(twilio_client *c, const char *path, const char *what, json_t
             http_error_from_response(&r, what, err);
             http_response_free(&r);
         }
-        if (retry_classify(err->curl_code, err->http_status) != RETRY_TRANSIENT ||
-            retry_exhausted(&rs, attempt))
+        if (err->code != CALLLOG_TRANSIENT || retry_exhausted(&rs, attempt))
             break;
         long ra =
             err->retry_after_ms > TWILIO_RETRY_MAX_MS ? TWILIO_RETRY_MAX_MS : err->retry_after_ms;
@@ -208,16 +204,15 @@ static void read_recording(twilio_client *c, const json_t *list, twilio_call *ou
 }
 
 /* Fetches the call and its first recording; see the header. */
-int twilio_fetch_call(twilio_client *c, const char *call_sid, twilio_call *out, api_error *err)
+int twilio_fetch_call(twilio_client *c, const char *call_sid, twilio_call *out, calllog_error *err)
 {
     char path[256];
     json_t *j = NULL;
     memset(out, 0, sizeof *out);
     out->duration_s = -1;
-    memset(err, 0, sizeof *err);
-    err->retry_after_ms = -1;
+    error_clear(err);
     if (c == NULL || !sid_ok(call_sid) || !sid_ok(c->s->account_sid)) {
-        snprintf(err->message, sizeof err->message, "twilio: unusable call or account SID");
+        error_set(err, CALLLOG_INVALID, "twilio: unusable call or account SID");
         return -1;
     }
     snprintf(path, sizeof path, "/2010-04-01/Accounts/%s/Calls/%s.json", c->s->account_sid,
@@ -265,12 +260,12 @@ static void read_summary(const json_t *call, twilio_call_summary *out)
 }
 
 /* Fills `out` from a parsed Calls list answer `doc` (which `out` then owns). */
-static int read_page(json_t *doc, twilio_calls_page *out, api_error *err)
+static int read_page(json_t *doc, twilio_calls_page *out, calllog_error *err)
 {
     json_t *calls = json_object_get(doc, "calls");
     if (!json_is_array(calls)) {
         json_decref(doc);
-        snprintf(err->message, sizeof err->message, "GET Calls.json: answer has no calls list");
+        error_set(err, CALLLOG_TRANSIENT, "GET Calls.json: answer has no calls list");
         return -1;
     }
     out->doc = doc;
@@ -278,7 +273,7 @@ static int read_page(json_t *doc, twilio_calls_page *out, api_error *err)
     out->calls = calloc(out->n ? out->n : 1, sizeof *out->calls);
     if (!out->calls) {
         twilio_calls_page_free(out);
-        snprintf(err->message, sizeof err->message, "GET Calls.json: out of memory");
+        error_set(err, CALLLOG_NOMEM, "GET Calls.json: out of memory");
         return -1;
     }
     for (size_t i = 0; i < out->n; i++)
@@ -288,15 +283,14 @@ static int read_page(json_t *doc, twilio_calls_page *out, api_error *err)
 }
 
 int twilio_list_calls(twilio_client *c, const char *page_uri, time_t ended_since, int page_size,
-                      twilio_calls_page *out, api_error *err)
+                      twilio_calls_page *out, calllog_error *err)
 {
     char path[1024], prefix[128], day[16];
     json_t *doc = NULL;
     memset(out, 0, sizeof *out);
-    memset(err, 0, sizeof *err);
-    err->retry_after_ms = -1;
+    error_clear(err);
     if (c == NULL || !sid_ok(c->s->account_sid) || page_size < 1 || page_size > 1000) {
-        snprintf(err->message, sizeof err->message, "twilio: unusable account SID or page size");
+        error_set(err, CALLLOG_INVALID, "twilio: unusable account SID or page size");
         return -1;
     }
     snprintf(prefix, sizeof prefix, "/2010-04-01/Accounts/%s/Calls.json", c->s->account_sid);
@@ -309,8 +303,8 @@ int twilio_list_calls(twilio_client *c, const char *page_uri, time_t ended_since
     } else if (strncmp(page_uri, prefix, strlen(prefix)) != 0 ||
                (page_uri[strlen(prefix)] != '?' && page_uri[strlen(prefix)] != '\0') ||
                strlen(page_uri) >= sizeof path) {
-        snprintf(err->message, sizeof err->message,
-                 "GET Calls.json: next_page_uri is not this account's Calls list");
+        error_set(err, CALLLOG_PERMANENT,
+                  "GET Calls.json: next_page_uri is not this account's Calls list");
         return -1;
     } else {
         snprintf(path, sizeof path, "%s", page_uri);

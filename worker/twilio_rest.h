@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "http_client.h"
+#include "error.h"
 
 typedef struct twilio_settings {
     const char *base_url;    /* TWILIO_API_BASE_URL, default https://api.twilio.com */
@@ -41,7 +42,7 @@ void twilio_client_free(twilio_client *c);
 
 /* Fetches the call and its first completed recording. Returns 0 with `out` filled, or -1 with
  * `err` filled (`out` then holds whatever was learnt, possibly nothing). */
-int twilio_fetch_call(twilio_client *c, const char *call_sid, twilio_call *out, api_error *err);
+int twilio_fetch_call(twilio_client *c, const char *call_sid, twilio_call *out, calllog_error *err);
 
 /* One call of a Calls list page. Strings point into the page (NULL when absent or null). */
 typedef struct twilio_call_summary {
@@ -65,7 +66,7 @@ typedef struct twilio_calls_page {
  * this account's Calls list. Returns 0 with `out` filled (twilio_calls_page_free), or -1
  * with `err` filled. */
 int twilio_list_calls(twilio_client *c, const char *page_uri, time_t ended_since, int page_size,
-                      twilio_calls_page *out, api_error *err);
+                      twilio_calls_page *out, calllog_error *err);
 
 /* Frees a page's contents (not the struct). */
 void twilio_calls_page_free(twilio_calls_page *p);

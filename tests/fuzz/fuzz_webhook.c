@@ -56,8 +56,8 @@ static void check(const webhook_result *res, int rc)
 {
     if (rc == 0) {
         char *text = json_dumps(res->event, JSON_COMPACT);
-        char err[128];
-        json_t *back = text ? event_parse(text, strlen(text), err, sizeof err) : NULL;
+        calllog_error err;
+        json_t *back = text ? event_parse(text, strlen(text), &err) : NULL;
         if (!back)
             abort(); /* an accepted event must read back */
         json_decref(back);

@@ -24,10 +24,10 @@ static inline redisContext *redis_fixture_connect(void)
               " is not set: these tests need a real Redis. Run `bash tests/run.sh`, or "
               "`. tests/lib/services.sh && services_start` and run them again.");
     redis_target t;
-    char err[256] = "";
-    cr_assert_eq(redis_url_parse(u, &t, err, sizeof err), 0, "%s: %s", REDIS_FIXTURE_URL_ENV, err);
-    redisContext *c = redis_open(&t, 5000, err, sizeof err);
-    cr_assert_not_null(c, "cannot connect to the test Redis: %s", err);
+    calllog_error err = {0};
+    cr_assert_eq(redis_url_parse(u, &t, &err), 0, "%s: %s", REDIS_FIXTURE_URL_ENV, err.message);
+    redisContext *c = redis_open(&t, 5000, &err);
+    cr_assert_not_null(c, "cannot connect to the test Redis: %s", err.message);
     return c;
 }
 

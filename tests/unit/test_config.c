@@ -32,7 +32,7 @@ static void write_env_file(char *path, const char *text)
 }
 
 /* Loads `text` as an env file; returns config_load_env_file's result, error in `err`. */
-static int load_text(const char *text, config_error *err)
+static int load_text(const char *text, calllog_error *err)
 {
     char path[64];
     write_env_file(path, text);
@@ -54,7 +54,7 @@ static void assert_env(const char *name, const char *want)
 
 Test(config_env_file, plain_lines_comments_and_blank_lines)
 {
-    config_error err;
+    calllog_error err;
     cr_assert_eq(load_text("# a comment\n"
                            "\n"
                            "   \n"
@@ -62,19 +62,19 @@ Test(config_env_file, plain_lines_comments_and_blank_lines)
                            "  # indented comment\n"
                            "CT_B=two words\n",
                            &err),
-                 0, "%s", err.msg);
+                 0, "%s", err.message);
     assert_env("CT_A", "alpha");
     assert_env("CT_B", "two words");
 }
 
 Test(config_env_file, export_prefix_and_whitespace)
 {
-    config_error err;
+    calllog_error err;
     cr_assert_eq(load_text("export CT_EXP=1\n"
                            "  export   CT_EXP2 = spaced  \n"
                            "\tCT_TAB\t=\tx\t\n",
                            &err),
-                 0, "%s", err.msg);
+                 0, "%s", err.message);
     assert_env("CT_EXP", "1");
     assert_env("CT_EXP2", "spaced");
     assert_env("CT_TAB", "x");
@@ -82,7 +82,7 @@ Test(config_env_file, export_prefix_and_whitespace)
 
 Test(config_env_file, quotes_are_removed_once)
 {
-    config_error err;
+    calllog_error err;
     cr_assert_eq(load_text("CT_DQ=\"double # not a comment\"\n"
                            "CT_SQ='single'\n"
                            "CT_INNER=\"'kept'\"\n"
@@ -91,7 +91,7 @@ Test(config_env_file, quotes_are_removed_once)
                            "CT_MISMATCH=\"open'\n"
                            "CT_LONE=\"\n",
                            &err),
-                 0, "%s", err.msg);
+                 0, "%s", err.message);
     assert_env("CT_DQ", "double # not a comment");
     assert_env("CT_SQ", "single");
     assert_env("CT_INNER", "'kept'");
@@ -103,26 +103,26 @@ Test(config_env_file, quotes_are_removed_once)
 
 Test(config_env_file, value_keeps_equals_signs_and_may_be_empty)
 {
-    config_error err;
+    calllog_error err;
     cr_assert_eq(load_text("CT_URL=postgresql://u:p@h/db?sslmode=require&x=1\n"
                            "CT_EMPTY=\n",
                            &err),
-                 0, "%s", err.msg);
+                 0, "%s", err.message);
     assert_env("CT_URL", "postgresql://u:p@h/db?sslmode=require&x=1");
     assert_env("CT_EMPTY", "");
 }
 
 Test(config_env_file, last_line_without_newline)
 {
-    config_error err;
-    cr_assert_eq(load_text("CT_LAST=end", &err), 0, "%s", err.msg);
+    calllog_error err;
+    cr_assert_eq(load_text("CT_LAST=end", &err), 0, "%s", err.message);
     assert_env("CT_LAST", "end");
 }
 
 Test(config_env_file, crlf_line_endings)
 {
-    config_error err;
-    cr_assert_eq(load_text("CT_CRLF=dos\r\nCT_CRLF2='q'\r\n", &err), 0, "%s", err.msg);
+    calllog_error err;
+    cr_assert_eq(load_text("CT_CRLF=dos\r\nCT_CRLF2='q'\r\n", &err), 0, "%s", err.message);
     assert_env("CT_CRLF", "dos");
     assert_env("CT_CRLF2", "q");
 }
@@ -130,43 +130,43 @@ Test(config_env_file, crlf_line_endings)
 Test(config_env_file, environment_wins_over_file)
 {
     setenv("CT_WIN", "from-env", 1);
-    config_error err;
-    cr_assert_eq(load_text("CT_WIN=from-file\nCT_NEW=from-file\n", &err), 0, "%s", err.msg);
+    calllog_error err;
+    cr_assert_eq(load_text("CT_WIN=from-file\nCT_NEW=from-file\n", &err), 0, "%s", err.message);
     assert_env("CT_WIN", "from-env");
     assert_env("CT_NEW", "from-file");
 }
 
 Test(config_env_file, first_definition_in_file_wins)
 {
-    config_error err;
-    cr_assert_eq(load_text("CT_TWICE=first\nCT_TWICE=second\n", &err), 0, "%s", err.msg);
+    calllog_error err;
+    cr_assert_eq(load_text("CT_TWICE=first\nCT_TWICE=second\n", &err), 0, "%s", err.message);
     assert_env("CT_TWICE", "first");
 }
 
 Test(config_env_file, line_without_equals_is_refused_with_line_number)
 {
-    config_error err;
+    calllog_error err;
     cr_assert_eq(load_text("CT_OK=1\n# c\nJUST_A_WORD\nCT_AFTER=1\n", &err), -1);
-    cr_assert(strstr(err.msg, "line 3") != NULL, "%s", err.msg);
-    cr_assert(strstr(err.msg, "expected KEY=VALUE") != NULL, "%s", err.msg);
+    cr_assert(strstr(err.message, "line 3") != NULL, "%s", err.message);
+    cr_assert(strstr(err.message, "expected KEY=VALUE") != NULL, "%s", err.message);
     cr_assert_null(getenv("CT_AFTER"), "loading must stop at the bad line");
 }
 
 Test(config_env_file, empty_name_is_refused)
 {
-    config_error err;
+    calllog_error err;
     cr_assert_eq(load_text("=value\n", &err), -1);
-    cr_assert(strstr(err.msg, "line 1") != NULL, "%s", err.msg);
+    cr_assert(strstr(err.message, "line 1") != NULL, "%s", err.message);
 }
 
 Test(config_env_file, bad_variable_names_are_refused)
 {
     const char *bad[] = {"CT-DASH=1\n", "CT.DOT=1\n", "CT SPACE=1\n", "CT$=1\n"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
-        config_error err;
+        calllog_error err;
         cr_assert_eq(load_text(bad[i], &err), -1, "accepted %s", bad[i]);
-        cr_assert(strstr(err.msg, "bad variable name") != NULL, "%s: %s", bad[i], err.msg);
-        cr_assert(strstr(err.msg, "line 1") != NULL, "%s", err.msg);
+        cr_assert(strstr(err.message, "bad variable name") != NULL, "%s: %s", bad[i], err.message);
+        cr_assert(strstr(err.message, "line 1") != NULL, "%s", err.message);
     }
 }
 
@@ -179,10 +179,10 @@ Test(config_env_file, too_long_line_is_refused)
     size_t used = strlen(text);
     memset(text + used, 'x', n);
     strcpy(text + used + n, "\nCT_AFTER=1\n");
-    config_error err;
+    calllog_error err;
     cr_assert_eq(load_text(text, &err), -1);
-    cr_assert(strstr(err.msg, "line 2") != NULL, "%s", err.msg);
-    cr_assert(strstr(err.msg, "too long") != NULL, "%s", err.msg);
+    cr_assert(strstr(err.message, "line 2") != NULL, "%s", err.message);
+    cr_assert(strstr(err.message, "too long") != NULL, "%s", err.message);
     cr_assert_null(getenv("CT_LONG"), "a truncated value must not be set");
     free(text);
 }
@@ -195,16 +195,16 @@ Test(config_env_file, longest_line_that_fits_is_accepted)
     size_t used = strlen(text);
     memset(text + used, 'y', 4094 - used);
     strcpy(text + 4094, "\n");
-    config_error err;
-    cr_assert_eq(load_text(text, &err), 0, "%s", err.msg);
+    calllog_error err;
+    cr_assert_eq(load_text(text, &err), 0, "%s", err.message);
     cr_assert_eq(strlen(getenv("CT_FIT")), 4094 - used);
 }
 
 Test(config_env_file, missing_file_is_an_error)
 {
-    config_error err;
+    calllog_error err;
     cr_assert_eq(config_load_env_file("/nonexistent/calllog/.env", &err), -1);
-    cr_assert(strstr(err.msg, "/nonexistent/calllog/.env") != NULL, "%s", err.msg);
+    cr_assert(strstr(err.message, "/nonexistent/calllog/.env") != NULL, "%s", err.message);
 }
 
 /* ---- config_str / config_require ---------------------------------------------------------- */
@@ -222,11 +222,11 @@ Test(config_str, unset_and_empty_give_default)
 
 Test(config_require, unset_or_empty_is_an_error_naming_the_setting)
 {
-    config_error err = {{0}};
+    calllog_error err = {0};
     const char *out = "untouched";
     unsetenv("CT_REQ");
     cr_assert_eq(config_require("CT_REQ", &out, &err), -1);
-    cr_assert(strstr(err.msg, "CT_REQ") != NULL, "%s", err.msg);
+    cr_assert(strstr(err.message, "CT_REQ") != NULL, "%s", err.message);
     setenv("CT_REQ", "", 1);
     cr_assert_eq(config_require("CT_REQ", &out, &err), -1);
     setenv("CT_REQ", "here", 1);
@@ -236,16 +236,16 @@ Test(config_require, unset_or_empty_is_an_error_naming_the_setting)
 
 Test(config_require_all, names_every_missing_setting_in_one_line)
 {
-    config_error err = {{0}};
+    calllog_error err = {0};
     static const char *const names[] = {"CT_RA", "CT_RB", "CT_RC", NULL};
     setenv("CT_RA", "set", 1);
     unsetenv("CT_RB");
     setenv("CT_RC", "", 1);
     cr_assert_eq(config_require_all(names, &err), -1);
-    cr_expect_str_eq(err.msg, "settings CT_RB, CT_RC are required but not set");
+    cr_expect_str_eq(err.message, "settings CT_RB, CT_RC are required but not set");
     setenv("CT_RC", "x", 1);
     cr_assert_eq(config_require_all(names, &err), -1);
-    cr_expect_str_eq(err.msg, "setting CT_RB is required but not set");
+    cr_expect_str_eq(err.message, "setting CT_RB is required but not set");
     setenv("CT_RB", "y", 1);
     cr_expect_eq(config_require_all(names, &err), 0);
 }
@@ -254,7 +254,7 @@ Test(config_require_all, names_every_missing_setting_in_one_line)
 
 Test(config_long, default_when_unset_or_empty)
 {
-    config_error err;
+    calllog_error err;
     long v = 0;
     unsetenv("CT_L");
     cr_assert_eq(config_long("CT_L", 42, 1, 100, &v, &err), 0);
@@ -267,7 +267,7 @@ Test(config_long, default_when_unset_or_empty)
 
 Test(config_long, accepts_values_in_range_including_bounds)
 {
-    config_error err;
+    calllog_error err;
     long v = 0;
     setenv("CT_L", "1", 1);
     cr_assert_eq(config_long("CT_L", 5, 1, 100, &v, &err), 0);
@@ -284,12 +284,12 @@ Test(config_long, refusals_name_the_setting_and_range)
 {
     const char *bad[] = {"abc", "10x", "0", "101", "1.5", " ", "99999999999999999999999", "0x10"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
-        config_error err = {{0}};
+        calllog_error err = {0};
         long v = -1;
         setenv("RETRY_MAX_ATTEMPTS", bad[i], 1);
         cr_assert_eq(config_long("RETRY_MAX_ATTEMPTS", 5, 1, 100, &v, &err), -1, "accepted '%s'",
                      bad[i]);
-        cr_assert_str_eq(err.msg,
+        cr_assert_str_eq(err.message,
                          "setting RETRY_MAX_ATTEMPTS is malformed: expected an integer from 1 to "
                          "100",
                          "for '%s'", bad[i]);
@@ -303,7 +303,7 @@ Test(config_bool, all_spellings_any_case)
 {
     const char *yes[] = {"1", "true", "TRUE", "yes", "Yes", "on", "ON"};
     const char *no[] = {"0", "false", "False", "no", "NO", "off", "Off"};
-    config_error err;
+    calllog_error err;
     for (size_t i = 0; i < sizeof yes / sizeof *yes; i++) {
         int v = 0;
         setenv("CT_B", yes[i], 1);
@@ -320,7 +320,7 @@ Test(config_bool, all_spellings_any_case)
 
 Test(config_bool, default_and_refusal)
 {
-    config_error err = {{0}};
+    calllog_error err = {0};
     int v = -1;
     unsetenv("TWILIO_ENRICH");
     cr_assert_eq(config_bool("TWILIO_ENRICH", 1, &v, &err), 0);
@@ -330,7 +330,8 @@ Test(config_bool, default_and_refusal)
         setenv("TWILIO_ENRICH", bad[i], 1);
         v = -1;
         cr_assert_eq(config_bool("TWILIO_ENRICH", 1, &v, &err), -1, "accepted '%s'", bad[i]);
-        cr_assert(strncmp(err.msg, "setting TWILIO_ENRICH is malformed: ", 36) == 0, "%s", err.msg);
+        cr_assert(strncmp(err.message, "setting TWILIO_ENRICH is malformed: ", 36) == 0, "%s",
+                  err.message);
         cr_assert_eq(v, -1);
     }
 }
@@ -338,7 +339,7 @@ Test(config_bool, default_and_refusal)
 /* ---- config_listen -------------------------------------------------------------------------- */
 
 /* Runs config_listen on value `v` (NULL = unset) with default `def`. */
-static int listen_of(const char *v, const char *def, char *host, int *port, config_error *err)
+static int listen_of(const char *v, const char *def, char *host, int *port, calllog_error *err)
 {
     if (v)
         setenv("CT_LISTEN", v, 1);
@@ -367,9 +368,9 @@ Test(config_listen, accepted_forms)
     for (size_t i = 0; i < sizeof ok / sizeof *ok; i++) {
         char host[64];
         int port;
-        config_error err = {{0}};
+        calllog_error err = {0};
         cr_assert_eq(listen_of(ok[i].in, "1.2.3.4:1", host, &port, &err), 0, "%s: %s", ok[i].in,
-                     err.msg);
+                     err.message);
         cr_assert_str_eq(host, ok[i].host, "%s", ok[i].in);
         cr_assert_eq(port, ok[i].port, "%s", ok[i].in);
     }
@@ -379,7 +380,7 @@ Test(config_listen, default_when_unset)
 {
     char host[64];
     int port;
-    config_error err;
+    calllog_error err;
     cr_assert_eq(listen_of(NULL, "0.0.0.0:8080", host, &port, &err), 0);
     cr_assert_str_eq(host, "0.0.0.0");
     cr_assert_eq(port, 8080);
@@ -391,11 +392,11 @@ Test(config_listen, refusals_name_the_setting)
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         char host[64];
         int port;
-        config_error err = {{0}};
+        calllog_error err = {0};
         cr_assert_eq(listen_of(bad[i], "0.0.0.0:8080", host, &port, &err), -1, "accepted '%s'",
                      bad[i]);
-        cr_assert(strncmp(err.msg, "setting CT_LISTEN is malformed: ", 32) == 0, "%s: %s", bad[i],
-                  err.msg);
+        cr_assert(strncmp(err.message, "setting CT_LISTEN is malformed: ", 32) == 0, "%s: %s",
+                  bad[i], err.message);
         cr_assert_eq(port, -1, "port written for '%s'", bad[i]);
     }
 }
@@ -407,18 +408,18 @@ Test(config_listen, host_too_long_for_buffer)
     strcpy(big + 100, ":80");
     char host[64];
     int port;
-    config_error err = {{0}};
+    calllog_error err = {0};
     cr_assert_eq(listen_of(big, NULL, host, &port, &err), -1);
-    cr_assert(strstr(err.msg, "CT_LISTEN") != NULL, "%s", err.msg);
+    cr_assert(strstr(err.message, "CT_LISTEN") != NULL, "%s", err.message);
 }
 
 Test(config_listen, bad_default_is_reported_too)
 {
     char host[64];
     int port;
-    config_error err = {{0}};
+    calllog_error err = {0};
     cr_assert_eq(listen_of(NULL, "nocolon", host, &port, &err), -1);
-    cr_assert(strstr(err.msg, "CT_LISTEN") != NULL, "%s", err.msg);
+    cr_assert(strstr(err.message, "CT_LISTEN") != NULL, "%s", err.message);
 }
 
 /* ---- config_choice -------------------------------------------------------------------------- */
@@ -427,7 +428,7 @@ static const char *const formats[] = {"json", "text", NULL};
 
 Test(config_choice, picks_index_or_default)
 {
-    config_error err;
+    calllog_error err;
     int idx = -1;
     setenv("LOG_FORMAT", "text", 1);
     cr_assert_eq(config_choice("LOG_FORMAT", "json", formats, &idx, &err), 0);
@@ -440,30 +441,30 @@ Test(config_choice, picks_index_or_default)
 
 Test(config_choice, refusal_names_setting_and_lists_choices)
 {
-    config_error err = {{0}};
+    calllog_error err = {0};
     int idx = -1;
     setenv("LOG_FORMAT", "JSON", 1); /* choices are case-sensitive */
     cr_assert_eq(config_choice("LOG_FORMAT", "json", formats, &idx, &err), -1);
-    cr_assert_str_eq(err.msg, "setting LOG_FORMAT is malformed: expected one of: json text");
+    cr_assert_str_eq(err.message, "setting LOG_FORMAT is malformed: expected one of: json text");
     cr_assert_eq(idx, -1);
 }
 
 Test(config_choice, unset_without_default_is_an_error)
 {
-    config_error err = {{0}};
+    calllog_error err = {0};
     int idx = -1;
     unsetenv("RDSTATION_API");
     static const char *const apis[] = {"v1", "v2", NULL};
     cr_assert_eq(config_choice("RDSTATION_API", NULL, apis, &idx, &err), -1);
-    cr_assert(strstr(err.msg, "RDSTATION_API") != NULL, "%s", err.msg);
-    cr_assert(strstr(err.msg, "v1 v2") != NULL, "%s", err.msg);
+    cr_assert(strstr(err.message, "RDSTATION_API") != NULL, "%s", err.message);
+    cr_assert(strstr(err.message, "v1 v2") != NULL, "%s", err.message);
 }
 
 Test(config_fail, formats_the_message)
 {
-    config_error err;
+    calllog_error err;
     cr_assert_eq(config_fail(&err, "X_Y", "because"), -1);
-    cr_assert_str_eq(err.msg, "setting X_Y is malformed: because");
+    cr_assert_str_eq(err.message, "setting X_Y is malformed: because");
     cr_assert_eq(config_fail(NULL, "X_Y", "because"), -1);
 }
 
@@ -488,11 +489,11 @@ Test(config_file, value_comes_from_the_file_without_one_trailing_newline)
     /* Read once: the same pointer, even after the file changed or went away. */
     unlink(path);
     cr_expect_eq(config_str("CT_SECRET", NULL), v);
-    config_error err = {{0}};
+    calllog_error err = {0};
     const char *out = NULL;
-    cr_expect_eq(config_require("CT_SECRET", &out, &err), 0, "%s", err.msg);
+    cr_expect_eq(config_require("CT_SECRET", &out, &err), 0, "%s", err.message);
     cr_expect_eq(out, v);
-    cr_expect_eq(config_check(&err), 0, "%s", err.msg);
+    cr_expect_eq(config_check(&err), 0, "%s", err.message);
 }
 
 Test(config_file, only_one_newline_is_trimmed_and_crlf_counts_as_one)
@@ -524,47 +525,47 @@ Test(config_file, empty_value_in_the_environment_counts_as_unset)
 Test(config_file, both_set_is_an_error_naming_both)
 {
     char path[64];
-    config_error err = {{0}};
+    calllog_error err = {0};
     const char *out = "untouched";
     setenv("CT_BOTH", "direct", 1);
     set_secret_file("CT_BOTH", "from-file", path);
     cr_expect_eq(config_require("CT_BOTH", &out, &err), -1);
-    cr_expect_str_eq(err.msg, "settings CT_BOTH and CT_BOTH_FILE are both set: set only one of "
-                              "them");
+    cr_expect_str_eq(err.message, "settings CT_BOTH and CT_BOTH_FILE are both set: set only one of "
+                                  "them");
     cr_expect_str_eq(out, "untouched");
     cr_expect_str_eq(config_str("CT_BOTH", "def"), "def", "neither value is used");
     memset(&err, 0, sizeof err);
     cr_expect_eq(config_check(&err), -1);
-    cr_expect_not_null(strstr(err.msg, "CT_BOTH_FILE"), "%s", err.msg);
+    cr_expect_not_null(strstr(err.message, "CT_BOTH_FILE"), "%s", err.message);
     unlink(path);
 }
 
 Test(config_file, unreadable_file_is_an_error_naming_the_setting)
 {
-    config_error err = {{0}};
+    calllog_error err = {0};
     const char *out = NULL;
     unsetenv("CT_GONE");
     setenv("CT_GONE_FILE", "/nonexistent/calllog/secret", 1);
     cr_expect_eq(config_require("CT_GONE", &out, &err), -1);
-    cr_expect_str_eq(err.msg, "setting CT_GONE_FILE: cannot read /nonexistent/calllog/secret: "
-                              "No such file or directory");
+    cr_expect_str_eq(err.message, "setting CT_GONE_FILE: cannot read /nonexistent/calllog/secret: "
+                                  "No such file or directory");
     /* A setting with a default: config_str falls back, config_check tells. */
     unsetenv("CT_GONE2");
     setenv("CT_GONE2_FILE", "/nonexistent/calllog/secret2", 1);
     cr_expect_str_eq(config_str("CT_GONE2", "redis://127.0.0.1:6379/0"),
                      "redis://127.0.0.1:6379/0");
     cr_expect_eq(config_check(&err), -1);
-    cr_expect_not_null(strstr(err.msg, "CT_GONE"), "%s", err.msg);
+    cr_expect_not_null(strstr(err.message, "CT_GONE"), "%s", err.message);
 }
 
 Test(config_file, directory_is_unreadable)
 {
-    config_error err = {{0}};
+    calllog_error err = {0};
     const char *out = NULL;
     unsetenv("CT_DIR");
     setenv("CT_DIR_FILE", "/tmp", 1);
     cr_expect_eq(config_require("CT_DIR", &out, &err), -1);
-    cr_expect_str_eq(err.msg, "setting CT_DIR_FILE: cannot read /tmp: Is a directory");
+    cr_expect_str_eq(err.message, "setting CT_DIR_FILE: cannot read /tmp: Is a directory");
 }
 
 Test(config_file, empty_file_is_an_error)
@@ -572,14 +573,14 @@ Test(config_file, empty_file_is_an_error)
     static const char *const texts[] = {"", "\n", "\r\n"};
     for (size_t i = 0; i < sizeof texts / sizeof *texts; i++) {
         char name[32], path[64], want[160];
-        config_error err = {{0}};
+        calllog_error err = {0};
         const char *out = NULL;
         snprintf(name, sizeof name, "CT_EMPTYFILE%zu", i);
         unsetenv(name);
         set_secret_file(name, texts[i], path);
         cr_expect_eq(config_require(name, &out, &err), -1);
         snprintf(want, sizeof want, "setting %s_FILE: %s is empty", name, path);
-        cr_expect_str_eq(err.msg, want);
+        cr_expect_str_eq(err.message, want);
         unlink(path);
     }
 }
@@ -587,7 +588,7 @@ Test(config_file, empty_file_is_an_error)
 Test(config_file, oversized_file_is_an_error)
 {
     char path[64];
-    config_error err = {{0}};
+    calllog_error err = {0};
     const char *out = NULL;
     char *big = malloc(70000);
     memset(big, 'x', 69999);
@@ -596,39 +597,40 @@ Test(config_file, oversized_file_is_an_error)
     set_secret_file("CT_BIG", big, path);
     free(big);
     cr_expect_eq(config_require("CT_BIG", &out, &err), -1);
-    cr_expect_not_null(strstr(err.msg, "over 65536 bytes"), "%s", err.msg);
+    cr_expect_not_null(strstr(err.message, "over 65536 bytes"), "%s", err.message);
     unlink(path);
 }
 
 Test(config_file, typed_getters_and_require_all_read_files_too)
 {
     char a[64], b[64];
-    config_error err = {{0}};
+    calllog_error err = {0};
     long n = 0;
     static const char *const names[] = {"CT_RFA", "CT_RFB", NULL};
     unsetenv("CT_NUM");
     unsetenv("CT_RFA");
     unsetenv("CT_RFB");
     set_secret_file("CT_NUM", "42\n", a);
-    cr_expect_eq(config_long("CT_NUM", 1, 0, 100, &n, &err), 0, "%s", err.msg);
+    cr_expect_eq(config_long("CT_NUM", 1, 0, 100, &n, &err), 0, "%s", err.message);
     cr_expect_eq(n, 42);
     setenv("CT_RFA", "set", 1);
     set_secret_file("CT_RFB", "tok", b);
-    cr_expect_eq(config_require_all(names, &err), 0, "%s", err.msg);
+    cr_expect_eq(config_require_all(names, &err), 0, "%s", err.message);
     /* A broken file is reported as what it is, not as "not set". */
     setenv("CT_RFB_FILE", "/nonexistent/x", 1);
     unsetenv("CT_RFA");
     setenv("CT_RFA_FILE", "/nonexistent/y", 1);
     cr_expect_eq(config_require_all(names, &err), -1);
-    cr_expect_str_eq(err.msg, "setting CT_RFA_FILE: cannot read /nonexistent/y: No such file or "
-                              "directory");
+    cr_expect_str_eq(err.message,
+                     "setting CT_RFA_FILE: cannot read /nonexistent/y: No such file or "
+                     "directory");
     unlink(a);
     unlink(b);
 }
 
 Test(config_file, no_file_setting_no_error)
 {
-    config_error err = {{0}};
+    calllog_error err = {0};
     unsetenv("CT_PLAIN_FILE");
     setenv("CT_PLAIN", "v", 1);
     cr_expect_str_eq(config_str("CT_PLAIN", NULL), "v");

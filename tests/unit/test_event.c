@@ -205,10 +205,10 @@ Test(event_from_params, invalid_utf8_value_is_repaired)
 /* Parses `text`; asserts refusal with a reason containing `why`. */
 static void assert_refused(const char *text, const char *why)
 {
-    char err[256] = "";
-    json_t *ev = event_parse(text, strlen(text), err, sizeof err);
+    calllog_error err = {0};
+    json_t *ev = event_parse(text, strlen(text), &err);
     cr_assert_null(ev, "accepted %s", text);
-    cr_assert(strstr(err, why) != NULL, "for %s: got '%s', want '%s'", text, err, why);
+    cr_assert(strstr(err.message, why) != NULL, "for %s: got '%s', want '%s'", text, err, why);
 }
 
 Test(event_parse, refusals)
@@ -233,11 +233,11 @@ Test(event_parse, refusals)
 Test(event_parse, length_is_respected)
 {
     const char *text = "{\"v\":1,\"call_sid\":\"CA1\",\"status\":\"busy\"}GARBAGE";
-    char err[128] = "";
-    json_t *ev = event_parse(text, strlen(text) - 7, err, sizeof err);
-    cr_assert_not_null(ev, "%s", err);
+    calllog_error err = {0};
+    json_t *ev = event_parse(text, strlen(text) - 7, &err);
+    cr_assert_not_null(ev, "%s", err.message);
     json_decref(ev);
-    ev = event_parse(text, strlen(text), err, sizeof err);
+    ev = event_parse(text, strlen(text), &err);
     cr_assert_null(ev, "trailing garbage must be refused");
 }
 
@@ -247,9 +247,9 @@ Test(event_parse, round_trip_of_a_built_event)
     const char *values[] = {"CA9", "no-answer", "+5511971730783", "SAO PAULO"};
     json_t *ev = build(keys, values, N(keys), &META);
     char *text = json_dumps(ev, JSON_COMPACT);
-    char err[128] = "";
-    json_t *back = event_parse(text, strlen(text), err, sizeof err);
-    cr_assert_not_null(back, "%s", err);
+    calllog_error err = {0};
+    json_t *back = event_parse(text, strlen(text), &err);
+    cr_assert_not_null(back, "%s", err.message);
     cr_assert(json_equal(ev, back));
     cr_assert_str_eq(event_get(back, "call_sid"), "CA9");
     cr_assert_str_eq(event_get(back, "status"), "no-answer");

@@ -60,7 +60,7 @@ static json_t *last_request(void)
 static void get_ok(const char *path, http_response *r)
 {
     char url[256];
-    api_error err;
+    calllog_error err;
     snprintf(url, sizeof url, "%s%s", rd.base, path);
     cr_assert_eq(http_request(hc, "GET", url, NULL, NULL, NULL, 0, r, &err), 0, "%s", err.message);
 }
@@ -89,7 +89,7 @@ Test(http_client, post_and_put_send_body_and_headers)
     const char *body = "{\"task\":{\"done\":true}}";
     char url[256];
     http_response r;
-    api_error err;
+    calllog_error err;
 
     snprintf(url, sizeof url, "%s/api/v1/activities?token=mock-v1-token", rd.base);
     cr_assert_eq(http_request(hc, "POST", url, hdrs, NULL, "{}", 2, &r, &err), 0);
@@ -157,7 +157,7 @@ Test(http_client, refused_connection_is_a_transport_error_without_query)
 {
     char url[256], base[64];
     http_response r;
-    api_error err;
+    calllog_error err;
     snprintf(base, sizeof base, "http://127.0.0.1:%d", free_port()); /* nobody listens */
     snprintf(url, sizeof url, "%s/api/v1/contacts?token=SECRET-TOKEN-123", base);
     cr_assert_eq(http_request(hc, "GET", url, NULL, NULL, NULL, 0, &r, &err), -1);
@@ -176,7 +176,7 @@ Test(http_client, refused_connection_is_a_transport_error_without_query)
 Test(http_client, dropped_connection_is_a_transport_error)
 {
     http_response r;
-    api_error err;
+    calllog_error err;
     char url[256];
     arm("{\"path\":\"^/drop$\",\"drop\":true}");
     snprintf(url, sizeof url, "%s/drop", rd.base);
@@ -189,7 +189,7 @@ Test(http_client, timeout_is_a_transport_error)
 {
     http_client *quick = http_client_new(300, 300);
     http_response r;
-    api_error err;
+    calllog_error err;
     char url[256];
     arm("{\"path\":\"^/slow$\",\"delay_ms\":3000,\"status\":200}");
     snprintf(url, sizeof url, "%s/slow", rd.base);
@@ -203,7 +203,7 @@ Test(http_client, body_over_the_cap_fails)
     size_t n = (size_t)HTTP_CLIENT_MAX_BODY + 1000;
     char *fault = malloc(n + 100), url[256];
     http_response r;
-    api_error err;
+    calllog_error err;
     int len = sprintf(fault, "{\"path\":\"^/big$\",\"status\":200,\"body\":\"");
     memset(fault + len, 'x', n);
     strcpy(fault + len + n, "\"}");
@@ -226,7 +226,7 @@ Test(http_client, basic_auth_is_sent)
     mock_server tw;
     char url[256];
     http_response r;
-    api_error err;
+    calllog_error err;
     cr_assert_eq(mock_start(&tw, "twilio_mock.py", NULL), 0);
     snprintf(url, sizeof url, "%s/2010-04-01/Accounts/AC%s1/Calls/CA1.json", tw.base,
              "0000000000000000000000000000000");
@@ -268,7 +268,7 @@ Test(http_error, one_line_status_and_body_without_query)
 {
     char body[] = "{\"errors\":\n  {\"text\": [\"n\xc3\xa3o pode\"]}\r\n}";
     http_response r = {422, body, sizeof body - 1, -1, ""};
-    api_error err;
+    calllog_error err;
     http_error_from_response(&r, "POST /activities?token=abc123", &err);
     cr_expect_eq(err.http_status, 422);
     cr_expect_eq(err.curl_code, 0);
@@ -283,7 +283,7 @@ Test(http_error, long_bodies_are_clipped_and_retry_after_kept)
     memset(body, 'y', 4999);
     body[4999] = '\0';
     http_response r = {429, body, 4999, 30000, ""};
-    api_error err;
+    calllog_error err;
     http_error_from_response(&r, "GET /contacts", &err);
     cr_expect_eq(err.http_status, 429);
     cr_expect_eq(err.retry_after_ms, 30000);
@@ -296,7 +296,7 @@ Test(http_error, long_bodies_are_clipped_and_retry_after_kept)
 Test(http_error, empty_body)
 {
     http_response r = {500, NULL, 0, -1, ""};
-    api_error err;
+    calllog_error err;
     http_error_from_response(&r, "GET /deals/1", &err);
     cr_expect_str_eq(err.message, "GET /deals/1: 500");
 }
@@ -306,7 +306,7 @@ Test(http_client, transport_error_hides_path_and_user_info)
 {
     char url[256];
     http_response r;
-    api_error err;
+    calllog_error err;
     int port = free_port(); /* nobody listens */
     snprintf(url, sizeof url, "http://bob:PASSWORD-42@127.0.0.1:%d/services/T0/B0/SECRETPATH",
              port);
@@ -337,10 +337,16 @@ Test(http_client, content_type_is_kept)
 
 Test(http_error, relabel_names_the_endpoint_of_a_transport_failure)
 {
-    api_error err = {0, 7, -1, "GET http://127.0.0.1:9/...: Couldn't connect to server"};
+    calllog_error err = {.code = CALLLOG_TRANSIENT,
+                         .curl_code = 7,
+                         .retry_after_ms = -1,
+                         .message = "GET http://127.0.0.1:9/...: Couldn't connect to server"};
     http_error_relabel(&err, "GET /contacts?phone=%2B5511");
     cr_expect_str_eq(err.message, "GET /contacts: Couldn't connect to server");
-    api_error answered = {422, 0, -1, "POST /activities: 422 {}"};
+    calllog_error answered = {.code = CALLLOG_PERMANENT,
+                              .http_status = 422,
+                              .retry_after_ms = -1,
+                              .message = "POST /activities: 422 {}"};
     http_error_relabel(&answered, "POST /x");
     cr_expect_str_eq(answered.message, "POST /activities: 422 {}", "only transport failures");
 }

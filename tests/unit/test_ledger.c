@@ -176,9 +176,9 @@ TestSuite(ledger, .init = setup, .fini = teardown);
 /* Opens a ledger on `url`; fails the test when that does not work. */
 static ledger *open_on(const char *url)
 {
-    char err[512] = "";
-    ledger *l = ledger_open(url, err, sizeof err);
-    cr_assert(l, "ledger_open: %s", err);
+    calllog_error err = {0};
+    ledger *l = ledger_open(url, &err);
+    cr_assert(l, "ledger_open: %s", err.message);
     return l;
 }
 
@@ -192,10 +192,8 @@ static ledger *open_ledger(void)
 static claim_result claim(ledger *l, const char *sid, const char *owner)
 {
     claim_result c;
-    char err[512] = "";
-    int rc = ledger_claim(l, sid, "completed", owner, LEASE_MS, "{\"call_sid\":\"x\"}", &c, err,
-                          sizeof err);
-    cr_assert_eq(rc, 0, "ledger_claim(%s, %s): %s", sid, owner, err);
+    int rc = ledger_claim(l, sid, "completed", owner, LEASE_MS, "{\"call_sid\":\"x\"}", &c);
+    cr_assert_eq(rc, 0, "ledger_claim(%s, %s): %s", sid, owner, ledger_error(l)->message);
     return c;
 }
 
@@ -341,17 +339,18 @@ Test(ledger, open_errors_never_show_the_password)
         "host=127.0.0.1 password=Sup3rSecretPw port=nonsense",
     };
     for (size_t i = 0; i < sizeof urls / sizeof urls[0]; i++) {
-        char err[512] = "";
-        ledger *l = ledger_open(urls[i], err, sizeof err);
+        calllog_error err = {0};
+        ledger *l = ledger_open(urls[i], &err);
         cr_expect_null(l, "case %zu connected", i);
         ledger_close(l);
-        cr_expect_neq(err[0], '\0', "case %zu: empty error", i);
-        cr_expect_null(strstr(err, "Sup3r"), "case %zu leaks the password: %s", i, err);
-        cr_expect_null(strchr(err, '\n'), "case %zu: multi-line error", i);
+        cr_expect_neq(err.message[0], '\0', "case %zu: empty error", i);
+        cr_expect_null(strstr(err.message, "Sup3r"), "case %zu leaks the password: %s", i,
+                       err.message);
+        cr_expect_null(strchr(err.message, '\n'), "case %zu: multi-line error", i);
     }
-    char err[64] = "";
-    cr_expect_null(ledger_open("", err, sizeof err));
-    cr_expect_str_eq(err, "DATABASE_URL is empty");
+    calllog_error err = {0};
+    cr_expect_null(ledger_open("", &err));
+    cr_expect_str_eq(err.message, "DATABASE_URL is empty");
     ledger_close(NULL);
 }
 
@@ -380,31 +379,33 @@ Test(ledger, application_name_defaults_and_url_wins)
 Test(ledger, check_schema_accepts_migrated_and_says_what_to_run)
 {
     ledger *l = open_ledger();
-    char err[512] = "";
-    cr_expect_eq(ledger_check_schema(l, err, sizeof err), 0, "%s", err);
+    cr_expect_eq(ledger_check_schema(l), 0, "%s", ledger_error(l)->message);
 
     admin_exec("ALTER TABLE calllog.deliveries DROP COLUMN rd_task_id");
-    cr_expect_eq(ledger_check_schema(l, err, sizeof err), -1);
-    cr_expect(strstr(err, "lacks column(s) rd_task_id"), "%s", err);
+    cr_expect_eq(ledger_check_schema(l), CALLLOG_PERMANENT);
+    cr_expect(strstr(ledger_error(l)->message, "lacks column(s) rd_task_id"), "%s",
+              ledger_error(l)->message);
 
     admin_exec("DROP SCHEMA calllog CASCADE");
     apply_migrations();
     admin_exec("DELETE FROM calllog.schema_version");
-    cr_expect_eq(ledger_check_schema(l, err, sizeof err), -1);
-    cr_expect(strstr(err, "schema version 0 is older than 1"), "%s", err);
+    cr_expect_eq(ledger_check_schema(l), CALLLOG_PERMANENT);
+    cr_expect(strstr(ledger_error(l)->message, "schema version 0 is older than 1"), "%s",
+              ledger_error(l)->message);
 
     admin_exec("DROP SCHEMA calllog CASCADE");
-    cr_expect_eq(ledger_check_schema(l, err, sizeof err), -1);
-    cr_expect(strstr(err, "table calllog.deliveries is missing: run "
-                          "deploy/supabase/migrations/*.sql"),
-              "%s", err);
-    cr_expect(strstr(err, "supabase db push"), "%s", err);
+    cr_expect_eq(ledger_check_schema(l), CALLLOG_PERMANENT);
+    cr_expect(strstr(ledger_error(l)->message, "table calllog.deliveries is missing: run "
+                                               "deploy/supabase/migrations/*.sql"),
+              "%s", ledger_error(l)->message);
+    cr_expect(strstr(ledger_error(l)->message, "supabase db push"), "%s", ledger_error(l)->message);
 
     /* A claim against the missing table fails with the same advice. */
     claim_result c;
-    cr_expect_eq(
-        ledger_claim(l, "CAnotable", "completed", "w1", LEASE_MS, NULL, &c, err, sizeof err), -1);
-    cr_expect(strstr(err, "42P01") && strstr(err, "supabase db push"), "%s", err);
+    cr_expect_eq(ledger_claim(l, "CAnotable", "completed", "w1", LEASE_MS, NULL, &c), -1);
+    cr_expect(strstr(ledger_error(l)->message, "42P01") &&
+                  strstr(ledger_error(l)->message, "supabase db push"),
+              "%s", ledger_error(l)->message);
     ledger_close(l);
 }
 
@@ -442,12 +443,13 @@ Test(ledger, claim_won_then_busy_for_another_owner)
 Test(ledger, delivered_call_is_finished_for_everyone)
 {
     ledger *a = open_ledger(), *b = open_ledger();
-    char err[512] = "", v[128];
+    char v[128];
     cr_assert_eq(claim(a, "CAdone", "worker-a").status, CLAIM_WON);
-    cr_expect_eq(ledger_mark_posting(a, "CAdone", "worker-a", "deal-1", 60000, err, sizeof err), 0,
-                 "%s", err);
+    cr_expect_eq(ledger_mark_posting(a, "CAdone", "worker-a", "deal-1", 60000), 0, "%s",
+                 ledger_error(a)->message);
     ledger_delivery d = {"contact-1", "deal-1", "note-1", NULL, 0};
-    cr_expect_eq(ledger_mark_delivered(a, "CAdone", "worker-a", &d, err, sizeof err), 0, "%s", err);
+    cr_expect_eq(ledger_mark_delivered(a, "CAdone", "worker-a", &d), 0, "%s",
+                 ledger_error(a)->message);
 
     claim_result c = claim(b, "CAdone", "worker-b");
     cr_expect_eq(c.status, CLAIM_FINISHED);
@@ -465,10 +467,11 @@ Test(ledger, delivered_call_is_finished_for_everyone)
     cr_expect_str_eq(row_col("CAdone", "updated_at >= created_at", v, sizeof v), "true");
 
     /* Recording the same outcome again (a repeat after a lost answer) is harmless. */
-    cr_expect_eq(ledger_mark_delivered(a, "CAdone", "worker-a", &d, err, sizeof err), 0, "%s", err);
+    cr_expect_eq(ledger_mark_delivered(a, "CAdone", "worker-a", &d), 0, "%s",
+                 ledger_error(a)->message);
     /* But nobody else can change it any more. */
-    cr_expect_eq(ledger_mark_retry(a, "CAdone", "worker-a", 1000, "late", 503, err, sizeof err), 1);
-    cr_expect_eq(ledger_mark_dead(a, "CAdone", NULL, "poison", "late", 0, err, sizeof err), 1);
+    cr_expect_eq(ledger_mark_retry(a, "CAdone", "worker-a", 1000, "late", 503), CALLLOG_LEASE_LOST);
+    cr_expect_eq(ledger_mark_dead(a, "CAdone", NULL, "poison", "late", 0), CALLLOG_LEASE_LOST);
     cr_expect_str_eq(row_col("CAdone", "state", v, sizeof v), "delivered");
     ledger_close(a);
     ledger_close(b);
@@ -477,19 +480,18 @@ Test(ledger, delivered_call_is_finished_for_everyone)
 Test(ledger, skipped_and_dead_report_their_reason)
 {
     ledger *a = open_ledger();
-    char err[512] = "", v[128];
+    char v[128];
     cr_assert_eq(claim(a, "CAskip", "worker-a").status, CLAIM_WON);
-    cr_expect_eq(ledger_mark_skipped(a, "CAskip", "worker-a", "no_contact", err, sizeof err), 0,
-                 "%s", err);
+    cr_expect_eq(ledger_mark_skipped(a, "CAskip", "worker-a", "no_contact"), 0, "%s",
+                 ledger_error(a)->message);
     claim_result c = claim(a, "CAskip", "worker-b");
     cr_expect_eq(c.status, CLAIM_FINISHED);
     cr_expect_str_eq(c.state, "skipped");
     cr_expect_str_eq(c.reason, "no_contact");
 
     cr_assert_eq(claim(a, "CAdead", "worker-a").status, CLAIM_WON);
-    cr_expect_eq(ledger_mark_dead(a, "CAdead", "worker-a", "permanent_error", "422 bad deal", 422,
-                                  err, sizeof err),
-                 0, "%s", err);
+    cr_expect_eq(ledger_mark_dead(a, "CAdead", "worker-a", "permanent_error", "422 bad deal", 422),
+                 0, "%s", ledger_error(a)->message);
     c = claim(a, "CAdead", "worker-b");
     cr_expect_eq(c.status, CLAIM_DEAD);
     cr_expect_str_eq(c.state, "dead");
@@ -503,15 +505,14 @@ Test(ledger, skipped_and_dead_report_their_reason)
 Test(ledger, posting_needs_a_live_lease_and_renews_it)
 {
     ledger *a = open_ledger();
-    char err[512] = "";
     cr_assert_eq(claim(a, "CAslow", "worker-a").status, CLAIM_WON);
     /* Too slow (e.g. waiting for rate budget): the lease ran out before posting. */
     expire_lease("CAslow");
-    cr_expect_eq(ledger_mark_posting(a, "CAslow", "worker-a", "deal-1", 60000, err, sizeof err), 1);
+    cr_expect_eq(ledger_mark_posting(a, "CAslow", "worker-a", "deal-1", 60000), CALLLOG_LEASE_LOST);
     /* A fresh claim can post, and posting renews the lease. */
     cr_assert_eq(claim(a, "CAslow", "worker-a").status, CLAIM_WON);
-    cr_expect_eq(ledger_mark_posting(a, "CAslow", "worker-a", "deal-1", 3600000, err, sizeof err),
-                 0, "%s", err);
+    cr_expect_eq(ledger_mark_posting(a, "CAslow", "worker-a", "deal-1", 3600000), 0, "%s",
+                 ledger_error(a)->message);
     ledger *b = open_ledger();
     cr_expect_eq(claim(b, "CAslow", "worker-b").status, CLAIM_BUSY);
     ledger_close(b);
@@ -521,10 +522,9 @@ Test(ledger, posting_needs_a_live_lease_and_renews_it)
 Test(ledger, expired_lease_is_reclaimed_with_post_started)
 {
     ledger *a = open_ledger(), *b = open_ledger();
-    char err[512] = "", v[128];
+    char v[128];
     cr_assert_eq(claim(a, "CAcrash", "worker-a").status, CLAIM_WON);
-    cr_assert_eq(ledger_mark_posting(a, "CAcrash", "worker-a", "deal-7", 60000, err, sizeof err),
-                 0);
+    cr_assert_eq(ledger_mark_posting(a, "CAcrash", "worker-a", "deal-7", 60000), 0);
     /* worker-a dies here, after posting and before recording it. */
     expire_lease("CAcrash");
 
@@ -537,13 +537,13 @@ Test(ledger, expired_lease_is_reclaimed_with_post_started)
 
     /* The old holder, back from a pause, has lost every right to the row. */
     ledger_delivery d = {"contact-7", "deal-7", "note-old", NULL, 0};
-    cr_expect_eq(ledger_mark_delivered(a, "CAcrash", "worker-a", &d, err, sizeof err), 1);
-    cr_expect_eq(ledger_mark_posting(a, "CAcrash", "worker-a", "deal-7", 60000, err, sizeof err),
-                 1);
+    cr_expect_eq(ledger_mark_delivered(a, "CAcrash", "worker-a", &d), CALLLOG_LEASE_LOST);
+    cr_expect_eq(ledger_mark_posting(a, "CAcrash", "worker-a", "deal-7", 60000),
+                 CALLLOG_LEASE_LOST);
 
     ledger_delivery found = {"contact-7", "deal-7", "note-found", NULL, 1};
-    cr_expect_eq(ledger_mark_delivered(b, "CAcrash", "worker-b", &found, err, sizeof err), 0, "%s",
-                 err);
+    cr_expect_eq(ledger_mark_delivered(b, "CAcrash", "worker-b", &found), 0, "%s",
+                 ledger_error(b)->message);
     cr_expect_str_eq(row_col("CAcrash", "recovered", v, sizeof v), "true");
     cr_expect_str_eq(row_col("CAcrash", "rd_note_id", v, sizeof v), "note-found");
     ledger_close(a);
@@ -565,26 +565,26 @@ Test(ledger, busy_claim_says_how_long_the_lease_still_runs)
 Test(ledger, renew_leases_extends_only_running_leases_of_their_owner)
 {
     ledger *a = open_ledger(), *b = open_ledger();
-    char err[512] = "", v[128];
+    char v[128];
     cr_assert_eq(claim(a, "CAr1", "worker-a").status, CLAIM_WON);
     cr_assert_eq(claim(a, "CAr2", "worker-a\"q\\").status, CLAIM_WON); /* quoting */
     cr_assert_eq(claim(a, "CAr3", "worker-a").status, CLAIM_WON);
     cr_assert_eq(claim(a, "CAr4", "worker-a").status, CLAIM_WON);
     expire_lease("CAr3"); /* ran out: must stay expired, another worker may take it */
     ledger_delivery d = {"c", "d", "n", NULL, 0};
-    cr_assert_eq(ledger_mark_delivered(a, "CAr4", "worker-a", &d, err, sizeof err), 0);
+    cr_assert_eq(ledger_mark_delivered(a, "CAr4", "worker-a", &d), 0);
     const char *sids[] = {"CAr1", "CAr2", "CAr3", "CAr4", "CAr1", "CAnone"};
     const char *owners[] = {"worker-a", "worker-a\"q\\", "worker-a",
                             "worker-a", "worker-b",      "worker-a"};
-    long n = ledger_renew_leases(b, sids, owners, 6, 3600000, err, sizeof err);
-    cr_expect_eq(n, 2, "renewed %ld: %s", n, err);
+    long n = ledger_renew_leases(b, sids, owners, 6, 3600000);
+    cr_expect_eq(n, 2, "renewed %ld: %s", n, ledger_error(a)->message);
     cr_expect_str_eq(
         row_col("CAr1", "lease_expires_at > now() + interval '3000 seconds'", v, sizeof v), "true");
     cr_expect_str_eq(
         row_col("CAr2", "lease_expires_at > now() + interval '3000 seconds'", v, sizeof v), "true");
     cr_expect_str_eq(row_col("CAr3", "lease_expires_at < now()", v, sizeof v), "true");
     cr_expect_str_eq(row_col("CAr4", "state", v, sizeof v), "delivered");
-    cr_expect_eq(ledger_renew_leases(b, NULL, NULL, 0, 1000, err, sizeof err), 0);
+    cr_expect_eq(ledger_renew_leases(b, NULL, NULL, 0, 1000), 0);
     ledger_close(a);
     ledger_close(b);
 }
@@ -592,26 +592,25 @@ Test(ledger, renew_leases_extends_only_running_leases_of_their_owner)
 Test(ledger, unseen_finds_calls_without_a_row_in_one_statement)
 {
     ledger *a = open_ledger();
-    char err[512] = "";
     cr_assert_eq(claim(a, "CAu1", "worker-a").status, CLAIM_WON);
-    cr_assert_eq(ledger_mark_skipped(a, "CAu3", NULL, "no_contact", err, sizeof err), 0);
+    cr_assert_eq(ledger_mark_skipped(a, "CAu3", NULL, "no_contact"), 0);
     const char *sids[] = {"CAu1", "CAu2", "CAu3", "CAu4", "CAu2"};
     unsigned char unseen[5];
-    long n = ledger_unseen(a, sids, 5, unseen, err, sizeof err);
-    cr_expect_eq(n, 3, "%ld: %s", n, err);
+    long n = ledger_unseen(a, sids, 5, unseen);
+    cr_expect_eq(n, 3, "%ld: %s", n, ledger_error(a)->message);
     cr_expect_eq(unseen[0], 0);
     cr_expect_eq(unseen[1], 1);
     cr_expect_eq(unseen[2], 0);
     cr_expect_eq(unseen[3], 1);
     cr_expect_eq(unseen[4], 1);
-    cr_expect_eq(ledger_unseen(a, NULL, 0, unseen, err, sizeof err), 0);
+    cr_expect_eq(ledger_unseen(a, NULL, 0, unseen), 0);
     ledger_close(a);
 }
 
 Test(ledger, marks_by_another_owner_change_nothing)
 {
     ledger *a = open_ledger();
-    char err[512] = "", before[512], after[512];
+    char before[512], after[512];
     cr_assert_eq(claim(a, "CAowned", "worker-a").status, CLAIM_WON);
     const char *snapshot = "row_to_json(d)::jsonb - 'updated_at'";
     char sql[256];
@@ -620,20 +619,19 @@ Test(ledger, marks_by_another_owner_change_nothing)
     admin_value(sql, "CAowned", before, sizeof before);
 
     ledger_delivery d = {"c", "d", "n", "t", 0};
-    cr_expect_eq(ledger_mark_posting(a, "CAowned", "intruder", "deal-x", 60000, err, sizeof err),
-                 1);
-    cr_expect_eq(ledger_mark_delivered(a, "CAowned", "intruder", &d, err, sizeof err), 1);
-    cr_expect_eq(ledger_mark_skipped(a, "CAowned", "intruder", "no_contact", err, sizeof err), 1);
-    cr_expect_eq(ledger_mark_retry(a, "CAowned", "intruder", 5000, "503", 503, err, sizeof err), 1);
-    cr_expect_eq(
-        ledger_mark_dead(a, "CAowned", "intruder", "permanent_error", "400", 400, err, sizeof err),
-        1);
+    cr_expect_eq(ledger_mark_posting(a, "CAowned", "intruder", "deal-x", 60000),
+                 CALLLOG_LEASE_LOST);
+    cr_expect_eq(ledger_mark_delivered(a, "CAowned", "intruder", &d), CALLLOG_LEASE_LOST);
+    cr_expect_eq(ledger_mark_skipped(a, "CAowned", "intruder", "no_contact"), CALLLOG_LEASE_LOST);
+    cr_expect_eq(ledger_mark_retry(a, "CAowned", "intruder", 5000, "503", 503), CALLLOG_LEASE_LOST);
+    cr_expect_eq(ledger_mark_dead(a, "CAowned", "intruder", "permanent_error", "400", 400),
+                 CALLLOG_LEASE_LOST);
     admin_value(sql, "CAowned", after, sizeof after);
     cr_expect_str_eq(after, before);
 
     /* No row at all: nothing to mark either. */
-    cr_expect_eq(ledger_mark_retry(a, "CAnobody", "worker-a", 5000, "x", 0, err, sizeof err), 1);
-    cr_expect_eq(ledger_mark_posting(a, "CAnobody", "worker-a", "d", 60000, err, sizeof err), 1);
+    cr_expect_eq(ledger_mark_retry(a, "CAnobody", "worker-a", 5000, "x", 0), CALLLOG_LEASE_LOST);
+    cr_expect_eq(ledger_mark_posting(a, "CAnobody", "worker-a", "d", 60000), CALLLOG_LEASE_LOST);
     cr_expect_str_eq(row_col("CAnobody", "state", after, sizeof after), "(none)");
     ledger_close(a);
 }
@@ -641,11 +639,10 @@ Test(ledger, marks_by_another_owner_change_nothing)
 Test(ledger, retry_wait_is_claimable_again)
 {
     ledger *a = open_ledger(), *b = open_ledger();
-    char err[512] = "", v[128];
+    char v[128];
     cr_assert_eq(claim(a, "CAretry", "worker-a").status, CLAIM_WON);
-    cr_expect_eq(
-        ledger_mark_retry(a, "CAretry", "worker-a", 30000, "RD answered 503", 503, err, sizeof err),
-        0, "%s", err);
+    cr_expect_eq(ledger_mark_retry(a, "CAretry", "worker-a", 30000, "RD answered 503", 503), 0,
+                 "%s", ledger_error(a)->message);
     cr_expect_str_eq(row_col("CAretry", "state", v, sizeof v), "retry_wait");
     cr_expect_str_eq(
         row_col("CAretry", "next_attempt_at > now() + interval '20 seconds'", v, sizeof v), "true");
@@ -659,7 +656,7 @@ Test(ledger, retry_wait_is_claimable_again)
     cr_expect_eq(c.post_started, 0);
     cr_expect_str_eq(row_col("CAretry", "next_attempt_at IS NULL", v, sizeof v), "true");
     /* worker-a's stale retry record cannot undo worker-b's lease. */
-    cr_expect_eq(ledger_mark_retry(a, "CAretry", "worker-a", 1, "again", 0, err, sizeof err), 1);
+    cr_expect_eq(ledger_mark_retry(a, "CAretry", "worker-a", 1, "again", 0), CALLLOG_LEASE_LOST);
     cr_expect_str_eq(row_col("CAretry", "lease_owner", v, sizeof v), "worker-b");
     ledger_close(a);
     ledger_close(b);
@@ -668,42 +665,38 @@ Test(ledger, retry_wait_is_claimable_again)
 Test(ledger, ownerless_marks_for_poison_entries)
 {
     ledger *a = open_ledger();
-    char err[512] = "", v[128];
+    char v[128];
     /* Never claimed (malformed event): the dead letter is still recorded. */
-    cr_expect_eq(
-        ledger_mark_dead(a, "CApoison", NULL, "malformed_event", "bad json", 0, err, sizeof err), 0,
-        "%s", err);
+    cr_expect_eq(ledger_mark_dead(a, "CApoison", NULL, "malformed_event", "bad json", 0), 0, "%s",
+                 ledger_error(a)->message);
     cr_expect_str_eq(row_col("CApoison", "state", v, sizeof v), "dead");
     cr_expect_str_eq(row_col("CApoison", "last_http_status", v, sizeof v), "(null)");
     cr_expect_eq(claim(a, "CApoison", "worker-a").status, CLAIM_DEAD);
 
     /* Whatever the lease: a row being processed can be buried by a poison check. */
     cr_assert_eq(claim(a, "CAstuck", "worker-a").status, CLAIM_WON);
-    cr_expect_eq(
-        ledger_mark_dead(a, "CAstuck", NULL, "poison", "too many deliveries", 0, err, sizeof err),
-        0, "%s", err);
+    cr_expect_eq(ledger_mark_dead(a, "CAstuck", NULL, "poison", "too many deliveries", 0), 0, "%s",
+                 ledger_error(a)->message);
     cr_expect_str_eq(row_col("CAstuck", "state", v, sizeof v), "dead");
     ledger_delivery d = {"c", "d", "n", NULL, 0};
-    cr_expect_eq(ledger_mark_delivered(a, "CAstuck", "worker-a", &d, err, sizeof err), 1);
+    cr_expect_eq(ledger_mark_delivered(a, "CAstuck", "worker-a", &d), CALLLOG_LEASE_LOST);
 
     /* An entry without CallSid has no row to record anything in. */
-    cr_expect_eq(ledger_mark_dead(a, "", NULL, "malformed_event", "no CallSid", 0, err, sizeof err),
-                 1);
+    cr_expect_eq(ledger_mark_dead(a, "", NULL, "malformed_event", "no CallSid", 0),
+                 CALLLOG_LEASE_LOST);
     ledger_close(a);
 }
 
 Test(ledger, reset_makes_a_dead_call_claimable)
 {
     ledger *a = open_ledger();
-    char err[512] = "", v[128];
+    char v[128];
     cr_assert_eq(claim(a, "CAzombie", "worker-a").status, CLAIM_WON);
-    cr_assert_eq(ledger_mark_posting(a, "CAzombie", "worker-a", "deal-9", 60000, err, sizeof err),
-                 0);
-    cr_assert_eq(ledger_mark_dead(a, "CAzombie", "worker-a", "attempts_exhausted", "timeout", 0,
-                                  err, sizeof err),
+    cr_assert_eq(ledger_mark_posting(a, "CAzombie", "worker-a", "deal-9", 60000), 0);
+    cr_assert_eq(ledger_mark_dead(a, "CAzombie", "worker-a", "attempts_exhausted", "timeout", 0),
                  0);
 
-    cr_expect_eq(ledger_reset(a, "CAzombie", err, sizeof err), 0, "%s", err);
+    cr_expect_eq(ledger_reset(a, "CAzombie"), 0, "%s", ledger_error(a)->message);
     cr_expect_str_eq(row_col("CAzombie", "state", v, sizeof v), "pending");
     cr_expect_str_eq(row_col("CAzombie", "attempts", v, sizeof v), "0");
     cr_expect_str_eq(row_col("CAzombie", "finished_at IS NULL AND reason IS NULL", v, sizeof v),
@@ -716,15 +709,15 @@ Test(ledger, reset_makes_a_dead_call_claimable)
     cr_expect_str_eq(c.rd_deal_id, "deal-9");
 
     /* A stuck processing row can be reset too; its holder then loses it. */
-    cr_expect_eq(ledger_reset(a, "CAzombie", err, sizeof err), 0, "%s", err);
-    cr_expect_eq(ledger_mark_skipped(a, "CAzombie", "worker-b", "x", err, sizeof err), 1);
+    cr_expect_eq(ledger_reset(a, "CAzombie"), 0, "%s", ledger_error(a)->message);
+    cr_expect_eq(ledger_mark_skipped(a, "CAzombie", "worker-b", "x"), CALLLOG_LEASE_LOST);
 
     /* Delivered calls and unknown calls are not reset. */
-    cr_expect_eq(ledger_reset(a, "CAunknown", err, sizeof err), 1);
+    cr_expect_eq(ledger_reset(a, "CAunknown"), 1);
     cr_assert_eq(claim(a, "CAfine", "worker-a").status, CLAIM_WON);
     ledger_delivery d = {"c", "d", "n", NULL, 0};
-    cr_assert_eq(ledger_mark_delivered(a, "CAfine", "worker-a", &d, err, sizeof err), 0);
-    cr_expect_eq(ledger_reset(a, "CAfine", err, sizeof err), 1);
+    cr_assert_eq(ledger_mark_delivered(a, "CAfine", "worker-a", &d), 0);
+    cr_expect_eq(ledger_reset(a, "CAfine"), 1);
     cr_expect_str_eq(row_col("CAfine", "state", v, sizeof v), "delivered");
     ledger_close(a);
 }
@@ -732,22 +725,22 @@ Test(ledger, reset_makes_a_dead_call_claimable)
 Test(ledger, state_counts_lists_every_state)
 {
     ledger *a = open_ledger();
-    char err[512] = "", out[256];
-    cr_expect_eq(ledger_state_counts(a, out, sizeof out, err, sizeof err), 0, "%s", err);
+    char out[256];
+    cr_expect_eq(ledger_state_counts(a, out, sizeof out), 0, "%s", ledger_error(a)->message);
     cr_expect_str_eq(out, "pending=0 processing=0 retry_wait=0 delivered=0 skipped=0 dead=0");
 
     cr_assert_eq(claim(a, "CA1", "w").status, CLAIM_WON);
     cr_assert_eq(claim(a, "CA2", "w").status, CLAIM_WON);
     cr_assert_eq(claim(a, "CA3", "w").status, CLAIM_WON);
-    cr_assert_eq(ledger_mark_skipped(a, "CA2", "w", "no_contact", err, sizeof err), 0);
-    cr_assert_eq(ledger_mark_dead(a, "CA3", "w", "permanent_error", "x", 400, err, sizeof err), 0);
-    cr_assert_eq(ledger_mark_dead(a, "CA4", NULL, "malformed_event", "x", 0, err, sizeof err), 0);
-    cr_expect_eq(ledger_state_counts(a, out, sizeof out, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(ledger_mark_skipped(a, "CA2", "w", "no_contact"), 0);
+    cr_assert_eq(ledger_mark_dead(a, "CA3", "w", "permanent_error", "x", 400), 0);
+    cr_assert_eq(ledger_mark_dead(a, "CA4", NULL, "malformed_event", "x", 0), 0);
+    cr_expect_eq(ledger_state_counts(a, out, sizeof out), 0, "%s", ledger_error(a)->message);
     cr_expect_str_eq(out, "pending=0 processing=1 retry_wait=0 delivered=0 skipped=1 dead=2");
 
     char small[20];
-    cr_expect_eq(ledger_state_counts(a, small, sizeof small, err, sizeof err), -1);
-    cr_expect(strstr(err, "too small"), "%s", err);
+    cr_expect_eq(ledger_state_counts(a, small, sizeof small), -1);
+    cr_expect(strstr(ledger_error(a)->message, "too small"), "%s", ledger_error(a)->message);
     ledger_close(a);
 }
 
@@ -778,8 +771,8 @@ static void *race(void *arg)
         claim_result c;
         race_sid(i, sid, sizeof sid);
         pthread_barrier_wait(r->go);
-        if (ledger_claim(r->l, sid, "completed", r->owner, LEASE_MS, NULL, &c, r->err,
-                         sizeof r->err) != 0) {
+        if (ledger_claim(r->l, sid, "completed", r->owner, LEASE_MS, NULL, &c) != 0) {
+            snprintf(r->err, sizeof r->err, "%s", ledger_error(r->l)->message);
             r->failures++;
             c.status = CLAIM_FINISHED; /* counted as neither won nor busy */
             c.attempts = -1;
@@ -1173,21 +1166,21 @@ static void proxy_drop_after(proxy *px, const char *marker)
 Test(ledger, only_unnamed_statements_and_no_session_state)
 {
     proxy px;
-    char ci[512], err[512] = "", out[256];
+    char ci[512], out[256];
     proxy_start(&px, ci, sizeof ci);
     ledger *l = open_on(ci);
-    cr_expect_eq(ledger_check_schema(l, err, sizeof err), 0, "%s", err);
+    cr_expect_eq(ledger_check_schema(l), 0, "%s", ledger_error(l)->message);
     cr_assert_eq(claim(l, "CAwire", "w").status, CLAIM_WON);
     cr_expect_eq(claim(l, "CAwire", "other").status, CLAIM_BUSY);
-    cr_expect_eq(ledger_mark_posting(l, "CAwire", "w", "deal", 60000, err, sizeof err), 0);
-    cr_expect_eq(ledger_mark_retry(l, "CAwire", "w", 10, "x", 500, err, sizeof err), 0);
+    cr_expect_eq(ledger_mark_posting(l, "CAwire", "w", "deal", 60000), 0);
+    cr_expect_eq(ledger_mark_retry(l, "CAwire", "w", 10, "x", 500), 0);
     cr_expect_eq(claim(l, "CAwire", "w").status, CLAIM_WON);
     ledger_delivery d = {"c", "deal", "n", "t", 0};
-    cr_expect_eq(ledger_mark_delivered(l, "CAwire", "w", &d, err, sizeof err), 0);
-    cr_expect_eq(ledger_mark_skipped(l, "CAwire2", NULL, "no_contact", err, sizeof err), 0);
-    cr_expect_eq(ledger_mark_dead(l, "CAwire3", NULL, "poison", "x", 0, err, sizeof err), 0);
-    cr_expect_eq(ledger_reset(l, "CAwire3", err, sizeof err), 0);
-    cr_expect_eq(ledger_state_counts(l, out, sizeof out, err, sizeof err), 0);
+    cr_expect_eq(ledger_mark_delivered(l, "CAwire", "w", &d), 0);
+    cr_expect_eq(ledger_mark_skipped(l, "CAwire2", NULL, "no_contact"), 0);
+    cr_expect_eq(ledger_mark_dead(l, "CAwire3", NULL, "poison", "x", 0), 0);
+    cr_expect_eq(ledger_reset(l, "CAwire3"), 0);
+    cr_expect_eq(ledger_state_counts(l, out, sizeof out), 0);
     ledger_close(l);
 
     cr_expect_gt(proxy_count(&px, &px.parses), 10, "the proxy saw no statements");
@@ -1200,14 +1193,14 @@ Test(ledger, only_unnamed_statements_and_no_session_state)
 Test(ledger, reconnects_after_losing_the_connection)
 {
     proxy px;
-    char ci[512], err[512] = "", v[64];
+    char ci[512], v[64];
     proxy_start(&px, ci, sizeof ci);
     ledger *l = open_on(ci);
     cr_assert_eq(claim(l, "CAcut", "w").status, CLAIM_WON);
 
     proxy_request(&px, &px.kill_all); /* server restart, pooler failover, cable cut */
-    cr_expect_eq(ledger_mark_posting(l, "CAcut", "w", "deal-3", 60000, err, sizeof err), 0, "%s",
-                 err);
+    cr_expect_eq(ledger_mark_posting(l, "CAcut", "w", "deal-3", 60000), 0, "%s",
+                 ledger_error(l)->message);
     cr_expect_str_eq(row_col("CAcut", "rd_deal_id", v, sizeof v), "deal-3");
 
     proxy_request(&px, &px.kill_all);
@@ -1220,7 +1213,7 @@ Test(ledger, reconnects_after_losing_the_connection)
 Test(ledger, claim_whose_answer_was_lost_is_still_won_once)
 {
     proxy px;
-    char ci[512], err[512] = "", v[64];
+    char ci[512], v[64];
     proxy_start(&px, ci, sizeof ci);
     ledger *l = open_on(ci);
 
@@ -1236,15 +1229,15 @@ Test(ledger, claim_whose_answer_was_lost_is_still_won_once)
     /* Same for recording the delivery. */
     proxy_drop_after(&px, "UPDATE calllog.deliveries");
     ledger_delivery d = {"c", "deal", "n", NULL, 0};
-    cr_expect_eq(ledger_mark_delivered(l, "CAlost", "w", &d, err, sizeof err), 0, "%s", err);
+    cr_expect_eq(ledger_mark_delivered(l, "CAlost", "w", &d), 0, "%s", ledger_error(l)->message);
     cr_expect_eq(proxy_count(&px, &px.connections), 3, "the drop did not happen");
     cr_expect_str_eq(row_col("CAlost", "state", v, sizeof v), "delivered");
 
     /* And for a retry record. */
     cr_assert_eq(claim(l, "CAlost2", "w").status, CLAIM_WON);
     proxy_drop_after(&px, "UPDATE calllog.deliveries");
-    cr_expect_eq(ledger_mark_retry(l, "CAlost2", "w", 1000, "503", 503, err, sizeof err), 0, "%s",
-                 err);
+    cr_expect_eq(ledger_mark_retry(l, "CAlost2", "w", 1000, "503", 503), 0, "%s",
+                 ledger_error(l)->message);
     cr_expect_str_eq(row_col("CAlost2", "state", v, sizeof v), "retry_wait");
     ledger_close(l);
     proxy_stop(&px);

@@ -573,15 +573,15 @@ static CURLcode http_do(int port, const char *method, const char *path, struct h
 /* Starts a server on a free loopback port (a few tries, in case of a race). */
 static metrics_server *start_on_free_port(int *port)
 {
-    char err[256] = "";
+    calllog_error err = {0};
     for (int attempt = 0; attempt < 5; attempt++) {
         *port = free_port();
         cr_assert_gt(*port, 0);
-        metrics_server *s = metrics_server_start("127.0.0.1", *port, err, sizeof err);
+        metrics_server *s = metrics_server_start("127.0.0.1", *port, &err);
         if (s != NULL)
             return s;
     }
-    cr_assert_fail("metrics_server_start: %s", err);
+    cr_assert_fail("metrics_server_start: %s", err.message);
     return NULL;
 }
 
@@ -610,13 +610,13 @@ Test(metrics, server_serves_metrics_over_http)
     cr_assert_eq(http_do(port, "GET", "/", &r), CURLE_OK);
     cr_expect_eq(r.status, 404);
 
-    char err[256] = "";
-    cr_expect_null(metrics_server_start("127.0.0.1", port, err, sizeof err),
+    calllog_error err = {0};
+    cr_expect_null(metrics_server_start("127.0.0.1", port, &err),
                    "a second listener on a used port must fail");
     char prefix[64];
     snprintf(prefix, sizeof prefix, "cannot listen on 127.0.0.1:%d: ", port);
-    cr_expect_eq(strncmp(err, prefix, strlen(prefix)), 0, "err was '%s'", err);
-    cr_expect_not_null(strstr(err, "in use"), "err gives the cause: '%s'", err);
+    cr_expect_eq(strncmp(err.message, prefix, strlen(prefix)), 0, "err was '%s'", err.message);
+    cr_expect_not_null(strstr(err.message, "in use"), "err gives the cause: '%s'", err.message);
 
     metrics_server_stop(s);
     metrics_server_stop(NULL);
@@ -625,8 +625,8 @@ Test(metrics, server_serves_metrics_over_http)
 
 Test(metrics, server_refuses_bad_port)
 {
-    char err[256] = "";
-    cr_expect_null(metrics_server_start("127.0.0.1", 0, err, sizeof err));
-    cr_expect_str_eq(err, "cannot listen on 127.0.0.1:0: bad address");
-    cr_expect_null(metrics_server_start("127.0.0.1", 70000, err, sizeof err));
+    calllog_error err = {0};
+    cr_expect_null(metrics_server_start("127.0.0.1", 0, &err));
+    cr_expect_str_eq(err.message, "cannot listen on 127.0.0.1:0: bad address");
+    cr_expect_null(metrics_server_start("127.0.0.1", 70000, &err));
 }

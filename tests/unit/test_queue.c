@@ -125,12 +125,12 @@ static void add_entry(const char *sid, const char *status, const char *attempt, 
     freeReplyObject(r);
 }
 
-/* Ensures the group and reads one entry for `consumer`; asserts QUEUE_GOT. */
+/* Ensures the group and reads one entry for `consumer`; asserts CALLLOG_OK. */
 static void read_one(const char *consumer, queue_entry *e)
 {
-    char err[256] = "";
-    cr_assert_eq(queue_ensure_group(rc, &keys, err, sizeof err), 0, "%s", err);
-    cr_assert_eq(queue_read(rc, &keys, consumer, 100, e, err, sizeof err), QUEUE_GOT, "%s", err);
+    calllog_error err = {0};
+    cr_assert_eq(queue_ensure_group(rc, &keys, &err), 0, "%s", err.message);
+    cr_assert_eq(queue_read(rc, &keys, consumer, 100, e, &err), CALLLOG_OK, "%s", err.message);
 }
 
 /* The value of field `name` in a [field, value, ...] array, or NULL. */
@@ -164,9 +164,9 @@ static redisReply *stream_entries(const char *key, size_t n)
 
 Test(queue, ensure_group_twice)
 {
-    char err[256] = "";
-    cr_assert_eq(queue_ensure_group(rc, &keys, err, sizeof err), 0, "%s", err);
-    cr_assert_eq(queue_ensure_group(rc, &keys, err, sizeof err), 0, "second call: %s", err);
+    calllog_error err = {0};
+    cr_assert_eq(queue_ensure_group(rc, &keys, &err), 0, "%s", err.message);
+    cr_assert_eq(queue_ensure_group(rc, &keys, &err), 0, "second call: %s", err.message);
     redisReply *r = cmd("XINFO GROUPS %s", keys.events);
     cr_assert_eq(r->elements, 1, "exactly one group");
     cr_assert_str_eq(field(r->element[0], "name"), KEYS_GROUP);
@@ -203,19 +203,19 @@ Test(queue, read_fills_the_entry)
 
 Test(queue, read_on_empty_stream)
 {
-    char err[256] = "";
-    cr_assert_eq(queue_ensure_group(rc, &keys, err, sizeof err), 0, "%s", err);
+    calllog_error err = {0};
+    cr_assert_eq(queue_ensure_group(rc, &keys, &err), 0, "%s", err.message);
     queue_entry e;
-    cr_assert_eq(queue_read(rc, &keys, "w1", 10, &e, err, sizeof err), QUEUE_EMPTY, "%s", err);
+    cr_assert_eq(queue_read(rc, &keys, "w1", 10, &e, &err), CALLLOG_NOT_FOUND, "%s", err.message);
 }
 
 Test(queue, read_without_group_is_an_error)
 {
     add_entry("CA1", "completed", "0", NULL);
-    char err[256] = "";
+    calllog_error err = {0};
     queue_entry e;
-    cr_assert_eq(queue_read(rc, &keys, "w1", 10, &e, err, sizeof err), QUEUE_ERROR);
-    cr_assert(strstr(err, "NOGROUP") != NULL, "%s", err);
+    cr_assert_lt(queue_read(rc, &keys, "w1", 10, &e, &err), 0);
+    cr_assert(strstr(err.message, "NOGROUP") != NULL, "%s", err.message);
 }
 
 Test(queue, done_removes_the_entry)
@@ -225,15 +225,15 @@ Test(queue, done_removes_the_entry)
     queue_entry e;
     read_one("w1", &e);
     cr_assert_eq(pending(), 1);
-    char err[256] = "";
-    cr_assert_eq(queue_done(rc, &keys, &e, err, sizeof err), 0, "%s", err);
+    calllog_error err = {0};
+    cr_assert_eq(queue_done(rc, &keys, &e, &err), 0, "%s", err.message);
     cr_assert_eq(pending(), 0);
     cr_assert_eq(xlen(keys.events), 1, "only the finished entry is deleted");
     queue_entry_free(&e);
 
     read_one("w1", &e);
     cr_assert_str_eq(e.call_sid, "CA2");
-    cr_assert_eq(queue_done(rc, &keys, &e, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(queue_done(rc, &keys, &e, &err), 0, "%s", err.message);
     cr_assert_eq(xlen(keys.events), 0);
     cr_assert_eq(pending(), 0);
     queue_entry_free(&e);
@@ -244,9 +244,9 @@ Test(queue, reschedule_moves_to_retry_set_with_attempt_plus_one)
     add_entry("CA1", "busy", "1", NULL);
     queue_entry e;
     read_one("w1", &e);
-    char err[256] = "";
+    calllog_error err = {0};
     long long before = redis_now_ms();
-    cr_assert_eq(queue_reschedule(rc, &keys, &e, 60000, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(queue_reschedule(rc, &keys, &e, 60000, &err), 0, "%s", err.message);
     long long after = redis_now_ms();
     cr_assert_eq(xlen(keys.events), 0, "entry deleted from the stream");
     cr_assert_eq(pending(), 0, "entry acknowledged");
@@ -277,8 +277,8 @@ Test(queue, park_moves_to_retry_set_keeping_the_attempt)
     add_entry("CA1", "busy", "3", NULL);
     queue_entry e;
     read_one("w1", &e);
-    char err[256] = "";
-    cr_assert_eq(queue_park(rc, &keys, &e, 1000, err, sizeof err), 0, "%s", err);
+    calllog_error err = {0};
+    cr_assert_eq(queue_park(rc, &keys, &e, 1000, &err), 0, "%s", err.message);
     cr_assert_eq(xlen(keys.events), 0);
     cr_assert_eq(pending(), 0);
     redisReply *r = cmd("ZRANGE %s 0 -1", keys.retry);
@@ -303,7 +303,8 @@ static long long idle_of(const char *id, char *who)
 
 Test(queue, touch_keeps_a_live_holders_entries_without_stealing)
 {
-    char mine[64], theirs[64], done[64], who[64], err[256] = "";
+    char mine[64], theirs[64], done[64], who[64];
+    calllog_error err = {0};
     add_entry("CAm", "completed", "0", mine);
     add_entry("CAt", "completed", "0", theirs);
     add_entry("CAd", "completed", "0", done);
@@ -311,10 +312,10 @@ Test(queue, touch_keeps_a_live_holders_entries_without_stealing)
     read_one("w1", &a);
     read_one("w2", &b);
     read_one("w1", &c);
-    cr_assert_eq(queue_done(rc, &keys, &c, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(queue_done(rc, &keys, &c, &err), 0, "%s", err.message);
     usleep(300 * 1000);
     const char *ids[] = {mine, theirs, done};
-    cr_expect_eq(queue_touch(rc, &keys, "w1", ids, 3, err, sizeof err), 1, "%s", err);
+    cr_expect_eq(queue_touch(rc, &keys, "w1", ids, 3, &err), 1, "%s", err.message);
     cr_expect(idle_of(mine, who) < 200, "touched entry is fresh");
     cr_expect_str_eq(who, "w1");
     cr_expect(idle_of(theirs, who) >= 300, "another consumer's entry is left alone");
@@ -322,9 +323,9 @@ Test(queue, touch_keeps_a_live_holders_entries_without_stealing)
     /* The delivery count does not grow: a touch is not a delivery. */
     char cursor[64] = "0-0";
     queue_entry again;
-    cr_assert_eq(queue_reclaim(rc, &keys, "w3", 0, cursor, &again, err, sizeof err), QUEUE_GOT);
+    cr_assert_eq(queue_reclaim(rc, &keys, "w3", 0, cursor, &again, &err), CALLLOG_OK);
     cr_expect_eq(again.deliveries, 2);
-    cr_expect_eq(queue_touch(rc, &keys, "w1", ids, 0, err, sizeof err), 0);
+    cr_expect_eq(queue_touch(rc, &keys, "w1", ids, 0, &err), 0);
     queue_entry_free(&again);
     queue_entry_free(&a);
     queue_entry_free(&b);
@@ -336,12 +337,12 @@ Test(queue, promote_moves_only_due_members)
     add_entry("CA-now", "completed", "0", NULL);
     add_entry("CA-later", "completed", "3", NULL);
     queue_entry a, b;
-    char err[256] = "";
+    calllog_error err = {0};
     read_one("w1", &a);
     read_one("w1", &b);
     cr_assert_str_eq(a.call_sid, "CA-now");
-    cr_assert_eq(queue_reschedule(rc, &keys, &a, 0, err, sizeof err), 0, "%s", err);
-    cr_assert_eq(queue_reschedule(rc, &keys, &b, 3600000, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(queue_reschedule(rc, &keys, &a, 0, &err), 0, "%s", err.message);
+    cr_assert_eq(queue_reschedule(rc, &keys, &b, 3600000, &err), 0, "%s", err.message);
     cr_assert_eq(zcard(keys.retry), 2);
     cr_assert_eq(xlen(keys.events), 0);
 
@@ -352,7 +353,7 @@ Test(queue, promote_moves_only_due_members)
     long moved = -1;
     long long next = -2;
     long long before = redis_now_ms();
-    cr_assert_eq(queue_promote(rc, &keys, 100, &moved, &next, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(queue_promote(rc, &keys, 100, &moved, &next, &err), 0, "%s", err.message);
     long long after = redis_now_ms();
     cr_assert_eq(moved, 1);
     cr_assert(next >= later_due - after && next <= later_due - before,
@@ -373,7 +374,7 @@ Test(queue, promote_moves_only_due_members)
     cr_assert_str_eq(p.status, "completed");
 
     /* nothing more is due */
-    cr_assert_eq(queue_promote(rc, &keys, 100, &moved, &next, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(queue_promote(rc, &keys, 100, &moved, &next, &err), 0, "%s", err.message);
     cr_assert_eq(moved, 0);
     cr_assert(next > 0);
     queue_entry_free(&a);
@@ -385,8 +386,8 @@ Test(queue, promote_respects_limit_and_empty_set)
 {
     long moved = -1;
     long long next = 0;
-    char err[256] = "";
-    cr_assert_eq(queue_promote(rc, &keys, 10, &moved, &next, err, sizeof err), 0, "%s", err);
+    calllog_error err = {0};
+    cr_assert_eq(queue_promote(rc, &keys, 10, &moved, &next, &err), 0, "%s", err.message);
     cr_assert_eq(moved, 0);
     cr_assert_eq(next, -1, "empty retry set");
 
@@ -398,10 +399,10 @@ Test(queue, promote_respects_limit_and_empty_set)
         redisReply *r = cmd("ZADD %s 0 %s", keys.retry, member);
         freeReplyObject(r);
     }
-    cr_assert_eq(queue_promote(rc, &keys, 2, &moved, &next, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(queue_promote(rc, &keys, 2, &moved, &next, &err), 0, "%s", err.message);
     cr_assert_eq(moved, 2);
     cr_assert_eq(next, 0, "one more is already due");
-    cr_assert_eq(queue_promote(rc, &keys, 2, &moved, &next, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(queue_promote(rc, &keys, 2, &moved, &next, &err), 0, "%s", err.message);
     cr_assert_eq(moved, 1);
     cr_assert_eq(next, -1);
     cr_assert_eq(xlen(keys.events), 3);
@@ -415,8 +416,8 @@ Test(queue, promote_sends_malformed_members_to_dead)
     freeReplyObject(r);
     long moved = -1;
     long long next = 0;
-    char err[256] = "";
-    cr_assert_eq(queue_promote(rc, &keys, 10, &moved, &next, err, sizeof err), 0, "%s", err);
+    calllog_error err = {0};
+    cr_assert_eq(queue_promote(rc, &keys, 10, &moved, &next, &err), 0, "%s", err.message);
     cr_assert_eq(moved, 2);
     cr_assert_eq(next, -1);
     cr_assert_eq(zcard(keys.retry), 0, "malformed members do not block the set");
@@ -442,8 +443,8 @@ Test(queue, bury_writes_flat_fields_and_acks)
     queue_entry e;
     read_one("w1", &e);
     dead_letter d = {"permanent_error", "RD Station answered 422: deal not found", 422, 5};
-    char err[256] = "";
-    cr_assert_eq(queue_bury(rc, &keys, &e, &d, err, sizeof err), 0, "%s", err);
+    calllog_error err = {0};
+    cr_assert_eq(queue_bury(rc, &keys, &e, &d, &err), 0, "%s", err.message);
     cr_assert_eq(xlen(keys.events), 0);
     cr_assert_eq(pending(), 0);
 
@@ -478,8 +479,8 @@ Test(queue, bury_without_error_text)
     queue_entry e;
     read_one("w1", &e);
     dead_letter d = {"poison", NULL, 0, 1};
-    char err[256] = "";
-    cr_assert_eq(queue_bury(rc, &keys, &e, &d, err, sizeof err), 0, "%s", err);
+    calllog_error err = {0};
+    cr_assert_eq(queue_bury(rc, &keys, &e, &d, &err), 0, "%s", err.message);
     redisReply *r = stream_entries(keys.dead, 1);
     assert_field(r->element[0]->element[1], "error", "");
     assert_field(r->element[0]->element[1], "http_status", "0");
@@ -493,14 +494,14 @@ Test(queue, replay_dead_puts_the_entry_back_with_attempt_zero)
     queue_entry e;
     read_one("w1", &e);
     dead_letter d = {"attempts_exhausted", "HTTP 503", 503, 4};
-    char err[256] = "";
-    cr_assert_eq(queue_bury(rc, &keys, &e, &d, err, sizeof err), 0, "%s", err);
+    calllog_error err = {0};
+    cr_assert_eq(queue_bury(rc, &keys, &e, &d, &err), 0, "%s", err.message);
     redisReply *r = stream_entries(keys.dead, 1);
     char dead_id[64];
     snprintf(dead_id, sizeof dead_id, "%s", r->element[0]->element[0]->str);
     freeReplyObject(r);
 
-    cr_assert_eq(queue_replay_dead(rc, &keys, dead_id, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(queue_replay_dead(rc, &keys, dead_id, &err), 0, "%s", err.message);
     cr_assert_eq(xlen(keys.dead), 0, "deleted from the dead stream");
     r = stream_entries(keys.events, 1);
     const redisReply *f = r->element[0]->element[1];
@@ -514,7 +515,7 @@ Test(queue, replay_dead_puts_the_entry_back_with_attempt_zero)
     freeReplyObject(r);
 
     queue_entry p;
-    cr_assert_eq(queue_read(rc, &keys, "w1", 100, &p, err, sizeof err), QUEUE_GOT, "%s", err);
+    cr_assert_eq(queue_read(rc, &keys, "w1", 100, &p, &err), CALLLOG_OK, "%s", err.message);
     cr_assert_eq(p.attempt, 0);
     cr_assert_str_eq(p.call_sid, "CA5");
     queue_entry_free(&p);
@@ -523,12 +524,11 @@ Test(queue, replay_dead_puts_the_entry_back_with_attempt_zero)
 
 Test(queue, replay_dead_unknown_id)
 {
-    char err[256] = "";
-    cr_assert_eq(queue_replay_dead(rc, &keys, "1-1", err, sizeof err), 1);
+    calllog_error err = {0};
+    cr_assert_eq(queue_replay_dead(rc, &keys, "1-1", &err), 1);
     cr_assert_eq(xlen(keys.events), 0);
-    cr_assert_eq(queue_replay_dead(rc, &keys, "not-an-id", err, sizeof err), -1,
-                 "an invalid id is an error");
-    cr_assert(err[0] != '\0');
+    cr_assert_eq(queue_replay_dead(rc, &keys, "not-an-id", &err), -1, "an invalid id is an error");
+    cr_assert(err.message[0] != '\0');
 }
 
 Test(queue, replay_dead_twice_is_unknown_the_second_time)
@@ -538,9 +538,9 @@ Test(queue, replay_dead_twice_is_unknown_the_second_time)
     char id[64];
     snprintf(id, sizeof id, "%s", r->str);
     freeReplyObject(r);
-    char err[256] = "";
-    cr_assert_eq(queue_replay_dead(rc, &keys, id, err, sizeof err), 0, "%s", err);
-    cr_assert_eq(queue_replay_dead(rc, &keys, id, err, sizeof err), 1);
+    calllog_error err = {0};
+    cr_assert_eq(queue_replay_dead(rc, &keys, id, &err), 0, "%s", err.message);
+    cr_assert_eq(queue_replay_dead(rc, &keys, id, &err), 1);
     cr_assert_eq(xlen(keys.events), 1, "replayed exactly once");
 }
 
@@ -551,10 +551,12 @@ Test(queue, reclaim_takes_over_another_consumers_entry)
     queue_entry a;
     read_one("dead-worker", &a);
 
-    char cursor[64] = "0-0", err[256] = "";
+    char cursor[64] = "0-0";
+
+    calllog_error err = {0};
     queue_entry b;
-    cr_assert_eq(queue_reclaim(rc, &keys, "live-worker", 0, cursor, &b, err, sizeof err), QUEUE_GOT,
-                 "%s", err);
+    cr_assert_eq(queue_reclaim(rc, &keys, "live-worker", 0, cursor, &b, &err), CALLLOG_OK, "%s",
+                 err.message);
     cr_assert_str_eq(b.id, id);
     cr_assert_str_eq(b.call_sid, "CA8");
     cr_assert_str_eq(b.event, EVENT_JSON);
@@ -565,7 +567,7 @@ Test(queue, reclaim_takes_over_another_consumers_entry)
     cr_assert_str_eq(r->element[0]->element[1]->str, "live-worker", "ownership moved");
     freeReplyObject(r);
 
-    cr_assert_eq(queue_done(rc, &keys, &b, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(queue_done(rc, &keys, &b, &err), 0, "%s", err.message);
     cr_assert_eq(pending(), 0);
     cr_assert_eq(xlen(keys.events), 0);
     queue_entry_free(&a);
@@ -574,18 +576,17 @@ Test(queue, reclaim_takes_over_another_consumers_entry)
 
 Test(queue, reclaim_respects_idle_time_and_empty_pel)
 {
-    char cursor[64] = "0-0", err[256] = "";
+    char cursor[64] = "0-0";
+    calllog_error err = {0};
     queue_entry e;
-    cr_assert_eq(queue_ensure_group(rc, &keys, err, sizeof err), 0, "%s", err);
-    cr_assert_eq(queue_reclaim(rc, &keys, "w2", 0, cursor, &e, err, sizeof err), QUEUE_EMPTY, "%s",
-                 err);
+    cr_assert_eq(queue_ensure_group(rc, &keys, &err), 0, "%s", err.message);
+    cr_assert_eq(queue_reclaim(rc, &keys, "w2", 0, cursor, &e, &err), CALLLOG_NOT_FOUND, "%s", err);
     add_entry("CA8", "completed", "0", NULL);
     read_one("w1", &e);
     queue_entry other;
     snprintf(cursor, sizeof cursor, "0-0");
-    cr_assert_eq(queue_reclaim(rc, &keys, "w2", 3600000, cursor, &other, err, sizeof err),
-                 QUEUE_EMPTY, "an entry idle for less than the visibility timeout is not taken: %s",
-                 err);
+    cr_assert_eq(queue_reclaim(rc, &keys, "w2", 3600000, cursor, &other, &err), CALLLOG_NOT_FOUND,
+                 "an entry idle for less than the visibility timeout is not taken: %s", err);
     queue_entry_free(&e);
 }
 
@@ -603,8 +604,8 @@ Test(queue, depths)
     queue_entry a, b;
     read_one("w1", &a);
     read_one("w1", &b);
-    char err[256] = "";
-    cr_assert_eq(queue_reschedule(rc, &keys, &b, 60000, err, sizeof err), 0, "%s", err);
+    calllog_error err = {0};
+    cr_assert_eq(queue_reschedule(rc, &keys, &b, 60000, &err), 0, "%s", err.message);
     redisReply *r = cmd("XADD %s * call_sid CA reason poison", keys.dead);
     freeReplyObject(r);
     r = cmd("XADD %s * call_sid CB reason poison", keys.dead);

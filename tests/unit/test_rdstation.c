@@ -5,7 +5,7 @@
  * through the forms accounts hold (hand-typed national, pre-2016 8-digit mobile), refusing
  * a contact whose phones do not confirm the match, choosing the open deal updated last,
  * posting notes and completed call tasks (checked in the mock's store), the marker search,
- * error answers (422, 429, 404, 500, transport) as api_error, and the rate limiter being
+ * error answers (422, 429, 404, 500, transport) as calllog_error, and the rate limiter being
  * called exactly once per request. v2 adds OAuth: refresh on first use, after the API
  * refuses an expired token, before a stored token runs out, refresh-token rotation kept in
  * Redis (shared by clients with a different configured token), a rejected refresh token,
@@ -78,13 +78,13 @@ static void connect_redis(void)
 {
     const char *url = getenv("CALLLOG_TEST_REDIS_URL");
     redis_target t;
-    char err[256];
+    calllog_error err;
     cr_assert(url != NULL && url[0] != '\0',
               "CALLLOG_TEST_REDIS_URL is not set: v2 tests need a real Redis "
               "(bash tests/run.sh starts one)");
-    cr_assert_eq(redis_url_parse(url, &t, err, sizeof err), 0, "%s", err);
-    redis = redis_open(&t, 5000, err, sizeof err);
-    cr_assert_not_null(redis, "redis: %s", err);
+    cr_assert_eq(redis_url_parse(url, &t, &err), 0, "%s", err.message);
+    redis = redis_open(&t, 5000, &err);
+    cr_assert_not_null(redis, "redis: %s", err.message);
 }
 
 /* Connects to Redis (v2), starts the mock and makes the client. */
@@ -221,7 +221,7 @@ static json_t *mock_list(const char *what)
 }
 
 /* The message must not hold any credential. */
-static void expect_no_secret(const api_error *err)
+static void expect_no_secret(const calllog_error *err)
 {
     char *access = api == RD_API_V2 ? hash_field("access_token") : strdup("");
     cr_expect_null(strstr(err->message, V1_TOKEN), "%s", err->message);
@@ -240,8 +240,8 @@ static void contact_by_national_form(void)
 {
     json_t *s = seed("{\"name\":\"Maria\",\"phones\":[\"(11) 97173-0783\"]}");
     rd_contact c;
-    api_error err;
-    cr_assert_eq(rd_find_contact(cl, CUSTOMER, &c, &err), RD_OK, "%s", err.message);
+    calllog_error err;
+    cr_assert_eq(rd_find_contact(cl, CUSTOMER, &c, &err), CALLLOG_OK, "%s", err.message);
     cr_expect_str_eq(c.id, seed_id(s));
     cr_expect_str_eq(c.name, "Maria");
     expect_one_acquire_per_request();
@@ -262,8 +262,8 @@ static void contact_by_old_8_digit_mobile(void)
     json_t *s = seed("{\"name\":\"Jo\\u00e3o\",\"phones\":[{\"phone\":\"(11) 7173-0783\","
                      "\"type\":\"work\"}]}");
     rd_contact c;
-    api_error err;
-    cr_assert_eq(rd_find_contact(cl, CUSTOMER, &c, &err), RD_OK, "%s", err.message);
+    calllog_error err;
+    cr_assert_eq(rd_find_contact(cl, CUSTOMER, &c, &err), CALLLOG_OK, "%s", err.message);
     cr_expect_str_eq(c.id, seed_id(s));
     cr_expect_str_eq(c.name, "Jo\xc3\xa3o");
     expect_one_acquire_per_request();
@@ -278,13 +278,13 @@ Test(v2, contact_by_old_8_digit_mobile)
     contact_by_old_8_digit_mobile();
 }
 
-/* Nobody holds the number: every form is tried, then RD_NOT_FOUND. */
+/* Nobody holds the number: every form is tried, then CALLLOG_NOT_FOUND. */
 static void contact_not_found(void)
 {
     json_t *s = seed("{\"name\":\"Other\",\"phones\":[\"+55 21 99999-0000\"]}");
     rd_contact c;
-    api_error err;
-    cr_expect_eq(rd_find_contact(cl, CUSTOMER, &c, &err), RD_NOT_FOUND);
+    calllog_error err;
+    cr_expect_eq(rd_find_contact(cl, CUSTOMER, &c, &err), CALLLOG_NOT_FOUND);
     cr_expect_str_eq(c.id, "");
     cr_expect(mock_count_requests(&rd, api_path()) >= 5, "not every form was tried");
     expect_one_acquire_per_request();
@@ -311,9 +311,9 @@ static void unconfirmed_contact_is_ignored(void)
               "\"body\":{\"data\":[{\"id\":\"x1\",\"name\":\"Wrong\",\"phones\":[{\"phone\":"
               "\"+55 21 97173-0783\"}]}],\"links\":{}}}";
     rd_contact c;
-    api_error err;
+    calllog_error err;
     arm(fault);
-    cr_expect_eq(rd_find_contact(cl, CUSTOMER, &c, &err), RD_NOT_FOUND, "%s", err.message);
+    cr_expect_eq(rd_find_contact(cl, CUSTOMER, &c, &err), CALLLOG_NOT_FOUND, "%s", err.message);
 }
 Test(v1, unconfirmed_contact_is_ignored)
 {
@@ -328,8 +328,8 @@ Test(v2, unconfirmed_contact_is_ignored)
 static void not_a_phone(void)
 {
     rd_contact c;
-    api_error err;
-    cr_expect_eq(rd_find_contact(cl, "anonymous", &c, &err), RD_NOT_FOUND);
+    calllog_error err;
+    cr_expect_eq(rd_find_contact(cl, "anonymous", &c, &err), CALLLOG_NOT_FOUND);
     cr_expect_eq(acquired, 0);
     cr_expect_eq(mock_count_requests(&rd, NULL), 0);
 }
@@ -362,14 +362,14 @@ static void open_deal_latest_wins(void)
     json_t *s = seed_deals();
     rd_contact c;
     rd_deal d;
-    api_error err;
-    cr_assert_eq(rd_find_contact(cl, CUSTOMER, &c, &err), RD_OK, "%s", err.message);
-    cr_assert_eq(rd_find_open_deal(cl, c.id, &d, &err), RD_OK, "%s", err.message);
+    calllog_error err;
+    cr_assert_eq(rd_find_contact(cl, CUSTOMER, &c, &err), CALLLOG_OK, "%s", err.message);
+    cr_assert_eq(rd_find_open_deal(cl, c.id, &d, &err), CALLLOG_OK, "%s", err.message);
     cr_expect_str_eq(d.id, seed_deal(s, 2));
     cr_expect_str_eq(d.name, "new open");
     /* Again without the contact look-up before it (the worker's cache case). */
     memset(&d, 0, sizeof d);
-    cr_assert_eq(rd_find_open_deal(cl, c.id, &d, &err), RD_OK, "%s", err.message);
+    cr_assert_eq(rd_find_open_deal(cl, c.id, &d, &err), CALLLOG_OK, "%s", err.message);
     cr_expect_str_eq(d.id, seed_deal(s, 2));
     cr_expect_str_eq(d.user_id, USER_ID);
     expect_one_acquire_per_request();
@@ -385,10 +385,10 @@ Test(v1, open_deal_latest_wins)
                      "{\"name\":\"lost\",\"win\":false,\"updated_at\":\"2026-05-01T00:00:00Z\"}]}");
     rd_contact c;
     rd_deal d;
-    api_error err;
-    cr_assert_eq(rd_find_contact(cl, CUSTOMER, &c, &err), RD_OK, "%s", err.message);
+    calllog_error err;
+    cr_assert_eq(rd_find_contact(cl, CUSTOMER, &c, &err), CALLLOG_OK, "%s", err.message);
     size_t before = mock_count_requests(&rd, "/api/v1/");
-    cr_assert_eq(rd_find_open_deal(cl, c.id, &d, &err), RD_OK, "%s", err.message);
+    cr_assert_eq(rd_find_open_deal(cl, c.id, &d, &err), CALLLOG_OK, "%s", err.message);
     cr_expect_str_eq(d.id, seed_deal(s, 2));
     cr_expect_eq(mock_count_requests(&rd, "/api/v1/"), before, "embedded deals cost no request");
     expect_one_acquire_per_request();
@@ -398,8 +398,8 @@ Test(v1, open_deal_without_contact_lookup_skips_paused)
 {
     json_t *s = seed_deals();
     rd_deal d;
-    api_error err;
-    cr_assert_eq(rd_find_open_deal(cl, seed_id(s), &d, &err), RD_OK, "%s", err.message);
+    calllog_error err;
+    cr_assert_eq(rd_find_open_deal(cl, seed_id(s), &d, &err), CALLLOG_OK, "%s", err.message);
     cr_expect_str_eq(d.id, seed_deal(s, 2));
     cr_expect_str_eq(d.user_id, USER_ID);
     expect_one_acquire_per_request();
@@ -410,14 +410,14 @@ Test(v2, open_deal_latest_wins)
     open_deal_latest_wins();
 }
 
-/* Only won and lost deals: RD_NOT_FOUND. */
+/* Only won and lost deals: CALLLOG_NOT_FOUND. */
 static void no_open_deal(void)
 {
     json_t *s = seed("{\"name\":\"Bia\",\"phones\":[\"+5511971730783\"],\"deals\":["
                      "{\"name\":\"won\",\"win\":true},{\"name\":\"lost\",\"win\":false}]}");
     rd_deal d;
-    api_error err;
-    cr_expect_eq(rd_find_open_deal(cl, seed_id(s), &d, &err), RD_NOT_FOUND, "%s", err.message);
+    calllog_error err;
+    cr_expect_eq(rd_find_open_deal(cl, seed_id(s), &d, &err), CALLLOG_NOT_FOUND, "%s", err.message);
     json_decref(s);
 }
 Test(v1, no_open_deal)
@@ -432,8 +432,8 @@ Test(v2, no_open_deal)
 Test(v1, unknown_contact_has_no_deal)
 {
     rd_deal d;
-    api_error err;
-    cr_expect_eq(rd_find_open_deal(cl, "000000000000000000000000", &d, &err), RD_NOT_FOUND);
+    calllog_error err;
+    cr_expect_eq(rd_find_open_deal(cl, "000000000000000000000000", &d, &err), CALLLOG_NOT_FOUND);
 }
 
 /* v1 summaries without updated_at: the candidates are fetched to compare them. */
@@ -446,7 +446,7 @@ Test(v1, summaries_without_updated_at_are_fetched)
     char fault[1024];
     rd_contact c;
     rd_deal d;
-    api_error err;
+    calllog_error err;
     snprintf(fault, sizeof fault,
              "{\"method\":\"GET\",\"path\":\"^/api/v1/contacts$\",\"status\":200,\"body\":"
              "{\"contacts\":[{\"_id\":\"%s\",\"name\":\"Ana\",\"phones\":[{\"phone\":"
@@ -454,8 +454,8 @@ Test(v1, summaries_without_updated_at_are_fetched)
              "\"win\":null,\"closed_at\":null},{\"_id\":\"%s\",\"win\":true}]}]}}",
              seed_id(s), seed_deal(s, 0), seed_deal(s, 1), seed_deal(s, 2));
     arm(fault);
-    cr_assert_eq(rd_find_contact(cl, CUSTOMER, &c, &err), RD_OK, "%s", err.message);
-    cr_assert_eq(rd_find_open_deal(cl, c.id, &d, &err), RD_OK, "%s", err.message);
+    cr_assert_eq(rd_find_contact(cl, CUSTOMER, &c, &err), CALLLOG_OK, "%s", err.message);
+    cr_assert_eq(rd_find_open_deal(cl, c.id, &d, &err), CALLLOG_OK, "%s", err.message);
     cr_expect_str_eq(d.id, seed_deal(s, 1));
     json_t *log = mock_get(&rd, "/_mock/requests?path=%5E/api/v1/deals/");
     cr_expect_eq(json_array_size(json_object_get(log, "requests")), 2, "two candidates fetched");
@@ -469,10 +469,10 @@ Test(v2, deal_filter_falls_back_to_contact_ids)
 {
     json_t *s = seed_deals();
     rd_deal d;
-    api_error err;
+    calllog_error err;
     arm("{\"method\":\"GET\",\"path\":\"^/crm/v2/deals$\",\"query\":\"contact_id%3A\","
         "\"status\":400}");
-    cr_assert_eq(rd_find_open_deal(cl, seed_id(s), &d, &err), RD_OK, "%s", err.message);
+    cr_assert_eq(rd_find_open_deal(cl, seed_id(s), &d, &err), CALLLOG_OK, "%s", err.message);
     cr_expect_str_eq(d.id, seed_deal(s, 2));
     json_t *log = mock_get(&rd, "/_mock/requests?path=%5E/crm/v2/deals");
     json_t *reqs = json_object_get(log, "requests");
@@ -489,11 +489,11 @@ Test(v2, deals_of_other_contacts_are_ignored)
 {
     json_t *s = seed("{\"name\":\"Ana\",\"phones\":[\"+5511971730783\"]}");
     rd_deal d;
-    api_error err;
+    calllog_error err;
     arm("{\"method\":\"GET\",\"path\":\"^/crm/v2/deals$\",\"status\":200,\"body\":{\"data\":"
         "[{\"id\":\"d9\",\"name\":\"someone else\",\"status\":\"ongoing\",\"contact_ids\":"
         "[\"c9\"],\"updated_at\":\"2026-01-01T00:00:00Z\"}],\"links\":{}}}");
-    cr_expect_eq(rd_find_open_deal(cl, seed_id(s), &d, &err), RD_NOT_FOUND, "%s", err.message);
+    cr_expect_eq(rd_find_open_deal(cl, seed_id(s), &d, &err), CALLLOG_NOT_FOUND, "%s", err.message);
     json_decref(s);
 }
 
@@ -504,10 +504,10 @@ static void note_posted(void)
 {
     json_t *s = seed_deals();
     char id[64];
-    api_error err;
+    calllog_error err;
     const char *text = "Liga\xc3\xa7\xc3\xa3o recebida\n[calllog:CA0001]";
-    cr_assert_eq(rd_post_note(cl, seed_deal(s, 2), USER_ID, text, id, sizeof id, &err), RD_OK, "%s",
-                 err.message);
+    cr_assert_eq(rd_post_note(cl, seed_deal(s, 2), USER_ID, text, id, sizeof id, &err), CALLLOG_OK,
+                 "%s", err.message);
     json_t *notes = mock_list("notes");
     cr_assert_eq(json_array_size(notes), 1);
     json_t *n = json_array_get(notes, 0);
@@ -537,21 +537,22 @@ Test(v1, requests_are_counted_in_metrics)
     const char *series = "endpoint=\"POST /activities\",status=\"200\"";
     double before = metric_value(m, series);
     char id[64];
-    api_error err;
-    cr_assert_eq(rd_post_note(cl, seed_deal(s, 2), USER_ID, "hello", id, sizeof id, &err), RD_OK);
+    calllog_error err;
+    cr_assert_eq(rd_post_note(cl, seed_deal(s, 2), USER_ID, "hello", id, sizeof id, &err),
+                 CALLLOG_OK);
     cr_expect_eq(metric_value(m, series) - before, 1.0);
-    cr_expect_eq(rd_post_note(cl, seed_deal(s, 2), USER_ID, "", id, sizeof id, &err), RD_ERROR);
+    cr_expect_lt(rd_post_note(cl, seed_deal(s, 2), USER_ID, "", id, sizeof id, &err), 0);
     cr_expect_eq(metric_value(m, "endpoint=\"POST /activities\",status=\"422\""), 1.0);
     json_decref(s);
 }
 
-/* A note on a deal that vanished: RD_ERROR with 404, so the caller drops its cache. */
+/* A note on a deal that vanished: a failure with 404, so the caller drops its cache. */
 static void note_on_missing_deal(void)
 {
     char id[64];
-    api_error err;
-    cr_expect_eq(rd_post_note(cl, "0000000000000000000000ff", USER_ID, "x", id, sizeof id, &err),
-                 RD_ERROR);
+    calllog_error err;
+    cr_expect_lt(rd_post_note(cl, "0000000000000000000000ff", USER_ID, "x", id, sizeof id, &err),
+                 0);
     cr_expect_eq(err.http_status, 404);
     cr_expect_str_eq(id, "");
     expect_no_secret(&err);
@@ -565,14 +566,14 @@ Test(v2, note_on_missing_deal)
     note_on_missing_deal();
 }
 
-/* A validation error: RD_ERROR, 422, a readable message without credentials. */
+/* A validation error: a failure, 422, a readable message without credentials. */
 static void note_rejected_422(void)
 {
     json_t *s = seed_deals();
     char id[64];
-    api_error err;
+    calllog_error err;
     const char *prefix_msg = api == RD_API_V1 ? "POST /activities: 422 " : "POST /deals/";
-    cr_expect_eq(rd_post_note(cl, seed_deal(s, 2), USER_ID, "", id, sizeof id, &err), RD_ERROR);
+    cr_expect_lt(rd_post_note(cl, seed_deal(s, 2), USER_ID, "", id, sizeof id, &err), 0);
     cr_expect_eq(err.http_status, 422);
     cr_expect_eq(err.curl_code, 0);
     cr_expect(strncmp(err.message, prefix_msg, strlen(prefix_msg)) == 0, "%s", err.message);
@@ -595,10 +596,10 @@ Test(v1, rate_limited_429)
 {
     json_t *s = seed_deals();
     char id[64];
-    api_error err;
+    calllog_error err;
     cr_assert_eq(mock_post(&rd, "/_mock/ratelimit", "{\"limit\":1,\"clear\":true}", NULL), 200);
-    cr_assert_eq(rd_post_note(cl, seed_deal(s, 2), USER_ID, "a", id, sizeof id, &err), RD_OK);
-    cr_expect_eq(rd_post_note(cl, seed_deal(s, 2), USER_ID, "b", id, sizeof id, &err), RD_ERROR);
+    cr_assert_eq(rd_post_note(cl, seed_deal(s, 2), USER_ID, "a", id, sizeof id, &err), CALLLOG_OK);
+    cr_expect_lt(rd_post_note(cl, seed_deal(s, 2), USER_ID, "b", id, sizeof id, &err), 0);
     cr_expect_eq(err.http_status, 429);
     cr_expect_eq(err.retry_after_ms, -1, "v1 sends no Retry-After");
     cr_expect_not_null(strstr(err.message, "RATE_LIMIT_EXCEDDED"), "%s", err.message);
@@ -610,11 +611,11 @@ Test(v2, rate_limited_429)
 {
     json_t *s = seed_deals();
     char id[64];
-    api_error err;
-    cr_assert_eq(rd_post_note(cl, seed_deal(s, 2), USER_ID, "a", id, sizeof id, &err), RD_OK);
+    calllog_error err;
+    cr_assert_eq(rd_post_note(cl, seed_deal(s, 2), USER_ID, "a", id, sizeof id, &err), CALLLOG_OK);
     cr_assert_eq(mock_post(&rd, "/_mock/ratelimit", "{\"limit\":1,\"clear\":true}", NULL), 200);
-    cr_assert_eq(rd_post_note(cl, seed_deal(s, 2), USER_ID, "b", id, sizeof id, &err), RD_OK);
-    cr_expect_eq(rd_post_note(cl, seed_deal(s, 2), USER_ID, "c", id, sizeof id, &err), RD_ERROR);
+    cr_assert_eq(rd_post_note(cl, seed_deal(s, 2), USER_ID, "b", id, sizeof id, &err), CALLLOG_OK);
+    cr_expect_lt(rd_post_note(cl, seed_deal(s, 2), USER_ID, "c", id, sizeof id, &err), 0);
     cr_expect_eq(err.http_status, 429);
     cr_expect(err.retry_after_ms >= 1000 && err.retry_after_ms <= 60000, "retry_after_ms %ld",
               err.retry_after_ms);
@@ -628,9 +629,9 @@ Test(v1, server_error_html)
 {
     json_t *s = seed_deals();
     char id[64];
-    api_error err;
+    calllog_error err;
     arm("{\"path\":\"^/api/v1/activities$\",\"status\":500}");
-    cr_expect_eq(rd_post_note(cl, seed_deal(s, 2), USER_ID, "a", id, sizeof id, &err), RD_ERROR);
+    cr_expect_lt(rd_post_note(cl, seed_deal(s, 2), USER_ID, "a", id, sizeof id, &err), 0);
     cr_expect_eq(err.http_status, 500);
     cr_expect_null(strchr(err.message, '\n'), "%s", err.message);
     cr_expect_not_null(strstr(err.message, "<title>500"), "%s", err.message);
@@ -643,7 +644,7 @@ static void transport_error(void)
 {
     mock_server gone;
     rd_contact c;
-    api_error err;
+    calllog_error err;
     cr_assert_eq(mock_start(&gone, "rdstation_mock.py", NULL), 0);
     mock_stop(&gone);
     snprintf(base_url, sizeof base_url, "%s%s", gone.base,
@@ -652,7 +653,7 @@ static void transport_error(void)
     if (api == RD_API_V2) /* a stored token, so the API request itself is attempted */
         freeReplyObject(redisCommand(redis, "HSET %s access_token tok access_expires_at_ms %lld",
                                      keys.oauth, (long long)time(NULL) * 1000 + 3600000));
-    cr_expect_eq(rd_find_contact(dead, CUSTOMER, &c, &err), RD_ERROR);
+    cr_expect_lt(rd_find_contact(dead, CUSTOMER, &c, &err), 0);
     cr_expect_eq(err.curl_code, CURLE_COULDNT_CONNECT);
     cr_expect_eq(err.http_status, 0);
     expect_no_secret(&err);
@@ -671,12 +672,12 @@ Test(v2, transport_error)
 static void acquire_refused(void)
 {
     rd_contact c;
-    api_error err;
+    calllog_error err;
     stopping = 1;
     if (api == RD_API_V2)
         freeReplyObject(redisCommand(redis, "HSET %s access_token tok access_expires_at_ms %lld",
                                      keys.oauth, (long long)time(NULL) * 1000 + 3600000));
-    cr_expect_eq(rd_find_contact(cl, CUSTOMER, &c, &err), RD_ERROR);
+    cr_expect_lt(rd_find_contact(cl, CUSTOMER, &c, &err), 0);
     cr_expect_eq(err.curl_code, -1);
     cr_expect_str_eq(err.message, "stopping");
     cr_expect_eq(mock_count_requests(&rd, api_path()), 0);
@@ -697,7 +698,7 @@ static void call_task(void)
 {
     json_t *s = seed_deals();
     char id[64];
-    api_error err;
+    calllog_error err;
     struct tm tm = {0};
     tm.tm_year = 2026 - 1900;
     tm.tm_mon = 10;
@@ -708,7 +709,7 @@ static void call_task(void)
     tzset();
     cr_assert_eq(rd_post_call_task(cl, seed_deal(s, 2), USER_ID, "Liga\xc3\xa7\xc3\xa3o",
                                    "notes [calllog:CA0002]", when, id, sizeof id, &err),
-                 RD_OK, "%s", err.message);
+                 CALLLOG_OK, "%s", err.message);
     json_t *tasks = mock_list("tasks");
     cr_assert_eq(json_array_size(tasks), 1);
     json_t *t = json_array_get(tasks, 0);
@@ -748,29 +749,29 @@ static void marker_search(void)
     json_t *s = seed_deals();
     const char *deal = seed_deal(s, 2), *other = seed_deal(s, 1);
     char note[64], task[64], found[64];
-    api_error err;
+    calllog_error err;
     cr_assert_eq(rd_post_note(cl, deal, USER_ID, "x\n[calllog:CANOTE]", note, sizeof note, &err),
-                 RD_OK, "%s", err.message);
+                 CALLLOG_OK, "%s", err.message);
     cr_assert_eq(rd_post_call_task(cl, deal, USER_ID, "Call", "y [calllog:CATASK]", time(NULL),
                                    task, sizeof task, &err),
-                 RD_OK, "%s", err.message);
+                 CALLLOG_OK, "%s", err.message);
     cr_assert_eq(rd_post_note(cl, other, USER_ID, "[calllog:CAOTHER]", found, sizeof found, &err),
-                 RD_OK);
+                 CALLLOG_OK);
 
     cr_expect_eq(
         rd_find_marker(cl, deal, RD_MARKER_BOTH, "[calllog:CANOTE]", found, sizeof found, &err),
-        RD_OK, "%s", err.message);
+        CALLLOG_OK, "%s", err.message);
     cr_expect_str_eq(found, note);
     cr_expect_eq(
         rd_find_marker(cl, deal, RD_MARKER_BOTH, "[calllog:CATASK]", found, sizeof found, &err),
-        RD_OK, "%s", err.message);
+        CALLLOG_OK, "%s", err.message);
     cr_expect_str_eq(found, task);
     cr_expect_eq(
         rd_find_marker(cl, deal, RD_MARKER_BOTH, "[calllog:CAOTHER]", found, sizeof found, &err),
-        RD_NOT_FOUND, "a marker on another deal counts");
+        CALLLOG_NOT_FOUND, "a marker on another deal counts");
     cr_expect_eq(
         rd_find_marker(cl, deal, RD_MARKER_BOTH, "[calllog:CANONE]", found, sizeof found, &err),
-        RD_NOT_FOUND);
+        CALLLOG_NOT_FOUND);
     cr_expect_str_eq(found, "");
     expect_one_acquire_per_request();
     json_decref(s);
@@ -790,14 +791,16 @@ Test(v1, marker_on_a_later_page)
     json_t *s = seed_deals();
     const char *deal = seed_deal(s, 2);
     char id[64], found[64];
-    api_error err;
+    calllog_error err;
     cr_assert_eq(mock_post(&rd, "/_mock/ratelimit", "{\"limit\":0}", NULL), 200);
-    cr_assert_eq(rd_post_note(cl, deal, USER_ID, "[calllog:CAFIRST]", id, sizeof id, &err), RD_OK);
+    cr_assert_eq(rd_post_note(cl, deal, USER_ID, "[calllog:CAFIRST]", id, sizeof id, &err),
+                 CALLLOG_OK);
     for (int i = 0; i < 200; i++) /* newest first: CAFIRST ends up on page 2 */
-        cr_assert_eq(rd_post_note(cl, deal, USER_ID, "filler", found, sizeof found, &err), RD_OK);
+        cr_assert_eq(rd_post_note(cl, deal, USER_ID, "filler", found, sizeof found, &err),
+                     CALLLOG_OK);
     cr_expect_eq(
         rd_find_marker(cl, deal, RD_MARKER_BOTH, "[calllog:CAFIRST]", found, sizeof found, &err),
-        RD_OK, "%s", err.message);
+        CALLLOG_OK, "%s", err.message);
     cr_expect_str_eq(found, id);
     json_decref(s);
 }
@@ -806,13 +809,13 @@ Test(v1, marker_on_a_later_page)
 
 /* The error of an answer that cannot be read: transient, no status, a message naming the
  * endpoint and `why`, no credentials. */
-static void expect_unreadable(const api_error *err, const char *endpoint, const char *why)
+static void expect_unreadable(const calllog_error *err, const char *endpoint, const char *why)
 {
     char prefix_msg[128];
     snprintf(prefix_msg, sizeof prefix_msg, "%s: answer unreadable: ", endpoint);
     cr_expect_eq(err->http_status, 0);
     cr_expect_eq(err->curl_code, 0);
-    cr_expect_eq(retry_classify(err->curl_code, err->http_status), RETRY_TRANSIENT);
+    cr_expect_eq(err->code, CALLLOG_TRANSIENT);
     cr_expect(strncmp(err->message, prefix_msg, strlen(prefix_msg)) == 0, "%s", err->message);
     cr_expect_not_null(strstr(err->message, why), "%s", err->message);
     cr_expect_null(strchr(err->message, '\n'), "%s", err->message);
@@ -834,9 +837,9 @@ static void arm_contacts_200(const char *items)
 static void contact_with_numeric_phones(void)
 {
     rd_contact c;
-    api_error err;
+    calllog_error err;
     arm_contacts_200("[{\"_id\":\"c1\",\"id\":\"c1\",\"name\":\"X\",\"phones\":[5511971730783]}]");
-    cr_expect_eq(rd_find_contact(cl, CUSTOMER, &c, &err), RD_ERROR, "%s", err.message);
+    cr_expect_lt(rd_find_contact(cl, CUSTOMER, &c, &err), 0, "%s", err.message);
     expect_unreadable(&err, "GET /contacts", "phones");
     cr_expect_str_eq(c.id, "");
 }
@@ -861,11 +864,10 @@ static void contact_list_of_wrong_types(void)
     };
     for (size_t i = 0; i < sizeof lists / sizeof *lists; i++) {
         rd_contact c;
-        api_error err;
+        calllog_error err;
         cr_assert_eq(mock_call(&rd, "DELETE", "/_mock/faults", NULL, NULL), 200);
         arm_contacts_200(lists[i]);
-        cr_expect_eq(rd_find_contact(cl, CUSTOMER, &c, &err), RD_ERROR, "%s: %s", lists[i],
-                     err.message);
+        cr_expect_lt(rd_find_contact(cl, CUSTOMER, &c, &err), 0, "%s: %s", lists[i], err.message);
         expect_unreadable(&err, "GET /contacts", "contact 0");
     }
 }
@@ -882,10 +884,10 @@ Test(v2, contact_list_of_wrong_types)
 static void contact_with_object_id(void)
 {
     rd_contact c;
-    api_error err;
+    calllog_error err;
     arm_contacts_200("[{\"_id\":{\"$oid\":\"c1\"},\"id\":{\"$oid\":\"c1\"},"
                      "\"phones\":[{\"phone\":\"+5511971730783\",\"type\":\"cellphone\"}]}]");
-    cr_expect_eq(rd_find_contact(cl, CUSTOMER, &c, &err), RD_ERROR, "%s", err.message);
+    cr_expect_lt(rd_find_contact(cl, CUSTOMER, &c, &err), 0, "%s", err.message);
     expect_unreadable(&err, "GET /contacts", "no id");
 }
 Test(v1, contact_with_object_id)
@@ -901,9 +903,9 @@ Test(v2, contact_with_object_id)
 static void contacts_not_a_list(void)
 {
     rd_contact c;
-    api_error err;
+    calllog_error err;
     arm_contacts_200("{\"c1\":{}}");
-    cr_expect_eq(rd_find_contact(cl, CUSTOMER, &c, &err), RD_ERROR, "%s", err.message);
+    cr_expect_lt(rd_find_contact(cl, CUSTOMER, &c, &err), 0, "%s", err.message);
     expect_unreadable(&err, "GET /contacts", api == RD_API_V1 ? "\"contacts\"" : "\"data\"");
 }
 Test(v1, contacts_not_a_list)
@@ -920,17 +922,17 @@ static void contacts_html_200(void)
 {
     char fault[256];
     rd_contact c;
-    api_error err;
+    calllog_error err;
     json_decref(seed("{\"name\":\"Ana\",\"phones\":[\"+5511971730783\"]}"));
     snprintf(fault, sizeof fault,
              "{\"method\":\"GET\",\"path\":\"^%scontacts$\",\"status\":200,"
              "\"body\":\"<html><body>Please log in</body></html>\"}",
              api_path());
     arm(fault);
-    cr_expect_eq(rd_find_contact(cl, CUSTOMER, &c, &err), RD_ERROR, "%s", err.message);
+    cr_expect_lt(rd_find_contact(cl, CUSTOMER, &c, &err), 0, "%s", err.message);
     expect_unreadable(&err, "GET /contacts", "not JSON (HTTP 200, text/html");
     /* Once RD answers properly the contact is found. */
-    cr_expect_eq(rd_find_contact(cl, CUSTOMER, &c, &err), RD_OK, "%s", err.message);
+    cr_expect_eq(rd_find_contact(cl, CUSTOMER, &c, &err), CALLLOG_OK, "%s", err.message);
 }
 Test(v1, contacts_html_200)
 {
@@ -942,12 +944,12 @@ Test(v2, contacts_html_200)
 }
 
 /* An empty 200 on POST note — whether RD created the note (replace) or not — is an
- * error without a note id, never RD_OK. */
+ * error without a note id, never CALLLOG_OK. */
 static void note_empty_200(void)
 {
     json_t *s = seed_deals();
     char id[64], fault[256];
-    api_error err;
+    calllog_error err;
     const char *path = api == RD_API_V1 ? "^/api/v1/activities$" : "^/crm/v2/deals/[^/]+/notes$";
     for (int replace = 0; replace < 2; replace++) {
         snprintf(fault, sizeof fault,
@@ -955,8 +957,8 @@ static void note_empty_200(void)
                  "\"replace\":%s}",
                  path, replace ? "true" : "false");
         arm(fault);
-        cr_expect_eq(rd_post_note(cl, seed_deal(s, 2), USER_ID, "a", id, sizeof id, &err), RD_ERROR,
-                     "%s", err.message);
+        cr_expect_lt(rd_post_note(cl, seed_deal(s, 2), USER_ID, "a", id, sizeof id, &err), 0, "%s",
+                     err.message);
         expect_unreadable(&err, api == RD_API_V1 ? "POST /activities" : "POST /deals/{id}/notes",
                           "empty body (HTTP 200");
         cr_expect_str_eq(id, "");
@@ -980,14 +982,14 @@ static void note_created_without_id(void)
 {
     json_t *s = seed_deals();
     char id[64], fault[256];
-    api_error err;
+    calllog_error err;
     const char *path = api == RD_API_V1 ? "^/api/v1/activities$" : "^/crm/v2/deals/[^/]+/notes$";
     snprintf(fault, sizeof fault,
              "{\"method\":\"POST\",\"path\":\"%s\",\"status\":200,\"body\":{\"data\":[],\"ok\":1},"
              "\"replace\":true}",
              path);
     arm(fault);
-    cr_expect_eq(rd_post_note(cl, seed_deal(s, 2), USER_ID, "a", id, sizeof id, &err), RD_ERROR);
+    cr_expect_lt(rd_post_note(cl, seed_deal(s, 2), USER_ID, "a", id, sizeof id, &err), 0);
     expect_unreadable(&err, api == RD_API_V1 ? "POST /activities" : "POST /deals/{id}/notes",
                       "no id for the created note");
     cr_expect_str_eq(id, "");
@@ -1007,21 +1009,21 @@ Test(v1, deals_not_a_list)
 {
     json_t *s = seed_deals();
     rd_deal d;
-    api_error err;
+    calllog_error err;
     arm("{\"method\":\"GET\",\"path\":\"^/api/v1/contacts/[^/]+$\",\"status\":200,"
         "\"replace\":true,\"body\":{\"_id\":\"c1\",\"name\":\"Ana\",\"deals\":\"none\"}}");
-    cr_expect_eq(rd_find_open_deal(cl, seed_id(s), &d, &err), RD_ERROR, "%s", err.message);
+    cr_expect_lt(rd_find_open_deal(cl, seed_id(s), &d, &err), 0, "%s", err.message);
     expect_unreadable(&err, "GET /contacts/{id}", "\"deals\"");
     arm("{\"method\":\"GET\",\"path\":\"^/api/v1/contacts/[^/]+$\",\"status\":200,"
         "\"replace\":true,\"body\":{\"_id\":\"c1\",\"name\":\"Ana\",\"deal_ids\":[{\"a\":1}]}}");
-    cr_expect_eq(rd_find_open_deal(cl, seed_id(s), &d, &err), RD_ERROR, "%s", err.message);
+    cr_expect_lt(rd_find_open_deal(cl, seed_id(s), &d, &err), 0, "%s", err.message);
     expect_unreadable(&err, "GET /contacts/{id}", "deal_ids[0]");
     arm("{\"method\":\"GET\",\"path\":\"^/api/v1/deals/[^/]+$\",\"status\":200,"
         "\"replace\":true,\"body\":{\"_id\":\"d1\",\"win\":\"no\"}}");
-    cr_expect_eq(rd_find_open_deal(cl, seed_id(s), &d, &err), RD_ERROR, "%s", err.message);
+    cr_expect_lt(rd_find_open_deal(cl, seed_id(s), &d, &err), 0, "%s", err.message);
     expect_unreadable(&err, "GET /deals/{id}", "win/hold/closed_at");
     /* RD behaves again: the deal is found. */
-    cr_expect_eq(rd_find_open_deal(cl, seed_id(s), &d, &err), RD_OK, "%s", err.message);
+    cr_expect_eq(rd_find_open_deal(cl, seed_id(s), &d, &err), CALLLOG_OK, "%s", err.message);
     cr_expect_str_eq(d.id, seed_deal(s, 2));
     json_decref(s);
 }
@@ -1031,16 +1033,16 @@ Test(v2, deals_not_a_list)
 {
     json_t *s = seed_deals();
     rd_deal d;
-    api_error err;
+    calllog_error err;
     arm("{\"method\":\"GET\",\"path\":\"^/crm/v2/deals$\",\"status\":200,"
         "\"body\":{\"data\":{\"id\":\"d1\"},\"links\":{}}}");
-    cr_expect_eq(rd_find_open_deal(cl, seed_id(s), &d, &err), RD_ERROR, "%s", err.message);
+    cr_expect_lt(rd_find_open_deal(cl, seed_id(s), &d, &err), 0, "%s", err.message);
     expect_unreadable(&err, "GET /deals", "\"data\"");
     arm("{\"method\":\"GET\",\"path\":\"^/crm/v2/deals$\",\"status\":200,"
         "\"body\":{\"data\":[{\"id\":\"d1\",\"status\":1}],\"links\":{}}}");
-    cr_expect_eq(rd_find_open_deal(cl, seed_id(s), &d, &err), RD_ERROR, "%s", err.message);
+    cr_expect_lt(rd_find_open_deal(cl, seed_id(s), &d, &err), 0, "%s", err.message);
     expect_unreadable(&err, "GET /deals", "deal 0");
-    cr_expect_eq(rd_find_open_deal(cl, seed_id(s), &d, &err), RD_OK, "%s", err.message);
+    cr_expect_eq(rd_find_open_deal(cl, seed_id(s), &d, &err), CALLLOG_OK, "%s", err.message);
     json_decref(s);
 }
 
@@ -1049,16 +1051,16 @@ static void marker_search_unreadable(void)
 {
     json_t *s = seed_deals();
     char found[64], fault[256];
-    api_error err;
+    calllog_error err;
     snprintf(fault, sizeof fault,
              "{\"method\":\"GET\",\"path\":\"^%s\",\"status\":200,\"body\":{\"%s\":"
              "[{\"id\":\"n1\",\"%s\":{\"x\":\"[calllog:CAX]\"}}]}}",
              api == RD_API_V1 ? "/api/v1/activities$" : "/crm/v2/deals/[^/]+/notes$",
              api == RD_API_V1 ? "activities" : "data", api == RD_API_V1 ? "text" : "description");
     arm(fault);
-    cr_expect_eq(rd_find_marker(cl, seed_deal(s, 2), RD_MARKER_BOTH, "[calllog:CAX]", found,
+    cr_expect_lt(rd_find_marker(cl, seed_deal(s, 2), RD_MARKER_BOTH, "[calllog:CAX]", found,
                                 sizeof found, &err),
-                 RD_ERROR, "%s", err.message);
+                 0, "%s", err.message);
     expect_unreadable(&err, api == RD_API_V1 ? "GET /activities" : "GET /deals/{id}/notes",
                       "entry");
     json_decref(s);
@@ -1072,17 +1074,17 @@ Test(v2, marker_search_unreadable)
     marker_search_unreadable();
 }
 
-/* The task is created, then completing it gets an HTML 200: RD_ERROR with the id set
+/* The task is created, then completing it gets an HTML 200: a failure with the id set
  * (the task exists: look for the marker before trying again). */
 static void task_completion_html_200(void)
 {
     json_t *s = seed_deals();
     char id[64];
-    api_error err;
+    calllog_error err;
     arm("{\"method\":\"PUT\",\"path\":\"/tasks/\",\"status\":200,\"body\":\"<html>ok</html>\"}");
-    cr_expect_eq(rd_post_call_task(cl, seed_deal(s, 2), USER_ID, "Call", "n", time(NULL), id,
+    cr_expect_lt(rd_post_call_task(cl, seed_deal(s, 2), USER_ID, "Call", "n", time(NULL), id,
                                    sizeof id, &err),
-                 RD_ERROR, "%s", err.message);
+                 0, "%s", err.message);
     expect_unreadable(&err, "PUT /tasks/{id}", "text/html");
     cr_expect_neq(id[0], '\0');
     json_decref(s);
@@ -1100,9 +1102,9 @@ Test(v2, task_completion_html_200)
 Test(v1, transport_error_names_the_endpoint)
 {
     rd_contact c;
-    api_error err;
+    calllog_error err;
     arm("{\"method\":\"GET\",\"path\":\"^/api/v1/contacts$\",\"drop\":true}");
-    cr_expect_eq(rd_find_contact(cl, CUSTOMER, &c, &err), RD_ERROR);
+    cr_expect_lt(rd_find_contact(cl, CUSTOMER, &c, &err), 0);
     cr_expect_neq(err.curl_code, 0);
     cr_expect(strncmp(err.message, "GET /contacts: ", 15) == 0, "%s", err.message);
     cr_expect_null(strstr(err.message, "127.0.0.1"), "%s", err.message);
@@ -1116,17 +1118,17 @@ static void create_contact_and_deal(void)
 {
     rd_contact c = {0}, found; /* empty id: create the contact too */
     rd_deal d, open;
-    api_error err;
+    calllog_error err;
     const char *stage = "5e00000000000000000000a2";
     cr_assert_eq(
         rd_create_contact_and_deal(cl, "Novo Cliente", CUSTOMER, stage, USER_ID, &c, &d, &err),
-        RD_OK, "%s", err.message);
+        CALLLOG_OK, "%s", err.message);
     cr_expect_neq(c.id[0], '\0');
     cr_expect_neq(d.id[0], '\0');
     cr_expect_str_eq(c.name, "Novo Cliente");
-    cr_assert_eq(rd_find_contact(cl, CUSTOMER, &found, &err), RD_OK, "%s", err.message);
+    cr_assert_eq(rd_find_contact(cl, CUSTOMER, &found, &err), CALLLOG_OK, "%s", err.message);
     cr_expect_str_eq(found.id, c.id);
-    cr_assert_eq(rd_find_open_deal(cl, c.id, &open, &err), RD_OK, "%s", err.message);
+    cr_assert_eq(rd_find_open_deal(cl, c.id, &open, &err), CALLLOG_OK, "%s", err.message);
     cr_expect_str_eq(open.id, d.id);
     json_t *deals = mock_list("deals");
     cr_assert_eq(json_array_size(deals), 1);
@@ -1140,7 +1142,7 @@ static void create_contact_and_deal(void)
     rd_deal d2;
     cr_assert_eq(
         rd_create_contact_and_deal(cl, "Novo Cliente", CUSTOMER, stage, USER_ID, &c, &d2, &err),
-        RD_OK, "%s", err.message);
+        CALLLOG_OK, "%s", err.message);
     json_t *after = mock_list("contacts");
     cr_expect_eq(json_array_size(after), json_array_size(before), "a second contact was created");
     cr_expect_str_neq(d2.id, d.id);
@@ -1199,10 +1201,10 @@ static void created_contact_phone_type(void)
 {
     rd_contact c = {0};
     rd_deal d;
-    api_error err;
+    calllog_error err;
     cr_assert_eq(rd_create_contact_and_deal(cl, "Novo", CUSTOMER, "5e00000000000000000000a2",
                                             USER_ID, &c, &d, &err),
-                 RD_OK, "%s", err.message);
+                 CALLLOG_OK, "%s", err.message);
     json_t *body = last_body("POST", "/contacts");
     json_t *root = json_object_get(body, api == RD_API_V1 ? "contact" : "data");
     json_t *phone = json_array_get(json_object_get(root, "phones"), 0);
@@ -1227,11 +1229,11 @@ Test(v1, created_deal_is_linked_and_verified)
                      "\"won\",\"win\":true}]}");
     rd_contact c = {0};
     rd_deal d;
-    api_error err;
+    calllog_error err;
     snprintf(c.id, sizeof c.id, "%s", seed_id(s));
     cr_assert_eq(rd_create_contact_and_deal(cl, "Ana", CUSTOMER, "5e00000000000000000000a2",
                                             USER_ID, &c, &d, &err),
-                 RD_OK, "%s", err.message);
+                 CALLLOG_OK, "%s", err.message);
     json_t *post = last_body("POST", "/deals");
     cr_expect_null(json_object_get(post, "contacts"), "POST /deals still sends contacts");
     json_decref(post);
@@ -1266,14 +1268,14 @@ Test(v1, link_not_taken_is_permanent)
 {
     rd_contact c = {0};
     rd_deal d;
-    api_error err;
+    calllog_error err;
     arm("{\"method\":\"PUT\",\"path\":\"^/api/v1/contacts/\",\"status\":200,\"body\":{}}");
-    cr_assert_eq(rd_create_contact_and_deal(cl, "Novo", CUSTOMER, "5e00000000000000000000a2",
+    cr_assert_lt(rd_create_contact_and_deal(cl, "Novo", CUSTOMER, "5e00000000000000000000a2",
                                             USER_ID, &c, &d, &err),
-                 RD_ERROR);
+                 0);
     cr_expect_neq(d.id[0], '\0', "the created deal's id must be reported");
     cr_expect_eq(err.http_status, 200);
-    cr_expect_neq(retry_classify(err.curl_code, err.http_status), RETRY_TRANSIENT);
+    cr_expect_neq(err.code, CALLLOG_TRANSIENT);
     cr_expect_not_null(strstr(err.message, "unlinked"), "%s", err.message);
     cr_expect_not_null(strstr(err.message, d.id), "%s", err.message);
     cr_expect_not_null(strstr(err.message, c.id), "%s", err.message);
@@ -1284,14 +1286,14 @@ static void marker_scope_reads_only_its_lists(void)
 {
     json_t *s = seed_deals();
     char found[64];
-    api_error err;
+    calllog_error err;
     cr_expect_eq(rd_find_marker(cl, seed_deal(s, 2), RD_MARKER_NOTES, "[calllog:CAN]", found,
                                 sizeof found, &err),
-                 RD_NOT_FOUND, "%s", err.message);
+                 CALLLOG_NOT_FOUND, "%s", err.message);
     cr_expect_eq(count_method("GET", "/tasks"), 0, "note mode listed tasks");
     cr_expect_eq(rd_find_marker(cl, seed_deal(s, 2), RD_MARKER_TASKS, "[calllog:CAN]", found,
                                 sizeof found, &err),
-                 RD_NOT_FOUND, "%s", err.message);
+                 CALLLOG_NOT_FOUND, "%s", err.message);
     cr_expect_eq(count_method("GET", "/tasks"), 1);
     cr_expect_eq(count_method("GET", api == RD_API_V1 ? "/activities" : "/notes"), 1,
                  "task mode listed notes");
@@ -1312,7 +1314,7 @@ Test(v2, task_search_refused_is_transient_not_found_never)
 {
     json_t *s = seed_deals();
     char found[64];
-    api_error err;
+    calllog_error err;
     const long codes[] = {400, 422};
     for (size_t i = 0; i < 2; i++) {
         char fault[160];
@@ -1320,15 +1322,14 @@ Test(v2, task_search_refused_is_transient_not_found_never)
                  "{\"method\":\"GET\",\"path\":\"^/crm/v2/tasks$\",\"status\":%ld,\"count\":-1}",
                  codes[i]);
         arm(fault);
-        cr_expect_eq(rd_find_marker(cl, seed_deal(s, 2), RD_MARKER_BOTH, "[calllog:CAX]", found,
+        cr_expect_lt(rd_find_marker(cl, seed_deal(s, 2), RD_MARKER_BOTH, "[calllog:CAX]", found,
                                     sizeof found, &err),
-                     RD_ERROR, "%ld taken for not found", codes[i]);
-        cr_expect_eq(retry_classify(err.curl_code, err.http_status), RETRY_TRANSIENT, "%s",
-                     err.message);
+                     0, "%ld taken for not found", codes[i]);
+        cr_expect_eq(err.code, CALLLOG_TRANSIENT, "%s", err.message);
         cr_expect_not_null(strstr(err.message, "cannot search tasks"), "%s", err.message);
         cr_expect_eq(rd_find_marker(cl, seed_deal(s, 2), RD_MARKER_NOTES, "[calllog:CAX]", found,
                                     sizeof found, &err),
-                     RD_NOT_FOUND, "%s", err.message);
+                     CALLLOG_NOT_FOUND, "%s", err.message);
         cr_assert_eq(mock_call(&rd, "DELETE", "/_mock/faults", NULL, NULL), 200);
     }
     json_decref(s);
@@ -1365,7 +1366,7 @@ static void free_plan_falls_back_to_task(void)
 {
     json_t *s = seed_deals();
     char id[64], types[128];
-    api_error err;
+    calllog_error err;
     rd_plan plan;
     plan_client();
     cr_assert_eq(mock_post(&rd, "/_mock/plan", "{\"call_tasks\":false}", NULL), 200);
@@ -1373,17 +1374,17 @@ static void free_plan_falls_back_to_task(void)
     cr_expect_eq(plan.call_task_refused, 0);
     cr_assert_eq(rd_post_call_task(cl, seed_deal(s, 2), USER_ID, "Call", "[calllog:CA1]",
                                    time(NULL), id, sizeof id, &err),
-                 RD_OK, "%s", err.message);
+                 CALLLOG_OK, "%s", err.message);
     cr_assert_eq(rd_plan_read(redis, &keys, &plan), 0);
     cr_expect_eq(plan.call_task_refused, 1);
     cr_expect_gt(plan.refused_at_ms, 0);
     cr_assert_eq(rd_post_call_task(cl, seed_deal(s, 2), USER_ID, "Call", "[calllog:CA2]",
                                    time(NULL), id, sizeof id, &err),
-                 RD_OK, "%s", err.message);
+                 CALLLOG_OK, "%s", err.message);
     rd_client *other = client_with("mock-refresh-token"); /* another worker */
     cr_assert_eq(rd_post_call_task(other, seed_deal(s, 2), USER_ID, "Call", "[calllog:CA3]",
                                    time(NULL), id, sizeof id, &err),
-                 RD_OK, "%s", err.message);
+                 CALLLOG_OK, "%s", err.message);
     rd_client_free(other);
     cr_expect_eq(count_method("POST", "/tasks"), 4, "one refused call, then three tasks");
     task_types(types, sizeof types);
@@ -1391,7 +1392,8 @@ static void free_plan_falls_back_to_task(void)
     char marker_id[64];
     cr_expect_eq(rd_find_marker(cl, seed_deal(s, 2), RD_MARKER_TASKS, "[calllog:CA2]", marker_id,
                                 sizeof marker_id, &err),
-                 RD_OK, "a type task entry must be found by the marker search: %s", err.message);
+                 CALLLOG_OK, "a type task entry must be found by the marker search: %s",
+                 err.message);
     json_decref(s);
 }
 Test(v1, free_plan_falls_back_to_task)
@@ -1408,17 +1410,17 @@ static void other_403_is_not_the_plan(void)
 {
     json_t *s = seed_deals();
     char id[64];
-    api_error err;
+    calllog_error err;
     rd_plan plan;
     plan_client();
     arm(api == RD_API_V1
             ? "{\"method\":\"POST\",\"path\":\"^/api/v1/tasks$\",\"status\":403,\"count\":-1}"
             : "{\"method\":\"POST\",\"path\":\"^/crm/v2/tasks$\",\"status\":403,\"count\":-1}");
-    cr_expect_eq(rd_post_call_task(cl, seed_deal(s, 2), USER_ID, "Call", "n", time(NULL), id,
+    cr_expect_lt(rd_post_call_task(cl, seed_deal(s, 2), USER_ID, "Call", "n", time(NULL), id,
                                    sizeof id, &err),
-                 RD_ERROR);
+                 0);
     cr_expect_eq(err.http_status, 403);
-    cr_expect_eq(retry_classify(err.curl_code, err.http_status), RETRY_PERMANENT);
+    cr_expect_eq(err.code, CALLLOG_PERMANENT);
     cr_expect_not_null(strstr(err.message, "not the free-plan limit"), "%s", err.message);
     cr_assert_eq(rd_plan_read(redis, &keys, &plan), 0);
     cr_expect_eq(plan.call_task_refused, 0);
@@ -1439,12 +1441,12 @@ static void list_users(void)
 {
     rd_user *users;
     size_t n;
-    api_error err;
+    calllog_error err;
     cr_assert_eq(mock_post(&rd, "/_mock/users",
                            "{\"id\":\"5e00000000000000000000u2\",\"email\":\"Vendas@Example.com\"}",
                            NULL),
                  201);
-    cr_assert_eq(rd_list_users(cl, &users, &n, &err), RD_OK, "%s", err.message);
+    cr_assert_eq(rd_list_users(cl, &users, &n, &err), CALLLOG_OK, "%s", err.message);
     cr_assert_eq(n, 2);
     cr_expect_str_eq(users[0].id, USER_ID);
     cr_expect_str_eq(users[0].email, "user1@example.com");
@@ -1468,8 +1470,8 @@ Test(v2, list_users)
 static void one_lookup(rd_client *c)
 {
     rd_contact ct;
-    api_error err;
-    cr_assert_eq(rd_find_contact(c, CUSTOMER, &ct, &err), RD_OK, "%s", err.message);
+    calllog_error err;
+    cr_assert_eq(rd_find_contact(c, CUSTOMER, &ct, &err), CALLLOG_OK, "%s", err.message);
 }
 
 Test(v2, refresh_on_first_use_is_stored_in_redis)
@@ -1568,8 +1570,8 @@ Test(v2, rejected_refresh_token_is_permanent_and_explained)
 {
     rd_client *bad = client_with("a-revoked-refresh-token");
     rd_contact c;
-    api_error err;
-    cr_assert_eq(rd_find_contact(bad, CUSTOMER, &c, &err), RD_ERROR);
+    calllog_error err;
+    cr_assert_lt(rd_find_contact(bad, CUSTOMER, &c, &err), 0);
     cr_expect_eq(err.http_status, 401);
     cr_expect_not_null(strstr(err.message, "refresh token"), "%s", err.message);
     cr_expect_not_null(strstr(err.message, "RDSTATION_REFRESH_TOKEN"), "%s", err.message);
@@ -1586,9 +1588,9 @@ Test(v2, second_401_is_final)
 {
     json_t *s = seed("{\"name\":\"A\",\"phones\":[\"+5511971730783\"]}");
     rd_contact c;
-    api_error err;
+    calllog_error err;
     arm("{\"path\":\"^/crm/v2/contacts$\",\"status\":401,\"count\":2}");
-    cr_expect_eq(rd_find_contact(cl, CUSTOMER, &c, &err), RD_ERROR);
+    cr_expect_lt(rd_find_contact(cl, CUSTOMER, &c, &err), 0);
     cr_expect_eq(err.http_status, 401);
     cr_expect_eq(oauth_state("refresh_count"), 2, "one refresh at start, one after the 401");
     cr_expect_eq(mock_count_requests(&rd, "/crm/v2/"), 2, "one retry only");
@@ -1610,13 +1612,13 @@ Test(v2, concurrent_workers_refresh_once)
         cr_assert(pids[i] >= 0);
         if (pids[i] == 0) {
             redis_target t;
-            char e[256];
             rd_contact c;
-            api_error err;
-            redis_url_parse(url, &t, e, sizeof e);
-            redis = redis_open(&t, 5000, e, sizeof e); /* each worker its own connection */
+            calllog_error err;
+            redis_url_parse(url, &t, &err);
+            redis = redis_open(&t, 5000, &err); /* each worker its own connection */
             rd_client *w = client_with("mock-refresh-token");
-            int ok = redis != NULL && w != NULL && rd_find_contact(w, CUSTOMER, &c, &err) == RD_OK;
+            int ok =
+                redis != NULL && w != NULL && rd_find_contact(w, CUSTOMER, &c, &err) == CALLLOG_OK;
             _exit(ok ? 0 : 1);
         }
     }
@@ -1637,7 +1639,7 @@ Test(v2, invalidate_compares_the_token)
     rd_oauth_settings os = {
         oauth_url, "mock-client-id", "mock-client-secret", "mock-refresh-token", keys.oauth, 5000};
     rd_oauth *o = rd_oauth_new(&os, h, redis, NULL, NULL);
-    api_error err;
+    calllog_error err;
     char tok[RD_OAUTH_TOKEN_MAX], *v;
     cr_assert_not_null(o);
     freeReplyObject(redisCommand(redis, "HSET %s access_token newer access_expires_at_ms %lld",

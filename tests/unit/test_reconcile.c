@@ -129,8 +129,8 @@ Test(reconcile, event_from_a_call_resource_reads_like_a_webhook_event)
     json_t *ev = reconcile_event(&c, 1800000001234LL, "reconcile-1");
     cr_assert_not_null(ev);
     char *text = json_dumps(ev, JSON_COMPACT);
-    char err[128];
-    json_t *back = event_parse(text, strlen(text), err, sizeof err);
+    calllog_error err;
+    json_t *back = event_parse(text, strlen(text), &err);
     cr_assert_not_null(back, "%s: %s", err, text);
     cr_expect_str_eq(event_get(back, "call_sid"), c.sid);
     cr_expect_str_eq(event_get(back, "status"), "completed");

@@ -34,18 +34,18 @@
 static redis_target parse_ok(const char *url)
 {
     redis_target t;
-    char err[256] = "";
-    cr_assert_eq(redis_url_parse(url, &t, err, sizeof err), 0, "%s: %s", url, err);
+    calllog_error err = {0};
+    cr_assert_eq(redis_url_parse(url, &t, &err), 0, "%s: %s", url, err.message);
     return t;
 }
 
 /* Parses `url`, asserting refusal; returns the reason. */
-static void parse_bad(const char *url, char *err, size_t errlen)
+static void parse_bad(const char *url, calllog_error *err)
 {
     redis_target t;
-    err[0] = '\0';
-    cr_assert_eq(redis_url_parse(url, &t, err, errlen), -1, "accepted %s", url ? url : "NULL");
-    cr_assert(err[0] != '\0', "no reason for %s", url ? url : "NULL");
+    error_clear(err);
+    cr_assert_eq(redis_url_parse(url, &t, err), -1, "accepted %s", url ? url : "NULL");
+    cr_assert(err->message[0] != '\0', "no reason for %s", url ? url : "NULL");
 }
 
 /* The shared test Redis; fails the test when CALLLOG_TEST_REDIS_URL is not set. */
@@ -163,8 +163,8 @@ Test(redis_url, refusals)
         "redis://:pw@",
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
-        char err[256];
-        parse_bad(bad[i], err, sizeof err);
+        calllog_error err;
+        parse_bad(bad[i], &err);
     }
 }
 
@@ -173,34 +173,36 @@ Test(redis_url, reasons_never_contain_the_password)
     const char *bad[] = {"redis://:hunter2@[::1", "redis://:hunter2@h:99999",
                          "redis://user:hunter2@h/77", "redis://:hunter2@"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
-        char err[256];
-        parse_bad(bad[i], err, sizeof err);
-        cr_assert_null(strstr(err, "hunter2"), "%s -> %s", bad[i], err);
+        calllog_error err;
+        parse_bad(bad[i], &err);
+        cr_assert_null(strstr(err.message, "hunter2"), "%s -> %s", bad[i], err.message);
     }
-    char url[600], err[256];
+    char url[600];
+    calllog_error err = {0};
     snprintf(url, sizeof url, "redis://:%0300d@h", 7); /* 300-char password: too long */
-    parse_bad(url, err, sizeof err);
-    cr_assert_null(strstr(err, "0000000"), "%s", err);
+    parse_bad(url, &err);
+    cr_assert_null(strstr(err.message, "0000000"), "%s", err.message);
 }
 
 Test(redis_url, field_length_limits)
 {
-    char url[1200], err[256];
+    char url[1200];
+    calllog_error err = {0};
     /* password of 255 characters fits (256-byte field), 256 does not */
     snprintf(url, sizeof url, "redis://:%0255d@h", 1);
     cr_assert_eq(strlen(parse_ok(url).password), 255);
     snprintf(url, sizeof url, "redis://:%0256d@h", 1);
-    parse_bad(url, err, sizeof err);
+    parse_bad(url, &err);
     /* user of 127 fits, 128 does not */
     snprintf(url, sizeof url, "redis://%0127d:pw@h", 1);
     cr_assert_eq(strlen(parse_ok(url).user), 127);
     snprintf(url, sizeof url, "redis://%0128d:pw@h", 1);
-    parse_bad(url, err, sizeof err);
+    parse_bad(url, &err);
     /* host of 255 fits, 256 does not */
     snprintf(url, sizeof url, "redis://%0255d:1", 1);
     cr_assert_eq(strlen(parse_ok(url).host), 255);
     snprintf(url, sizeof url, "redis://%0256d:1", 1);
-    parse_bad(url, err, sizeof err);
+    parse_bad(url, &err);
 }
 
 /* Regression: a password containing '@' written as is, e.g. redis://:p@ss@h:6379, once
@@ -209,8 +211,8 @@ Test(redis_url, field_length_limits)
 Test(redis_url, at_sign_in_password_does_not_leak_into_host)
 {
     redis_target t;
-    char err[256] = "";
-    int rc = redis_url_parse("redis://:p@ss@h:6379", &t, err, sizeof err);
+    calllog_error err = {0};
+    int rc = redis_url_parse("redis://:p@ss@h:6379", &t, &err);
     if (rc == 0) {
         cr_assert_str_eq(t.host, "h", "part of the password became the host");
         cr_assert_str_eq(t.password, "p@ss");
@@ -221,9 +223,9 @@ Test(redis_url, at_sign_in_password_does_not_leak_into_host)
 Test(redis_url, reparse_clears_previous_values)
 {
     redis_target t;
-    char err[128];
-    cr_assert_eq(redis_url_parse("redis://u:p@h:1/3", &t, err, sizeof err), 0);
-    cr_assert_eq(redis_url_parse("redis://other", &t, err, sizeof err), 0);
+    calllog_error err;
+    cr_assert_eq(redis_url_parse("redis://u:p@h:1/3", &t, &err), 0);
+    cr_assert_eq(redis_url_parse("redis://other", &t, &err), 0);
     cr_assert_str_eq(t.user, "");
     cr_assert_str_eq(t.password, "");
     cr_assert_eq(t.db, 0);
@@ -296,19 +298,19 @@ Test(keys, longest_prefix_fits_every_key)
 
 Test(redis_reply_failed, classifies_replies)
 {
-    char err[64] = "";
-    cr_assert_eq(redis_reply_failed(NULL, NULL, err, sizeof err), 1);
-    cr_assert_str_eq(err, "no reply");
+    calllog_error err = {0};
+    cr_assert_eq(redis_reply_failed(NULL, NULL, &err), 1);
+    cr_assert_str_eq(err.message, "no reply");
     redisReply e = {.type = REDIS_REPLY_ERROR, .str = "ERR boom", .len = 8};
-    cr_assert_eq(redis_reply_failed(NULL, &e, err, sizeof err), 1);
-    cr_assert_str_eq(err, "ERR boom");
-    cr_assert_eq(redis_reply_failed(NULL, &e, NULL, 0), 1);
+    cr_assert_eq(redis_reply_failed(NULL, &e, &err), 1);
+    cr_assert_str_eq(err.message, "ERR boom");
+    cr_assert_eq(redis_reply_failed(NULL, &e, NULL), 1);
     redisReply ok = {.type = REDIS_REPLY_STATUS, .str = "OK", .len = 2};
-    err[0] = '\0';
-    cr_assert_eq(redis_reply_failed(NULL, &ok, err, sizeof err), 0);
-    cr_assert_str_eq(err, "");
+    error_clear(&err);
+    cr_assert_eq(redis_reply_failed(NULL, &ok, &err), 0);
+    cr_assert_str_eq(err.message, "");
     redisReply nil = {.type = REDIS_REPLY_NIL};
-    cr_assert_eq(redis_reply_failed(NULL, &nil, err, sizeof err), 0);
+    cr_assert_eq(redis_reply_failed(NULL, &nil, &err), 0);
 }
 
 /* ---- redis_open against the shared test Redis ----------------------------------------------- */
@@ -316,9 +318,9 @@ Test(redis_reply_failed, classifies_replies)
 Test(redis_open, connects_to_test_redis)
 {
     redis_target t = test_target();
-    char err[256] = "";
-    redisContext *c = redis_open(&t, 2000, err, sizeof err);
-    cr_assert_not_null(c, "%s", err);
+    calllog_error err = {0};
+    redisContext *c = redis_open(&t, 2000, &err);
+    cr_assert_not_null(c, "%s", err.message);
     redisReply *r = cmd(c, "PING", NULL);
     cr_assert_eq(r->type, REDIS_REPLY_STATUS);
     cr_assert_str_eq(r->str, "PONG");
@@ -329,19 +331,19 @@ Test(redis_open, connects_to_test_redis)
 Test(redis_eval, runs_scripts_with_many_arguments_and_reports_errors)
 {
     redis_target t = test_target();
-    char err[256] = "";
-    redisContext *c = redis_open(&t, 2000, err, sizeof err);
-    cr_assert_not_null(c, "%s", err);
+    calllog_error err = {0};
+    redisContext *c = redis_open(&t, 2000, &err);
+    cr_assert_not_null(c, "%s", err.message);
     const char *args[200];
     for (int i = 0; i < 200; i++)
         args[i] = i % 2 ? "x" : "calllog-test:eval";
-    redisReply *r = redis_eval(c, "return #ARGV + #KEYS * 1000", 1, 200, args, err, sizeof err);
-    cr_assert_not_null(r, "%s", err);
+    redisReply *r = redis_eval(c, "return #ARGV + #KEYS * 1000", 1, 200, args, &err);
+    cr_assert_not_null(r, "%s", err.message);
     cr_expect_eq(r->integer, 1199, "one key and 199 arguments");
     freeReplyObject(r);
-    r = redis_eval(c, "return redis.error_reply('nope')", 0, 0, args, err, sizeof err);
+    r = redis_eval(c, "return redis.error_reply('nope')", 0, 0, args, &err);
     cr_expect_null(r);
-    cr_expect_not_null(strstr(err, "nope"), "%s", err);
+    cr_expect_not_null(strstr(err.message, "nope"), "%s", err.message);
     redisFree(c);
 }
 
@@ -349,13 +351,14 @@ Test(redis_open, selects_the_database)
 {
     redis_target t = test_target();
     t.db = 7;
-    char err[256] = "", key[96];
+    char key[96];
+    calllog_error err = {0};
     snprintf(key, sizeof key, "calllog-unit:redis_client:%d:%ld", (int)getpid(), (long)time(NULL));
-    redisContext *c7 = redis_open(&t, 2000, err, sizeof err);
-    cr_assert_not_null(c7, "%s", err);
+    redisContext *c7 = redis_open(&t, 2000, &err);
+    cr_assert_not_null(c7, "%s", err.message);
     t.db = 0;
-    redisContext *c0 = redis_open(&t, 2000, err, sizeof err);
-    cr_assert_not_null(c0, "%s", err);
+    redisContext *c0 = redis_open(&t, 2000, &err);
+    cr_assert_not_null(c0, "%s", err.message);
 
     redisReply *r = redisCommand(c7, "SET %s here EX 60", key);
     cr_assert(r && r->type == REDIS_REPLY_STATUS);
@@ -376,11 +379,12 @@ Test(redis_open, unreachable_port_is_reported)
 {
     redis_target t = parse_ok("redis://127.0.0.1:1/0");
     t.port = free_port();
-    char err[256] = "", want[64];
-    redisContext *c = redis_open(&t, 1000, err, sizeof err);
+    char want[64];
+    calllog_error err = {0};
+    redisContext *c = redis_open(&t, 1000, &err);
     cr_assert_null(c);
     snprintf(want, sizeof want, "cannot connect to 127.0.0.1:%d", t.port);
-    cr_assert(strstr(err, want) != NULL, "%s", err);
+    cr_assert(strstr(err.message, want) != NULL, "%s", err.message);
 }
 
 /* ---- redis_open against a password-protected redis-server started here ---------------------- */
@@ -442,13 +446,13 @@ static void auth_server_stop(void)
 TestSuite(redis_auth, .init = auth_server_start, .fini = auth_server_stop, .timeout = 30);
 
 /* redis_open on the auth server with userinfo `ui` ("" for none). */
-static redisContext *auth_open(const char *ui, char *err, size_t errlen)
+static redisContext *auth_open(const char *ui, calllog_error *err)
 {
     char url[256];
     snprintf(url, sizeof url, "redis://%s127.0.0.1:%d/0", ui, auth_port);
     redis_target t = parse_ok(url);
-    err[0] = '\0';
-    return redis_open(&t, 2000, err, errlen);
+    error_clear(err);
+    return redis_open(&t, 2000, err);
 }
 
 /* Asserts `c` answers PING with PONG. */
@@ -464,9 +468,9 @@ Test(redis_auth, password_forms_authenticate)
 {
     const char *forms[] = {":" AUTH_PASSWORD "@", AUTH_PASSWORD "@", "default:" AUTH_PASSWORD "@"};
     for (size_t i = 0; i < sizeof forms / sizeof *forms; i++) {
-        char err[256];
-        redisContext *c = auth_open(forms[i], err, sizeof err);
-        cr_assert_not_null(c, "%s: %s", forms[i], err);
+        calllog_error err;
+        redisContext *c = auth_open(forms[i], &err);
+        cr_assert_not_null(c, "%s: %s", forms[i], err.message);
         assert_pong(c);
         redisFree(c);
     }
@@ -474,11 +478,12 @@ Test(redis_auth, password_forms_authenticate)
 
 Test(redis_auth, password_and_db_together)
 {
-    char url[256], err[256] = "";
+    char url[256];
+    calllog_error err = {0};
     snprintf(url, sizeof url, "redis://:%s@127.0.0.1:%d/9", AUTH_PASSWORD, auth_port);
     redis_target t = parse_ok(url);
-    redisContext *c = redis_open(&t, 2000, err, sizeof err);
-    cr_assert_not_null(c, "%s", err);
+    redisContext *c = redis_open(&t, 2000, &err);
+    cr_assert_not_null(c, "%s", err.message);
     redisReply *r = cmd(c, "CLIENT INFO", NULL);
     cr_assert_eq(r->type, REDIS_REPLY_STRING);
     cr_assert(strstr(r->str, " db=9 ") != NULL, "%s", r->str);
@@ -488,35 +493,36 @@ Test(redis_auth, password_and_db_together)
 
 Test(redis_auth, wrong_password_fails_without_echoing_it)
 {
-    char err[256];
-    redisContext *c = auth_open(":not-the-password@", err, sizeof err);
+    calllog_error err;
+    redisContext *c = auth_open(":not-the-password@", &err);
     cr_assert_null(c);
-    cr_assert(strstr(err, "WRONGPASS") != NULL || strstr(err, "invalid password") != NULL, "%s",
-              err);
-    cr_assert_null(strstr(err, "not-the-password"), "%s", err);
-    c = auth_open("default:not-the-password@", err, sizeof err);
+    cr_assert(strstr(err.message, "WRONGPASS") != NULL ||
+                  strstr(err.message, "invalid password") != NULL,
+              "%s", err.message);
+    cr_assert_null(strstr(err.message, "not-the-password"), "%s", err.message);
+    c = auth_open("default:not-the-password@", &err);
     cr_assert_null(c);
-    cr_assert_null(strstr(err, "not-the-password"), "%s", err);
+    cr_assert_null(strstr(err.message, "not-the-password"), "%s", err.message);
 }
 
 Test(redis_auth, acl_user_and_password)
 {
-    char err[256];
-    redisContext *admin = auth_open(":" AUTH_PASSWORD "@", err, sizeof err);
-    cr_assert_not_null(admin, "%s", err);
+    calllog_error err;
+    redisContext *admin = auth_open(":" AUTH_PASSWORD "@", &err);
+    cr_assert_not_null(admin, "%s", err.message);
     redisReply *r = redisCommand(admin, "ACL SETUSER alice on >wonderland ~* +@all");
     cr_assert(r && r->type == REDIS_REPLY_STATUS, "ACL SETUSER failed");
     freeReplyObject(r);
     redisFree(admin);
 
-    redisContext *c = auth_open("alice:wonderland@", err, sizeof err);
-    cr_assert_not_null(c, "%s", err);
+    redisContext *c = auth_open("alice:wonderland@", &err);
+    cr_assert_not_null(c, "%s", err.message);
     r = cmd(c, "ACL WHOAMI", NULL);
     cr_assert_str_eq(r->str, "alice");
     freeReplyObject(r);
     redisFree(c);
 
-    cr_assert_null(auth_open("alice:" AUTH_PASSWORD "@", err, sizeof err),
+    cr_assert_null(auth_open("alice:" AUTH_PASSWORD "@", &err),
                    "alice must not get in with the default user's password");
 }
 
@@ -524,9 +530,9 @@ Test(redis_auth, no_password_connects_but_commands_are_refused)
 {
     /* redis_open only sends AUTH when the URL has a password; the server then refuses
      * commands, which callers see on their first command. */
-    char err[256];
-    redisContext *c = auth_open("", err, sizeof err);
-    cr_assert_not_null(c, "%s", err);
+    calllog_error err;
+    redisContext *c = auth_open("", &err);
+    cr_assert_not_null(c, "%s", err.message);
     redisReply *r = cmd(c, "PING", NULL);
     cr_assert_eq(r->type, REDIS_REPLY_ERROR);
     cr_assert(strstr(r->str, "NOAUTH") != NULL, "%s", r->str);

@@ -1,51 +1,12 @@
-/* test_retry_policy — unit tests for worker/retry_policy: the classification table, the
- * full-jitter backoff (bounds, the cap, no overflow for huge attempts, Retry-After as a
- * floor clamped at an hour), Retry-After parsing in delta-seconds and all three HTTP-date
- * forms, and the attempt budget. Random values are passed in, so nothing here is timed. */
+/* test_retry_policy — unit tests for worker/retry_policy: the full-jitter backoff (bounds,
+ * the cap, no overflow for huge attempts, Retry-After as a floor clamped at an hour) and
+ * the attempt budget. Random values are passed in, so nothing here is timed. (Which
+ * failures are transient: test_error; Retry-After parsing: test_timing.) */
 #include <criterion/criterion.h>
 #include <limits.h>
 #include <stdint.h>
 
 #include "retry_policy.h"
-
-/* Sun, 06 Nov 1994 08:49:37 GMT — RFC 9110's example date. */
-#define NOW_1994 ((time_t)784111777)
-
-Test(retry_classify, table)
-{
-    static const struct {
-        int curl;
-        long status;
-        retry_class want;
-    } cases[] = {
-        {6, 0, RETRY_TRANSIENT},    /* could not resolve host */
-        {7, 0, RETRY_TRANSIENT},    /* could not connect */
-        {28, 0, RETRY_TRANSIENT},   /* timeout */
-        {35, 0, RETRY_TRANSIENT},   /* TLS handshake */
-        {56, 0, RETRY_TRANSIENT},   /* connection reset while receiving */
-        {28, 200, RETRY_TRANSIENT}, /* a curl error wins over a partial status */
-        {0, 200, RETRY_OK},         {0, 201, RETRY_OK},        {0, 204, RETRY_OK},
-        {0, 299, RETRY_OK},         {0, 401, RETRY_AUTH},      {0, 408, RETRY_TRANSIENT},
-        {0, 429, RETRY_TRANSIENT},  {0, 500, RETRY_TRANSIENT}, {0, 502, RETRY_TRANSIENT},
-        {0, 503, RETRY_TRANSIENT},  {0, 504, RETRY_TRANSIENT}, {0, 599, RETRY_TRANSIENT},
-        {0, 0, RETRY_TRANSIENT},    {0, 400, RETRY_PERMANENT}, {0, 403, RETRY_PERMANENT},
-        {0, 404, RETRY_PERMANENT},  {0, 409, RETRY_PERMANENT}, {0, 422, RETRY_PERMANENT},
-        {0, 499, RETRY_PERMANENT},  {0, 100, RETRY_PERMANENT}, {0, 301, RETRY_PERMANENT},
-        {0, 302, RETRY_PERMANENT},  {0, 600, RETRY_PERMANENT},
-    };
-
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
-        cr_expect_eq(retry_classify(cases[i].curl, cases[i].status), cases[i].want,
-                     "curl %d status %ld", cases[i].curl, cases[i].status);
-}
-
-Test(retry_classify, names)
-{
-    cr_expect_str_eq(retry_class_name(RETRY_OK), "ok");
-    cr_expect_str_eq(retry_class_name(RETRY_TRANSIENT), "transient");
-    cr_expect_str_eq(retry_class_name(RETRY_AUTH), "auth");
-    cr_expect_str_eq(retry_class_name(RETRY_PERMANENT), "permanent");
-}
 
 Test(retry_delay, full_jitter_bounds_per_attempt)
 {
@@ -134,69 +95,6 @@ Test(retry_random, values_vary)
 
     /* Equal 64-bit draws have probability 2^-64: a failure means a broken source. */
     cr_expect(a != b || b != c);
-}
-
-Test(retry_after, delta_seconds)
-{
-    cr_expect_eq(retry_parse_retry_after("120", 0), 120000);
-    cr_expect_eq(retry_parse_retry_after("0", 0), 0);
-    cr_expect_eq(retry_parse_retry_after("  3 \t", 0), 3000);
-    cr_expect_eq(retry_parse_retry_after("86400", 0), 86400000);
-    cr_expect_eq(retry_parse_retry_after("86401", 0), RETRY_AFTER_PARSE_MAX_MS);
-    cr_expect_eq(retry_parse_retry_after("99999999999999999999999", 0), RETRY_AFTER_PARSE_MAX_MS);
-}
-
-Test(retry_after, absent_or_malformed)
-{
-    const char *bad[] = {"",
-                         "   ",
-                         "-5",
-                         "1.5",
-                         "12abc",
-                         "abc",
-                         "+3",
-                         "1 2",
-                         "Sun, 06 Nov 1994 08:49:37 PST",   /* not GMT */
-                         "Sun, 6 Nov 1994 08:49:37 GMT",    /* one-digit day */
-                         "Sun, 06 Foo 1994 08:49:37 GMT",   /* month */
-                         "Sun, 06 Nov 1994 25:00:00 GMT",   /* hour */
-                         "Sun, 06 Nov 1994 08:61:00 GMT",   /* minute */
-                         "Sun, 00 Nov 1994 08:49:37 GMT",   /* day 0 */
-                         "Sun, 06 Nov 1994 08:49:37 GMT x", /* trailing garbage */
-                         "Sun, 06 Nov 94 08:49:37 GMT",     /* two-digit year, IMF form */
-                         "Sunday 06-Nov-94 08:49:37 GMT",   /* missing comma */
-                         "Sun Nov 6 08:49:37 1994",         /* asctime needs 2-wide day */
-                         "Sunday Nov  6 08:49:37 1994"};    /* asctime day name is 3 letters */
-
-    cr_expect_eq(retry_parse_retry_after(NULL, NOW_1994), -1);
-    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
-        cr_expect_eq(retry_parse_retry_after(bad[i], NOW_1994), -1, "'%s'", bad[i]);
-}
-
-Test(retry_after, http_dates_in_three_forms)
-{
-    cr_expect_eq(retry_parse_retry_after("Sun, 06 Nov 1994 08:50:37 GMT", NOW_1994), 60000);
-    cr_expect_eq(retry_parse_retry_after("Sunday, 06-Nov-94 08:50:37 GMT", NOW_1994), 60000);
-    cr_expect_eq(retry_parse_retry_after("Sun Nov  6 08:50:37 1994", NOW_1994), 60000);
-    cr_expect_eq(retry_parse_retry_after("Mon, 07 Nov 1994 08:49:37 GMT", NOW_1994), 86400000);
-    cr_expect_eq(retry_parse_retry_after(" Sun, 06 Nov 1994 08:49:47 GMT ", NOW_1994), 10000);
-}
-
-Test(retry_after, past_and_far_dates)
-{
-    cr_expect_eq(retry_parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT", NOW_1994), 0);
-    cr_expect_eq(retry_parse_retry_after("Sat, 05 Nov 1994 08:49:37 GMT", NOW_1994), 0);
-    cr_expect_eq(retry_parse_retry_after("Fri, 01 Jan 2100 00:00:00 GMT", NOW_1994),
-                 RETRY_AFTER_PARSE_MAX_MS);
-}
-
-Test(retry_after, rfc850_two_digit_years)
-{
-    const time_t end_2025 = 1767225540; /* 2025-12-31 23:59:00 UTC */
-
-    /* 26 → 2026, a minute ahead; 94 → 1994 (2094 is more than 50 years ahead), past. */
-    cr_expect_eq(retry_parse_retry_after("Thursday, 01-Jan-26 00:00:00 GMT", end_2025), 60000);
-    cr_expect_eq(retry_parse_retry_after("Sunday, 06-Nov-94 08:49:37 GMT", end_2025), 0);
 }
 
 Test(retry_exhausted, budget)

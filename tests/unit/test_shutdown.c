@@ -123,21 +123,21 @@ static void ingest_setup(void)
     setenv("REDIS_URL", "redis://127.0.0.1:1/0", 1); /* nothing listens: the spool is used */
     setenv("INGEST_SPOOL_DIR", ing.spool, 1);
     setenv("INGEST_THREADS", "4", 1);
-    char err[512] = "";
+    calllog_error err = {0};
     for (int attempt = 0; attempt < 5 && ing.srv == NULL; attempt++) {
         ing.port = free_port();
         cr_assert_gt(ing.port, 0);
         char listen[64];
         snprintf(listen, sizeof listen, "127.0.0.1:%d", ing.port);
         setenv("INGEST_LISTEN", listen, 1);
-        config_error cerr;
-        cr_assert_eq(ingest_settings_load(&ing.s, &cerr), 0, "%s", cerr.msg);
+        calllog_error cerr;
+        cr_assert_eq(ingest_settings_load(&ing.s, &cerr), 0, "%s", cerr.message);
         if (ing.q == NULL)
-            ing.q = enqueue_open(&ing.s, err, sizeof err);
-        cr_assert_not_null(ing.q, "enqueue_open: %s", err);
-        ing.srv = ingest_server_start(&ing.s, ing.q, err, sizeof err);
+            ing.q = enqueue_open(&ing.s, &err);
+        cr_assert_not_null(ing.q, "enqueue_open: %s", err.message);
+        ing.srv = ingest_server_start(&ing.s, ing.q, &err);
     }
-    cr_assert_not_null(ing.srv, "ingest_server_start: %s", err);
+    cr_assert_not_null(ing.srv, "ingest_server_start: %s", err.message);
     cr_assert_eq(curl_global_init(CURL_GLOBAL_DEFAULT), CURLE_OK);
 }
 

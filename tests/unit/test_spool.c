@@ -90,9 +90,9 @@ static size_t collect(void *arg, char *const *records, size_t n)
 /* Opens the test's spool; asserts success. */
 static spool *open_spool(long max_bytes)
 {
-    char err[512] = "";
-    spool *s = spool_open(dir, max_bytes, err, sizeof err);
-    cr_assert_not_null(s, "%s", err);
+    calllog_error err = {0};
+    spool *s = spool_open(dir, max_bytes, &err);
+    cr_assert_not_null(s, "%s", err.message);
     return s;
 }
 
@@ -148,9 +148,9 @@ Test(spool, creates_missing_directory)
 {
     char sub[96];
     snprintf(sub, sizeof sub, "%s/sub", dir);
-    char err[512] = "";
-    spool *s = spool_open(sub, BIG, err, sizeof err);
-    cr_assert_not_null(s, "%s", err);
+    calllog_error err = {0};
+    spool *s = spool_open(sub, BIG, &err);
+    cr_assert_not_null(s, "%s", err.message);
     append(s, "x");
     spool_close(s);
     char path[128];
@@ -374,30 +374,31 @@ Test(spool, record_larger_than_the_room_left)
 Test(spool, second_open_of_the_same_directory_fails)
 {
     spool *s = open_spool(BIG);
-    char err[512] = "";
-    spool *t = spool_open(dir, BIG, err, sizeof err);
+    calllog_error err = {0};
+    spool *t = spool_open(dir, BIG, &err);
     cr_assert_null(t, "two spools on one directory");
-    cr_assert(strstr(err, "lock") != NULL, "%s", err);
-    cr_assert(strstr(err, dir) != NULL, "%s", err);
+    cr_assert(strstr(err.message, "lock") != NULL, "%s", err.message);
+    cr_assert(strstr(err.message, dir) != NULL, "%s", err.message);
     spool_close(s);
 
     /* closing releases the lock */
-    t = spool_open(dir, BIG, err, sizeof err);
-    cr_assert_not_null(t, "%s", err);
+    t = spool_open(dir, BIG, &err);
+    cr_assert_not_null(t, "%s", err.message);
     spool_close(t);
 }
 
 Test(spool, unusable_directory_is_reported)
 {
-    char path[96], err[512] = "";
+    char path[96];
+    calllog_error err = {0};
     snprintf(path, sizeof path, "%s/file", dir);
     int fd = open(path, O_WRONLY | O_CREAT, 0600);
     cr_assert(fd >= 0);
     close(fd);
     char sub[128];
     snprintf(sub, sizeof sub, "%s/inside", path); /* a directory under a regular file */
-    cr_assert_null(spool_open(sub, BIG, err, sizeof err));
-    cr_assert(strstr(err, sub) != NULL, "%s", err);
+    cr_assert_null(spool_open(sub, BIG, &err));
+    cr_assert(strstr(err.message, sub) != NULL, "%s", err.message);
     unlink(path);
 }
 

@@ -70,3 +70,69 @@ Test(timing_rfc2822, refusals)
     cr_expect_eq(timing_parse_rfc2822("Tue, 24 Nov 2026 20:00:00 PST"), 0);
     cr_expect_eq(timing_parse_rfc2822("2026-11-24T20:00:00Z"), 0);
 }
+
+/* Sun, 06 Nov 1994 08:49:37 GMT — RFC 9110's example date. */
+#define NOW_1994 ((time_t)784111777)
+
+Test(retry_after, delta_seconds)
+{
+    cr_expect_eq(timing_parse_retry_after("120", 0), 120000);
+    cr_expect_eq(timing_parse_retry_after("0", 0), 0);
+    cr_expect_eq(timing_parse_retry_after("  3 \t", 0), 3000);
+    cr_expect_eq(timing_parse_retry_after("86400", 0), 86400000);
+    cr_expect_eq(timing_parse_retry_after("86401", 0), TIMING_RETRY_AFTER_MAX_MS);
+    cr_expect_eq(timing_parse_retry_after("99999999999999999999999", 0), TIMING_RETRY_AFTER_MAX_MS);
+}
+
+Test(retry_after, absent_or_malformed)
+{
+    const char *bad[] = {"",
+                         "   ",
+                         "-5",
+                         "1.5",
+                         "12abc",
+                         "abc",
+                         "+3",
+                         "1 2",
+                         "Sun, 06 Nov 1994 08:49:37 PST",   /* not GMT */
+                         "Sun, 6 Nov 1994 08:49:37 GMT",    /* one-digit day */
+                         "Sun, 06 Foo 1994 08:49:37 GMT",   /* month */
+                         "Sun, 06 Nov 1994 25:00:00 GMT",   /* hour */
+                         "Sun, 06 Nov 1994 08:61:00 GMT",   /* minute */
+                         "Sun, 00 Nov 1994 08:49:37 GMT",   /* day 0 */
+                         "Sun, 06 Nov 1994 08:49:37 GMT x", /* trailing garbage */
+                         "Sun, 06 Nov 94 08:49:37 GMT",     /* two-digit year, IMF form */
+                         "Sunday 06-Nov-94 08:49:37 GMT",   /* missing comma */
+                         "Sun Nov 6 08:49:37 1994",         /* asctime needs 2-wide day */
+                         "Sunday Nov  6 08:49:37 1994"};    /* asctime day name is 3 letters */
+
+    cr_expect_eq(timing_parse_retry_after(NULL, NOW_1994), -1);
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        cr_expect_eq(timing_parse_retry_after(bad[i], NOW_1994), -1, "'%s'", bad[i]);
+}
+
+Test(retry_after, http_dates_in_three_forms)
+{
+    cr_expect_eq(timing_parse_retry_after("Sun, 06 Nov 1994 08:50:37 GMT", NOW_1994), 60000);
+    cr_expect_eq(timing_parse_retry_after("Sunday, 06-Nov-94 08:50:37 GMT", NOW_1994), 60000);
+    cr_expect_eq(timing_parse_retry_after("Sun Nov  6 08:50:37 1994", NOW_1994), 60000);
+    cr_expect_eq(timing_parse_retry_after("Mon, 07 Nov 1994 08:49:37 GMT", NOW_1994), 86400000);
+    cr_expect_eq(timing_parse_retry_after(" Sun, 06 Nov 1994 08:49:47 GMT ", NOW_1994), 10000);
+}
+
+Test(retry_after, past_and_far_dates)
+{
+    cr_expect_eq(timing_parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT", NOW_1994), 0);
+    cr_expect_eq(timing_parse_retry_after("Sat, 05 Nov 1994 08:49:37 GMT", NOW_1994), 0);
+    cr_expect_eq(timing_parse_retry_after("Fri, 01 Jan 2100 00:00:00 GMT", NOW_1994),
+                 TIMING_RETRY_AFTER_MAX_MS);
+}
+
+Test(retry_after, rfc850_two_digit_years)
+{
+    const time_t end_2025 = 1767225540; /* 2025-12-31 23:59:00 UTC */
+
+    /* 26 → 2026, a minute ahead; 94 → 1994 (2094 is more than 50 years ahead), past. */
+    cr_expect_eq(timing_parse_retry_after("Thursday, 01-Jan-26 00:00:00 GMT", end_2025), 60000);
+    cr_expect_eq(timing_parse_retry_after("Sunday, 06-Nov-94 08:49:37 GMT", end_2025), 0);
+}

@@ -69,7 +69,7 @@ static time_t utc(int y, int mo, int d, int h, int mi, int s)
 Test(twilio, fetches_fields_and_recording_url)
 {
     twilio_call c;
-    api_error err;
+    calllog_error err;
     seed_call("{\"sid\":\"" CALL "\",\"start_time\":\"Tue, 24 Nov 2026 19:00:00 +0000\","
               "\"end_time\":\"Tue, 24 Nov 2026 16:01:05 -0300\",\"duration\":\"65\","
               "\"price\":\"-0.0130\",\"price_unit\":\"USD\",\"answered_by\":\"human\","
@@ -93,7 +93,7 @@ Test(twilio, fetches_fields_and_recording_url)
 Test(twilio, recording_url_is_the_media_url_of_the_first_completed_recording)
 {
     twilio_call c;
-    api_error err;
+    calllog_error err;
     seed_call("{\"sid\":\"" CALL "\",\"duration\":\"65\"}");
     cr_assert_eq(mock_post(&tw, "/_mock/recordings",
                            "{\"recordings\":[{\"call_sid\":\"" CALL
@@ -111,7 +111,7 @@ Test(twilio, recording_url_is_the_media_url_of_the_first_completed_recording)
 Test(twilio, no_completed_recording_means_no_link)
 {
     twilio_call c;
-    api_error err;
+    calllog_error err;
     seed_call("{\"sid\":\"" CALL "\"}");
     cr_assert_eq(
         mock_post(&tw, "/_mock/recordings",
@@ -124,7 +124,7 @@ Test(twilio, no_completed_recording_means_no_link)
 Test(twilio, unanswered_call_without_price_or_recording)
 {
     twilio_call c;
-    api_error err;
+    calllog_error err;
     seed_call("{\"sid\":\"" CALL "\",\"status\":\"busy\",\"price\":null,"
               "\"start_time\":\"2026-11-24T19:00:00Z\"}");
     cr_assert_eq(twilio_fetch_call(cl, CALL, &c, &err), 0, "%s", err.message);
@@ -141,7 +141,7 @@ Test(twilio, account_token_auth_works_too)
     s.password = "mock-auth-token";
     twilio_client *c2 = twilio_client_new(&s);
     twilio_call c;
-    api_error err;
+    calllog_error err;
     seed_call("{\"sid\":\"" CALL "\",\"duration\":\"3\"}");
     cr_assert_eq(twilio_fetch_call(c2, CALL, &c, &err), 0, "%s", err.message);
     cr_expect_eq(c.duration_s, 3);
@@ -151,7 +151,7 @@ Test(twilio, account_token_auth_works_too)
 Test(twilio, unknown_call_is_404_without_retry)
 {
     twilio_call c;
-    api_error err;
+    calllog_error err;
     cr_expect_eq(twilio_fetch_call(cl, CALL, &c, &err), -1);
     cr_expect_eq(err.http_status, 404);
     cr_expect_not_null(strstr(err.message, "20404"), "%s", err.message);
@@ -165,7 +165,7 @@ Test(twilio, bad_credentials_fail_at_once)
     s.password = "wrong-secret";
     twilio_client *bad = twilio_client_new(&s);
     twilio_call c;
-    api_error err;
+    calllog_error err;
     seed_call("{\"sid\":\"" CALL "\"}");
     cr_expect_eq(twilio_fetch_call(bad, CALL, &c, &err), -1);
     cr_expect_eq(err.http_status, 401);
@@ -177,7 +177,7 @@ Test(twilio, bad_credentials_fail_at_once)
 Test(twilio, rate_limited_twice_then_success)
 {
     twilio_call c;
-    api_error err;
+    calllog_error err;
     seed_call("{\"sid\":\"" CALL "\",\"duration\":\"7\"}");
     cr_assert_eq(mock_post(&tw, "/_mock/faults",
                            "{\"path\":\"/Calls/CA[0-9a-f]+\\\\.json$\",\"status\":429,\"count\":2}",
@@ -191,7 +191,7 @@ Test(twilio, rate_limited_twice_then_success)
 Test(twilio, server_errors_exhaust_max_tries)
 {
     twilio_call c;
-    api_error err;
+    calllog_error err;
     metric *m = metrics_register(METRIC_COUNTER, "calllog_twilio_requests_total", "x", NULL, 0);
     seed_call("{\"sid\":\"" CALL "\"}");
     cr_assert_eq(mock_post(&tw, "/_mock/faults",
@@ -207,7 +207,7 @@ Test(twilio, server_errors_exhaust_max_tries)
 Test(twilio, recording_failure_keeps_call_fields)
 {
     twilio_call c;
-    api_error err;
+    calllog_error err;
     seed_call("{\"sid\":\"" CALL "\",\"duration\":\"9\"}");
     cr_assert_eq(mock_post(&tw, "/_mock/faults",
                            "{\"path\":\"/Recordings\\\\.json$\",\"status\":403,\"count\":1}", NULL),
@@ -222,7 +222,7 @@ Test(twilio, transport_error)
     mock_server gone;
     twilio_settings s = settings;
     twilio_call c;
-    api_error err;
+    calllog_error err;
     cr_assert_eq(mock_start(&gone, "twilio_mock.py", NULL), 0);
     mock_stop(&gone);
     s.base_url = gone.base;
@@ -237,7 +237,7 @@ Test(twilio, transport_error)
 Test(twilio, unusable_sid_is_refused)
 {
     twilio_call c;
-    api_error err;
+    calllog_error err;
     cr_expect_eq(twilio_fetch_call(cl, "../../etc", &c, &err), -1);
     cr_expect_eq(mock_count_requests(&tw, NULL), 0);
 }
@@ -267,7 +267,7 @@ Test(twilio, lists_calls_newest_first_following_next_page_uri)
     time_t newest = time(NULL) - 3600;
     seed_list(7, newest);
     twilio_calls_page page;
-    api_error err;
+    calllog_error err;
     cr_assert_eq(twilio_list_calls(cl, NULL, newest - 86400, 3, &page, &err), 0, "%s", err.message);
     cr_assert_eq(page.n, 3);
     cr_assert_not_null(page.next_page_uri);
@@ -304,7 +304,7 @@ Test(twilio, lists_calls_newest_first_following_next_page_uri)
 Test(twilio, list_refuses_a_next_page_uri_of_another_resource)
 {
     twilio_calls_page page;
-    api_error err;
+    calllog_error err;
     cr_expect_eq(
         twilio_list_calls(cl, "/2010-04-01/Accounts/ACother/Calls.json?Page=1", 0, 50, &page, &err),
         -1);

@@ -173,9 +173,9 @@ Test(webhook_form, accepted_and_normalized)
 
     /* what travels through Redis parses back as a valid event */
     char *text = json_dumps(ev, JSON_COMPACT);
-    char err[128] = "";
-    json_t *back = event_parse(text, strlen(text), err, sizeof err);
-    cr_assert_not_null(back, "%s", err);
+    calllog_error err = {0};
+    json_t *back = event_parse(text, strlen(text), &err);
+    cr_assert_not_null(back, "%s", err.message);
     cr_assert(json_equal(ev, back));
     json_decref(back);
     free(text);
