@@ -12,7 +12,6 @@
 #include "spool.h"
 
 #define REPLAY_INTERVAL_MS 250
-#define ENTRY_FIELDS 6
 
 struct enqueuer {
     const ingest_settings *settings;
@@ -76,22 +75,10 @@ static redisContext *pool_get(enqueuer *q)
 /* Queues one XADD of `e` on `c` (pipelined; read the reply with redisGetReply). */
 static int append_xadd(enqueuer *q, redisContext *c, const stream_entry *e)
 {
-    const char *argv[5 + 2 * ENTRY_FIELDS] = {"XADD",
-                                              q->settings->keys.events,
-                                              "*",
-                                              "call_sid",
-                                              e->call_sid,
-                                              "status",
-                                              e->status,
-                                              "attempt",
-                                              "0",
-                                              "request_id",
-                                              e->request_id,
-                                              "received_at",
-                                              e->received_at,
-                                              "event",
-                                              e->event_json};
-    return redisAppendCommandArgv(c, 15, argv, NULL) == REDIS_OK ? 0 : -1;
+    char attempt[16];
+    const char *argv[3 + STREAM_ENTRY_ARGC] = {"XADD", q->settings->keys.events, "*"};
+    int argc = 3 + stream_entry_to_argv(e, argv + 3, attempt, sizeof attempt);
+    return redisAppendCommandArgv(c, argc, argv, NULL) == REDIS_OK ? 0 : -1;
 }
 
 /* Reads one pipelined XADD reply. Returns 0 when the entry was added. */
@@ -120,21 +107,10 @@ static int stream_add(enqueuer *q, const stream_entry *e)
     return rc;
 }
 
-/* Serializes an entry as one spool line (compact JSON has no raw newline). */
-static char *entry_to_record(const stream_entry *e)
-{
-    json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:s}", "call_sid", e->call_sid, "status", e->status,
-                          "request_id", e->request_id, "received_at", e->received_at, "event",
-                          e->event_json);
-    char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
-    json_decref(o);
-    return text;
-}
-
 /* Appends an entry to the spool. Returns 0 when it is durable. */
 static int spool_put(enqueuer *q, const stream_entry *e)
 {
-    char *rec = entry_to_record(e);
+    char *rec = stream_entry_to_json(e); /* compact JSON: one line */
     int rc = rec ? spool_append(q->spool, rec, strlen(rec)) : -1;
     if (rc != 0)
         log_error("spool append failed", LF_S("call_sid", e->call_sid),
@@ -150,14 +126,6 @@ enqueue_result enqueue_put(enqueuer *q, const stream_entry *e)
     return spool_put(q, e) == 0 ? ENQUEUE_SPOOL : ENQUEUE_FAILED;
 }
 
-/* Fills `e` from a spool record; the strings point into `o`. */
-static int record_to_entry(json_t *o, stream_entry *e)
-{
-    return json_unpack(o, "{s:s,s:s,s:s,s:s,s:s}", "call_sid", &e->call_sid, "status", &e->status,
-                       "request_id", &e->request_id, "received_at", &e->received_at, "event",
-                       &e->event_json);
-}
-
 /* spool_sink: pipelines XADDs for a batch of records; returns how many were added. */
 static size_t replay_batch(void *arg, char *const *records, size_t n)
 {
@@ -167,12 +135,12 @@ static size_t replay_batch(void *arg, char *const *records, size_t n)
         return 0;
     size_t sent = 0, added = 0;
     for (; sent < n; sent++) {
-        json_t *o = json_loads(records[sent], 0, NULL);
         stream_entry e;
-        int ok = o && record_to_entry(o, &e) == 0 && append_xadd(q, c, &e) == 0;
+        int ok = stream_entry_from_json(records[sent], strlen(records[sent]), &e) == 0 &&
+                 append_xadd(q, c, &e) == 0;
         if (!ok) /* unreadable records cannot exist: spool lines are written whole */
             log_error("spool record unreadable, kept", LF_S("record", records[sent]));
-        json_decref(o);
+        stream_entry_free(&e);
         if (!ok)
             break;
     }

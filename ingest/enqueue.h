@@ -8,18 +8,10 @@
 #define CALLLOG_ENQUEUE_H
 
 #include "settings.h"
+#include "stream_entry.h"
 #include "error.h"
 
 typedef struct enqueuer enqueuer;
-
-/* The flat fields of one events-stream entry (design §2). */
-typedef struct stream_entry {
-    const char *call_sid;
-    const char *status;
-    const char *request_id;
-    const char *received_at;
-    const char *event_json;
-} stream_entry;
 
 typedef enum {
     ENQUEUE_STREAM, /* added to the Redis stream */
@@ -31,7 +23,7 @@ typedef enum {
  * (caller owns; enqueue_close), or NULL with `err` filled. */
 enqueuer *enqueue_open(const ingest_settings *s, calllog_error *err);
 
-/* Makes one entry durable. Thread-safe. */
+/* Makes one entry durable (its id is ignored: Redis assigns it). Thread-safe. */
 enqueue_result enqueue_put(enqueuer *q, const stream_entry *e);
 
 /* 1 when Redis (connected and authenticated) answers PING or the spool can take records

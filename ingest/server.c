@@ -325,8 +325,11 @@ static int enqueue_event(ingest_server *srv, json_t *ev, const char *request_id,
         *reason = "out_of_memory";
         return 503;
     }
-    stream_entry e = {event_get(ev, "call_sid"), event_get(ev, "status"), request_id,
-                      event_get(ev, "received_at"), text};
+    stream_entry e = {.call_sid = event_get(ev, "call_sid"),
+                      .status = event_get(ev, "status"),
+                      .request_id = request_id,
+                      .received_at = event_get(ev, "received_at"),
+                      .event = text};
     double t0 = timing_mono_s();
     enqueue_result r = enqueue_put(srv->queue, &e);
     free(text);

@@ -98,7 +98,7 @@ static int cmd_dead_list(admin *a, long limit)
     for (size_t i = 0; i < r->elements; i++) {
         const redisReply *f = r->element[i]->element[1];
         printf("%-20s %-36s %-22s %-5s %-20s %.80s\n", r->element[i]->element[0]->str,
-               field(f, "call_sid"), field(f, "reason"), field(f, "http_status"),
+               field(f, STREAM_ENTRY_CALL_SID), field(f, "reason"), field(f, "http_status"),
                field(f, "failed_at"), field(f, "error"));
     }
     printf("%zu dead letter(s) shown\n", r->elements);
@@ -117,7 +117,7 @@ static int cmd_dead_show(admin *a, const char *id)
     const redisReply *f = r->element[0]->element[1];
     printf("id: %s\n", id);
     for (size_t i = 0; i + 1 < f->elements; i += 2) {
-        if (strcmp(f->element[i]->str, "event") == 0) {
+        if (strcmp(f->element[i]->str, STREAM_ENTRY_EVENT) == 0) {
             json_t *ev = json_loads(f->element[i + 1]->str, 0, NULL);
             char *pretty = ev ? json_dumps(ev, JSON_INDENT(2) | JSON_SORT_KEYS) : NULL;
             printf("event: %s\n", pretty ? pretty : f->element[i + 1]->str);
@@ -163,7 +163,8 @@ static int for_dead(admin *a, const char *target, int replay)
     for (size_t i = 0; i < r->elements; i++) {
         const char *id = r->element[i]->element[0]->str;
         if (replay) {
-            failures += replay_one(a, id, field(r->element[i]->element[1], "call_sid")) != 0;
+            failures +=
+                replay_one(a, id, field(r->element[i]->element[1], STREAM_ENTRY_CALL_SID)) != 0;
         } else {
             redisReply *d = redisCommand(a->redis, "XDEL %s %s", a->keys.dead, id);
             failures += redis_reply_failed(a->redis, d, NULL);

@@ -111,7 +111,7 @@ static void close_links(worker_links *l)
 
 /* Takes the next entry: a reclaimed one when due for a check, else a new one. */
 static calllog_code next_entry(consumer_thread *t, char *cursor, long long *last_reclaim,
-                               queue_entry *e, calllog_error *err)
+                               stream_entry *e, calllog_error *err)
 {
     const worker_settings *s = t->group->settings;
     calllog_code st = CALLLOG_NOT_FOUND;
@@ -139,7 +139,7 @@ static void *consumer_main(void *arg)
     while (!shutdown_requested()) {
         if ((!t->links.redis || t->links.redis->err || !t->links.rd) && open_links(t) != 0)
             break;
-        queue_entry e;
+        stream_entry e;
         calllog_code st = next_entry(t, cursor, &last_reclaim, &e, &err);
         if (st < 0) {
             log_error("stream read failed", LF_I("thread", t->index), LF_S("error", err.message));
@@ -151,7 +151,7 @@ static void *consumer_main(void *arg)
         lease_keeper_hold(t->group->keeper, t->index, e.call_sid, t->links.owner, e.id);
         outcome o = processor_handle(&t->links, &e);
         lease_keeper_release(t->group->keeper, t->index);
-        queue_entry_free(&e);
+        stream_entry_free(&e);
         if (o == OUTCOME_DEFERRED)
             backoff_sleep(&backoff);
         else

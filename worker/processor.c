@@ -68,7 +68,7 @@ int processor_metrics_init(void)
 /* Everything one entry's handling carries along. */
 typedef struct job {
     worker_links *w;
-    const queue_entry *e;
+    const stream_entry *e;
     json_t *ev;
     claim_result claim;
     int claimed;            /* this worker holds the lease */
@@ -516,7 +516,7 @@ static void defer(job *j)
 }
 
 /* Counts an outcome, logs the entry's one summary line, feeds the failure-rate alert. */
-static void count(const queue_entry *e, outcome o, double t0)
+static void count(const stream_entry *e, outcome o, double t0)
 {
     char lbl[64];
     snprintf(lbl, sizeof lbl, "outcome=\"%s\"", outcome_names[o]);
@@ -531,7 +531,7 @@ static void count(const queue_entry *e, outcome o, double t0)
         alert_record(o == OUTCOME_RETRY || o == OUTCOME_DEAD);
 }
 
-outcome processor_handle(worker_links *w, const queue_entry *e)
+outcome processor_handle(worker_links *w, const stream_entry *e)
 {
     double t0 = timing_mono_s();
     job j;

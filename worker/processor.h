@@ -54,6 +54,6 @@ int processor_metrics_init(void);
 const char *processor_outcome_name(outcome o);
 
 /* Handles one entry completely. Never frees `e`. */
-outcome processor_handle(worker_links *w, const queue_entry *e);
+outcome processor_handle(worker_links *w, const stream_entry *e);
 
 #endif

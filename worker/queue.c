@@ -1,7 +1,6 @@
 /* queue — events stream, retry set and dead stream operations (see queue.h). */
 #include "queue.h"
 
-#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +8,14 @@
 
 #include "redis_client.h"
 #include "timing.h"
+
+/* Short names for the entry's fields (stream_entry.h), which the scripts below spell. */
+#define SE_CALL_SID STREAM_ENTRY_CALL_SID
+#define SE_STATUS STREAM_ENTRY_STATUS
+#define SE_ATTEMPT STREAM_ENTRY_ATTEMPT
+#define SE_REQUEST_ID STREAM_ENTRY_REQUEST_ID
+#define SE_RECEIVED_AT STREAM_ENTRY_RECEIVED_AT
+#define SE_EVENT STREAM_ENTRY_EVENT
 
 /* KEYS: events. ARGV: group, id. */
 static const char lua_done[] = "redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])\n"
@@ -56,14 +63,17 @@ static const char lua_promote[] =
     "tonumber(ARGV[1]))\n"
     "for _, m in ipairs(due) do\n"
     "  local ok, e = pcall(cjson.decode, m)\n"
-    "  if ok and type(e) == 'table' and e.call_sid and e.event then\n"
-    "    redis.call('XADD', KEYS[2], '*', 'call_sid', e.call_sid, 'status', e.status or '',\n"
-    "      'attempt', tostring(e.attempt or 0), 'request_id', e.request_id or '',\n"
-    "      'received_at', e.received_at or '', 'event', e.event)\n"
+    "  if ok and type(e) == 'table' and e." SE_CALL_SID " and e." SE_EVENT " then\n"
+    "    redis.call('XADD', KEYS[2], '*', '" SE_CALL_SID "', e." SE_CALL_SID ",\n"
+    "      '" SE_STATUS "', e." SE_STATUS " or '', '" SE_ATTEMPT "', tostring(e." SE_ATTEMPT
+    " or 0),\n"
+    "      '" SE_REQUEST_ID "', e." SE_REQUEST_ID " or '', '" SE_RECEIVED_AT "',\n"
+    "      e." SE_RECEIVED_AT " or '', '" SE_EVENT "', e." SE_EVENT ")\n"
     "  else\n"
-    "    redis.call('XADD', KEYS[3], '*', 'call_sid', '', 'reason', 'malformed_retry_member',\n"
+    "    redis.call('XADD', KEYS[3], '*', '" SE_CALL_SID
+    "', '', 'reason', 'malformed_retry_member',\n"
     "      'error', 'retry set member is not a calllog entry', 'http_status', '0',\n"
-    "      'attempts', '0', 'failed_at', ARGV[2], 'event', m)\n"
+    "      'attempts', '0', 'failed_at', ARGV[2], '" SE_EVENT "', m)\n"
     "  end\n"
     "  redis.call('ZREM', KEYS[1], m)\n"
     "end\n"
@@ -78,23 +88,16 @@ static const char lua_replay[] =
     "if #r == 0 then return 0 end\n"
     "local f, m = r[1][2], {}\n"
     "for i = 1, #f, 2 do m[f[i]] = f[i + 1] end\n"
-    "if not m.event or m.event == '' then return redis.error_reply('dead entry has no event') "
+    "if not m." SE_EVENT " or m." SE_EVENT " == '' then\n"
+    "  return redis.error_reply('dead entry has no event')\n"
     "end\n"
-    "redis.call('XADD', KEYS[2], '*', 'call_sid', m.call_sid or '', 'status', m.status or '',\n"
-    "  'attempt', '0', 'request_id', m.request_id or '', 'received_at', m.received_at or '',\n"
-    "  'event', m.event, 'replayed_from', ARGV[1])\n"
+    "redis.call('XADD', KEYS[2], '*', '" SE_CALL_SID "', m." SE_CALL_SID " or '',\n"
+    "  '" SE_STATUS "', m." SE_STATUS " or '', '" SE_ATTEMPT "', '0',\n"
+    "  '" SE_REQUEST_ID "', m." SE_REQUEST_ID " or '', '" SE_RECEIVED_AT "',\n"
+    "  m." SE_RECEIVED_AT " or '', '" SE_EVENT "', m." SE_EVENT ",\n"
+    "  '" STREAM_ENTRY_REPLAYED_FROM "', ARGV[1])\n"
     "redis.call('XDEL', KEYS[1], ARGV[1])\n"
     "return 1\n";
-
-void queue_entry_free(queue_entry *e)
-{
-    free(e->call_sid);
-    free(e->status);
-    free(e->request_id);
-    free(e->received_at);
-    free(e->event);
-    memset(e, 0, sizeof *e);
-}
 
 /* Runs a command given as argv; returns the reply (caller frees) or NULL with `err`. */
 static redisReply *run(redisContext *c, int argc, const char **argv, calllog_error *err)
@@ -120,56 +123,8 @@ int queue_ensure_group(redisContext *c, const calllog_keys *k, calllog_error *er
     return rc;
 }
 
-/* strdup of a reply string, "" when absent. */
-static char *dup_field(const redisReply *v)
-{
-    return strdup(v && v->type == REDIS_REPLY_STRING ? v->str : "");
-}
-
-/* Fills `out` from an [id, [field, value, ...]] reply element. */
-static int parse_entry(const redisReply *item, queue_entry *out)
-{
-    memset(out, 0, sizeof *out);
-    if (item->type != REDIS_REPLY_ARRAY || item->elements != 2 ||
-        item->element[0]->type != REDIS_REPLY_STRING)
-        return -1;
-    snprintf(out->id, sizeof out->id, "%s", item->element[0]->str);
-    const redisReply *f = item->element[1];
-    const redisReply *sid = NULL, *st = NULL, *rid = NULL, *rat = NULL, *ev = NULL, *at = NULL;
-    for (size_t i = 0; f->type == REDIS_REPLY_ARRAY && i + 1 < f->elements; i += 2) {
-        const char *name = f->element[i]->str;
-        const redisReply *v = f->element[i + 1];
-        if (!name)
-            continue;
-        if (strcmp(name, "call_sid") == 0)
-            sid = v;
-        else if (strcmp(name, "status") == 0)
-            st = v;
-        else if (strcmp(name, "request_id") == 0)
-            rid = v;
-        else if (strcmp(name, "received_at") == 0)
-            rat = v;
-        else if (strcmp(name, "event") == 0)
-            ev = v;
-        else if (strcmp(name, "attempt") == 0)
-            at = v;
-    }
-    out->call_sid = dup_field(sid);
-    out->status = dup_field(st);
-    out->request_id = dup_field(rid);
-    out->received_at = dup_field(rat);
-    out->event = dup_field(ev);
-    out->attempt = at && at->type == REDIS_REPLY_STRING ? atoi(at->str) : 0;
-    out->deliveries = 1;
-    if (!out->call_sid || !out->status || !out->request_id || !out->received_at || !out->event) {
-        queue_entry_free(out);
-        return -1;
-    }
-    return 0;
-}
-
 calllog_code queue_read(redisContext *c, const calllog_keys *k, const char *consumer, long block_ms,
-                        queue_entry *out, calllog_error *err)
+                        stream_entry *out, calllog_error *err)
 {
     char block[24];
     snprintf(block, sizeof block, "%ld", block_ms);
@@ -182,7 +137,8 @@ calllog_code queue_read(redisContext *c, const calllog_keys *k, const char *cons
     if (r->type == REDIS_REPLY_ARRAY && r->elements == 1) {
         const redisReply *entries = r->element[0]->element[1];
         if (entries->elements > 0)
-            st = parse_entry(entries->element[0], out) == 0 ? CALLLOG_OK : CALLLOG_TRANSIENT;
+            st = stream_entry_from_reply(entries->element[0], out) == 0 ? CALLLOG_OK
+                                                                        : CALLLOG_TRANSIENT;
         if (st < 0)
             error_set(err, CALLLOG_TRANSIENT, "unreadable stream entry");
     }
@@ -205,7 +161,7 @@ static long delivery_count(redisContext *c, const calllog_keys *k, const char *i
 }
 
 calllog_code queue_reclaim(redisContext *c, const calllog_keys *k, const char *consumer,
-                           long idle_ms, char *cursor, queue_entry *out, calllog_error *err)
+                           long idle_ms, char *cursor, stream_entry *out, calllog_error *err)
 {
     char idle[24];
     snprintf(idle, sizeof idle, "%ld", idle_ms);
@@ -220,7 +176,8 @@ calllog_code queue_reclaim(redisContext *c, const calllog_keys *k, const char *c
             snprintf(cursor, 64, "%s", r->element[0]->str);
         const redisReply *entries = r->element[1];
         if (entries->elements > 0 && entries->element[0]->type == REDIS_REPLY_ARRAY)
-            st = parse_entry(entries->element[0], out) == 0 ? CALLLOG_OK : CALLLOG_TRANSIENT;
+            st = stream_entry_from_reply(entries->element[0], out) == 0 ? CALLLOG_OK
+                                                                        : CALLLOG_TRANSIENT;
     }
     freeReplyObject(r);
     if (st == CALLLOG_OK)
@@ -230,7 +187,7 @@ calllog_code queue_reclaim(redisContext *c, const calllog_keys *k, const char *c
     return st;
 }
 
-int queue_done(redisContext *c, const calllog_keys *k, const queue_entry *e, calllog_error *err)
+int queue_done(redisContext *c, const calllog_keys *k, const stream_entry *e, calllog_error *err)
 {
     const char *args[] = {k->events, KEYS_GROUP, e->id};
     redisReply *r = redis_eval(c, lua_done, 1, 3, args, err);
@@ -239,19 +196,17 @@ int queue_done(redisContext *c, const calllog_keys *k, const queue_entry *e, cal
     return r ? 0 : -1;
 }
 
-/* The retry-set member for `e`: its fields as compact JSON, with attempt `attempt`. */
-static char *retry_member(const queue_entry *e, int attempt)
+/* The retry-set member for `e`: its JSON form (from_id its stream id), with attempt
+ * `attempt`. */
+static char *retry_member(const stream_entry *e, int attempt)
 {
-    json_t *o = json_pack("{s:s,s:s,s:i,s:s,s:s,s:s,s:s}", "call_sid", e->call_sid, "status",
-                          e->status, "attempt", attempt, "request_id", e->request_id, "received_at",
-                          e->received_at, "event", e->event, "from_id", e->id);
-    char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
-    json_decref(o);
-    return text;
+    stream_entry m = *e;
+    m.attempt = attempt;
+    return stream_entry_to_json(&m);
 }
 
 /* Moves `e` to the retry set due in `delay_ms`, carrying attempt number `attempt`. */
-static int move_to_retry(redisContext *c, const calllog_keys *k, const queue_entry *e,
+static int move_to_retry(redisContext *c, const calllog_keys *k, const stream_entry *e,
                          long delay_ms, int attempt, calllog_error *err)
 {
     char *member = retry_member(e, attempt);
@@ -267,13 +222,13 @@ static int move_to_retry(redisContext *c, const calllog_keys *k, const queue_ent
     return r ? 0 : -1;
 }
 
-int queue_reschedule(redisContext *c, const calllog_keys *k, const queue_entry *e, long delay_ms,
+int queue_reschedule(redisContext *c, const calllog_keys *k, const stream_entry *e, long delay_ms,
                      calllog_error *err)
 {
     return move_to_retry(c, k, e, delay_ms, e->attempt + 1, err);
 }
 
-int queue_park(redisContext *c, const calllog_keys *k, const queue_entry *e, long delay_ms,
+int queue_park(redisContext *c, const calllog_keys *k, const stream_entry *e, long delay_ms,
                calllog_error *err)
 {
     return move_to_retry(c, k, e, delay_ms, e->attempt, err);
@@ -302,22 +257,21 @@ long queue_touch(redisContext *c, const calllog_keys *k, const char *consumer,
     return touched;
 }
 
-int queue_bury(redisContext *c, const calllog_keys *k, const queue_entry *e, const dead_letter *d,
+int queue_bury(redisContext *c, const calllog_keys *k, const stream_entry *e, const dead_letter *d,
                calllog_error *err)
 {
-    char http[24], attempts[24], failed_at[40], attempt[24];
+    char http[24], attempts[24], failed_at[40], attempt[16];
     snprintf(http, sizeof http, "%ld", d->http_status);
     snprintf(attempts, sizeof attempts, "%d", d->attempts);
-    snprintf(attempt, sizeof attempt, "%d", e->attempt);
     timing_format_rfc3339(timing_epoch_ms(), failed_at, sizeof failed_at);
-    const char *args[] = {k->events,     k->dead,       KEYS_GROUP,    e->id,
-                          "call_sid",    e->call_sid,   "status",      e->status,
-                          "reason",      d->reason,     "error",       d->error ? d->error : "",
-                          "http_status", http,          "attempts",    attempts,
-                          "attempt",     attempt,       "failed_at",   failed_at,
-                          "request_id",  e->request_id, "received_at", e->received_at,
-                          "source_id",   e->id,         "event",       e->event};
-    redisReply *r = redis_eval(c, lua_bury, 2, (int)(sizeof args / sizeof *args), args, err);
+    const char *args[4 + STREAM_ENTRY_ARGC + 12] = {k->events, k->dead, KEYS_GROUP, e->id};
+    int n = 4 + stream_entry_to_argv(e, args + 4, attempt, sizeof attempt);
+    const char *dead[] = {"reason",      d->reason, "error",     d->error ? d->error : "",
+                          "http_status", http,      "attempts",  attempts,
+                          "failed_at",   failed_at, "source_id", e->id};
+    memcpy(args + n, dead, sizeof dead);
+    n += (int)(sizeof dead / sizeof *dead);
+    redisReply *r = redis_eval(c, lua_bury, 2, n, args, err);
     if (r)
         freeReplyObject(r);
     return r ? 0 : -1;

@@ -10,6 +10,7 @@
  * Retry scores are due times in epoch ms on Redis's own clock (TIME), so workers with
  * skewed clocks agree.
  *   replay     (admin) dead entry → XADD events (attempt 0) + XDEL dead
+ * Entries are stream_entry (common/stream_entry.h), whose field names the scripts share.
  * Acknowledged entries are deleted from the stream, so its length is the backlog and
  * nothing trims an entry that has not been acknowledged. */
 #ifndef CALLLOG_QUEUE_H
@@ -19,19 +20,8 @@
 #include <stddef.h>
 
 #include "keys.h"
+#include "stream_entry.h"
 #include "error.h"
-
-/* One events-stream entry. Strings are malloc'ed (queue_entry_free). */
-typedef struct queue_entry {
-    char id[64];
-    char *call_sid;
-    char *status;
-    char *request_id;
-    char *received_at;
-    char *event;     /* the normalized JSON */
-    int attempt;     /* retries so far (0 for an event straight from the ingest) */
-    long deliveries; /* times the group delivered it (1 = first time) */
-} queue_entry;
 
 /* Why an event goes to the dead stream, and what happened. */
 typedef struct dead_letter {
@@ -41,31 +31,29 @@ typedef struct dead_letter {
     int attempts;
 } dead_letter;
 
-void queue_entry_free(queue_entry *e);
-
 /* Creates the consumer group (from the stream's start, MKSTREAM); exists already is fine. */
 int queue_ensure_group(redisContext *c, const calllog_keys *k, calllog_error *err);
 
 /* Blocks up to `block_ms` for one new entry for `consumer`. */
 calllog_code queue_read(redisContext *c, const calllog_keys *k, const char *consumer, long block_ms,
-                        queue_entry *out, calllog_error *err);
+                        stream_entry *out, calllog_error *err);
 
 /* Takes over one entry idle for at least `idle_ms` on any consumer (XAUTOCLAIM), with
  * its delivery count. `cursor` (initially "0-0", 64 bytes) carries the scan position. */
 calllog_code queue_reclaim(redisContext *c, const calllog_keys *k, const char *consumer,
-                           long idle_ms, char *cursor, queue_entry *out, calllog_error *err);
+                           long idle_ms, char *cursor, stream_entry *out, calllog_error *err);
 
 /* The entry is finished (delivered, skipped, duplicate, ignored): XACK + XDEL. */
-int queue_done(redisContext *c, const calllog_keys *k, const queue_entry *e, calllog_error *err);
+int queue_done(redisContext *c, const calllog_keys *k, const stream_entry *e, calllog_error *err);
 
 /* Moves the entry to the retry set, due `delay_ms` from now (Redis's clock) with
  * attempt + 1, atomically. */
-int queue_reschedule(redisContext *c, const calllog_keys *k, const queue_entry *e, long delay_ms,
+int queue_reschedule(redisContext *c, const calllog_keys *k, const stream_entry *e, long delay_ms,
                      calllog_error *err);
 
 /* Like queue_reschedule, but the attempt number stays: for waits that are not attempts
  * (another worker holds the lease, the database is down). */
-int queue_park(redisContext *c, const calllog_keys *k, const queue_entry *e, long delay_ms,
+int queue_park(redisContext *c, const calllog_keys *k, const stream_entry *e, long delay_ms,
                calllog_error *err);
 
 /* Resets the idle time of those entries `ids[0..n)` that are still pending on `consumer`
@@ -76,7 +64,7 @@ long queue_touch(redisContext *c, const calllog_keys *k, const char *consumer,
                  const char *const *ids, size_t n, calllog_error *err);
 
 /* Moves the entry to the dead stream with the reason, atomically. */
-int queue_bury(redisContext *c, const calllog_keys *k, const queue_entry *e, const dead_letter *d,
+int queue_bury(redisContext *c, const calllog_keys *k, const stream_entry *e, const dead_letter *d,
                calllog_error *err);
 
 /* Moves up to `limit` due retries back to the stream. Writes how many moved and how

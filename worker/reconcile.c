@@ -1,5 +1,6 @@
 /* reconcile — the reconciler thread and its pass over Twilio's Calls list (see reconcile.h). */
 #include "reconcile.h"
+#include "stream_entry.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,26 +46,31 @@ static const char lua_release[] = "if redis.call('GET', KEYS[1]) == ARGV[1] then
                                   "end\n"
                                   "return 1\n";
 
-/* KEYS: leader, enqueued, events. ARGV: me, now_ms, keep_ms, then per call: call_sid,
- * status, request_id, received_at, event. Appends the calls not enqueued before, records
- * them, forgets records older than keep_ms. Returns the CallSids appended; an error when
- * the lease is not ours. */
+/* KEYS: leader, enqueued, events. ARGV: me, now_ms, keep_ms, then per call its CallSid
+ * and the STREAM_ENTRY_ARGC field/value pairs of its entry (stream_entry_to_argv: the
+ * script names no field). Appends the calls not enqueued before, records them, forgets
+ * records older than keep_ms. Returns the CallSids appended; an error when the lease is
+ * not ours. */
+#define ENQUEUE_STRIDE (1 + STREAM_ENTRY_ARGC)
+#define LUA_STR2(x) #x
+#define LUA_STR(x) LUA_STR2(x)
 static const char lua_enqueue[] =
     "if redis.call('GET', KEYS[1]) ~= ARGV[1] then\n"
     "  return redis.error_reply('the reconciler lease was lost')\n"
     "end\n"
     "local added = {}\n"
-    "for i = 4, #ARGV, 5 do\n"
-    "  if not redis.call('ZSCORE', KEYS[2], ARGV[i]) then\n"
-    "    redis.call('ZADD', KEYS[2], ARGV[2], ARGV[i])\n"
-    "    redis.call('XADD', KEYS[3], '*', 'call_sid', ARGV[i], 'status', ARGV[i + 1],\n"
-    "      'attempt', '0', 'request_id', ARGV[i + 2], 'received_at', ARGV[i + 3],\n"
-    "      'event', ARGV[i + 4])\n"
-    "    added[#added + 1] = ARGV[i]\n"
-    "  end\n"
-    "end\n"
-    "redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', tonumber(ARGV[2]) - tonumber(ARGV[3]))\n"
-    "return added\n";
+    "for i = 4, #ARGV, " LUA_STR(
+        ENQUEUE_STRIDE) " do\n"
+                        "  if not redis.call('ZSCORE', KEYS[2], ARGV[i]) then\n"
+                        "    redis.call('ZADD', KEYS[2], ARGV[2], ARGV[i])\n"
+                        "    redis.call('XADD', KEYS[3], '*', unpack(ARGV, i + 1, i + " LUA_STR(
+                            STREAM_ENTRY_ARGC) "))\n"
+                                               "    added[#added + 1] = ARGV[i]\n"
+                                               "  end\n"
+                                               "end\n"
+                                               "redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', "
+                                               "tonumber(ARGV[2]) - tonumber(ARGV[3]))\n"
+                                               "return added\n";
 
 /* KEYS: leader, state. ARGV: me, field, value, ... Writes the fields while the lease is
  * ours. Returns 1, or 0 when it is not. */
@@ -275,7 +281,8 @@ static long enqueue(reconciler *r, const twilio_call_summary *calls, const size_
              r->s->reconcile_lookback_ms + r->s->reconcile_overlap_ms +
                  r->s->reconcile_max_call_ms);
     timing_format_rfc3339(now, received, sizeof received);
-    const char *args[6 + 5 * ENQUEUE_BATCH];
+    const char *args[6 + ENQUEUE_STRIDE * ENQUEUE_BATCH];
+    char attempt[16];
     char *texts[ENQUEUE_BATCH] = {0};
     int argc = 6, failed = 0;
     args[0] = r->s->keys.reconcile_leader;
@@ -290,9 +297,13 @@ static long enqueue(reconciler *r, const twilio_call_summary *calls, const size_
         texts[i] = ev ? json_dumps(ev, JSON_COMPACT) : NULL;
         json_decref(ev);
         failed = texts[i] == NULL;
-        const char *fields[5] = {c->sid, c->status, request_id, received, texts[i]};
-        memcpy(args + argc, fields, sizeof fields);
-        argc += 5;
+        stream_entry e = {.call_sid = c->sid,
+                          .status = c->status,
+                          .request_id = request_id,
+                          .received_at = received,
+                          .event = texts[i]};
+        args[argc++] = c->sid;
+        argc += stream_entry_to_argv(&e, args + argc, attempt, sizeof attempt);
     }
     redisReply *reply = NULL;
     if (failed)

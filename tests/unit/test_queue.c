@@ -126,7 +126,7 @@ static void add_entry(const char *sid, const char *status, const char *attempt, 
 }
 
 /* Ensures the group and reads one entry for `consumer`; asserts CALLLOG_OK. */
-static void read_one(const char *consumer, queue_entry *e)
+static void read_one(const char *consumer, stream_entry *e)
 {
     calllog_error err = {0};
     cr_assert_eq(queue_ensure_group(rc, &keys, &err), 0, "%s", err.message);
@@ -177,17 +177,17 @@ Test(queue, ensure_group_twice)
 Test(queue, group_reads_entries_added_before_it_existed)
 {
     add_entry("CA0", "completed", "0", NULL);
-    queue_entry e;
+    stream_entry e;
     read_one("w1", &e);
     cr_assert_str_eq(e.call_sid, "CA0");
-    queue_entry_free(&e);
+    stream_entry_free(&e);
 }
 
 Test(queue, read_fills_the_entry)
 {
     char id[64];
     add_entry("CA1", "completed", "2", id);
-    queue_entry e;
+    stream_entry e;
     read_one("w1", &e);
     cr_assert_str_eq(e.id, id);
     cr_assert_str_eq(e.call_sid, "CA1");
@@ -197,15 +197,15 @@ Test(queue, read_fills_the_entry)
     cr_assert_str_eq(e.event, EVENT_JSON);
     cr_assert_eq(e.attempt, 2);
     cr_assert_eq(e.deliveries, 1);
-    queue_entry_free(&e);
-    cr_assert_null(e.call_sid, "queue_entry_free clears the entry");
+    stream_entry_free(&e);
+    cr_assert_null(e.call_sid, "stream_entry_free clears the entry");
 }
 
 Test(queue, read_on_empty_stream)
 {
     calllog_error err = {0};
     cr_assert_eq(queue_ensure_group(rc, &keys, &err), 0, "%s", err.message);
-    queue_entry e;
+    stream_entry e;
     cr_assert_eq(queue_read(rc, &keys, "w1", 10, &e, &err), CALLLOG_NOT_FOUND, "%s", err.message);
 }
 
@@ -213,7 +213,7 @@ Test(queue, read_without_group_is_an_error)
 {
     add_entry("CA1", "completed", "0", NULL);
     calllog_error err = {0};
-    queue_entry e;
+    stream_entry e;
     cr_assert_lt(queue_read(rc, &keys, "w1", 10, &e, &err), 0);
     cr_assert(strstr(err.message, "NOGROUP") != NULL, "%s", err.message);
 }
@@ -222,27 +222,27 @@ Test(queue, done_removes_the_entry)
 {
     add_entry("CA1", "completed", "0", NULL);
     add_entry("CA2", "completed", "0", NULL);
-    queue_entry e;
+    stream_entry e;
     read_one("w1", &e);
     cr_assert_eq(pending(), 1);
     calllog_error err = {0};
     cr_assert_eq(queue_done(rc, &keys, &e, &err), 0, "%s", err.message);
     cr_assert_eq(pending(), 0);
     cr_assert_eq(xlen(keys.events), 1, "only the finished entry is deleted");
-    queue_entry_free(&e);
+    stream_entry_free(&e);
 
     read_one("w1", &e);
     cr_assert_str_eq(e.call_sid, "CA2");
     cr_assert_eq(queue_done(rc, &keys, &e, &err), 0, "%s", err.message);
     cr_assert_eq(xlen(keys.events), 0);
     cr_assert_eq(pending(), 0);
-    queue_entry_free(&e);
+    stream_entry_free(&e);
 }
 
 Test(queue, reschedule_moves_to_retry_set_with_attempt_plus_one)
 {
     add_entry("CA1", "busy", "1", NULL);
-    queue_entry e;
+    stream_entry e;
     read_one("w1", &e);
     calllog_error err = {0};
     long long before = redis_now_ms();
@@ -269,13 +269,13 @@ Test(queue, reschedule_moves_to_retry_set_with_attempt_plus_one)
     cr_assert_str_eq(json_string_value(json_object_get(m, "event")), EVENT_JSON);
     json_decref(m);
     freeReplyObject(r);
-    queue_entry_free(&e);
+    stream_entry_free(&e);
 }
 
 Test(queue, park_moves_to_retry_set_keeping_the_attempt)
 {
     add_entry("CA1", "busy", "3", NULL);
-    queue_entry e;
+    stream_entry e;
     read_one("w1", &e);
     calllog_error err = {0};
     cr_assert_eq(queue_park(rc, &keys, &e, 1000, &err), 0, "%s", err.message);
@@ -287,7 +287,7 @@ Test(queue, park_moves_to_retry_set_keeping_the_attempt)
     cr_assert_eq(json_integer_value(json_object_get(m, "attempt")), 3, "a wait is no attempt");
     json_decref(m);
     freeReplyObject(r);
-    queue_entry_free(&e);
+    stream_entry_free(&e);
 }
 
 /* Idle time (ms) of pending entry `id`, and its consumer into `who` (64 bytes). */
@@ -308,7 +308,7 @@ Test(queue, touch_keeps_a_live_holders_entries_without_stealing)
     add_entry("CAm", "completed", "0", mine);
     add_entry("CAt", "completed", "0", theirs);
     add_entry("CAd", "completed", "0", done);
-    queue_entry a, b, c;
+    stream_entry a, b, c;
     read_one("w1", &a);
     read_one("w2", &b);
     read_one("w1", &c);
@@ -322,21 +322,21 @@ Test(queue, touch_keeps_a_live_holders_entries_without_stealing)
     cr_expect_str_eq(who, "w2", "never stolen");
     /* The delivery count does not grow: a touch is not a delivery. */
     char cursor[64] = "0-0";
-    queue_entry again;
+    stream_entry again;
     cr_assert_eq(queue_reclaim(rc, &keys, "w3", 0, cursor, &again, &err), CALLLOG_OK);
     cr_expect_eq(again.deliveries, 2);
     cr_expect_eq(queue_touch(rc, &keys, "w1", ids, 0, &err), 0);
-    queue_entry_free(&again);
-    queue_entry_free(&a);
-    queue_entry_free(&b);
-    queue_entry_free(&c);
+    stream_entry_free(&again);
+    stream_entry_free(&a);
+    stream_entry_free(&b);
+    stream_entry_free(&c);
 }
 
 Test(queue, promote_moves_only_due_members)
 {
     add_entry("CA-now", "completed", "0", NULL);
     add_entry("CA-later", "completed", "3", NULL);
-    queue_entry a, b;
+    stream_entry a, b;
     calllog_error err = {0};
     read_one("w1", &a);
     read_one("w1", &b);
@@ -364,7 +364,7 @@ Test(queue, promote_moves_only_due_members)
     cr_assert_eq(xlen(keys.dead), 0);
 
     /* the promoted entry reads back with its incremented attempt */
-    queue_entry p;
+    stream_entry p;
     read_one("w2", &p);
     cr_assert_str_eq(p.call_sid, "CA-now");
     cr_assert_eq(p.attempt, 1);
@@ -377,9 +377,9 @@ Test(queue, promote_moves_only_due_members)
     cr_assert_eq(queue_promote(rc, &keys, 100, &moved, &next, &err), 0, "%s", err.message);
     cr_assert_eq(moved, 0);
     cr_assert(next > 0);
-    queue_entry_free(&a);
-    queue_entry_free(&b);
-    queue_entry_free(&p);
+    stream_entry_free(&a);
+    stream_entry_free(&b);
+    stream_entry_free(&p);
 }
 
 Test(queue, promote_respects_limit_and_empty_set)
@@ -440,7 +440,7 @@ Test(queue, bury_writes_flat_fields_and_acks)
 {
     char id[64];
     add_entry("CA9", "completed", "4", id);
-    queue_entry e;
+    stream_entry e;
     read_one("w1", &e);
     dead_letter d = {"permanent_error", "RD Station answered 422: deal not found", 422, 5};
     calllog_error err = {0};
@@ -470,13 +470,13 @@ Test(queue, bury_writes_flat_fields_and_acks)
     cr_assert_eq(regexec(&re, failed_at, 0, NULL, 0), 0, "failed_at %s", failed_at);
     regfree(&re);
     freeReplyObject(r);
-    queue_entry_free(&e);
+    stream_entry_free(&e);
 }
 
 Test(queue, bury_without_error_text)
 {
     add_entry("CA9", "completed", "0", NULL);
-    queue_entry e;
+    stream_entry e;
     read_one("w1", &e);
     dead_letter d = {"poison", NULL, 0, 1};
     calllog_error err = {0};
@@ -485,13 +485,13 @@ Test(queue, bury_without_error_text)
     assert_field(r->element[0]->element[1], "error", "");
     assert_field(r->element[0]->element[1], "http_status", "0");
     freeReplyObject(r);
-    queue_entry_free(&e);
+    stream_entry_free(&e);
 }
 
 Test(queue, replay_dead_puts_the_entry_back_with_attempt_zero)
 {
     add_entry("CA5", "no-answer", "3", NULL);
-    queue_entry e;
+    stream_entry e;
     read_one("w1", &e);
     dead_letter d = {"attempts_exhausted", "HTTP 503", 503, 4};
     calllog_error err = {0};
@@ -514,12 +514,12 @@ Test(queue, replay_dead_puts_the_entry_back_with_attempt_zero)
     assert_field(f, "replayed_from", dead_id);
     freeReplyObject(r);
 
-    queue_entry p;
+    stream_entry p;
     cr_assert_eq(queue_read(rc, &keys, "w1", 100, &p, &err), CALLLOG_OK, "%s", err.message);
     cr_assert_eq(p.attempt, 0);
     cr_assert_str_eq(p.call_sid, "CA5");
-    queue_entry_free(&p);
-    queue_entry_free(&e);
+    stream_entry_free(&p);
+    stream_entry_free(&e);
 }
 
 Test(queue, replay_dead_unknown_id)
@@ -548,13 +548,13 @@ Test(queue, reclaim_takes_over_another_consumers_entry)
 {
     char id[64];
     add_entry("CA8", "completed", "0", id);
-    queue_entry a;
+    stream_entry a;
     read_one("dead-worker", &a);
 
     char cursor[64] = "0-0";
 
     calllog_error err = {0};
-    queue_entry b;
+    stream_entry b;
     cr_assert_eq(queue_reclaim(rc, &keys, "live-worker", 0, cursor, &b, &err), CALLLOG_OK, "%s",
                  err.message);
     cr_assert_str_eq(b.id, id);
@@ -570,24 +570,24 @@ Test(queue, reclaim_takes_over_another_consumers_entry)
     cr_assert_eq(queue_done(rc, &keys, &b, &err), 0, "%s", err.message);
     cr_assert_eq(pending(), 0);
     cr_assert_eq(xlen(keys.events), 0);
-    queue_entry_free(&a);
-    queue_entry_free(&b);
+    stream_entry_free(&a);
+    stream_entry_free(&b);
 }
 
 Test(queue, reclaim_respects_idle_time_and_empty_pel)
 {
     char cursor[64] = "0-0";
     calllog_error err = {0};
-    queue_entry e;
+    stream_entry e;
     cr_assert_eq(queue_ensure_group(rc, &keys, &err), 0, "%s", err.message);
     cr_assert_eq(queue_reclaim(rc, &keys, "w2", 0, cursor, &e, &err), CALLLOG_NOT_FOUND, "%s", err);
     add_entry("CA8", "completed", "0", NULL);
     read_one("w1", &e);
-    queue_entry other;
+    stream_entry other;
     snprintf(cursor, sizeof cursor, "0-0");
     cr_assert_eq(queue_reclaim(rc, &keys, "w2", 3600000, cursor, &other, &err), CALLLOG_NOT_FOUND,
                  "an entry idle for less than the visibility timeout is not taken: %s", err);
-    queue_entry_free(&e);
+    stream_entry_free(&e);
 }
 
 Test(queue, depths)
@@ -601,7 +601,7 @@ Test(queue, depths)
 
     for (int i = 0; i < 4; i++)
         add_entry("CA", "completed", "0", NULL);
-    queue_entry a, b;
+    stream_entry a, b;
     read_one("w1", &a);
     read_one("w1", &b);
     calllog_error err = {0};
@@ -616,6 +616,6 @@ Test(queue, depths)
     cr_assert_eq(d.pending, 1);
     cr_assert_eq(d.retry, 1);
     cr_assert_eq(d.dead, 2);
-    queue_entry_free(&a);
-    queue_entry_free(&b);
+    stream_entry_free(&a);
+    stream_entry_free(&b);
 }
