@@ -160,6 +160,7 @@ function strategicMerge(base, patch) {
         const key = Array.isArray(base) && base.length ? mergeKey(base.concat(patch)) : null;
         if (!key) return patch.filter((i) => !(i && i.$patch === "delete"));
         const out = base.map((i) => structuredClone(i));
+        const added = []; // new items go first, as kustomize puts them
         for (const item of patch) {
             const at = out.findIndex((o) => o[key] === item[key]);
             if (item.$patch === "delete") {
@@ -167,10 +168,10 @@ function strategicMerge(base, patch) {
             } else if (at >= 0) {
                 out[at] = strategicMerge(out[at], item);
             } else {
-                out.push(item);
+                added.push(item);
             }
         }
-        return out;
+        return added.concat(out);
     }
     if (patch && typeof patch === "object") {
         const out = base && typeof base === "object" && !Array.isArray(base) ? structuredClone(base) : {};
@@ -225,6 +226,14 @@ function renderDir(dir, problems) {
         applyPatches(objects, comp, cdir);
     }
     applyPatches(objects, k, dir);
+    for (const l of k.labels || []) {
+        for (const o of objects) {
+            o.metadata = { ...o.metadata, labels: { ...(o.metadata && o.metadata.labels), ...l.pairs } };
+            const tmpl = o.spec && o.spec.template;
+            if (l.includeTemplates && tmpl) tmpl.metadata = { ...tmpl.metadata, labels: { ...(tmpl.metadata && tmpl.metadata.labels), ...l.pairs } };
+            if (l.includeSelectors) throw new Error(`${dir}: labels with includeSelectors need kubectl kustomize`);
+        }
+    }
     if (k.namespace) {
         for (const o of objects) {
             if (!CLUSTER_SCOPED.has(o.kind)) o.metadata = { ...o.metadata, namespace: k.namespace };
