@@ -6,6 +6,10 @@
 # machine. It asks apt only when something is missing, so a warm machine pays nothing.
 # docker-compose (v1, no engine needed) is there so the tests can run `docker-compose
 # config` on docker-compose.yml; --no-install-recommends keeps the Docker engine out.
+# stunnel4 carries the Redis TLS tests (tests/e2e/test_redis_tls.py); node and npm run the
+# Kubernetes manifest validator (deploy/k8s/tools/validate.sh), and come from Debian
+# (nodejs, npm) only when no node/npm is installed already (e.g. NodeSource's nodejs,
+# which bundles npm and conflicts with Debian's npm package).
 # Works as root, or through sudo otherwise.
 set -euo pipefail
 
@@ -16,8 +20,11 @@ PACKAGES=(
     redis-server redis-tools postgresql postgresql-client pgbouncer
     python3 python3-pytest python3-redis python3-psycopg2 python3-yaml
     valgrind curl
-    docker-compose nginx-light
+    docker-compose nginx-light stunnel4
 )
+
+# Installed only when the commands are missing (see the header).
+NODE_PACKAGES=(nodejs npm)
 
 # Prints the packages of PACKAGES that dpkg does not show as installed.
 missing_packages() {
@@ -42,8 +49,11 @@ as_root() {
 main() {
     local missing
     missing=$(missing_packages)
+    if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+        missing="$missing ${NODE_PACKAGES[*]}"
+    fi
     if [ -z "$missing" ]; then
-        echo "install-deps: all ${#PACKAGES[@]} packages already installed"
+        echo "install-deps: all ${#PACKAGES[@]} packages already installed (and node, npm)"
         return 0
     fi
     echo "install-deps: installing: $(echo $missing)"

@@ -38,6 +38,8 @@ COMPOSE = ROOT / "docker-compose.yml"
 SOURCE_DIRS = ("common", "ingest", "worker")
 RUN_LOCAL = ROOT / "deploy" / "run-local.sh"
 DEMO_SERVICES = {"sandbox", "demo-ingest", "demo-worker", "demo-call"}
+# Profile tls: the stunnel sidecar for a Redis reachable only over TLS (test_redis_tls.py).
+TLS_SERVICES = {"redis-tls"}
 # Settings compose leaves out of a service on purpose: one consumer name shared by every
 # replica would break the consumer group (the default, <hostname>-<pid>, is unique).
 COMPOSE_OMITS = {"WORKER_CONSUMER_NAME"}
@@ -561,6 +563,8 @@ def test_compose_demo_profile_talks_only_to_the_sandbox():
             for key, value in (svc.get("environment") or {}).items():
                 assert "${" not in str(value) or key == "PGPASSWORD", \
                     f"{name}.{key} comes from the shell or .env: {value}"
+        elif name in TLS_SERVICES:
+            assert svc.get("profiles") == ["tls"], f"{name}: not in profile tls only"
         else:
             assert "profiles" not in svc, f"{name}: production services run without a profile"
             assert "sandbox" not in text and "mock-" not in text and "calllog-demo" not in text, \
@@ -665,7 +669,7 @@ def test_compose_demo_profile_lists_the_sandbox_services(compose_cli, tmp_path):
     listed = set(res.stdout.split())
     assert DEMO_SERVICES | {"redis", "postgres", "ingest", "worker"} <= listed, listed
     res = compose(compose_cli, d, "config", "--profiles")
-    assert res.returncode == 0 and res.stdout.split() == ["demo"], res.stdout + res.stderr
+    assert res.returncode == 0 and sorted(res.stdout.split()) == ["demo", "tls"], res.stdout + res.stderr
     if compose_cli[1] == 2:  # v1's `config --services` lists every service, profile or not
         res = compose(compose_cli, d, "config", "--services")
         assert res.returncode == 0 and not DEMO_SERVICES & set(res.stdout.split()), res.stdout
