@@ -1,5 +1,6 @@
 /* redis_client — REDIS_URL parsing and authenticated hiredis connections. */
 #include "redis_client.h"
+#include "config.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -181,4 +182,15 @@ redisContext *redis_open(const redis_target *t, int timeout_ms, calllog_error *e
         return NULL;
     }
     return c;
+}
+
+/* Reads REDIS_URL and CALLLOG_KEY_PREFIX; see the header. */
+int redis_settings_load(redis_target *t, calllog_keys *keys, calllog_error *err)
+{
+    calllog_error why;
+    if (redis_url_parse(config_str("REDIS_URL", "redis://127.0.0.1:6379/0"), t, &why) != 0)
+        return config_fail(err, "REDIS_URL", why.message);
+    if (keys_build(config_str("CALLLOG_KEY_PREFIX", "calllog"), keys) != 0)
+        return config_fail(err, "CALLLOG_KEY_PREFIX", "expected a short name without spaces");
+    return 0;
 }

@@ -9,6 +9,7 @@
 #include <hiredis/hiredis.h>
 #include <stddef.h>
 #include "error.h"
+#include "keys.h"
 
 typedef struct redis_target {
     char host[256];
@@ -20,6 +21,11 @@ typedef struct redis_target {
 
 /* Parses `url` into `out`. Returns 0, or -1 with a reason in `err` (never the password). */
 int redis_url_parse(const char *url, redis_target *out, calllog_error *err);
+
+/* Reads the Redis settings every program shares: REDIS_URL (default
+ * redis://127.0.0.1:6379/0) into `t` and CALLLOG_KEY_PREFIX (default calllog) into
+ * `keys`. Returns 0, or -1 with `err` naming the malformed setting (config_fail). */
+int redis_settings_load(redis_target *t, calllog_keys *keys, calllog_error *err);
 
 /* Connects, authenticates and selects the database. `timeout_ms` bounds the connect and
  * every later command. Returns a context the caller owns, or NULL with `err` filled. */

@@ -25,14 +25,11 @@ static int load_public_base_url(ingest_settings *s, calllog_error *err)
     return 0;
 }
 
+/* Redis (the shared loader) and this program's Redis timeout. */
 static int load_redis(ingest_settings *s, calllog_error *err)
 {
-    calllog_error why;
-    const char *url = config_str("REDIS_URL", "redis://127.0.0.1:6379/0");
-    if (redis_url_parse(url, &s->redis, &why) != 0)
-        return config_fail(err, "REDIS_URL", why.message);
-    if (keys_build(config_str("CALLLOG_KEY_PREFIX", "calllog"), &s->keys) != 0)
-        return config_fail(err, "CALLLOG_KEY_PREFIX", "expected a short name without spaces");
+    if (redis_settings_load(&s->redis, &s->keys, err) != 0)
+        return -1;
     return config_long("INGEST_REDIS_TIMEOUT_MS", 1000, 10, 60000, &s->redis_timeout_ms, err);
 }
 

@@ -248,10 +248,8 @@ static int admin_open(admin *a, int need_db)
 {
     calllog_error err;
     redis_target t;
-    if (redis_url_parse(config_str("REDIS_URL", "redis://127.0.0.1:6379/0"), &t, &err) != 0)
-        return fail("setting REDIS_URL is malformed");
-    if (keys_build(config_str("CALLLOG_KEY_PREFIX", "calllog"), &a->keys) != 0)
-        return fail("setting CALLLOG_KEY_PREFIX is malformed");
+    if (redis_settings_load(&t, &a->keys, &err) != 0)
+        return fail(err.message);
     if (!(a->redis = redis_open(&t, 5000, &err)))
         return fail(err.message);
     const char *db = config_str("DATABASE_URL", NULL);

@@ -12,13 +12,11 @@
 #include "log.h"
 #include "phone.h"
 
+/* Redis (the shared loader) and this program's Redis timeout. */
 static int load_redis(worker_settings *s, calllog_error *err)
 {
-    calllog_error why;
-    if (redis_url_parse(config_str("REDIS_URL", "redis://127.0.0.1:6379/0"), &s->redis, &why) != 0)
-        return config_fail(err, "REDIS_URL", why.message);
-    if (keys_build(config_str("CALLLOG_KEY_PREFIX", "calllog"), &s->keys) != 0)
-        return config_fail(err, "CALLLOG_KEY_PREFIX", "expected a short name without spaces");
+    if (redis_settings_load(&s->redis, &s->keys, err) != 0)
+        return -1;
     return config_long("WORKER_REDIS_TIMEOUT_MS", 5000, 100, 60000, &s->redis_timeout_ms, err);
 }
 
