@@ -15,7 +15,6 @@ another name, must fail too: the ingest then spools and /readyz names the Redis 
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -24,7 +23,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from conftest import ROOT, free_port, stream_entries, wait_for
+from conftest import ROOT, free_port, sigterm_and_wait, stream_entries, wait_for
 from worker_env import (  # noqa: F401  (fixtures are found by name)
     database_url, db, diagnostics, ingests, new_ingest, new_sid, queues_empty, rd, rd_server,
     seed_standard_contact, send_call, start_worker, tw, tw_server, wait_until)
@@ -75,12 +74,7 @@ class Proc:
 
     def stop(self):
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+            sigterm_and_wait(self.proc, 10)
 
 
 @pytest.fixture

@@ -23,13 +23,17 @@ install_tools() {
         return 0
     fi
     command -v npm >/dev/null || { echo "validate.sh: npm is not installed (deploy/install-deps.sh)" >&2; return 1; }
-    mkdir -p "$TOOLS"
     cp "$HERE/package.json" "$HERE/package-lock.json" "$TOOLS/"
     (cd "$TOOLS" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 }
 
 main() {
+    # The Release and ASan end-to-end runs of tests/run.sh may both get here at once.
+    mkdir -p "$TOOLS"
+    exec 9>"$TOOLS/.install.lock"
+    flock 9
     install_tools
+    flock -u 9
     local args=() targets=() a
     while [ $# -gt 0 ]; do
         case $1 in
