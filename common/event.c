@@ -164,7 +164,7 @@ json_t *event_parse(const char *text, size_t len, calllog_error *err)
     json_error_t jerr;
     json_t *ev = json_loadb(text, len, 0, &jerr);
     if (!ev) {
-        error_set(err, CALLLOG_TRANSIENT, "event is not JSON: %s", jerr.text);
+        error_set(err, CALLLOG_INVALID, "event is not JSON: %s", jerr.text);
         return NULL;
     }
     const char *why = NULL;
@@ -177,7 +177,7 @@ json_t *event_parse(const char *text, size_t len, calllog_error *err)
     else if (!event_get(ev, "status") || !*event_get(ev, "status"))
         why = "event has no status";
     if (why) {
-        error_set(err, CALLLOG_TRANSIENT, "%s", why);
+        error_set(err, CALLLOG_INVALID, "%s", why);
         json_decref(ev);
         return NULL;
     }

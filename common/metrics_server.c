@@ -118,12 +118,12 @@ metrics_server *metrics_server_start(const char *host, int port, calllog_error *
     char ports[300], civet_err[256] = "";
     const char *shown = host != NULL ? host : "";
     if (port < 1 || port > 65535 || format_listen(ports, sizeof ports, host, port) != 0) {
-        error_set(err, CALLLOG_TRANSIENT, "cannot listen on %s:%d: bad address", shown, port);
+        error_set(err, CALLLOG_INVALID, "cannot listen on %s:%d: bad address", shown, port);
         return NULL;
     }
     metrics_server *s = calloc(1, sizeof *s);
     if (s == NULL) {
-        error_set(err, CALLLOG_TRANSIENT, "cannot listen on %s:%d: out of memory", shown, port);
+        error_set(err, CALLLOG_NOMEM, "cannot listen on %s:%d: out of memory", shown, port);
         return NULL;
     }
     if (pthread_mutex_init(&s->lock, NULL) != 0) {

@@ -65,7 +65,7 @@ int redis_url_parse(const char *url, redis_target *out, calllog_error *err)
     memset(out, 0, sizeof *out);
     out->port = 6379;
     if (!url || strncmp(url, "redis://", 8) != 0) {
-        error_set(err, CALLLOG_TRANSIENT, "expected redis://[:password@]host[:port][/db]");
+        error_set(err, CALLLOG_INVALID, "expected redis://[:password@]host[:port][/db]");
         return -1;
     }
     const char *s = url + 8;
@@ -76,20 +76,20 @@ int redis_url_parse(const char *url, redis_target *out, calllog_error *err)
         at = *p == '@' ? p : at;
     if (at) {
         if (parse_userinfo(s, at, out) != 0) {
-            error_set(err, CALLLOG_TRANSIENT, "user or password too long");
+            error_set(err, CALLLOG_INVALID, "user or password too long");
             return -1;
         }
         s = at + 1;
     }
     if (parse_hostport(s, end, out) != 0) {
-        error_set(err, CALLLOG_TRANSIENT, "bad host or port");
+        error_set(err, CALLLOG_INVALID, "bad host or port");
         return -1;
     }
     if (slash && slash[1]) {
         char *de;
         long db = strtol(slash + 1, &de, 10);
         if (*de != '\0' || db < 0 || db > 15) {
-            error_set(err, CALLLOG_TRANSIENT, "bad database number");
+            error_set(err, CALLLOG_INVALID, "bad database number");
             return -1;
         }
         out->db = (int)db;

@@ -129,7 +129,7 @@ spool *spool_open(const char *dir, long max_bytes, calllog_error *err)
     }
     spool *s = calloc(1, sizeof *s);
     if (!s) {
-        error_set(err, CALLLOG_TRANSIENT, "out of memory");
+        error_set(err, CALLLOG_NOMEM, "out of memory");
         return NULL;
     }
     pthread_mutex_init(&s->lock, NULL);

@@ -50,11 +50,11 @@ int demo_parse_args(int argc, char **argv, demo_call_options *o, calllog_error *
         else if (strcmp(name, "--wait") == 0)
             bad = parse_seconds(v = option_value(argc, argv, &i), 3600, &o->wait_s);
         else {
-            error_set(err, CALLLOG_TRANSIENT, "demo call: unknown option %s (try --help)", name);
+            error_set(err, CALLLOG_INVALID, "demo call: unknown option %s (try --help)", name);
             return -1;
         }
         if (bad) {
-            error_set(err, CALLLOG_TRANSIENT,
+            error_set(err, CALLLOG_INVALID,
                       "demo call: %s needs a valid value (--direction inbound|outbound, --status "
                       "completed|no-answer|busy|failed|canceled, --duration/--wait seconds)",
                       name);
