@@ -85,8 +85,8 @@ void note_template_free(note_template *t);
 
 /* Renders `t` for `facts` into a new NUL-terminated string stored in `*out`, which the
  * caller frees with free(). Returns CALLLOG_OK; CALLLOG_INVALID when `t`, `facts` or `out` is
- * NULL or the CallSid is missing or unusable in a marker; CALLLOG_NOMEM. `*out` is NULL on
- * error. */
+ * NULL or the CallSid is missing or unusable in a marker, or the note would pass 1 MiB;
+ * CALLLOG_NOMEM. `*out` is NULL on error. */
 int note_render(const note_template *t, const call_facts *facts, char **out);
 
 /* Writes "[calllog:<call_sid>]" into `out`. A usable CallSid is 1–NOTE_CALL_SID_MAX
