@@ -5,7 +5,7 @@
  * memory. Rendering works line by line to apply the "drop lines whose placeholders are all
  * empty" rule, then makes sure the CallSid marker is present. Values are cleaned on the
  * way in (control characters, invalid UTF-8 which jansson would refuse, forged markers).
- * See note_template.h for the rules and for why the time zone is set once at start-up. */
+ * See note_template.h for the rules; local time is in the zone timing_set_zone set at start-up. */
 #include "note_template.h"
 
 #include "buffer.h"
@@ -15,7 +15,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 /* The placeholders, in the order of note_field_names. */
 typedef enum note_field {
@@ -79,7 +78,7 @@ const char *note_default_template(void)
     return note_default_text;
 }
 
-/* Describes a bad template or zone in `err` (when not NULL): CALLLOG_INVALID. */
+/* Describes a bad template in `err` (when not NULL): CALLLOG_INVALID. */
 static void note_err(calllog_error *err, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
@@ -94,51 +93,6 @@ static void note_err(calllog_error *err, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(err->message, sizeof err->message, fmt, ap);
     va_end(ap);
-}
-
-/* 1 when `tz` is a plausible zone name: relative, no "..", only [A-Za-z0-9_+-/]. */
-static int note_tz_name_ok(const char *tz)
-{
-    if (tz[0] == '/' || strstr(tz, "..") != NULL || strlen(tz) > 200)
-        return 0;
-    for (const char *p = tz; *p != '\0'; p++) {
-        if (!((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
-              *p == '_' || *p == '+' || *p == '-' || *p == '/'))
-            return 0;
-    }
-    return 1;
-}
-
-/* Sets the process time zone once at start-up; see note_template.h. */
-int note_timezone_init(const char *tz, calllog_error *err)
-{
-    char path[512];
-    const char *dir = getenv("TZDIR");
-
-    if (tz == NULL || tz[0] == '\0')
-        tz = NOTE_DEFAULT_TIMEZONE;
-    if (strcmp(tz, "UTC") == 0 || strcmp(tz, "Etc/UTC") == 0) {
-        tz = "UTC0"; /* POSIX form: works even without the zone database */
-    } else {
-        if (!note_tz_name_ok(tz)) {
-            note_err(err, "invalid time zone name '%s'", tz);
-            return CALLLOG_INVALID;
-        }
-        if (dir == NULL || dir[0] == '\0')
-            dir = "/usr/share/zoneinfo";
-        snprintf(path, sizeof path, "%s/%s", dir, tz);
-        if (access(path, R_OK) != 0) {
-            note_err(err, "unknown time zone '%s' (not found in %s; is tzdata installed?)", tz,
-                     dir);
-            return CALLLOG_INVALID;
-        }
-    }
-    if (setenv("TZ", tz, 1) != 0) {
-        note_err(err, "cannot set TZ");
-        return CALLLOG_NOMEM;
-    }
-    tzset();
-    return CALLLOG_OK;
 }
 
 /* Length of the valid UTF-8 sequence at `s` (1–4), or 0 when it is not one. */

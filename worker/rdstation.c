@@ -20,7 +20,7 @@
  *   (contact_ids:<id> when RD refuses that field), and a deal whose contact_ids do not
  *   name the contact is ignored in case RD ignored the filter.
  * - v1 task date/hour are written in the process's local time zone, which
- *   note_timezone_init() sets to the notes' zone (default America/Sao_Paulo, the zone RD
+ *   timing_set_zone() sets at start-up (default America/Sao_Paulo, the zone RD
  *   accounts show); v2 due_date is ISO 8601 in UTC.
  * - A task is created open and then marked done; if that second request fails, the task
  *   exists (its id is returned with a negative code) and retrying would create another, so the
