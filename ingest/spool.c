@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "buffer.h"
 #include "log.h"
 
 #define SPOOL_BATCH 500
@@ -252,36 +253,36 @@ static size_t split_lines(char *buf, size_t len, char **lines)
     return n;
 }
 
-/* Reads at least one whole record starting at `consumed`, growing the buffer as needed.
- * Returns the bytes read, or -1. */
-static ssize_t read_chunk(spool *s, char **buf, size_t *cap)
+/* Reads from `consumed` into `b` (emptied first), a chunk at a time, until it holds at
+ * least one whole record or the rest of the spool. Returns the bytes held, or -1. */
+static ssize_t read_chunk(spool *s, buffer *b)
 {
-    size_t want = *cap;
+    buffer_reset(b);
     for (;;) {
-        ssize_t got = pread(s->fd, *buf, want, s->consumed);
+        size_t have = buffer_len(b);
+        char *room = buffer_reserve(b, SPOOL_READ_CHUNK);
+        if (room == NULL)
+            return -1;
+        ssize_t got = pread(s->fd, room, SPOOL_READ_CHUNK, s->consumed + (off_t)have);
         if (got < 0)
             return -1;
-        if (memchr(*buf, '\n', (size_t)got) || (off_t)got >= s->size - s->consumed)
-            return got;
-        char *bigger = realloc(*buf, *cap * 2); /* one record larger than the buffer */
-        if (!bigger)
-            return -1;
-        *buf = bigger;
-        *cap *= 2;
-        want = *cap;
+        buffer_commit(b, (size_t)got);
+        if (got == 0 || memchr(room, '\n', (size_t)got) ||
+            (off_t)buffer_len(b) >= s->size - s->consumed)
+            return (ssize_t)buffer_len(b);
     }
 }
 
 long spool_drain(spool *s, spool_sink sink, void *arg)
 {
     pthread_mutex_lock(&s->lock);
-    size_t cap = SPOOL_READ_CHUNK;
-    char *buf = malloc(cap);
+    buffer buf; /* never more than what is pending plus one chunk */
+    buffer_init(&buf, (size_t)(s->size - s->consumed) + SPOOL_READ_CHUNK);
     char **lines = malloc(SPOOL_BATCH * sizeof *lines);
-    long delivered = (buf && lines) ? 0 : -1;
+    long delivered = lines ? 0 : -1;
     while (delivered >= 0 && s->depth > 0) {
-        ssize_t got = read_chunk(s, &buf, &cap);
-        size_t n = got > 0 ? split_lines(buf, (size_t)got, lines) : 0;
+        ssize_t got = read_chunk(s, &buf);
+        size_t n = got > 0 ? split_lines(buffer_ptr(&buf), (size_t)got, lines) : 0;
         if (n == 0) {
             delivered = -1;
             break;
@@ -299,7 +300,7 @@ long spool_drain(spool *s, spool_sink sink, void *arg)
     if (delivered >= 0 && spool_reset_if_empty(s) != 0)
         delivered = -1;
     pthread_mutex_unlock(&s->lock);
-    free(buf);
+    buffer_free(&buf);
     free(lines);
     return delivered;
 }
