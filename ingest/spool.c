@@ -121,10 +121,27 @@ static int spool_recover(spool *s)
     return 0;
 }
 
+/* The code of a failed file-system call on the spool's path: CALLLOG_INVALID when the
+ * path itself is unusable (a component is not a directory, the name is too long, a link
+ * loop), which no retry fixes; CALLLOG_TRANSIENT otherwise (permissions, a full or
+ * failing disk). */
+static calllog_code path_error_code(int e)
+{
+    return e == ENOTDIR || e == ENAMETOOLONG || e == ELOOP ? CALLLOG_INVALID : CALLLOG_TRANSIENT;
+}
+
 spool *spool_open(const char *dir, long max_bytes, calllog_error *err)
 {
+    if (dir == NULL || dir[0] == '\0' || max_bytes <= 0) {
+        error_set(err, CALLLOG_INVALID, "spool_open: no directory or no size limit");
+        return NULL;
+    }
+    if (strlen(dir) >= sizeof((spool *)NULL)->dir) {
+        error_set(err, CALLLOG_INVALID, "spool directory name too long (%zu bytes)", strlen(dir));
+        return NULL;
+    }
     if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
-        error_set(err, CALLLOG_TRANSIENT, "cannot create spool directory %s: %s", dir,
+        error_set(err, path_error_code(errno), "cannot create spool directory %s: %s", dir,
                   strerror(errno));
         return NULL;
     }
@@ -138,7 +155,7 @@ spool *spool_open(const char *dir, long max_bytes, calllog_error *err)
     s->max_bytes = max_bytes;
     s->lock_fd = open_in(dir, "lock", O_RDWR | O_CREAT);
     if (s->lock_fd < 0 || flock(s->lock_fd, LOCK_EX | LOCK_NB) != 0) {
-        error_set(err, CALLLOG_TRANSIENT,
+        error_set(err, path_error_code(errno),
                   "cannot lock spool directory %s: %s (another ingest uses it?)", dir,
                   strerror(errno));
         s->fd = s->offset_fd = -1;
