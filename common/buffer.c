@@ -1,8 +1,9 @@
 /* buffer — the one bounded, growable byte buffer; see buffer.h.
  *
- * Growth doubles the allocation from BUFFER_FIRST_CAP, never past the maximum (plus the
- * terminator), so appends are amortized O(1) and a capped buffer never allocates more than
- * it may hold. All length arithmetic is checked against the maximum before it can wrap. */
+ * Growth doubles the allocation from BUFFER_FIRST_CAP (or takes exactly what one large
+ * append needs, when that is more), never past the maximum plus the terminator, so appends
+ * are amortized O(1) and a capped buffer never allocates more than it may hold. All length
+ * arithmetic is checked against the maximum before it can wrap. */
 #include "buffer.h"
 
 #include <stdarg.h>
@@ -42,9 +43,9 @@ static calllog_code buffer_grow(buffer *b, size_t n)
     if (need <= b->cap)
         return CALLLOG_OK;
     size_t limit = b->max + 1; /* need <= limit, by the check above */
-    size_t cap = b->cap ? b->cap : BUFFER_FIRST_CAP;
-    while (cap < need)
-        cap = cap > limit / 2 ? limit : cap * 2;
+    size_t cap = b->cap == 0 ? BUFFER_FIRST_CAP : b->cap > limit / 2 ? limit : b->cap * 2;
+    if (cap < need)
+        cap = need; /* one large append: exactly what it needs */
     if (cap > limit)
         cap = limit;
     char *p = realloc(b->data, cap);
