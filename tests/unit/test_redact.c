@@ -83,13 +83,17 @@ Test(redact_error, masks_the_message_in_place)
 
 Test(redact_url, masks_the_password_of_the_user_info)
 {
+    static const char *const cases[][2] = {
+        {"redis://:s3cret@127.0.0.1:6379/0", "redis://:***@127.0.0.1:6379/0"},
+        {"postgresql://calllog:pw@db.example:5432/calllog?sslmode=require",
+         "postgresql://calllog:***@db.example:5432/calllog?sslmode=require"},
+        {"rediss://user:p@ss@host/1", "rediss://user:***@host/1"}, /* an unencoded '@' */
+    };
     char out[128];
-    redact_url("redis://:s3cret@127.0.0.1:6379/0", out, sizeof out);
-    cr_expect_str_eq(out, "redis://:***@127.0.0.1:6379/0");
-    redact_url("postgresql://calllog:pw@db.example:5432/calllog?sslmode=require", out, sizeof out);
-    cr_expect_str_eq(out, "postgresql://calllog:***@db.example:5432/calllog?sslmode=require");
-    redact_url("rediss://user:p@ss@host/1", out, sizeof out); /* an unencoded '@' */
-    cr_expect_str_eq(out, "rediss://user:***@host/1");
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        redact_url(cases[i][0], out, sizeof out);
+        cr_expect_str_eq(out, cases[i][1]);
+    }
 }
 
 Test(redact_url, urls_without_a_password_are_unchanged)
