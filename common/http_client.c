@@ -14,6 +14,7 @@
  * fully reconfigured before every request, so no option leaks from one request into the
  * next. curl_global_init is the caller's job (see the header). */
 #include "http_client.h"
+#include "buffer.h"
 #include "timing.h"
 
 #include <arpa/inet.h>
@@ -37,10 +38,7 @@ struct http_client {
 
 /* The body being received and the headers we care about, for one request. */
 typedef struct http_sink {
-    char *buf;
-    size_t len;
-    size_t cap;
-    int overflow;
+    buffer body; /* at most HTTP_CLIENT_MAX_BODY bytes */
     long retry_after_ms;
 } http_sink;
 
@@ -79,28 +77,13 @@ void http_response_free(http_response *r)
     r->body_len = 0;
 }
 
-/* libcurl write callback: appends to the sink, refusing to grow past the cap. */
+/* libcurl write callback: appends to the sink's body, refusing to grow past the cap. */
 static size_t sink_write(char *data, size_t size, size_t nmemb, void *arg)
 {
     http_sink *s = arg;
     size_t n = size * nmemb;
-    if (n > (size_t)HTTP_CLIENT_MAX_BODY - s->len) {
-        s->overflow = 1;
+    if (buffer_add(&s->body, data, n) != CALLLOG_OK)
         return 0; /* makes curl stop with CURLE_WRITE_ERROR */
-    }
-    if (s->len + n + 1 > s->cap) {
-        size_t cap = s->cap ? s->cap : 4096;
-        while (cap < s->len + n + 1)
-            cap *= 2;
-        char *nb = realloc(s->buf, cap);
-        if (nb == NULL)
-            return 0;
-        s->buf = nb;
-        s->cap = cap;
-    }
-    memcpy(s->buf + s->len, data, n);
-    s->len += n;
-    s->buf[s->len] = '\0';
     return n;
 }
 
@@ -206,7 +189,7 @@ static void transport_error(http_client *c, const char *method, const char *url,
         (query != NULL && mentions(why, query + 1, strcspn(query + 1, "#"))) ||
         mentions(why, u.userinfo, u.userinfo_len))
         why = curl_easy_strerror(rc);
-    if (sink->overflow)
+    if (buffer_error(&sink->body) == CALLLOG_INVALID)
         why = "response body over the size limit";
     http_url_origin(url, origin, sizeof origin);
     error_set(err, CALLLOG_TRANSIENT, "%.16s %.160s: %.300s", method, origin, why);
@@ -358,13 +341,15 @@ int http_request(http_client *c, const char *method, const char *url, const char
                  const char *basic_auth, const char *body, size_t body_len, http_response *out,
                  calllog_error *err)
 {
-    http_sink sink = {NULL, 0, 0, 0, -1};
+    http_sink sink;
     struct curl_slist *hdrs;
     CURLcode rc;
 
     memset(out, 0, sizeof *out);
     out->retry_after_ms = -1;
     error_clear(err);
+    buffer_init(&sink.body, (size_t)HTTP_CLIENT_MAX_BODY);
+    sink.retry_after_ms = -1;
     if (c == NULL || method == NULL || url == NULL) {
         error_set(err, CALLLOG_INVALID, "http_request: bad arguments");
         err->curl_code = CURLE_BAD_FUNCTION_ARGUMENT;
@@ -384,7 +369,7 @@ int http_request(http_client *c, const char *method, const char *url, const char
     if (rc != CURLE_OK) {
         transport_error(c, method, url, rc, &sink, err);
         curl_slist_free_all(hdrs);
-        free(sink.buf);
+        buffer_free(&sink.body);
         return err->code;
     }
     curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &out->status);
@@ -392,13 +377,14 @@ int http_request(http_client *c, const char *method, const char *url, const char
     if (curl_easy_getinfo(c->easy, CURLINFO_CONTENT_TYPE, &ctype) == CURLE_OK && ctype != NULL)
         append_one_line(out->content_type, sizeof out->content_type, ctype, strlen(ctype));
     curl_slist_free_all(hdrs);
-    if (sink.buf == NULL && (sink.buf = calloc(1, 1)) == NULL) {
+    out->body_len = buffer_len(&sink.body);
+    out->body = buffer_take(&sink.body);
+    if (out->body == NULL) {
+        out->body_len = 0;
         error_set(err, CALLLOG_NOMEM, "%s: out of memory", method);
         err->curl_code = CURLE_OUT_OF_MEMORY;
         return CALLLOG_NOMEM;
     }
-    out->body = sink.buf;
-    out->body_len = sink.len;
     out->retry_after_ms = sink.retry_after_ms;
     return 0;
 }

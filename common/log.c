@@ -171,26 +171,6 @@ void log_emit(log_level level, const char *msg, const log_field *fields)
     (void)w;
 }
 
-void log_redact_url(const char *url, char *out, size_t outlen)
-{
-    if (outlen == 0)
-        return;
-    const char *scheme = strstr(url, "://");
-    const char *auth = scheme ? scheme + 3 : url;
-    const char *at = strchr(auth, '@');
-    const char *slash = strchr(auth, '/');
-    if (!at || (slash && slash < at)) {
-        snprintf(out, outlen, "%s", url);
-        return;
-    }
-    const char *colon = memchr(auth, ':', (size_t)(at - auth));
-    if (!colon) {
-        snprintf(out, outlen, "%s", url);
-        return;
-    }
-    snprintf(out, outlen, "%.*s:***%s", (int)(colon - url), url, at);
-}
-
 int log_limiter_allow(log_limiter *l, long *suppressed)
 {
     struct timespec ts;

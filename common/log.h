@@ -2,8 +2,9 @@
  *
  * A line carries a timestamp, level, program, message and typed fields:
  *   log_info("enqueued", LF_S("call_sid", sid), LF_I("latency_us", us));
- * Secrets are never passed to the logger; URLs with credentials go through
- * `log_redact_url` first. Writes are atomic per line (one write(2) call). */
+ * Secrets are never passed to the logger; text that may hold one goes through redact.h
+ * first (redact_url for URLs with credentials, redact_copy for messages). Writes are atomic per
+ * line (one write(2) call). */
 #ifndef CALLLOG_LOG_H
 #define CALLLOG_LOG_H
 
@@ -62,8 +63,5 @@ typedef struct log_limiter {
 /* 1 when a line may be written now, with `*suppressed` set to the lines dropped since
  * the last one allowed (put it in the line); 0 when this one is dropped. */
 int log_limiter_allow(log_limiter *l, long *suppressed);
-
-/* Copies `url` into `out` with any password replaced by "***". */
-void log_redact_url(const char *url, char *out, size_t outlen);
 
 #endif

@@ -14,15 +14,19 @@
  * removed hook, so its owner may free what the hook reads. Lock order: hooks_run, then
  * lock. Renders therefore run their hooks one at a time; scrapes are rare. */
 #include "metrics.h"
+#include "buffer.h"
 
 #include <inttypes.h>
 #include <math.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* Most bytes one exposition may take: far above any real registry (labels are bounded),
+ * so only a runaway label set hits it, and then the scrape fails instead of the process. */
+#define METRICS_RENDER_MAX ((size_t)64 * 1024 * 1024)
 
 /* One labelled time series of a metric. */
 typedef struct series {
@@ -340,68 +344,6 @@ static int registry_run_hooks(void)
     return n > 0 && copy == NULL ? -1 : 0;
 }
 
-/* A growing text buffer; `failed` sticks once an allocation fails. */
-typedef struct strbuf {
-    char *data;
-    size_t len, cap;
-    int failed;
-} strbuf;
-
-/* Makes room for `extra` more bytes plus a NUL. Returns 0 or -1. */
-static int strbuf_reserve(strbuf *b, size_t extra)
-{
-    if (b->failed)
-        return -1;
-    if (b->len + extra + 1 <= b->cap)
-        return 0;
-    size_t cap = b->cap ? b->cap : 1024;
-    while (cap < b->len + extra + 1)
-        cap *= 2;
-    char *p = realloc(b->data, cap);
-    if (p == NULL) {
-        b->failed = 1;
-        return -1;
-    }
-    b->data = p;
-    b->cap = cap;
-    return 0;
-}
-
-/* Appends `n` bytes of `s`. */
-static void strbuf_append(strbuf *b, const char *s, size_t n)
-{
-    if (strbuf_reserve(b, n) != 0)
-        return;
-    memcpy(b->data + b->len, s, n);
-    b->len += n;
-    b->data[b->len] = '\0';
-}
-
-/* Appends a NUL-terminated string. */
-static void strbuf_puts(strbuf *b, const char *s)
-{
-    strbuf_append(b, s, strlen(s));
-}
-
-/* Appends printf-formatted text. */
-__attribute__((format(printf, 2, 3))) static void strbuf_printf(strbuf *b, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    if (n < 0) {
-        b->failed = 1;
-        return;
-    }
-    if (strbuf_reserve(b, (size_t)n) != 0)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    b->len += (size_t)n;
-}
-
 /* Formats `v` as the exposition format spells it: "+Inf", "-Inf", "NaN", else the
  * shortest %g text that reads back as the same double (so 3 is "3" and 0.1 is "0.1"). */
 static void format_value(char *out, size_t outlen, double v)
@@ -420,30 +362,30 @@ static void format_value(char *out, size_t outlen, double v)
 }
 
 /* Appends help text with backslash and newline escaped. */
-static void render_help(strbuf *b, const char *help)
+static void render_help(buffer *b, const char *help)
 {
     for (const char *p = help; *p; p++) {
         if (*p == '\\')
-            strbuf_puts(b, "\\\\");
+            buffer_add_str(b, "\\\\");
         else if (*p == '\n')
-            strbuf_puts(b, "\\n");
+            buffer_add_str(b, "\\n");
         else
-            strbuf_append(b, p, 1);
+            buffer_add(b, p, 1);
     }
 }
 
 /* Appends `name<suffix>{labels} value` (no braces when there are no labels). */
-static void render_sample(strbuf *b, const char *name, const char *suffix, const char *labels,
+static void render_sample(buffer *b, const char *name, const char *suffix, const char *labels,
                           const char *value)
 {
     if (*labels)
-        strbuf_printf(b, "%s%s{%s} %s\n", name, suffix, labels, value);
+        buffer_printf(b, "%s%s{%s} %s\n", name, suffix, labels, value);
     else
-        strbuf_printf(b, "%s%s %s\n", name, suffix, value);
+        buffer_printf(b, "%s%s %s\n", name, suffix, value);
 }
 
 /* Appends the bucket, sum and count lines of one histogram series. */
-static void render_histogram_series(strbuf *b, const metric *m, const series *s)
+static void render_histogram_series(buffer *b, const metric *m, const series *s)
 {
     const char *sep = *s->labels ? "," : "";
     uint64_t cumulative = 0;
@@ -454,7 +396,7 @@ static void render_histogram_series(strbuf *b, const metric *m, const series *s)
             format_value(le, sizeof le, m->bounds[i]);
         else
             snprintf(le, sizeof le, "+Inf");
-        strbuf_printf(b, "%s_bucket{%s%sle=\"%s\"} %" PRIu64 "\n", m->name, s->labels, sep, le,
+        buffer_printf(b, "%s_bucket{%s%sle=\"%s\"} %" PRIu64 "\n", m->name, s->labels, sep, le,
                       cumulative);
     }
     format_value(num, sizeof num, s->sum);
@@ -464,12 +406,12 @@ static void render_histogram_series(strbuf *b, const metric *m, const series *s)
 }
 
 /* Appends the HELP and TYPE lines and every series of one metric. */
-static void render_metric(strbuf *b, const metric *m)
+static void render_metric(buffer *b, const metric *m)
 {
     static const char *const type_names[] = {"counter", "gauge", "histogram"};
-    strbuf_printf(b, "# HELP %s ", m->name);
+    buffer_printf(b, "# HELP %s ", m->name);
     render_help(b, m->help);
-    strbuf_printf(b, "\n# TYPE %s %s\n", m->name, type_names[m->type]);
+    buffer_printf(b, "\n# TYPE %s %s\n", m->name, type_names[m->type]);
     for (const series *s = m->first; s != NULL; s = s->next) {
         if (m->type == METRIC_HISTOGRAM) {
             render_histogram_series(b, m, s);
@@ -488,19 +430,13 @@ char *metrics_render(void)
 {
     if (registry_run_hooks() != 0)
         return NULL;
-    strbuf b = {NULL, 0, 0, 0};
-    if (strbuf_reserve(&b, 0) != 0)
-        return NULL;
-    b.data[0] = '\0';
+    buffer b;
+    buffer_init(&b, METRICS_RENDER_MAX);
     pthread_mutex_lock(&reg.lock);
     for (const metric *m = reg.first; m != NULL; m = m->next)
         render_metric(&b, m);
     pthread_mutex_unlock(&reg.lock);
-    if (b.failed) {
-        free(b.data);
-        return NULL;
-    }
-    return b.data;
+    return buffer_take(&b);
 }
 
 /* Frees every metric and hook, after any render's hooks in progress; pointers from

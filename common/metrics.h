@@ -39,7 +39,7 @@ int metrics_add_collect_hook(void (*hook)(void *arg), void *arg);
 void metrics_remove_collect_hook(void (*hook)(void *arg), void *arg);
 
 /* Renders every metric. Returns a malloc'ed NUL-terminated text the caller frees,
- * or NULL out of memory. */
+ * or NULL out of memory (or past 64 MiB of text, which only a runaway label set reaches). */
 char *metrics_render(void);
 
 /* Frees every metric and hook (at exit, and between unit tests). */

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 static struct timespec read_clock(clockid_t id)
 {
@@ -298,4 +299,44 @@ long timing_parse_retry_after(const char *header_value, time_t now)
     if (when - now > TIMING_RETRY_AFTER_MAX_MS / 1000)
         return TIMING_RETRY_AFTER_MAX_MS;
     return (long)(when - now) * 1000;
+}
+
+/* 1 when `tz` is a plausible zone name: relative, no "..", only [A-Za-z0-9_+-/]. */
+static int zone_name_ok(const char *tz)
+{
+    if (tz[0] == '/' || strstr(tz, "..") != NULL || strlen(tz) > 200)
+        return 0;
+    for (const char *p = tz; *p != '\0'; p++) {
+        if (!((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
+              *p == '_' || *p == '+' || *p == '-' || *p == '/'))
+            return 0;
+    }
+    return 1;
+}
+
+/* Sets the process's time zone once at start-up; see timing.h. */
+calllog_code timing_set_zone(const char *tz, calllog_error *err)
+{
+    char path[512];
+    const char *dir = getenv("TZDIR");
+
+    if (tz == NULL || tz[0] == '\0')
+        tz = TIMING_DEFAULT_ZONE;
+    if (strcmp(tz, "UTC") == 0 || strcmp(tz, "Etc/UTC") == 0) {
+        tz = "UTC0"; /* POSIX form: works even without the zone database */
+    } else {
+        if (!zone_name_ok(tz))
+            return error_set(err, CALLLOG_INVALID, "invalid time zone name '%s'", tz);
+        if (dir == NULL || dir[0] == '\0')
+            dir = "/usr/share/zoneinfo";
+        snprintf(path, sizeof path, "%s/%s", dir, tz);
+        if (access(path, R_OK) != 0)
+            return error_set(err, CALLLOG_INVALID,
+                             "unknown time zone '%s' (not found in %s; is tzdata installed?)", tz,
+                             dir);
+    }
+    if (setenv("TZ", tz, 1) != 0)
+        return error_set(err, CALLLOG_NOMEM, "cannot set TZ");
+    tzset();
+    return CALLLOG_OK;
 }

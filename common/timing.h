@@ -5,12 +5,19 @@
  * forms the project meets are read and written here only, by hand, so that neither the
  * locale nor strptime's ignoring of zone offsets can change a result: RFC 3339 in UTC
  * (logs, events, dead letters), RFC 2822 (Twilio's timestamps, any numeric zone) and the
- * HTTP-dates of Retry-After. */
+ * HTTP-dates of Retry-After.
+ *
+ * Local time exists for one purpose, the note's {start}/{end} (and RD v1's task date and
+ * hour): the process's zone is set once, at start-up, by timing_set_zone, before any thread
+ * exists (setenv is not thread-safe; localtime_r is, as long as nobody changes TZ). Logs,
+ * events and dead letters stay UTC whatever the zone. */
 #ifndef CALLLOG_TIMING_H
 #define CALLLOG_TIMING_H
 
 #include <stddef.h>
 #include <time.h>
+
+#include "error.h"
 
 /* Milliseconds on the monotonic clock. */
 long long timing_mono_ms(void);
@@ -44,6 +51,17 @@ time_t timing_parse_rfc2822(const char *s);
  * milliseconds (0 for a date in the past, at most TIMING_RETRY_AFTER_MAX_MS), or -1 when
  * absent, empty or malformed. */
 long timing_parse_retry_after(const char *header_value, time_t now);
+
+/* The zone timing_set_zone uses for NULL or "": the one RD Station's Brazilian accounts show. */
+#define TIMING_DEFAULT_ZONE "America/Sao_Paulo"
+
+/* Sets the process's local time zone to the IANA zone `tz` ("America/Sao_Paulo", "UTC";
+ * NULL or "" means TIMING_DEFAULT_ZONE): checks the name (relative, no "..", only
+ * [A-Za-z0-9_+-/]) and that the zone database ($TZDIR, else /usr/share/zoneinfo) has it,
+ * then sets TZ and calls tzset(). "UTC" and "Etc/UTC" need no database. Call once at
+ * start-up, before threads start. Returns CALLLOG_OK, CALLLOG_INVALID with `err` (may be
+ * NULL) naming the problem, or CALLLOG_NOMEM. */
+calllog_code timing_set_zone(const char *tz, calllog_error *err);
 
 /* Sleeps `ms` milliseconds, resuming after signals. */
 void timing_sleep_ms(long ms);

@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "buffer.h"
 #include "log.h"
 
 #define SPOOL_BATCH 500
@@ -120,10 +121,27 @@ static int spool_recover(spool *s)
     return 0;
 }
 
+/* The code of a failed file-system call on the spool's path: CALLLOG_INVALID when the
+ * path itself is unusable (a component is not a directory, the name is too long, a link
+ * loop), which no retry fixes; CALLLOG_TRANSIENT otherwise (permissions, a full or
+ * failing disk). */
+static calllog_code path_error_code(int e)
+{
+    return e == ENOTDIR || e == ENAMETOOLONG || e == ELOOP ? CALLLOG_INVALID : CALLLOG_TRANSIENT;
+}
+
 spool *spool_open(const char *dir, long max_bytes, calllog_error *err)
 {
+    if (dir == NULL || dir[0] == '\0' || max_bytes <= 0) {
+        error_set(err, CALLLOG_INVALID, "spool_open: no directory or no size limit");
+        return NULL;
+    }
+    if (strlen(dir) >= sizeof((spool *)NULL)->dir) {
+        error_set(err, CALLLOG_INVALID, "spool directory name too long (%zu bytes)", strlen(dir));
+        return NULL;
+    }
     if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
-        error_set(err, CALLLOG_TRANSIENT, "cannot create spool directory %s: %s", dir,
+        error_set(err, path_error_code(errno), "cannot create spool directory %s: %s", dir,
                   strerror(errno));
         return NULL;
     }
@@ -137,7 +155,7 @@ spool *spool_open(const char *dir, long max_bytes, calllog_error *err)
     s->max_bytes = max_bytes;
     s->lock_fd = open_in(dir, "lock", O_RDWR | O_CREAT);
     if (s->lock_fd < 0 || flock(s->lock_fd, LOCK_EX | LOCK_NB) != 0) {
-        error_set(err, CALLLOG_TRANSIENT,
+        error_set(err, path_error_code(errno),
                   "cannot lock spool directory %s: %s (another ingest uses it?)", dir,
                   strerror(errno));
         s->fd = s->offset_fd = -1;
@@ -252,36 +270,36 @@ static size_t split_lines(char *buf, size_t len, char **lines)
     return n;
 }
 
-/* Reads at least one whole record starting at `consumed`, growing the buffer as needed.
- * Returns the bytes read, or -1. */
-static ssize_t read_chunk(spool *s, char **buf, size_t *cap)
+/* Reads from `consumed` into `b` (emptied first), a chunk at a time, until it holds at
+ * least one whole record or the rest of the spool. Returns the bytes held, or -1. */
+static ssize_t read_chunk(spool *s, buffer *b)
 {
-    size_t want = *cap;
+    buffer_reset(b);
     for (;;) {
-        ssize_t got = pread(s->fd, *buf, want, s->consumed);
+        size_t have = buffer_len(b);
+        char *room = buffer_reserve(b, SPOOL_READ_CHUNK);
+        if (room == NULL)
+            return -1;
+        ssize_t got = pread(s->fd, room, SPOOL_READ_CHUNK, s->consumed + (off_t)have);
         if (got < 0)
             return -1;
-        if (memchr(*buf, '\n', (size_t)got) || (off_t)got >= s->size - s->consumed)
-            return got;
-        char *bigger = realloc(*buf, *cap * 2); /* one record larger than the buffer */
-        if (!bigger)
-            return -1;
-        *buf = bigger;
-        *cap *= 2;
-        want = *cap;
+        buffer_commit(b, (size_t)got);
+        if (got == 0 || memchr(room, '\n', (size_t)got) ||
+            (off_t)buffer_len(b) >= s->size - s->consumed)
+            return (ssize_t)buffer_len(b);
     }
 }
 
 long spool_drain(spool *s, spool_sink sink, void *arg)
 {
     pthread_mutex_lock(&s->lock);
-    size_t cap = SPOOL_READ_CHUNK;
-    char *buf = malloc(cap);
+    buffer buf; /* never more than what is pending plus one chunk */
+    buffer_init(&buf, (size_t)(s->size - s->consumed) + SPOOL_READ_CHUNK);
     char **lines = malloc(SPOOL_BATCH * sizeof *lines);
-    long delivered = (buf && lines) ? 0 : -1;
+    long delivered = lines ? 0 : -1;
     while (delivered >= 0 && s->depth > 0) {
-        ssize_t got = read_chunk(s, &buf, &cap);
-        size_t n = got > 0 ? split_lines(buf, (size_t)got, lines) : 0;
+        ssize_t got = read_chunk(s, &buf);
+        size_t n = got > 0 ? split_lines(buffer_ptr(&buf), (size_t)got, lines) : 0;
         if (n == 0) {
             delivered = -1;
             break;
@@ -299,7 +317,7 @@ long spool_drain(spool *s, spool_sink sink, void *arg)
     if (delivered >= 0 && spool_reset_if_empty(s) != 0)
         delivered = -1;
     pthread_mutex_unlock(&s->lock);
-    free(buf);
+    buffer_free(&buf);
     free(lines);
     return delivered;
 }

@@ -21,7 +21,9 @@ typedef size_t (*spool_sink)(void *arg, char *const *records, size_t n);
 
 /* Opens (creating the directory if needed) and locks the spool, dropping a torn last
  * record left by a crash. Returns the spool (caller owns; spool_close), or NULL with
- * `err` filled. */
+ * `err` filled: CALLLOG_INVALID for a missing or unusable path (empty, too long, under a
+ * regular file) or a size limit <= 0, CALLLOG_TRANSIENT when the disk or the lock refuses,
+ * CALLLOG_NOMEM. */
 spool *spool_open(const char *dir, long max_bytes, calllog_error *err);
 
 /* Appends one record (no newline inside) and makes it durable. Returns 0, or -1 when

@@ -28,6 +28,7 @@
  * Errors never carry the connection string; the password (as given and URL-decoded) is
  * scrubbed from every message libpq produces. */
 #include "ledger.h"
+#include "redact.h"
 #include "timing.h"
 
 #include <libpq-fe.h>
@@ -76,47 +77,11 @@ __attribute__((format(printf, 3, 4))) static calllog_code ledger_fail(ledger *l,
     return code;
 }
 
-/* Length of the secret in `secret` that starts at `s`, or 0 when none does. */
-static size_t secret_at(char *const secret[2], const char *s)
-{
-    for (int i = 0; i < 2; i++) {
-        size_t n = secret[i] ? strlen(secret[i]) : 0;
-        if (n > 0 && strncmp(s, secret[i], n) == 0)
-            return n;
-    }
-    return 0;
-}
-
-/* Copies libpq's (possibly multi-line) message `in` into `out` on one line (runs of
- * blanks become one space), with every occurrence of a secret replaced by "***". */
-static void scrub_copy(char *const secret[2], const char *in, char *out, size_t outlen)
-{
-    size_t o = 0;
-    if (outlen == 0)
-        return;
-    for (const char *p = in ? in : ""; *p && o + 1 < outlen;) {
-        size_t n = secret_at(secret, p);
-        if (n > 0) {
-            for (const char *r = "***"; *r && o + 1 < outlen; r++)
-                out[o++] = *r;
-            p += n;
-            continue;
-        }
-        char ch = (*p == '\n' || *p == '\r' || *p == '\t') ? ' ' : *p;
-        if (ch != ' ' || (o > 0 && out[o - 1] != ' '))
-            out[o++] = ch;
-        p++;
-    }
-    while (o > 0 && out[o - 1] == ' ')
-        o--;
-    out[o] = '\0';
-}
-
 /* Fills `err` with "<what>: <libpq message>", scrubbed. */
 static void conn_err(ledger *l, const char *what, const char *msg)
 {
     char clean[512];
-    scrub_copy(l->secret, msg, clean, sizeof clean);
+    redact_copy(clean, sizeof clean, msg, (const char *const *)l->secret, 2, REDACT_ONE_LINE);
     ledger_fail(l, CALLLOG_TRANSIENT, "%s: %s", what, clean[0] ? clean : "unknown libpq error");
 }
 
@@ -131,7 +96,7 @@ static void result_err(ledger *l, const char *what, const PGresult *r)
         conn_err(l, what, PQresultErrorMessage(r));
         return;
     }
-    scrub_copy(l->secret, msg, clean, sizeof clean);
+    redact_copy(clean, sizeof clean, msg, (const char *const *)l->secret, 2, REDACT_ONE_LINE);
     int missing = state && (strcmp(state, "42P01") == 0 || strcmp(state, "3F000") == 0);
     ledger_fail(l, CALLLOG_TRANSIENT, "%s: %s (SQLSTATE %s)%s%s", what, clean, state ? state : "?",
                 missing ? ": " : "", missing ? MIGRATION_HINT : "");
@@ -153,18 +118,10 @@ static void remember_secrets(ledger *l, const char *url)
     if (opts)
         PQconninfoFree(opts);
 
-    const char *scheme = strstr(url, "://");
-    if (!scheme)
-        return;
-    const char *auth = scheme + 3;
-    const char *end = auth + strcspn(auth, "/?#");
-    const char *at = NULL;
-    for (const char *p = auth; p < end; p++)
-        if (*p == '@')
-            at = p;
-    const char *colon = at ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
-    if (colon && at > colon + 1)
-        l->secret[1] = strndup(colon + 1, (size_t)(at - colon - 1));
+    const char *pw;
+    size_t n = redact_url_password(url, &pw);
+    if (n > 0)
+        l->secret[1] = strndup(pw, n);
 }
 
 /* Connects; see the header. */

@@ -22,6 +22,7 @@
 #include "reconcile.h"
 #include "settings.h"
 #include "shutdown.h"
+#include "timing.h"
 
 static const char usage[] =
     "calllog-worker [--env-file FILE]\n"
@@ -95,7 +96,7 @@ static char *unescape_template(const char *in)
 /* Time zone and template: both validated before anything else starts. */
 static note_template *load_template(const worker_settings *s, calllog_error *err)
 {
-    if (note_timezone_init(s->timezone, err) != CALLLOG_OK)
+    if (timing_set_zone(s->timezone, err) != CALLLOG_OK)
         return NULL;
     char *text = s->note_template ? unescape_template(s->note_template) : NULL;
     note_template *t = note_template_compile(text, err);

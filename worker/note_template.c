@@ -5,16 +5,16 @@
  * memory. Rendering works line by line to apply the "drop lines whose placeholders are all
  * empty" rule, then makes sure the CallSid marker is present. Values are cleaned on the
  * way in (control characters, invalid UTF-8 which jansson would refuse, forged markers).
- * See note_template.h for the rules and for why the time zone is set once at start-up. */
+ * See note_template.h for the rules; local time is in the zone timing_set_zone set at start-up. */
 #include "note_template.h"
 
+#include "buffer.h"
 #include "phone.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 /* The placeholders, in the order of note_field_names. */
 typedef enum note_field {
@@ -60,12 +60,9 @@ struct note_template {
     int has_marker;
 };
 
-/* A growable string; `oom` sticks once an allocation failed. */
-typedef struct note_buf {
-    char *p;
-    size_t len, cap;
-    int oom;
-} note_buf;
+/* Most bytes of a rendered note (and of one of its lines): far above any real note, whose
+ * values come from one webhook's fields. */
+#define NOTE_TEXT_MAX ((size_t)1024 * 1024)
 
 static const char note_default_text[] = "{direction_label} — {status_label}\n"
                                         "De: {from}\n"
@@ -81,7 +78,7 @@ const char *note_default_template(void)
     return note_default_text;
 }
 
-/* Describes a bad template or zone in `err` (when not NULL): CALLLOG_INVALID. */
+/* Describes a bad template in `err` (when not NULL): CALLLOG_INVALID. */
 static void note_err(calllog_error *err, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
@@ -96,51 +93,6 @@ static void note_err(calllog_error *err, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(err->message, sizeof err->message, fmt, ap);
     va_end(ap);
-}
-
-/* 1 when `tz` is a plausible zone name: relative, no "..", only [A-Za-z0-9_+-/]. */
-static int note_tz_name_ok(const char *tz)
-{
-    if (tz[0] == '/' || strstr(tz, "..") != NULL || strlen(tz) > 200)
-        return 0;
-    for (const char *p = tz; *p != '\0'; p++) {
-        if (!((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
-              *p == '_' || *p == '+' || *p == '-' || *p == '/'))
-            return 0;
-    }
-    return 1;
-}
-
-/* Sets the process time zone once at start-up; see note_template.h. */
-int note_timezone_init(const char *tz, calllog_error *err)
-{
-    char path[512];
-    const char *dir = getenv("TZDIR");
-
-    if (tz == NULL || tz[0] == '\0')
-        tz = NOTE_DEFAULT_TIMEZONE;
-    if (strcmp(tz, "UTC") == 0 || strcmp(tz, "Etc/UTC") == 0) {
-        tz = "UTC0"; /* POSIX form: works even without the zone database */
-    } else {
-        if (!note_tz_name_ok(tz)) {
-            note_err(err, "invalid time zone name '%s'", tz);
-            return CALLLOG_INVALID;
-        }
-        if (dir == NULL || dir[0] == '\0')
-            dir = "/usr/share/zoneinfo";
-        snprintf(path, sizeof path, "%s/%s", dir, tz);
-        if (access(path, R_OK) != 0) {
-            note_err(err, "unknown time zone '%s' (not found in %s; is tzdata installed?)", tz,
-                     dir);
-            return CALLLOG_INVALID;
-        }
-    }
-    if (setenv("TZ", tz, 1) != 0) {
-        note_err(err, "cannot set TZ");
-        return CALLLOG_NOMEM;
-    }
-    tzset();
-    return CALLLOG_OK;
 }
 
 /* Length of the valid UTF-8 sequence at `s` (1–4), or 0 when it is not one. */
@@ -324,43 +276,9 @@ void note_template_free(note_template *t)
     free(t);
 }
 
-/* Makes room for `n` more bytes plus a terminator. Returns 0, or -1 (and sets oom). */
-static int note_buf_reserve(note_buf *b, size_t n)
-{
-    size_t need, cap;
-    char *p;
-
-    if (b->oom)
-        return -1;
-    need = b->len + n + 1;
-    if (need <= b->cap)
-        return 0;
-    cap = b->cap == 0 ? 256 : b->cap;
-    while (cap < need)
-        cap *= 2;
-    p = realloc(b->p, cap);
-    if (p == NULL) {
-        b->oom = 1;
-        return -1;
-    }
-    b->p = p;
-    b->cap = cap;
-    return 0;
-}
-
-/* Appends `n` bytes of `s`. */
-static void note_buf_add(note_buf *b, const char *s, size_t n)
-{
-    if (note_buf_reserve(b, n) != 0)
-        return;
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
 /* Appends a value, cleaned: control characters become spaces, invalid UTF-8 bytes '?',
  * and "[calllog:" becomes "(calllog:" so a value can never forge a marker. */
-static void note_buf_add_clean(note_buf *b, const char *v)
+static void note_buf_add_clean(buffer *b, const char *v)
 {
     const size_t plen = sizeof(NOTE_MARKER_PREFIX) - 1;
     const unsigned char *p = (const unsigned char *)v;
@@ -368,16 +286,16 @@ static void note_buf_add_clean(note_buf *b, const char *v)
     while (*p != '\0') {
         size_t n = note_utf8_seq(p);
         if (n == 0) {
-            note_buf_add(b, "?", 1);
+            buffer_add(b, "?", 1);
             p++;
         } else if (*p < 0x20 || *p == 0x7F) {
-            note_buf_add(b, " ", 1);
+            buffer_add(b, " ", 1);
             p++;
         } else if (*p == '[' && strncmp((const char *)p, NOTE_MARKER_PREFIX, plen) == 0) {
-            note_buf_add(b, "(", 1);
+            buffer_add(b, "(", 1);
             p++;
         } else {
-            note_buf_add(b, (const char *)p, n);
+            buffer_add(b, (const char *)p, n);
             p += n;
         }
     }
@@ -501,19 +419,17 @@ static const char *note_field_value(note_field field, const call_facts *f, const
  * when the line is kept, 0 when all its placeholders were empty; `*i` ends on the
  * newline token or past the end. */
 static int note_render_line(const note_template *t, size_t *i, const call_facts *f,
-                            const char *marker, note_buf *line)
+                            const char *marker, buffer *line)
 {
     char buf[256];
     int nfields = 0, nonempty = 0;
 
-    line->len = 0;
-    if (line->p != NULL)
-        line->p[0] = '\0';
+    buffer_reset(line);
     for (; *i < t->ntoks && t->toks[*i].kind != TOK_NEWLINE; (*i)++) {
         const note_tok *tok = &t->toks[*i];
         const char *v;
         if (tok->kind == TOK_TEXT) {
-            note_buf_add(line, t->pool + tok->off, tok->len);
+            buffer_add(line, t->pool + tok->off, tok->len);
             continue;
         }
         nfields++;
@@ -522,7 +438,7 @@ static int note_render_line(const note_template *t, size_t *i, const call_facts 
             continue;
         nonempty++;
         if (tok->field == F_MARKER)
-            note_buf_add(line, v, strlen(v));
+            buffer_add_str(line, v);
         else
             note_buf_add_clean(line, v);
     }
@@ -533,7 +449,7 @@ static int note_render_line(const note_template *t, size_t *i, const call_facts 
 int note_render(const note_template *t, const call_facts *f, char **out)
 {
     char marker[NOTE_MARKER_MAX];
-    note_buf res = {0}, line = {0};
+    buffer res, line;
     size_t kept = 0;
 
     if (out != NULL)
@@ -541,26 +457,28 @@ int note_render(const note_template *t, const call_facts *f, char **out)
     if (t == NULL || f == NULL || out == NULL ||
         note_marker(f->call_sid, marker, sizeof marker) < 0)
         return CALLLOG_INVALID;
-    note_buf_reserve(&res, 0);
+    buffer_init(&res, NOTE_TEXT_MAX);
+    buffer_init(&line, NOTE_TEXT_MAX);
     for (size_t i = 0; i <= t->ntoks; i++) {
         if (!note_render_line(t, &i, f, marker, &line))
             continue;
         if (kept++ > 0)
-            note_buf_add(&res, "\n", 1);
-        note_buf_add(&res, line.p != NULL ? line.p : "", line.len);
+            buffer_add(&res, "\n", 1);
+        buffer_add(&res, buffer_ptr(&line), buffer_len(&line));
     }
     if (!t->has_marker) {
-        if (res.len > 0 && res.p[res.len - 1] != '\n')
-            note_buf_add(&res, "\n", 1);
-        note_buf_add(&res, marker, strlen(marker));
+        size_t len = buffer_len(&res);
+        if (len > 0 && buffer_ptr(&res)[len - 1] != '\n')
+            buffer_add(&res, "\n", 1);
+        buffer_add_str(&res, marker);
     }
-    free(line.p);
-    if (res.oom || line.oom) {
-        free(res.p);
-        return CALLLOG_NOMEM;
-    }
-    *out = res.p;
-    return CALLLOG_OK;
+    calllog_code rc = buffer_error(&line) != CALLLOG_OK ? buffer_error(&line) : buffer_error(&res);
+    buffer_free(&line);
+    *out = rc == CALLLOG_OK ? buffer_take(&res) : NULL;
+    if (rc == CALLLOG_OK && *out == NULL)
+        rc = buffer_error(&res);
+    buffer_free(&res);
+    return rc;
 }
 
 /* 1 when `sid` is 1–NOTE_CALL_SID_MAX ASCII letters and digits. */

@@ -20,11 +20,8 @@
  *     {marker}, it is appended on a line of its own.
  *
  * Time zone: {start} and {end} are formatted "%d/%m/%Y %H:%M" in local time computed with
- * localtime_r, which is thread-safe as long as nobody changes TZ. note_timezone_init()
- * sets TZ to the configured IANA zone and calls tzset() once; call it at start-up, before
- * any thread exists (setenv is not thread-safe). Every thread then reads the same,
- * immutable zone. The zone is process-wide: nothing else in calllog uses local time (logs
- * and events are UTC). The zone database must be installed (Debian package tzdata). */
+ * localtime_r. The zone is the process's, set once at start-up by timing_set_zone
+ * (common/timing.h) before any thread exists; this module never changes it. */
 #ifndef CALLLOG_NOTE_TEMPLATE_H
 #define CALLLOG_NOTE_TEMPLATE_H
 
@@ -32,9 +29,6 @@
 #include <time.h>
 
 #include "error.h"
-
-/* Default zone for {start}/{end}. */
-#define NOTE_DEFAULT_TIMEZONE "America/Sao_Paulo"
 
 /* The marker's shape: "[calllog:" + CallSid + "]". */
 #define NOTE_MARKER_PREFIX "[calllog:"
@@ -68,12 +62,6 @@ typedef struct note_template note_template;
 /* The built-in pt-BR template (a static string). */
 const char *note_default_template(void);
 
-/* Sets the process time zone used by {start}/{end} to the IANA zone `tz` (e.g.
- * "America/Sao_Paulo", "UTC"; NULL or "" means NOTE_DEFAULT_TIMEZONE) and calls tzset().
- * Call once at start-up, before threads start. Returns CALLLOG_OK, or CALLLOG_INVALID with
- * `err` (may be NULL) naming the problem when the zone is not in the zone database. */
-int note_timezone_init(const char *tz, calllog_error *err);
-
 /* Compiles `text` (NULL means note_default_template()). Returns a template the caller
  * frees with note_template_free(), or NULL with `err` (may be NULL) filled: an unknown
  * placeholder ("unknown placeholder {foo} at line 2"), an unterminated or empty
@@ -85,8 +73,8 @@ void note_template_free(note_template *t);
 
 /* Renders `t` for `facts` into a new NUL-terminated string stored in `*out`, which the
  * caller frees with free(). Returns CALLLOG_OK; CALLLOG_INVALID when `t`, `facts` or `out` is
- * NULL or the CallSid is missing or unusable in a marker; CALLLOG_NOMEM. `*out` is NULL on
- * error. */
+ * NULL or the CallSid is missing or unusable in a marker, or the note would pass 1 MiB;
+ * CALLLOG_NOMEM. `*out` is NULL on error. */
 int note_render(const note_template *t, const call_facts *facts, char **out);
 
 /* Writes "[calllog:<call_sid>]" into `out`. A usable CallSid is 1–NOTE_CALL_SID_MAX

@@ -20,7 +20,7 @@
  *   (contact_ids:<id> when RD refuses that field), and a deal whose contact_ids do not
  *   name the contact is ignored in case RD ignored the filter.
  * - v1 task date/hour are written in the process's local time zone, which
- *   note_timezone_init() sets to the notes' zone (default America/Sao_Paulo, the zone RD
+ *   timing_set_zone() sets at start-up (default America/Sao_Paulo, the zone RD
  *   accounts show); v2 due_date is ISO 8601 in UTC.
  * - A task is created open and then marked done; if that second request fails, the task
  *   exists (its id is returned with a negative code) and retrying would create another, so the
@@ -46,6 +46,7 @@
 #include "metrics.h"
 #include "phone.h"
 #include "rd_oauth.h"
+#include "redact.h"
 
 #define RD_CONNECT_TIMEOUT_MS 5000L
 #define RD_DEFAULT_TIMEOUT_MS 15000L
@@ -136,27 +137,13 @@ static calllog_code fail(calllog_error *err, int curl_code, const char *msg)
     return CALLLOG_TRANSIENT;
 }
 
-/* Replaces every occurrence of `secret` in `msg` with "***". */
-static void redact(char *msg, const char *secret)
-{
-    size_t n = secret ? strlen(secret) : 0;
-    char *p;
-    if (n < 4)
-        return;
-    while ((p = strstr(msg, secret)) != NULL) {
-        memcpy(p, "***", 3);
-        memmove(p + 3, p + n, strlen(p + n) + 1);
-    }
-}
-
-/* Removes every credential this client knows from an error message. */
+/* Removes every credential this client knows from an error message: the v1 token (also
+ * as the query string carries it, percent-encoded) and the OAuth access token. */
 static void redact_all(rd_client *c, calllog_error *err)
 {
-    redact(err->message, c->token);
-    redact(err->message, c->access);
     char *esc = c->token ? http_escape(c->token) : NULL;
-    if (esc != NULL)
-        redact(err->message, esc);
+    const char *secrets[] = {c->token, c->access, esc};
+    redact_error(err, secrets, sizeof secrets / sizeof *secrets, REDACT_SKIP_SHORT);
     free(esc);
 }
 

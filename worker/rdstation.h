@@ -87,7 +87,7 @@ calllog_code rd_post_note(rd_client *c, const char *deal_id, const char *user_id
                           char *note_id, size_t idlen, calllog_error *err);
 
 /* Creates a call task on a deal dated `when`, then marks it done; writes its id. v1 dates
- * it in the process's local zone (note_timezone_init), v2 in UTC. When the task was
+ * it in the process's local zone (timing_set_zone), v2 in UTC. When the task was
  * created but could not be marked done, a negative code is returned with `task_id` already set:
  * the task exists, so look for the marker before trying again.
  *

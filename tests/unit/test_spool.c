@@ -399,7 +399,26 @@ Test(spool, unusable_directory_is_reported)
     snprintf(sub, sizeof sub, "%s/inside", path); /* a directory under a regular file */
     cr_assert_null(spool_open(sub, BIG, &err));
     cr_assert(strstr(err.message, sub) != NULL, "%s", err.message);
+    cr_expect_eq(err.code, CALLLOG_INVALID, "a path under a file is a bad setting, not an outage");
+    cr_assert_null(spool_open(path, BIG, &err)); /* the path is the regular file itself */
+    cr_expect_eq(err.code, CALLLOG_INVALID, "%s", err.message);
     unlink(path);
+}
+
+Test(spool, bad_arguments_are_invalid)
+{
+    calllog_error err = {0};
+    char longname[5000];
+    memset(longname, 'a', sizeof longname - 1);
+    longname[sizeof longname - 1] = '\0';
+    cr_expect_null(spool_open(NULL, BIG, &err));
+    cr_expect_eq(err.code, CALLLOG_INVALID);
+    cr_expect_null(spool_open("", BIG, &err));
+    cr_expect_eq(err.code, CALLLOG_INVALID);
+    cr_expect_null(spool_open(dir, 0, &err));
+    cr_expect_eq(err.code, CALLLOG_INVALID);
+    cr_expect_null(spool_open(longname, BIG, &err));
+    cr_expect_eq(err.code, CALLLOG_INVALID, "%s", err.message);
 }
 
 Test(spool, more_records_than_one_batch)

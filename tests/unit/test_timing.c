@@ -1,7 +1,8 @@
 /* test_timing — common/timing's text forms: RFC 3339 written and read back, RFC 2822 read
  * with its zone offset honoured (the bug of the strptime copy it replaced: "-0300" was
  * ignored, shifting every non-UTC timestamp), weekday optional, English months whatever
- * the locale, and refusals. Expected values were computed with Python's datetime. */
+ * the locale, and refusals; the process time zone (timing_set_zone). Expected values were
+ * computed with Python's datetime. */
 #include <criterion/criterion.h>
 #include <locale.h>
 #include <string.h>
@@ -135,4 +136,31 @@ Test(retry_after, rfc850_two_digit_years)
     /* 26 → 2026, a minute ahead; 94 → 1994 (2094 is more than 50 years ahead), past. */
     cr_expect_eq(timing_parse_retry_after("Thursday, 01-Jan-26 00:00:00 GMT", end_2025), 60000);
     cr_expect_eq(timing_parse_retry_after("Sunday, 06-Nov-94 08:49:37 GMT", end_2025), 0);
+}
+
+Test(timing_zone, sets_local_time)
+{
+    struct tm tm;
+    time_t t = 1710083040; /* 2024-03-10 15:04:00 UTC */
+
+    cr_assert_eq(timing_set_zone("America/Sao_Paulo", NULL), CALLLOG_OK);
+    localtime_r(&t, &tm);
+    cr_expect_eq(tm.tm_hour, 12);
+    cr_assert_eq(timing_set_zone("Etc/UTC", NULL), CALLLOG_OK); /* no zone database needed */
+    localtime_r(&t, &tm);
+    cr_expect_eq(tm.tm_hour, 15);
+    cr_assert_eq(timing_set_zone("", NULL), CALLLOG_OK); /* TIMING_DEFAULT_ZONE */
+    localtime_r(&t, &tm);
+    cr_expect_eq(tm.tm_hour, 12);
+}
+
+Test(timing_zone, unknown_or_unsafe_zone_is_refused)
+{
+    calllog_error err = {0};
+
+    cr_expect_eq(timing_set_zone("America/Atlantis", &err), CALLLOG_INVALID);
+    cr_expect_not_null(strstr(err.message, "America/Atlantis"), "%s", err.message);
+    cr_expect_eq(timing_set_zone("../../etc/passwd", &err), CALLLOG_INVALID);
+    cr_expect_eq(timing_set_zone("/etc/localtime", &err), CALLLOG_INVALID);
+    cr_expect_eq(timing_set_zone("America/Sao Paulo", NULL), CALLLOG_INVALID);
 }
