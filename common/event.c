@@ -1,11 +1,12 @@
 /* event — builds and parses the normalized call event (see event.h for the layout). */
 #include "event.h"
-#include "timing.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include "timing.h"
 
 /* Twilio parameter → top-level event field. */
 static const char *const top_fields[][2] = {
@@ -44,16 +45,6 @@ static const char *const geo_fields[][2] = {
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
 
-/* The event field for Twilio parameter `key` in `table`, or NULL. */
-static const char *lookup(const char *const (*table)[2], size_t n, const char *key)
-{
-    for (size_t i = 0; i < n; i++) {
-        if (strcmp(table[i][0], key) == 0)
-            return table[i][1];
-    }
-    return NULL;
-}
-
 /* Length of the valid UTF-8 sequence at `p` (1–4), or 0 when it is not valid. */
 static size_t utf8_sequence(const unsigned char *p)
 {
@@ -73,85 +64,136 @@ static size_t utf8_sequence(const unsigned char *p)
     return n;
 }
 
-/* A JSON string of `value`, with bytes that are not UTF-8 replaced by U+FFFD: a caller
- * name in Latin-1 must not cost the call. */
-static json_t *json_string_repaired(const char *value)
+/* The index in `table` of the event field for Twilio parameter `key`, or -1. */
+static int field_index(const char *const (*table)[2], size_t n, const char *key)
 {
-    json_t *s = json_string(value);
-    if (s)
-        return s;
-    size_t len = strlen(value);
-    char *fixed = malloc(len * 3 + 1), *o = fixed;
-    if (!fixed)
-        return NULL;
-    for (const unsigned char *p = (const unsigned char *)value; *p;) {
-        size_t n = utf8_sequence(p);
-        if (n == 0) {
-            memcpy(o, "\xEF\xBF\xBD", 3);
+    for (size_t i = 0; i < n; i++) {
+        if (table[i][0][0] == key[0] && strcmp(table[i][0], key) == 0)
+            return (int)i;
+    }
+    return -1;
+}
+
+/* Writes the JSON escape of a quote, backslash or control character `c` ("\n",
+ * "\u001f", ...) at `o`; returns its length (at most 6). */
+static size_t json_escape(unsigned char c, char *o)
+{
+    static const char hex[] = "0123456789abcdef";
+    char letter = c == '"'    ? '"'
+                  : c == '\\' ? '\\'
+                  : c == '\b' ? 'b'
+                  : c == '\t' ? 't'
+                  : c == '\n' ? 'n'
+                  : c == '\f' ? 'f'
+                  : c == '\r' ? 'r'
+                              : 0;
+    o[0] = '\\';
+    if (letter) {
+        o[1] = letter;
+        return 2;
+    }
+    memcpy(o + 1, "u00", 3);
+    o[4] = hex[c >> 4];
+    o[5] = hex[c & 15];
+    return 6;
+}
+
+/* Appends `s` as a JSON string, with every byte that is not part of valid UTF-8 replaced
+ * by U+FFFD: a caller name in Latin-1 must not cost the call. Room for the worst case (six
+ * bytes per input byte) is reserved once, then filled. */
+static void put_string(buffer *b, const char *s)
+{
+    char *o = buffer_reserve(b, 6 * strlen(s) + 2), *start = o;
+    if (o == NULL)
+        return; /* the buffer keeps the error */
+    *o++ = '"';
+    for (const unsigned char *p = (const unsigned char *)s; *p;) {
+        size_t n = *p < 0x80 ? 1 : utf8_sequence(p);
+        if (*p >= 0x20 && *p < 0x80 && *p != '"' && *p != '\\') {
+            *o++ = (char)*p;
+        } else if (*p < 0x80) {
+            o += json_escape(*p, o);
+        } else if (n == 0) {
+            memcpy(o, "\xEF\xBF\xBD", 3); /* U+FFFD for the stray byte */
             o += 3;
-            p++;
+            n = 1;
         } else {
             memcpy(o, p, n);
             o += n;
-            p += n;
+        }
+        p += n;
+    }
+    *o++ = '"';
+    buffer_commit(b, (size_t)(o - start));
+}
+
+/* Appends `,"name":"value"` (the comma unless `*first`). */
+static void put_member(buffer *b, int *first, const char *name, const char *value)
+{
+    if (!*first)
+        buffer_add(b, ",", 1);
+    *first = 0;
+    put_string(b, name);
+    buffer_add(b, ":", 1);
+    put_string(b, value);
+}
+
+/* For each field of `table`, the index of the first of the `n` parameters that names it
+ * with a non-empty value (Twilio sends empty ParentCallSid, ForwardedFrom, ...), or -1. */
+static void pick_values(const char *const (*table)[2], size_t nfields, const char *const *keys,
+                        const char *const *values, size_t n, int *chosen)
+{
+    for (size_t f = 0; f < nfields; f++)
+        chosen[f] = -1;
+    for (size_t i = 0; i < n; i++) {
+        int f = values[i][0] ? field_index(table, nfields, keys[i]) : -1;
+        if (f >= 0 && chosen[f] < 0)
+            chosen[f] = (int)i;
+    }
+}
+
+/* Appends the members of `table` that `chosen` found; returns how many. */
+static size_t put_fields(buffer *b, int *first, const char *const (*table)[2], size_t nfields,
+                         const char *const *values, const int *chosen)
+{
+    size_t count = 0;
+    for (size_t f = 0; f < nfields; f++) {
+        if (chosen[f] >= 0) {
+            put_member(b, first, table[f][1], values[chosen[f]]);
+            count++;
         }
     }
-    *o = '\0';
-    s = json_string(fixed);
-    free(fixed);
-    return s;
+    return count;
 }
 
-/* Sets obj[key] = value unless already set (the first of repeated keys wins). */
-static int set_once(json_t *obj, const char *key, const char *value)
+/* Writes the event's JSON; see the header. */
+calllog_code event_encode(const char *const *keys, const char *const *values, size_t n,
+                          const event_meta *meta, buffer *out)
 {
-    if (json_object_get(obj, key))
-        return 0;
-    json_t *s = json_string_repaired(value);
-    return s ? json_object_set_new(obj, key, s) : -1;
-}
-
-/* Adds the ingest's own fields: version, received_at, request id, idempotency token. */
-static int add_meta(json_t *ev, const event_meta *meta)
-{
-    char ts[40];
-    timing_format_rfc3339(meta->received_at_ms, ts, sizeof ts);
-    int rc = json_object_set_new(ev, "v", json_integer(EVENT_VERSION));
-    rc |= json_object_set_new(ev, "received_at", json_string(ts));
+    int top[COUNT(top_fields)], geo[COUNT(geo_fields)], first = 0;
+    pick_values(top_fields, COUNT(top_fields), keys, values, n, top);
+    pick_values(geo_fields, COUNT(geo_fields), keys, values, n, geo);
+    buffer_printf(out, "{\"v\":%d", EVENT_VERSION);
+    put_fields(out, &first, top_fields, COUNT(top_fields), values, top);
+    for (size_t f = 0; f < COUNT(geo_fields); f++) {
+        if (geo[f] >= 0) {
+            int geo_first = 1;
+            buffer_add_str(out, ",\"geo\":{");
+            put_fields(out, &geo_first, geo_fields, COUNT(geo_fields), values, geo);
+            buffer_add(out, "}", 1);
+            break;
+        }
+    }
+    if (meta->received_at)
+        put_member(out, &first, "received_at", meta->received_at);
     if (meta->request_id)
-        rc |= json_object_set_new(ev, "request_id", json_string_repaired(meta->request_id));
+        put_member(out, &first, "request_id", meta->request_id);
     if (meta->idempotency_token && *meta->idempotency_token) /* a header: any bytes */
-        rc |= json_object_set_new(ev, "idempotency_token",
-                                  json_string_repaired(meta->idempotency_token));
-    return rc ? -1 : 0;
-}
-
-json_t *event_from_params(const char *const *keys, const char *const *values, size_t n,
-                          const event_meta *meta)
-{
-    json_t *ev = json_object();
-    json_t *geo = json_object();
-    int rc = (ev && geo) ? 0 : -1;
-    for (size_t i = 0; rc == 0 && i < n; i++) {
-        if (values[i][0] == '\0')
-            continue; /* Twilio sends empty ParentCallSid, ForwardedFrom, ... */
-        const char *field = lookup(top_fields, COUNT(top_fields), keys[i]);
-        if (field) {
-            rc = set_once(ev, field, values[i]);
-        } else if ((field = lookup(geo_fields, COUNT(geo_fields), keys[i]))) {
-            rc = set_once(geo, field, values[i]);
-        }
-    }
-    if (rc == 0 && json_object_size(geo) > 0)
-        rc = json_object_set(ev, "geo", geo);
-    if (rc == 0)
-        rc = add_meta(ev, meta);
-    json_decref(geo);
-    if (rc != 0) {
-        json_decref(ev);
-        return NULL;
-    }
-    return ev;
+        put_member(out, &first, "idempotency_token", meta->idempotency_token);
+    if (meta->source)
+        put_member(out, &first, "source", meta->source);
+    buffer_add(out, "}", 1);
+    return buffer_error(out);
 }
 
 const char *event_get(const json_t *ev, const char *key)

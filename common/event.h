@@ -10,7 +10,8 @@
  *    "recording_duration":…, "caller_name":…, "forwarded_from":…, "callback_source":…,
  *    "sip_response_code":…, "api_version":…,
  *    "geo":{"from_city":…,"from_state":…,"from_zip":…,"from_country":…,"to_city":…, …},
- *    "received_at":"2026-11-24T20:00:00.123Z", "request_id":"…", "idempotency_token":…}
+ *    "received_at":"2026-11-24T20:00:00.123Z", "request_id":"…", "idempotency_token":…,
+ *    "source":"reconcile" (backfilled calls only)}
  *
  * Absent Twilio fields are absent in the JSON. Values stay strings, as Twilio sent them. */
 #ifndef CALLLOG_EVENT_H
@@ -18,22 +19,30 @@
 
 #include <jansson.h>
 #include <stddef.h>
+#include "buffer.h"
 #include "error.h"
 
 #define EVENT_VERSION 1
+
+/* The most bytes an encoded event may take (a webhook body is far smaller). */
+#define EVENT_MAX_BYTES (1024 * 1024)
 
 /* What the ingest knows besides the parameters. */
 typedef struct event_meta {
     const char *request_id;
     const char *idempotency_token; /* I-Twilio-Idempotency-Token, or NULL */
-    long long received_at_ms;      /* epoch milliseconds */
+    const char *received_at;       /* RFC 3339, milliseconds, UTC (timing_format_rfc3339) */
+    const char *source;            /* "reconcile" for backfilled calls, else NULL (absent) */
 } event_meta;
 
-/* Builds the event from decoded Twilio parameters (`n` key/value pairs). The caller
- * checks CallSid and CallStatus first. Returns a new JSON object the caller owns
- * (json_decref), or NULL out of memory. */
-json_t *event_from_params(const char *const *keys, const char *const *values, size_t n,
-                          const event_meta *meta);
+/* Appends the event built from decoded Twilio parameters (`n` key/value pairs) to `out`
+ * as compact JSON: each field from the first parameter that gives it a non-empty value,
+ * unknown parameters dropped, bytes that are not UTF-8 replaced by U+FFFD (never refused).
+ * The caller checks CallSid and CallStatus first. Written straight into the buffer, no
+ * JSON tree: this runs once per webhook. Returns CALLLOG_OK, or the buffer's error
+ * (CALLLOG_NOMEM; CALLLOG_INVALID past its maximum). */
+calllog_code event_encode(const char *const *keys, const char *const *values, size_t n,
+                          const event_meta *meta, buffer *out);
 
 /* Parses and checks an event: a JSON object of a known version with non-empty
  * `call_sid` and `status`. Returns the object (caller owns) or NULL with `err` filled. */

@@ -19,9 +19,13 @@
 #include <openssl/evp.h>
 #include <openssl/params.h>
 
+#include "buffer.h"
+
 #define SIG_SHA1_LEN 20
 #define SIG_SHA256_HEX_LEN 64
 #define SIG_BODY_HASH_KEY "bodySHA256"
+/* The most bytes of sorted parameters signed: above any body the ingest or doctor reads. */
+#define SIG_PARAMS_MAX ((size_t)32 << 20)
 
 /* Where the port sits in a URL's authority, as found by sig_find_port. */
 typedef struct sig_authority {
@@ -170,17 +174,16 @@ static int sig_param_cmp(const void *pa, const void *pb)
     return c != 0 ? c : strcmp(a->value, b->value);
 }
 
-/* Sorts `params` into a new array of pointers (the caller frees `*out`) with duplicate
- * key/value pairs dropped. Returns 0, or -1 when out of memory. */
-static int sig_sort_params(const form *params, const form_param ***out, size_t *n)
+/* Appends to `out` what Twilio signs after the URL: the parameters sorted by key (then
+ * value), each key immediately followed by its value, duplicate pairs once. Built once
+ * per request, so each URL variant and token costs one HMAC over two pieces. Returns 0,
+ * or -1 when out of memory. */
+static int sig_params_text(const form *params, buffer *out)
 {
     const form_param **arr;
-    size_t kept = 0;
 
-    *out = NULL;
-    *n = 0;
     if (params == NULL || params->count == 0)
-        return 0;
+        return buffer_add(out, "", 0) == CALLLOG_OK ? 0 : -1;
     arr = malloc(params->count * sizeof(*arr));
     if (arr == NULL)
         return -1;
@@ -188,12 +191,13 @@ static int sig_sort_params(const form *params, const form_param ***out, size_t *
         arr[i] = &params->params[i];
     qsort(arr, params->count, sizeof(*arr), sig_param_cmp);
     for (size_t i = 0; i < params->count; i++) {
-        if (kept == 0 || sig_param_cmp(&arr[kept - 1], &arr[i]) != 0)
-            arr[kept++] = arr[i];
+        if (i == 0 || sig_param_cmp(&arr[i - 1], &arr[i]) != 0) {
+            buffer_add_str(out, arr[i]->key);
+            buffer_add_str(out, arr[i]->value);
+        }
     }
-    *out = arr;
-    *n = kept;
-    return 0;
+    free(arr);
+    return buffer_error(out) == CALLLOG_OK ? 0 : -1;
 }
 
 /* A fresh HMAC context, or NULL; the caller frees it with EVP_MAC_CTX_free. */
@@ -208,10 +212,10 @@ static EVP_MAC_CTX *sig_mac_new(void)
     return ctx;
 }
 
-/* HMAC-SHA1 of `url[0..len)` followed by each sorted key and value, keyed with `token`,
- * base64-encoded into `out` (SIGNATURE_LEN + 1 bytes). Returns 0 or -1. */
+/* HMAC-SHA1 of `url[0..len)` followed by the sorted parameters' text (sig_params_text),
+ * keyed with `token`, base64-encoded into `out` (SIGNATURE_LEN + 1 bytes). Returns 0 or -1. */
 static int sig_hmac(EVP_MAC_CTX *ctx, const char *token, const char *url, size_t len,
-                    const form_param *const *items, size_t n, char *out)
+                    const buffer *params, char *out)
 {
     char digest[] = "SHA1";
     OSSL_PARAM mac_params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
@@ -221,12 +225,9 @@ static int sig_hmac(EVP_MAC_CTX *ctx, const char *token, const char *url, size_t
     int ok;
 
     ok = EVP_MAC_init(ctx, (const unsigned char *)token, strlen(token), mac_params) &&
-         EVP_MAC_update(ctx, (const unsigned char *)url, len);
-    for (size_t i = 0; ok && i < n; i++) {
-        ok = EVP_MAC_update(ctx, (const unsigned char *)items[i]->key, strlen(items[i]->key)) &&
-             EVP_MAC_update(ctx, (const unsigned char *)items[i]->value, strlen(items[i]->value));
-    }
-    ok = ok && EVP_MAC_final(ctx, md, &md_len, sizeof(md)) && md_len == SIG_SHA1_LEN;
+         EVP_MAC_update(ctx, (const unsigned char *)url, len) &&
+         EVP_MAC_update(ctx, (const unsigned char *)buffer_ptr(params), buffer_len(params)) &&
+         EVP_MAC_final(ctx, md, &md_len, sizeof(md)) && md_len == SIG_SHA1_LEN;
     if (!ok)
         return -1;
     EVP_EncodeBlock((unsigned char *)out, md, SIG_SHA1_LEN);
@@ -236,28 +237,30 @@ static int sig_hmac(EVP_MAC_CTX *ctx, const char *token, const char *url, size_t
 /* Computes a signature; see signature.h. The URL's fragment, if any, is not signed. */
 int signature_compute(const char *token, const char *url, const form *params, char *out)
 {
-    const form_param **items = NULL;
-    size_t n = 0;
+    buffer text;
     EVP_MAC_CTX *ctx;
     int rc = -1;
 
     if (token == NULL || url == NULL || out == NULL)
         return -1;
-    if (sig_sort_params(params, &items, &n) != 0)
+    buffer_init(&text, SIG_PARAMS_MAX);
+    if (sig_params_text(params, &text) != 0) {
+        buffer_free(&text);
         return -1;
+    }
     ctx = sig_mac_new();
     if (ctx != NULL)
-        rc = sig_hmac(ctx, token, url, sig_url_len(url), items, n, out);
+        rc = sig_hmac(ctx, token, url, sig_url_len(url), &text, out);
     EVP_MAC_CTX_free(ctx);
-    free(items);
+    buffer_free(&text);
     return rc;
 }
 
 /* Tries every token against every URL variant and compares each candidate with `header` in
  * constant time, without stopping at the first match. Sets `*match`; returns 0 or -1. */
 static int sig_try_all(const char *const *tokens, size_t ntokens, const char *const *urls,
-                       const size_t *lens, size_t nurls, const form_param *const *items, size_t n,
-                       const char *header, int *match)
+                       const size_t *lens, size_t nurls, const buffer *params, const char *header,
+                       int *match)
 {
     EVP_MAC_CTX *ctx = sig_mac_new();
     char cand[SIGNATURE_LEN + 1];
@@ -269,7 +272,7 @@ static int sig_try_all(const char *const *tokens, size_t ntokens, const char *co
         if (tokens[t] == NULL || tokens[t][0] == '\0')
             continue;
         for (size_t u = 0; u < nurls; u++) {
-            if (sig_hmac(ctx, tokens[t], urls[u], lens[u], items, n, cand) != 0) {
+            if (sig_hmac(ctx, tokens[t], urls[u], lens[u], params, cand) != 0) {
                 EVP_MAC_CTX_free(ctx);
                 return -1;
             }
@@ -286,9 +289,9 @@ static int sig_try_all(const char *const *tokens, size_t ntokens, const char *co
 static sig_result sig_check(const char *const *tokens, size_t ntokens, const char *url,
                             const form *params, const char *header)
 {
-    const form_param **items = NULL;
+    buffer text;
     const char *urls[2];
-    size_t lens[2], n = 0, nurls = 1;
+    size_t lens[2], nurls = 1;
     char *variant = NULL;
     int match = 0, rc;
 
@@ -304,12 +307,11 @@ static sig_result sig_check(const char *const *tokens, size_t ntokens, const cha
         return SIG_ERROR;
     if (variant != NULL)
         urls[nurls++] = variant;
-    if (sig_sort_params(params, &items, &n) != 0) {
-        free(variant);
-        return SIG_ERROR;
-    }
-    rc = sig_try_all(tokens, ntokens, urls, lens, nurls, items, n, header, &match);
-    free(items);
+    buffer_init(&text, SIG_PARAMS_MAX);
+    rc = sig_params_text(params, &text) == 0
+             ? sig_try_all(tokens, ntokens, urls, lens, nurls, &text, header, &match)
+             : -1;
+    buffer_free(&text);
     free(variant);
     if (rc != 0)
         return SIG_ERROR;

@@ -95,8 +95,12 @@ static void make_request_id(char out[17])
         clock_gettime(CLOCK_MONOTONIC, &ts);
         memcpy(raw, &ts.tv_nsec, sizeof raw < sizeof ts.tv_nsec ? sizeof raw : sizeof ts.tv_nsec);
     }
-    for (size_t i = 0; i < sizeof raw; i++)
-        snprintf(out + 2 * i, 3, "%02x", raw[i]);
+    static const char hex[] = "0123456789abcdef";
+    for (size_t i = 0; i < sizeof raw; i++) {
+        out[2 * i] = hex[raw[i] >> 4];
+        out[2 * i + 1] = hex[raw[i] & 15];
+    }
+    out[2 * sizeof raw] = '\0';
 }
 
 /* Sends a complete answer with an optional plain-text body. */
@@ -317,22 +321,16 @@ static void count_signature_failure(ingest_server *srv, sig_result r)
 }
 
 /* Makes an accepted event durable; returns the HTTP answer (204 or 503). */
-static int enqueue_event(ingest_server *srv, json_t *ev, const char *request_id,
+static int enqueue_event(ingest_server *srv, const webhook_result *ev, const char *request_id,
                          const char **reason)
 {
-    char *text = json_dumps(ev, JSON_COMPACT);
-    if (!text) {
-        *reason = "out_of_memory";
-        return 503;
-    }
-    stream_entry e = {.call_sid = event_get(ev, "call_sid"),
-                      .status = event_get(ev, "status"),
+    stream_entry e = {.call_sid = ev->call_sid,
+                      .status = ev->status,
                       .request_id = request_id,
-                      .received_at = event_get(ev, "received_at"),
-                      .event = text};
+                      .received_at = ev->received_at,
+                      .event = buffer_ptr(&ev->event)};
     double t0 = timing_mono_s();
     enqueue_result r = enqueue_put(srv->queue, &e);
-    free(text);
     if (r == ENQUEUE_FAILED) {
         *reason = "not_durable";
         return 503;
@@ -341,8 +339,7 @@ static int enqueue_event(ingest_server *srv, json_t *ev, const char *request_id,
                    r == ENQUEUE_STREAM ? "target=\"stream\"" : "target=\"spool\"",
                    timing_mono_s() - t0);
     char lbl[64];
-    const char *status = event_get(ev, "status");
-    label(lbl, sizeof lbl, "status", event_status_is_known(status) ? status : "other");
+    label(lbl, sizeof lbl, "status", event_status_is_known(ev->status) ? ev->status : "other");
     metric_add(srv->m.events, lbl, 1);
     *reason = r == ENQUEUE_STREAM ? "enqueued" : "spooled";
     return 204;
@@ -376,10 +373,10 @@ static int accept_callback(ingest_server *srv, struct mg_connection *conn, const
         status = res.http_status;
         *reason = res.reason;
     } else {
-        snprintf(call_sid, sidlen, "%s", event_get(res.event, "call_sid"));
-        status = enqueue_event(srv, res.event, request_id, reason);
-        json_decref(res.event);
+        snprintf(call_sid, sidlen, "%s", res.call_sid);
+        status = enqueue_event(srv, &res, request_id, reason);
     }
+    webhook_result_free(&res);
     free(url);
     return status;
 }

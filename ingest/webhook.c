@@ -1,6 +1,7 @@
 /* webhook — body format, parsing, signature, required fields, normalization. */
 #include "webhook.h"
 
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +9,7 @@
 
 #include "event.h"
 #include "form.h"
+#include "timing.h"
 
 typedef enum { BODY_FORM, BODY_JSON, BODY_UNSUPPORTED } body_format;
 
@@ -55,9 +57,14 @@ static int normalize(const char *const *keys, const char *const *values, size_t 
         return refuse(out, 400, "missing_call_sid");
     if (!status || !*status)
         return refuse(out, 400, "missing_call_status");
-    event_meta meta = {req->request_id, req->idempotency_token, req->received_at_ms};
-    out->event = event_from_params(keys, values, n, &meta);
-    return out->event ? 0 : refuse(out, 503, "out_of_memory");
+    timing_format_rfc3339(req->received_at_ms, out->received_at, sizeof out->received_at);
+    event_meta meta = {req->request_id, req->idempotency_token, out->received_at, NULL};
+    if (event_encode(keys, values, n, &meta, &out->event) != CALLLOG_OK ||
+        !(out->call_sid = strdup(sid)) || !(out->status = strdup(status))) {
+        webhook_result_free(out);
+        return refuse(out, 503, "out_of_memory");
+    }
+    return 0;
 }
 
 /* Pairs of key/value pointers for normalize(), into memory owned elsewhere. */
@@ -197,6 +204,7 @@ static int process_json(const webhook_limits *lim, const webhook_request *req, w
 int webhook_process(const webhook_limits *lim, const webhook_request *req, webhook_result *out)
 {
     memset(out, 0, sizeof *out);
+    buffer_init(&out->event, EVENT_MAX_BYTES);
     out->sig = SIG_ERROR;
     switch (body_format_of(req->content_type)) {
     case BODY_FORM:
@@ -206,4 +214,13 @@ int webhook_process(const webhook_limits *lim, const webhook_request *req, webho
     default:
         return refuse(out, 415, "unsupported_content_type");
     }
+}
+
+/* Frees the event text and the copied fields; see the header. */
+void webhook_result_free(webhook_result *r)
+{
+    buffer_free(&r->event);
+    free(r->call_sid);
+    free(r->status);
+    r->call_sid = r->status = NULL;
 }

@@ -7,9 +7,9 @@
 #ifndef CALLLOG_WEBHOOK_H
 #define CALLLOG_WEBHOOK_H
 
-#include <jansson.h>
 #include <stddef.h>
 
+#include "buffer.h"
 #include "signature.h"
 
 typedef struct webhook_request {
@@ -33,10 +33,18 @@ typedef struct webhook_result {
     int http_status;    /* 0 when accepted, else 400, 403, 413 or 415 */
     const char *reason; /* static text for the log and metrics label, e.g. "bad_signature" */
     sig_result sig;     /* the signature check's outcome when it ran */
-    json_t *event;      /* when accepted: the normalized event, caller owns (json_decref) */
+    /* When accepted (webhook_result_free releases them): */
+    buffer event;   /* the normalized event's JSON text (common/event.h) */
+    char *call_sid; /* its CallSid and CallStatus, for the stream entry */
+    char *status;
+    char received_at[40]; /* when the ingest received it, RFC 3339 */
 } webhook_result;
 
-/* Decides on one request. Always fills `out`; returns 0 when accepted, -1 otherwise. */
+/* Decides on one request. Always fills `out` (release it with webhook_result_free);
+ * returns 0 when accepted, -1 otherwise. */
 int webhook_process(const webhook_limits *lim, const webhook_request *req, webhook_result *out);
+
+/* Frees what an accepted result holds; harmless on a refused one. */
+void webhook_result_free(webhook_result *r);
 
 #endif

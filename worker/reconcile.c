@@ -144,7 +144,8 @@ reconcile_verdict reconcile_classify(const worker_settings *s, const reconcile_w
     return RECONCILE_CANDIDATE;
 }
 
-json_t *reconcile_event(const twilio_call_summary *call, long long now_ms, const char *request_id)
+char *reconcile_event(const twilio_call_summary *call, const char *received_at,
+                      const char *request_id)
 {
     /* The Call resource's fields under the names of the webhook's parameters, so the
      * event is built (and repaired) by the same code as a webhook's. */
@@ -168,13 +169,11 @@ json_t *reconcile_event(const twilio_call_summary *call, long long now_ms, const
             values[n++] = pairs[i][1];
         }
     }
-    event_meta meta = {request_id, NULL, now_ms};
-    json_t *ev = event_from_params(keys, values, n, &meta);
-    if (ev && json_object_set_new(ev, "source", json_string("reconcile")) != 0) {
-        json_decref(ev);
-        return NULL;
-    }
-    return ev;
+    event_meta meta = {request_id, NULL, received_at, "reconcile"};
+    buffer b;
+    buffer_init(&b, EVENT_MAX_BYTES);
+    event_encode(keys, values, n, &meta, &b);
+    return buffer_take(&b);
 }
 
 /* ---- Redis ------------------------------------------------------------------------- */
@@ -293,9 +292,7 @@ static long enqueue(reconciler *r, const twilio_call_summary *calls, const size_
     args[5] = keep;
     for (size_t i = 0; i < n && !failed; i++) {
         const twilio_call_summary *c = &calls[idx[i]];
-        json_t *ev = reconcile_event(c, now, request_id);
-        texts[i] = ev ? json_dumps(ev, JSON_COMPACT) : NULL;
-        json_decref(ev);
+        texts[i] = reconcile_event(c, received, request_id);
         failed = texts[i] == NULL;
         stream_entry e = {.call_sid = c->sid,
                           .status = c->status,

@@ -33,7 +33,6 @@
 #define CALLLOG_RECONCILE_H
 
 #include <hiredis/hiredis.h>
-#include <jansson.h>
 
 #include "settings.h"
 #include "twilio_rest.h"
@@ -84,9 +83,10 @@ reconcile_window reconcile_window_for(const worker_settings *s, long long now_ms
 reconcile_verdict reconcile_classify(const worker_settings *s, const reconcile_window *w,
                                      const twilio_call_summary *call);
 
-/* The normalized event (event.h) for a listed call, "source":"reconcile". Returns a new
- * object (caller owns) or NULL out of memory. */
-json_t *reconcile_event(const twilio_call_summary *call, long long now_ms, const char *request_id);
+/* The normalized event's JSON (event.h) for a listed call, "source":"reconcile", received
+ * at `received_at` (RFC 3339). Returns a new string (caller frees) or NULL out of memory. */
+char *reconcile_event(const twilio_call_summary *call, const char *received_at,
+                      const char *request_id);
 
 /* Reads the shared state. Returns 0, or -1 on a Redis error. */
 int reconcile_state_read(redisContext *c, const calllog_keys *k, reconcile_state *out);

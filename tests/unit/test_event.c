@@ -3,9 +3,9 @@
  * Covered: every Twilio parameter the event keeps (top-level and the "geo" object) and
  * that others are dropped, empty values dropped (and no empty "geo"), the first of a
  * repeated key winning, the ingest's meta fields (v, received_at, request_id,
- * idempotency_token), event_parse's refusals with their reasons and a round trip, the
- * status helpers. Expected timestamps were computed with Python's
- * datetime, independently of this code. */
+ * idempotency_token, source), JSON escapes and the buffer's limit, event_parse's refusals with
+ * their reasons and a round trip, the status helpers. Expected timestamps were computed with
+ * Python's datetime, independently of this code. */
 #include <criterion/criterion.h>
 
 #include <string.h>
@@ -14,17 +14,21 @@
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
 
-/* 2026-11-24T20:00:00.123Z */
-#define T_MS 1795550400123LL
+#define T_TEXT "2026-11-24T20:00:00.123Z"
 
-static const event_meta META = {"req-1", "idem-1", T_MS};
+static const event_meta META = {"req-1", "idem-1", T_TEXT, NULL};
 
 /* Builds an event from parallel key/value arrays; asserts success. */
 static json_t *build(const char *const *keys, const char *const *values, size_t n,
                      const event_meta *meta)
 {
-    json_t *ev = event_from_params(keys, values, n, meta);
-    cr_assert_not_null(ev);
+    buffer b;
+    buffer_init(&b, EVENT_MAX_BYTES);
+    cr_assert_eq(event_encode(keys, values, n, meta, &b), CALLLOG_OK);
+    json_error_t jerr;
+    json_t *ev = json_loadb(buffer_ptr(&b), buffer_len(&b), JSON_REJECT_DUPLICATES, &jerr);
+    cr_assert_not_null(ev, "not JSON (%s): %s", jerr.text, buffer_ptr(&b));
+    buffer_free(&b);
     cr_assert(json_is_object(ev));
     return ev;
 }
@@ -37,9 +41,9 @@ static void assert_field(const json_t *obj, const char *key, const char *want)
     cr_assert_str_eq(v, want, "field %s", key);
 }
 
-/* ---- event_from_params ---------------------------------------------------------------------- */
+/* ---- event_encode ---------------------------------------------------------------------- */
 
-Test(event_from_params, maps_every_top_level_field)
+Test(event_encode, maps_every_top_level_field)
 {
     const char *keys[] = {"CallSid",           "AccountSid",    "From",          "To",
                           "Direction",         "CallStatus",    "CallDuration",  "Timestamp",
@@ -67,7 +71,7 @@ Test(event_from_params, maps_every_top_level_field)
     json_decref(ev);
 }
 
-Test(event_from_params, maps_geo_fields_into_geo_object)
+Test(event_encode, maps_geo_fields_into_geo_object)
 {
     const char *keys[] = {
         "CallSid",   "CallStatus",    "FromCity",   "FromState",   "FromZip",    "FromCountry",
@@ -93,7 +97,7 @@ Test(event_from_params, maps_geo_fields_into_geo_object)
     json_decref(ev);
 }
 
-Test(event_from_params, unknown_parameters_are_dropped)
+Test(event_encode, unknown_parameters_are_dropped)
 {
     const char *keys[] = {"CallSid", "CallStatus", "Caller", "Called", "Digits", "callsid", ""};
     const char *values[] = {"CA1", "completed", "+1", "+2", "123", "lower", "x"};
@@ -103,7 +107,7 @@ Test(event_from_params, unknown_parameters_are_dropped)
     json_decref(ev);
 }
 
-Test(event_from_params, empty_values_are_dropped)
+Test(event_encode, empty_values_are_dropped)
 {
     const char *keys[] = {"CallSid",       "CallStatus", "ParentCallSid",
                           "ForwardedFrom", "FromCity",   "ToCity"};
@@ -116,7 +120,7 @@ Test(event_from_params, empty_values_are_dropped)
     json_decref(ev);
 }
 
-Test(event_from_params, empty_first_value_lets_a_later_one_through)
+Test(event_encode, empty_first_value_lets_a_later_one_through)
 {
     const char *keys[] = {"CallSid", "CallStatus", "From", "From"};
     const char *values[] = {"CA1", "completed", "", "+5511"};
@@ -125,7 +129,7 @@ Test(event_from_params, empty_first_value_lets_a_later_one_through)
     json_decref(ev);
 }
 
-Test(event_from_params, first_of_repeated_keys_wins)
+Test(event_encode, first_of_repeated_keys_wins)
 {
     const char *keys[] = {"CallSid", "CallStatus", "CallStatus", "CallSid", "FromCity", "FromCity"};
     const char *values[] = {"CA1", "ringing", "completed", "CA2", "RIO", "SAO PAULO"};
@@ -136,7 +140,7 @@ Test(event_from_params, first_of_repeated_keys_wins)
     json_decref(ev);
 }
 
-Test(event_from_params, meta_fields)
+Test(event_encode, meta_fields)
 {
     const char *keys[] = {"CallSid", "CallStatus"};
     const char *values[] = {"CA1", "completed"};
@@ -150,34 +154,35 @@ Test(event_from_params, meta_fields)
     json_decref(ev);
 }
 
-Test(event_from_params, meta_fields_from_headers_are_repaired_not_refused)
+Test(event_encode, meta_fields_from_headers_are_repaired_not_refused)
 {
     const char *keys[] = {"CallSid", "CallStatus"};
     const char *values[] = {"CA1", "completed"};
-    const event_meta meta = {"req-1", "caf\xe9-\xff", T_MS}; /* Latin-1 and a stray byte */
+    const event_meta meta = {"req-1", "caf\xe9-\xff", T_TEXT, NULL}; /* Latin-1, a stray byte */
     json_t *ev = build(keys, values, N(keys), &meta);
     assert_field(ev, "idempotency_token", "caf\xef\xbf\xbd-\xef\xbf\xbd");
     json_decref(ev);
 }
 
-Test(event_from_params, absent_meta_fields_are_absent)
+Test(event_encode, absent_meta_fields_are_absent)
 {
     const char *keys[] = {"CallSid", "CallStatus"};
     const char *values[] = {"CA1", "completed"};
-    event_meta none = {NULL, NULL, 0};
+    event_meta none = {NULL, NULL, NULL, NULL};
     json_t *ev = build(keys, values, N(keys), &none);
     cr_assert_null(json_object_get(ev, "request_id"));
     cr_assert_null(json_object_get(ev, "idempotency_token"));
-    assert_field(ev, "received_at", "1970-01-01T00:00:00.000Z");
+    cr_assert_null(json_object_get(ev, "received_at"));
+    cr_assert_null(json_object_get(ev, "source"));
     json_decref(ev);
 
-    event_meta empty_token = {"r", "", 0};
+    event_meta empty_token = {"r", "", T_TEXT, NULL};
     ev = build(keys, values, N(keys), &empty_token);
     cr_assert_null(json_object_get(ev, "idempotency_token"), "empty token is dropped");
     json_decref(ev);
 }
 
-Test(event_from_params, values_are_kept_verbatim)
+Test(event_encode, values_are_kept_verbatim)
 {
     const char *keys[] = {"CallSid", "CallStatus", "CallerName", "CallDuration"};
     const char *values[] = {"CA1", "completed", "Jo\xc3\xa3o \"Zé\" <x>", "007"};
@@ -187,17 +192,46 @@ Test(event_from_params, values_are_kept_verbatim)
     json_decref(ev);
 }
 
-Test(event_from_params, invalid_utf8_value_is_repaired)
+Test(event_encode, invalid_utf8_value_is_repaired)
 {
     /* A value that is not UTF-8 (a Latin-1 caller name) must not cost the call: each bad
      * byte becomes U+FFFD and the rest of the event is intact. */
     const char *keys[] = {"CallSid", "CallStatus", "CallerName"};
     const char *values[] = {"CA1", "completed", "Jos\xe9 \xff!"};
-    json_t *ev = event_from_params(keys, values, N(keys), &META);
-    cr_assert_not_null(ev);
+    json_t *ev = build(keys, values, N(keys), &META);
     cr_assert_str_eq(event_get(ev, "caller_name"), "Jos\xef\xbf\xbd \xef\xbf\xbd!");
     cr_assert_str_eq(event_get(ev, "call_sid"), "CA1");
     json_decref(ev);
+}
+
+Test(event_encode, control_characters_and_quotes_are_escaped)
+{
+    const char *keys[] = {"CallSid", "CallStatus", "CallerName"};
+    const char *values[] = {"CA1", "completed", "a\"b\\c\n\t\r\b\f\x01\x1f/\x7f"};
+    json_t *ev = build(keys, values, N(keys), &META);
+    assert_field(ev, "caller_name", values[2]);
+    json_decref(ev);
+}
+
+Test(event_encode, source_is_written_when_given)
+{
+    const char *keys[] = {"CallSid", "CallStatus"};
+    const char *values[] = {"CA1", "completed"};
+    event_meta meta = {"r", NULL, T_TEXT, "reconcile"};
+    json_t *ev = build(keys, values, N(keys), &meta);
+    assert_field(ev, "source", "reconcile");
+    json_decref(ev);
+}
+
+Test(event_encode, an_event_past_the_buffer_maximum_is_refused)
+{
+    const char *keys[] = {"CallSid", "CallStatus", "CallerName"};
+    const char *values[] = {"CA1", "completed", "a long caller name that does not fit"};
+    buffer b;
+    buffer_init(&b, 40);
+    cr_assert_eq(event_encode(keys, values, N(keys), &META, &b), CALLLOG_INVALID);
+    cr_assert_null(buffer_take(&b));
+    buffer_free(&b);
 }
 
 /* ---- event_parse ---------------------------------------------------------------------------- */
@@ -246,7 +280,10 @@ Test(event_parse, round_trip_of_a_built_event)
     const char *keys[] = {"CallSid", "CallStatus", "From", "FromCity"};
     const char *values[] = {"CA9", "no-answer", "+5511971730783", "SAO PAULO"};
     json_t *ev = build(keys, values, N(keys), &META);
-    char *text = json_dumps(ev, JSON_COMPACT);
+    buffer b;
+    buffer_init(&b, EVENT_MAX_BYTES);
+    cr_assert_eq(event_encode(keys, values, N(keys), &META, &b), CALLLOG_OK);
+    char *text = buffer_take(&b);
     calllog_error err = {0};
     json_t *back = event_parse(text, strlen(text), &err);
     cr_assert_not_null(back, "%s", err.message);

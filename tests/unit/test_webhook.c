@@ -119,17 +119,27 @@ static void assert_refused(int rc, const webhook_result *res, int status, const 
                  status, res->reason ? res->reason : "NULL");
     cr_assert_not_null(res->reason);
     cr_assert_str_eq(res->reason, reason);
-    cr_assert_null(res->event);
+    cr_assert_null(buffer_ptr(&res->event));
+    cr_assert_null(res->call_sid);
 }
 
-/* Asserts acceptance and returns the event (caller json_decrefs). */
+/* Asserts acceptance and returns the event read back from its JSON text, which must be a
+ * valid event whose call_sid, status and received_at are the result's (caller
+ * json_decrefs); frees the result. */
 static json_t *assert_accepted(int rc, webhook_result *res)
 {
     cr_assert_eq(rc, 0, "refused: %d %s", res->http_status, res->reason ? res->reason : "NULL");
     cr_assert_eq(res->http_status, 0);
     cr_assert_eq(res->sig, SIG_OK);
-    cr_assert_not_null(res->event);
-    return res->event;
+    cr_assert_not_null(buffer_ptr(&res->event));
+    calllog_error err = {0};
+    json_t *ev = event_parse(buffer_ptr(&res->event), buffer_len(&res->event), &err);
+    cr_assert_not_null(ev, "%s: %s", err.message, buffer_ptr(&res->event));
+    cr_assert_str_eq(event_get(ev, "call_sid"), res->call_sid);
+    cr_assert_str_eq(event_get(ev, "status"), res->status);
+    cr_assert_str_eq(event_get(ev, "received_at"), res->received_at);
+    webhook_result_free(res);
+    return ev;
 }
 
 /* Asserts that string field `key` of `obj` is `want`. */
@@ -194,7 +204,7 @@ Test(webhook_form, content_type_parameters_case_and_spaces)
         int rc = run(BASE, cts[i], FULL_SIG, FULL_BODY, &res);
         cr_assert_eq(rc, 0, "'%s' refused: %d %s", cts[i], res.http_status,
                      res.reason ? res.reason : "");
-        json_decref(res.event);
+        webhook_result_free(&res);
     }
 }
 
@@ -252,7 +262,7 @@ Test(webhook_form, unsupported_content_types_415)
         cr_assert_eq(rc, -1, "'%s' accepted", cts[i]);
         cr_assert_eq(res.http_status, 415, "'%s': %d", cts[i], res.http_status);
         cr_assert_str_eq(res.reason, "unsupported_content_type");
-        cr_assert_null(res.event);
+        cr_assert_null(buffer_ptr(&res.event));
     }
 }
 
@@ -349,7 +359,7 @@ Test(webhook_form, non_utf8_value_is_not_a_503)
     cr_assert_eq(res.sig, SIG_OK, "the Python-computed signature must match");
     cr_assert(res.http_status == 400 || (rc == 0 && res.http_status == 0),
               "got %d %s, want 400 or acceptance", res.http_status, res.reason ? res.reason : "");
-    json_decref(res.event);
+    webhook_result_free(&res);
 }
 
 /* ---- JSON bodies ---------------------------------------------------------------------------- */
@@ -443,7 +453,7 @@ Test(webhook_json, form_body_sent_as_json_is_refused)
     int rc = run(BASE, JSON_CT, FULL_SIG, FULL_BODY, &res);
     cr_assert_eq(rc, -1);
     cr_assert_eq(res.http_status, 403, "no bodySHA256: %d %s", res.http_status, res.reason);
-    cr_assert_null(res.event);
+    cr_assert_null(buffer_ptr(&res.event));
 }
 
 /* Signs JSON `body` as Twilio does (token 12345): writes the URL with bodySHA256 into
