@@ -9,6 +9,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "buffer.h"
 #include "config.h"
 #include "doctor_report.h"
 #include "signature.h"
@@ -228,38 +229,34 @@ int doctor_signature_diagnose(const char *const *tokens, size_t ntokens,
     return 0;
 }
 
-/* Reads all of `path` into a malloc'ed, NUL-terminated buffer, one trailing newline
- * dropped. Returns NULL when unreadable. */
+/* Reads all of `path` (at most 16 MiB) into a malloc'ed, NUL-terminated string, one
+ * trailing newline dropped. Returns NULL when unreadable or too large. */
 static char *read_body(const char *path, size_t *len)
 {
     FILE *f = fopen(path, "rb");
     if (!f)
         return NULL;
-    size_t cap = 4096, n = 0;
-    char *buf = malloc(cap);
-    for (size_t got; buf && (got = fread(buf + n, 1, cap - n - 1, f)) > 0;) {
-        n += got;
-        if (n + 1 == cap) {
-            char *bigger = cap < (1u << 24) ? realloc(buf, cap * 2) : NULL;
-            if (!bigger) {
-                free(buf);
-                buf = NULL;
-                break;
-            }
-            buf = bigger;
-            cap *= 2;
-        }
+    buffer b;
+    buffer_init(&b, (size_t)1 << 24);
+    for (char *room; (room = buffer_reserve(&b, 4096)) != NULL;) {
+        size_t got = fread(room, 1, 4096, f);
+        buffer_commit(&b, got);
+        if (got == 0)
+            break;
     }
+    int failed = ferror(f);
     fclose(f);
-    if (!buf)
+    size_t n = buffer_len(&b);
+    char *body = failed ? NULL : buffer_take(&b);
+    buffer_free(&b);
+    if (!body)
         return NULL;
-    if (n > 0 && buf[n - 1] == '\n')
-        n--;
-    if (n > 0 && buf[n - 1] == '\r')
-        n--;
-    buf[n] = '\0';
+    if (n > 0 && body[n - 1] == '\n')
+        body[--n] = '\0';
+    if (n > 0 && body[n - 1] == '\r')
+        body[--n] = '\0';
     *len = n;
-    return buf;
+    return body;
 }
 
 /* The report line for a diagnosis. */
