@@ -186,11 +186,12 @@ enqueue_result enqueue_put(enqueuer *q, const stream_entry *e)
     return spool_put(q, e) == 0 ? ENQUEUE_SPOOL : ENQUEUE_FAILED;
 }
 
-/* Reads the replies of `sent` pipelined XADDs; returns how many in a row succeeded. */
+/* Reads the replies of `sent` pipelined XADDs; returns how many in a row succeeded. All
+ * are read while the connection lasts, so none is left for the connection's next user. */
 static size_t read_xadd_replies(redisContext *c, size_t sent)
 {
     size_t added = 0;
-    for (size_t i = 0; i < sent; i++) /* read them all: none may be left for the next user */
+    for (size_t i = 0; i < sent && !c->err; i++)
         if (read_xadd_reply(c) == 0 && added == i)
             added++;
     return added;
