@@ -7,7 +7,9 @@ rewrite) and three redis-sentinel processes (quorum 2, down-after 1 s). The real
 calllog-ingest (REDIS_MIN_REPLICAS_ACK=1: an XADD counts once a replica has it) and two
 calllog-workers find the master only through REDIS_SENTINELS (whose first entry is a
 port nothing listens on, so "ask each sentinel in turn" is exercised) and a REDIS_URL
-pointing nowhere, so nothing can reach Redis except through Sentinel.
+pointing nowhere, so nothing can reach Redis except through Sentinel. Redis and the
+sentinels have passwords of their own (REDIS_URL's, REDIS_SENTINEL_PASSWORD); neither may
+appear in a log.
 
 A sender thread posts signed callbacks without pause, retrying anything but a 2xx as
 Twilio would (its 15 s budget); meanwhile the test
@@ -42,6 +44,8 @@ from worker_env import (  # noqa: F401  (fixtures are found by name)
     tw, tw_server, wait_until)
 
 MASTER = "calllog-e2e"
+REDIS_PASSWORD = "sentinel-e2e-redis-pw-0123"
+SENTINEL_PASSWORD = "sentinel-e2e-sentinel-pw-4567"
 TWILIO_BUDGET_S = 15  # how long Twilio keeps retrying one callback
 NODE_CONF = """port {port}
 bind 127.0.0.1
@@ -51,13 +55,17 @@ appendfsync always
 save ""
 daemonize no
 logfile {dir}/redis.log
+requirepass {password}
+masterauth {password}
 """
 SENTINEL_CONF = """port {port}
 bind 127.0.0.1
 dir {dir}
 daemonize no
 logfile {dir}/sentinel.log
+requirepass {sentinel_password}
 sentinel monitor {master} 127.0.0.1 {master_port} 2
+sentinel auth-pass {master} {password}
 sentinel down-after-milliseconds {master} 1000
 sentinel failover-timeout {master} 3000
 sentinel parallel-syncs {master} 1
@@ -67,8 +75,9 @@ sentinel parallel-syncs {master} 1
 class Daemon:
     """A redis-server or redis-sentinel on its own config file and directory."""
 
-    def __init__(self, argv0, directory, conf_text, port):
+    def __init__(self, argv0, directory, conf_text, port, password):
         self.argv0 = argv0
+        self.password = password
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = port
@@ -84,8 +93,8 @@ class Daemon:
         return self
 
     def client(self):
-        return redis.Redis(host="127.0.0.1", port=self.port, decode_responses=True,
-                           socket_timeout=3, socket_connect_timeout=3)
+        return redis.Redis(host="127.0.0.1", port=self.port, password=self.password,
+                           decode_responses=True, socket_timeout=3, socket_connect_timeout=3)
 
     def answers(self):
         if self.proc.poll() is not None:
@@ -114,7 +123,8 @@ class Cluster:
     def __init__(self, tmp):
         ports = [free_port() for _ in range(2)]
         self.nodes = {p: Daemon("redis-server", tmp / f"node{p}", NODE_CONF.format(
-            port=p, dir=tmp / f"node{p}"), p) for p in ports}
+            port=p, dir=tmp / f"node{p}", password=REDIS_PASSWORD), p, REDIS_PASSWORD)
+            for p in ports}
         self.first = ports[0]
         replica = self.nodes[ports[1]]
         replica.conf.write_text(replica.conf.read_text() + f"replicaof 127.0.0.1 {ports[0]}\n")
@@ -123,7 +133,8 @@ class Cluster:
             p = free_port()
             d = tmp / f"sentinel{i}"
             self.sentinels.append(Daemon(sentinel_program(), d, SENTINEL_CONF.format(
-                port=p, dir=d, master=MASTER, master_port=ports[0]), p))
+                port=p, dir=d, master=MASTER, master_port=ports[0], password=REDIS_PASSWORD,
+                sentinel_password=SENTINEL_PASSWORD), p, SENTINEL_PASSWORD))
 
     def start(self):
         for n in self.nodes.values():
@@ -266,8 +277,8 @@ def test_failovers_mid_stream_lose_and_double_nothing(cluster, rd, db, key_prefi
     seed_standard_contact(rd)
     dead_sentinel = f"127.0.0.1:{free_port()}"
     sentinels = ",".join([dead_sentinel] + [f"127.0.0.1:{s.port}" for s in cluster.sentinels])
-    env = {"REDIS_URL": "redis://127.0.0.1:1/0", "REDIS_SENTINELS": sentinels,
-           "REDIS_SENTINEL_MASTER": MASTER}
+    env = {"REDIS_URL": f"redis://:{REDIS_PASSWORD}@127.0.0.1:1/0", "REDIS_SENTINELS": sentinels,
+           "REDIS_SENTINEL_MASTER": MASTER, "REDIS_SENTINEL_PASSWORD": SENTINEL_PASSWORD}
     ingest = new_ingest(redis_url_=env["REDIS_URL"],
                         env={**env, "REDIS_MIN_REPLICAS_ACK": "1", "REDIS_WAIT_TIMEOUT_MS": "500"})
     ready = json.loads(ingest.get("/readyz").body)
