@@ -147,23 +147,13 @@ static pid_t start_redis(int port, int replicaof)
     snprintf(p, sizeof p, "%d", port);
     snprintf(of, sizeof of, "%d", replicaof);
     snprintf(log, sizeof log, "%s/redis-%d.log", d.dir, port);
-    char *argv[] = {"redis-server",
-                    "--port",
-                    p,
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--dir",
-                    d.dir,
-                    "--logfile",
-                    log,
-                    "--appendonly",
-                    "no",
-                    replicaof > 0 ? "--replicaof" : NULL,
-                    "127.0.0.1",
-                    of,
-                    NULL};
+    char *argv[20] = {"redis-server", "--port", p,           "--bind", "127.0.0.1",    "--save", "",
+                      "--dir",        d.dir,    "--logfile", log,      "--appendonly", "no"};
+    if (replicaof > 0) {
+        argv[13] = "--replicaof";
+        argv[14] = "127.0.0.1";
+        argv[15] = of;
+    }
     pid_t pid = spawn(argv);
     wait_answers(port, pid);
     return pid;
