@@ -272,7 +272,7 @@ def keep_sending(sender, seconds):
 
 
 def test_failovers_mid_stream_lose_and_double_nothing(cluster, rd, db, key_prefix, new_ingest,
-                                                      start_worker):
+                                                      start_worker, capsys):
     started = time.monotonic()
     seed_standard_contact(rd)
     dead_sentinel = f"127.0.0.1:{free_port()}"
@@ -332,11 +332,13 @@ def test_failovers_mid_stream_lose_and_double_nothing(cluster, rd, db, key_prefi
     text = ingest.metrics()
     ack_missing = metric_sum(text, "calllog_ingest_replica_ack_missing_total") or 0
     spooled = metric_sum(text, "calllog_ingest_enqueue_seconds_count", target="spool") or 0
-    print(f"\nSENTINEL lost={len(lost)} doubled={len(doubled)} calls={len(sids)} "
-          f"unaccepted={len(sender.unaccepted)} refused_attempts={sender.refused} "
-          f"spooled={int(spooled)} replica_ack_missing={int(ack_missing)} "
-          f"failover_graceful_s={graceful_s:.1f} failover_sigkill_s={kill_s:.1f} "
-          f"total_s={time.monotonic() - started:.1f}", flush=True)
+    line = (f"SENTINEL lost={len(lost)} doubled={len(doubled)} calls={len(sids)} "
+            f"unaccepted={len(sender.unaccepted)} refused_attempts={sender.refused} "
+            f"spooled={int(spooled)} replica_ack_missing={int(ack_missing)} "
+            f"failover_graceful_s={graceful_s:.1f} failover_sigkill_s={kill_s:.1f} "
+            f"total_s={time.monotonic() - started:.1f}")
+    with capsys.disabled():  # shown by the test command's quiet pytest run too
+        print("\n" + line, flush=True)
     assert not sender.unaccepted, f"callbacks never accepted: {sender.unaccepted}"
     assert not lost and not doubled, f"lost={lost} doubled={doubled}"
     # Both failovers really happened under the programs, and WAIT refused while the
