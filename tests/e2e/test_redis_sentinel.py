@@ -40,8 +40,8 @@ import redis
 from conftest import call_params, free_port, metric_sum, sigterm_and_wait, wait_for
 from worker_env import (  # noqa: F401  (fixtures are found by name)
     CALLER, OUR_NUMBER, database_url, db, diagnostics, ingests, marker,
-    new_ingest, new_sid, queue_state, rd, rd_server, seed_standard_contact, start_worker,
-    tw, tw_server, wait_until)
+    new_ingest, new_sid, queue_state, rd, rd_server, run_admin, seed_standard_contact,
+    start_worker, tw, tw_server, wait_until)
 
 MASTER = "calllog-e2e"
 REDIS_PASSWORD = "sentinel-e2e-redis-pw-0123"
@@ -344,5 +344,13 @@ def test_failovers_mid_stream_lose_and_double_nothing(cluster, rd, db, key_prefi
     # Both failovers really happened under the programs, and WAIT refused while the
     # master had no replica (step 2), so events went to the spool and came back.
     assert spooled > 0 and ack_missing > 0, (spooled, ack_missing)
+    # calllog-admin doctor names the master the sentinels gave, and its replica.
+    res = run_admin(["doctor"], {**workers[0].env, "PUBLIC_BASE_URL": ingest.base_url,
+                                 "TWILIO_AUTH_TOKEN": ingest.token, "LOG_LEVEL": "error"},
+                    timeout=60)
+    report = {ln.split(None, 2)[1]: ln for ln in res.stdout.splitlines() if len(ln.split()) > 2}
+    assert f"master '{MASTER}' at 127.0.0.1:{first} (from the sentinels)" in \
+        report.get("redis.reachable", ""), res.stdout + res.stderr
+    assert "1 replica(s)" in report.get("redis.replicas", ""), res.stdout
     for w in workers:
         assert w.stop() == 0, w.log_text()[-3000:]
