@@ -25,6 +25,10 @@ Then every call must have exactly one RD note and be `delivered` in the ledger. 
 test prints `SENTINEL lost=0 doubled=0 calls=N …` and asserts both counts are 0. The
 reconciler is off: what is checked is the ingest's own durability. It is bounded: each
 wait has a timeout and the whole run takes about 40 s.
+
+Two quick tests go with it: malformed Sentinel/WAIT settings refuse the start with one
+line naming the setting, and REDIS_MIN_REPLICAS_ACK on a plain master without a replica
+spools every callback until a replica attaches, then the spool drains.
 """
 
 import json
@@ -37,7 +41,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from conftest import call_params, free_port, metric_sum, sigterm_and_wait, wait_for
+from conftest import (bin_path, call_params, clean_env, free_port, metric_sum, sigterm_and_wait,
+                      wait_for)
 from worker_env import (  # noqa: F401  (fixtures are found by name)
     CALLER, OUR_NUMBER, database_url, db, diagnostics, ingests, marker,
     new_ingest, new_sid, queue_state, rd, rd_server, run_admin, seed_standard_contact,
@@ -354,3 +359,59 @@ def test_failovers_mid_stream_lose_and_double_nothing(cluster, rd, db, key_prefi
     assert "1 replica(s)" in report.get("redis.replicas", ""), res.stdout
     for w in workers:
         assert w.stop() == 0, w.log_text()[-3000:]
+
+
+def run_ingest_once(env):
+    """Runs calllog-ingest expecting it to refuse to start; returns (rc, output)."""
+    base = {"PUBLIC_BASE_URL": "https://hooks.example.com", "TWILIO_AUTH_TOKEN": "t" * 32}
+    proc = subprocess.run([str(bin_path("calllog-ingest"))], env=clean_env({**base, **env}),
+                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, timeout=10)
+    return proc.returncode, proc.stdout.decode("utf-8", "replace")
+
+
+def test_malformed_sentinel_settings_refuse_the_start():
+    for env, name in [({"REDIS_SENTINELS": "127.0.0.1:26379"}, "REDIS_SENTINEL_MASTER"),
+                      ({"REDIS_SENTINELS": "127.0.0.1:nope", "REDIS_SENTINEL_MASTER": "m"},
+                       "REDIS_SENTINELS"),
+                      ({"REDIS_MIN_REPLICAS_ACK": "1", "REDIS_WAIT_TIMEOUT_MS": "1000"},
+                       "REDIS_WAIT_TIMEOUT_MS"),
+                      ({"REDIS_MIN_REPLICAS_ACK": "-1"}, "REDIS_MIN_REPLICAS_ACK")]:
+        rc, out = run_ingest_once(env)
+        assert rc != 0 and f"setting {name}" in out, (env, rc, out)
+        assert len(out.strip().splitlines()) == 1, out
+
+
+def test_wait_without_a_replica_spools_until_one_attaches(tmp_path, private_redis, start_ingest):
+    """REDIS_MIN_REPLICAS_ACK without Sentinel: a master with no replica cannot confirm
+    an XADD, so every callback is spooled (and answered 204) and the replay waits; once a
+    replica attaches, the spool drains and every call is on the stream."""
+    ingest = start_ingest(redis_url_=private_redis.url, env={"REDIS_MIN_REPLICAS_ACK": "1"})
+    sids = [new_sid() for _ in range(3)]
+    for sid in sids:
+        params = call_params(sid, "completed")
+        assert ingest.post_form(params).status in (200, 204)
+    ready = json.loads(ingest.get("/readyz").body)
+    assert ready["spool_depth"] == 3, ready
+    text = ingest.metrics()
+    assert metric_sum(text, "calllog_ingest_replica_ack_missing_total", path="webhook") == 1
+    assert metric_sum(text, "calllog_ingest_enqueue_seconds_count", target="spool") == 3
+    time.sleep(1)  # several replay passes: none may start without a replica
+    assert json.loads(ingest.get("/readyz").body)["spool_depth"] == 3
+    client = private_redis.client()
+    # The first XADD did land before its WAIT came back short: one copy, no more.
+    assert [f["call_sid"] for _, f in client.xrange(ingest.events_key)] == sids[:1]
+
+    port = free_port()
+    conf = NODE_CONF.replace("requirepass {password}\nmasterauth {password}\n", "")
+    replica = Daemon("redis-server", tmp_path / "replica", conf.format(
+        port=port, dir=tmp_path / "replica") + f"replicaof 127.0.0.1 {private_redis.port}\n",
+        port, None).start()
+    try:
+        wait_until(lambda: json.loads(ingest.get("/readyz").body)["spool_depth"] == 0, 20,
+                   "the spool replayed once a replica attached")
+        on_stream = [f["call_sid"] for _, f in client.xrange(ingest.events_key)]
+        assert sorted(set(on_stream)) == sorted(sids) and len(on_stream) == 4, on_stream
+        assert "too few replicas acknowledged the write" in ingest.log_text()
+    finally:
+        replica.stop()
