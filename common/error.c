@@ -47,6 +47,13 @@ calllog_code error_classify(int curl_code, long http_status)
     return CALLLOG_PERMANENT;
 }
 
+/* A failure's code: error_classify, with a 2xx that still failed counted permanent. */
+calllog_code error_classify_failure(int curl_code, long http_status)
+{
+    calllog_code code = error_classify(curl_code, http_status);
+    return code == CALLLOG_OK ? CALLLOG_PERMANENT : code;
+}
+
 /* Worth another try later. */
 int error_is_transient(calllog_code code)
 {

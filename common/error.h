@@ -49,6 +49,11 @@ void error_copy(calllog_error *dst, const calllog_error *src);
  * 4xx, ≥ 600). A 401 is permanent here: RD v2's client refreshes its token itself. */
 calllog_code error_classify(int curl_code, long http_status);
 
+/* The code of an exchange the caller has judged a failure: error_classify's, except that
+ * a 2xx (the API answered, but not as asked: no id, unreadable JSON) is
+ * CALLLOG_PERMANENT. Never CALLLOG_OK. */
+calllog_code error_classify_failure(int curl_code, long http_status);
+
 /* 1 when retrying may help: the code is CALLLOG_TRANSIENT or CALLLOG_NOMEM. */
 int error_is_transient(calllog_code code);
 

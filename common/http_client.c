@@ -434,9 +434,7 @@ void http_error_from_response(const http_response *r, const char *what, calllog_
     error_clear(err);
     err->http_status = r ? r->status : 0;
     err->retry_after_ms = r ? r->retry_after_ms : -1;
-    err->code = error_classify(0, err->http_status);
-    if (err->code == CALLLOG_OK) /* a 2xx the caller could not use */
-        err->code = CALLLOG_PERMANENT;
+    err->code = error_classify_failure(0, err->http_status);
     snprintf(err->message, sizeof err->message, "%.*s: %ld", (int)(wlen > 200 ? 200 : wlen),
              what ? what : "", err->http_status);
     if (r != NULL && r->body != NULL && r->body_len > 0) {

@@ -25,6 +25,7 @@
 #include "config.h"
 #include "demo.h"
 #include "doctor.h"
+#include "doctor_signature.h"
 #include "event.h"
 #include "keys.h"
 #include "ledger.h"

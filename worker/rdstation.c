@@ -123,11 +123,8 @@ static void copy_str(char *out, size_t outlen, const char *src)
  * asked) is permanent. */
 static calllog_code rd_failed(calllog_error *err)
 {
-    if (err->code >= 0) {
-        err->code = error_classify(err->curl_code, err->http_status);
-        if (err->code == CALLLOG_OK)
-            err->code = CALLLOG_PERMANENT;
-    }
+    if (err->code >= 0)
+        err->code = error_classify_failure(err->curl_code, err->http_status);
     return err->code;
 }
 

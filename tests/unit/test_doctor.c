@@ -6,7 +6,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "doctor.h"
+#include "doctor_report.h"
+#include "doctor_signature.h"
 #include "form.h"
 #include "signature.h"
 

@@ -34,6 +34,16 @@ Test(error_classify, table)
                      "curl %d status %ld", cases[i].curl, cases[i].status);
 }
 
+/* A 2xx the caller judged a failure is permanent; everything else as error_classify. */
+Test(error_classify, failure_is_never_ok)
+{
+    cr_assert_eq(error_classify_failure(0, 200), CALLLOG_PERMANENT);
+    cr_assert_eq(error_classify_failure(0, 201), CALLLOG_PERMANENT);
+    cr_assert_eq(error_classify_failure(0, 503), CALLLOG_TRANSIENT);
+    cr_assert_eq(error_classify_failure(7, 0), CALLLOG_TRANSIENT);
+    cr_assert_eq(error_classify_failure(0, 422), CALLLOG_PERMANENT);
+}
+
 Test(error_code, sign_says_failure)
 {
     cr_expect_eq(CALLLOG_OK, 0);
