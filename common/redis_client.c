@@ -1,4 +1,5 @@
-/* redis_client — REDIS_URL parsing and authenticated hiredis connections. */
+/* redis_client — REDIS_URL parsing and authenticated hiredis connections, found through
+ * Redis Sentinel when REDIS_SENTINELS is set (redis_sentinel.c does the asking). */
 #include "redis_client.h"
 #include "config.h"
 
@@ -27,16 +28,15 @@ static int parse_userinfo(const char *s, const char *at, redis_target *out)
     return copy_part(out->password, sizeof out->password, colon + 1, (size_t)(at - colon - 1));
 }
 
-/* Parses `host[:port]` (host may be a [v6] literal) ending at `end`. */
-static int parse_hostport(const char *s, const char *end, redis_target *out)
+int redis_hostport_parse(const char *s, const char *end, char *host, size_t hostlen, int *port)
 {
-    const char *port = NULL, *hend = end;
+    const char *pstr = NULL, *hend = end;
     if (*s == '[') {
         const char *close = memchr(s, ']', (size_t)(end - s));
         if (!close)
             return -1;
         if (close + 1 < end && close[1] == ':')
-            port = close + 2;
+            pstr = close + 2;
         else if (close + 1 != end)
             return -1;
         s++;
@@ -44,18 +44,18 @@ static int parse_hostport(const char *s, const char *end, redis_target *out)
     } else {
         const char *colon = memchr(s, ':', (size_t)(end - s));
         if (colon) {
-            port = colon + 1;
+            pstr = colon + 1;
             hend = colon;
         }
     }
-    if (hend == s || copy_part(out->host, sizeof out->host, s, (size_t)(hend - s)) != 0)
+    if (hend == s || copy_part(host, hostlen, s, (size_t)(hend - s)) != 0)
         return -1;
-    if (port) {
+    if (pstr) {
         char *pe;
-        long p = strtol(port, &pe, 10);
-        if (pe == port || pe != end || p < 1 || p > 65535)
+        long p = strtol(pstr, &pe, 10);
+        if (pe == pstr || pe != end || p < 1 || p > 65535)
             return -1;
-        out->port = (int)p;
+        *port = (int)p;
     }
     return 0;
 }
@@ -81,7 +81,7 @@ int redis_url_parse(const char *url, redis_target *out, calllog_error *err)
         }
         s = at + 1;
     }
-    if (parse_hostport(s, end, out) != 0) {
+    if (redis_hostport_parse(s, end, out->host, sizeof out->host, &out->port) != 0) {
         error_set(err, CALLLOG_INVALID, "bad host or port");
         return -1;
     }
@@ -97,7 +97,19 @@ int redis_url_parse(const char *url, redis_target *out, calllog_error *err)
     return 0;
 }
 
-int redis_reply_failed(const redisContext *c, const redisReply *r, calllog_error *err)
+/* Makes `c` unusable after a reply that says it no longer leads to the master:
+ * READONLY (a replica, e.g. a demoted master) or MASTERDOWN (a replica cut from its
+ * master). Every caller reconnects when c->err is set, and the reconnection asks the
+ * sentinels again. */
+static void redis_mark_demoted(redisContext *c, const char *msg)
+{
+    if (c && (strncmp(msg, "READONLY", 8) == 0 || strncmp(msg, "MASTERDOWN", 10) == 0)) {
+        c->err = REDIS_ERR_OTHER;
+        snprintf(c->errstr, sizeof c->errstr, "%s", msg);
+    }
+}
+
+int redis_reply_failed(redisContext *c, const redisReply *r, calllog_error *err)
 {
     if (!r) {
         if (err)
@@ -107,6 +119,7 @@ int redis_reply_failed(const redisContext *c, const redisReply *r, calllog_error
     if (r->type == REDIS_REPLY_ERROR) {
         if (err)
             error_set(err, CALLLOG_TRANSIENT, "%s", r->str);
+        redis_mark_demoted(c, r->str);
         return 1;
     }
     return 0;
@@ -161,17 +174,18 @@ static int redis_handshake(redisContext *c, const redis_target *t, calllog_error
     return 0;
 }
 
-redisContext *redis_open(const redis_target *t, int timeout_ms, calllog_error *err)
+/* Connects to `host`:`port` and authenticates and selects as `t` says. */
+static redisContext *redis_connect_to(const redis_target *t, const char *host, int port,
+                                      int timeout_ms, calllog_error *err)
 {
     struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
-    redisContext *c = redisConnectWithTimeout(t->host, t->port, tv);
+    redisContext *c = redisConnectWithTimeout(host, port, tv);
     if (!c) {
-        error_set(err, CALLLOG_TRANSIENT, "out of memory");
+        error_set(err, CALLLOG_NOMEM, "out of memory");
         return NULL;
     }
     if (c->err) {
-        error_set(err, CALLLOG_TRANSIENT, "cannot connect to %s:%d: %s", t->host, t->port,
-                  c->errstr);
+        error_set(err, CALLLOG_TRANSIENT, "cannot connect to %s:%d: %s", host, port, c->errstr);
         redisFree(c);
         return NULL;
     }
@@ -184,7 +198,62 @@ redisContext *redis_open(const redis_target *t, int timeout_ms, calllog_error *e
     return c;
 }
 
-/* Reads REDIS_URL and CALLLOG_KEY_PREFIX; see the header. */
+/* Asks the sentinels in turn and returns a connection to the first address they give
+ * that ROLE confirms as a master; NULL with the last reason in `err`. */
+static redisContext *redis_open_via_sentinels(const redis_target *t, int timeout_ms,
+                                              calllog_error *err)
+{
+    for (int i = 0; i < t->sentinels.n; i++) {
+        char host[256];
+        int port;
+        if (redis_sentinel_ask(&t->sentinels, i, timeout_ms, host, sizeof host, &port, err) != 0)
+            continue;
+        redisContext *c = redis_connect_to(t, host, port, timeout_ms, err);
+        if (c && redis_sentinel_master_replicas(c, err) >= 0)
+            return c;
+        if (c) {
+            char why[sizeof err->message];
+            snprintf(why, sizeof why, "%s", err->message);
+            error_set(err, CALLLOG_TRANSIENT, "%s:%d (from sentinel %s:%d): %s", host, port,
+                      t->sentinels.addr[i].host, t->sentinels.addr[i].port, why);
+            redisFree(c);
+        }
+    }
+    return NULL;
+}
+
+redisContext *redis_open(const redis_target *t, int timeout_ms, calllog_error *err)
+{
+    if (t->sentinels.n > 0)
+        return redis_open_via_sentinels(t, timeout_ms, err);
+    return redis_connect_to(t, t->host, t->port, timeout_ms, err);
+}
+
+/* Reads REDIS_SENTINELS, REDIS_SENTINEL_MASTER and REDIS_SENTINEL_PASSWORD. */
+static int redis_sentinel_settings_load(redis_sentinels *s, calllog_error *err)
+{
+    calllog_error why;
+    const char *list = config_str("REDIS_SENTINELS", NULL);
+    memset(s, 0, sizeof *s);
+    if (!list)
+        return 0;
+    if (redis_sentinel_parse(list, s, &why) != 0)
+        return config_fail(err, "REDIS_SENTINELS", why.message);
+    const char *master = config_str("REDIS_SENTINEL_MASTER", NULL);
+    if (!master)
+        return config_fail(err, "REDIS_SENTINEL_MASTER",
+                           "required when REDIS_SENTINELS is set (the name in sentinel.conf)");
+    const char *password = config_str("REDIS_SENTINEL_PASSWORD", "");
+    if (strlen(master) >= sizeof s->master || strpbrk(master, " \t\r\n"))
+        return config_fail(err, "REDIS_SENTINEL_MASTER", "expected a short name without spaces");
+    if (strlen(password) >= sizeof s->password)
+        return config_fail(err, "REDIS_SENTINEL_PASSWORD", "too long");
+    snprintf(s->master, sizeof s->master, "%s", master);
+    snprintf(s->password, sizeof s->password, "%s", password);
+    return 0;
+}
+
+/* Reads REDIS_URL, CALLLOG_KEY_PREFIX and the Sentinel settings; see the header. */
 int redis_settings_load(redis_target *t, calllog_keys *keys, calllog_error *err)
 {
     calllog_error why;
@@ -192,5 +261,5 @@ int redis_settings_load(redis_target *t, calllog_keys *keys, calllog_error *err)
         return config_fail(err, "REDIS_URL", why.message);
     if (keys_build(config_str("CALLLOG_KEY_PREFIX", "calllog"), keys) != 0)
         return config_fail(err, "CALLLOG_KEY_PREFIX", "expected a short name without spaces");
-    return 0;
+    return redis_sentinel_settings_load(&t->sentinels, err);
 }

@@ -2,7 +2,14 @@
  *
  * A URL is `redis://[[user]:password@]host[:port][/db]`. `redis_open` connects with
  * connect and command timeouts, sends AUTH and SELECT when needed, and hands back a
- * plain hiredis context the caller owns and frees with redisFree(). */
+ * plain hiredis context the caller owns and frees with redisFree().
+ *
+ * High availability (issue 13): when the target lists sentinels (REDIS_SENTINELS),
+ * `redis_open` ignores the URL's host and port, asks the sentinels for the current
+ * master and connects only to a server whose ROLE is master (redis_sentinel.h). A
+ * connection that later answers READONLY or MASTERDOWN (its server was demoted in a
+ * failover) gets `c->err` set by redis_reply_failed, so the callers' usual "reconnect
+ * when c->err" finds the new master. */
 #ifndef CALLLOG_REDIS_CLIENT_H
 #define CALLLOG_REDIS_CLIENT_H
 
@@ -10,6 +17,7 @@
 #include <stddef.h>
 #include "error.h"
 #include "keys.h"
+#include "redis_sentinel.h"
 
 typedef struct redis_target {
     char host[256];
@@ -17,13 +25,19 @@ typedef struct redis_target {
     char user[128];
     char password[256];
     int db;
+    redis_sentinels sentinels; /* n == 0: connect to host:port directly */
 } redis_target;
+
+/* Parses `host[:port]` between `s` and `end` (host may be a [v6] literal) into `host`
+ * (`hostlen` bytes) and, when a port is given, `*port`. Returns 0, or -1 when malformed. */
+int redis_hostport_parse(const char *s, const char *end, char *host, size_t hostlen, int *port);
 
 /* Parses `url` into `out`. Returns 0, or -1 with a reason in `err` (never the password). */
 int redis_url_parse(const char *url, redis_target *out, calllog_error *err);
 
 /* Reads the Redis settings every program shares: REDIS_URL (default
- * redis://127.0.0.1:6379/0) into `t` and CALLLOG_KEY_PREFIX (default calllog) into
+ * redis://127.0.0.1:6379/0) and REDIS_SENTINELS / REDIS_SENTINEL_MASTER /
+ * REDIS_SENTINEL_PASSWORD into `t`, and CALLLOG_KEY_PREFIX (default calllog) into
  * `keys`. Returns 0, or -1 with `err` naming the malformed setting (config_fail). */
 int redis_settings_load(redis_target *t, calllog_keys *keys, calllog_error *err);
 
@@ -31,8 +45,9 @@ int redis_settings_load(redis_target *t, calllog_keys *keys, calllog_error *err)
  * every later command. Returns a context the caller owns, or NULL with `err` filled. */
 redisContext *redis_open(const redis_target *t, int timeout_ms, calllog_error *err);
 
-/* 1 when a reply is an error or missing; copies the reason into `err` when given. */
-int redis_reply_failed(const redisContext *c, const redisReply *r, calllog_error *err);
+/* 1 when a reply is an error or missing; copies the reason into `err` when given. A
+ * READONLY or MASTERDOWN error also sets c->err (the connection is to be replaced). */
+int redis_reply_failed(redisContext *c, const redisReply *r, calllog_error *err);
 
 /* Runs `script` (EVAL) with `nkeys` keys and `argc` arguments `args` (the keys first).
  * Returns the reply (caller frees with freeReplyObject), or NULL with `err` filled when

@@ -6,7 +6,8 @@
 # machine. It asks apt only when something is missing, so a warm machine pays nothing.
 # docker-compose (v1, no engine needed) is there so the tests can run `docker-compose
 # config` on docker-compose.yml; --no-install-recommends keeps the Docker engine out.
-# stunnel4 carries the Redis TLS tests (tests/e2e/test_redis_tls.py); node and npm run the
+# stunnel4 carries the Redis TLS tests (tests/e2e/test_redis_tls.py), redis-sentinel the
+# failover test (tests/e2e/test_redis_sentinel.py); node and npm run the
 # Kubernetes manifest validator (deploy/k8s/tools/validate.sh), and come from Debian
 # (nodejs, npm) only when no node/npm is installed already (e.g. NodeSource's nodejs,
 # which bundles npm and conflicts with Debian's npm package).
@@ -17,7 +18,7 @@ PACKAGES=(
     build-essential cmake pkg-config clang libclang-rt-14-dev
     libcivetweb-dev libhiredis-dev libjansson-dev libcriterion-dev
     libcurl4-openssl-dev libssl-dev libpq-dev
-    redis-server redis-tools postgresql postgresql-client pgbouncer
+    redis-server redis-tools redis-sentinel postgresql postgresql-client pgbouncer
     python3 python3-pytest python3-redis python3-psycopg2 python3-yaml
     valgrind curl
     docker-compose nginx-light stunnel4

@@ -1,4 +1,10 @@
-/* enqueue — XADD to the events stream with a durable spool fallback (see enqueue.h). */
+/* enqueue — XADD to the events stream with a durable spool fallback (see enqueue.h).
+ *
+ * With REDIS_MIN_REPLICAS_ACK=n an XADD counts only once `WAIT n` says n replicas have
+ * it (issue 13): Redis replicates asynchronously, so a failover can lose writes the old
+ * master acknowledged. An event the replicas did not confirm goes to the spool as well;
+ * if the XADD did survive, the stream holds it twice and the worker's claim absorbs
+ * the second copy. */
 #include "enqueue.h"
 
 #include <errno.h>
@@ -9,6 +15,7 @@
 #include <time.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "spool.h"
 
 #define REPLAY_INTERVAL_MS 250
@@ -23,6 +30,7 @@ struct enqueuer {
     int stopping;
     int redis_down; /* logged once per outage, not once per attempt */
     pthread_t replayer;
+    metric *ack_missing; /* WAITs that came back short, by path */
 };
 
 /* Takes an idle connection (possibly NULL: connect first) from the pool. */
@@ -96,15 +104,67 @@ static int read_xadd_reply(redisContext *c)
     return 0;
 }
 
-/* XADDs one entry on a pooled connection. Returns 0 on success. */
+/* Queues `WAIT n timeout` behind pipelined XADDs (only when REDIS_MIN_REPLICAS_ACK > 0). */
+static int append_wait(enqueuer *q, redisContext *c)
+{
+    return redisAppendCommand(c, "WAIT %ld %ld", q->settings->min_replicas_ack,
+                              q->settings->wait_timeout_ms) == REDIS_OK
+               ? 0
+               : -1;
+}
+
+/* Reads the WAIT reply. Returns 0 when enough replicas acknowledged. A shortfall is
+ * logged and counted under `path`; a NULL `path` only consumes the reply (the XADDs
+ * before it failed already, and said so). */
+static int read_wait_reply(enqueuer *q, redisContext *c, const char *path)
+{
+    redisReply *r = NULL;
+    calllog_error err = {0};
+    long long acked = -1;
+    if (redisGetReply(c, (void **)&r) == REDIS_OK && !redis_reply_failed(c, r, &err) &&
+        r->type == REDIS_REPLY_INTEGER)
+        acked = r->integer;
+    if (r)
+        freeReplyObject(r);
+    if (acked >= q->settings->min_replicas_ack)
+        return 0;
+    if (path) {
+        metric_add(q->ack_missing, path, 1);
+        log_warn("too few replicas acknowledged the write, not counted as durable",
+                 LF_I("acked", acked), LF_I("wanted", q->settings->min_replicas_ack),
+                 LF_S("error", c->err ? c->errstr : err.message));
+    }
+    return -1;
+}
+
+/* XADDs one entry on a pooled connection (then WAITs, when asked). Returns 0 when the
+ * entry is on the stream and, with REDIS_MIN_REPLICAS_ACK, on enough replicas. */
 static int stream_add(enqueuer *q, const stream_entry *e)
 {
     redisContext *c = pool_get(q);
     if (!c)
         return -1;
-    int rc = append_xadd(q, c, e) == 0 ? read_xadd_reply(c) : -1;
+    int waits = q->settings->min_replicas_ack > 0;
+    int rc = append_xadd(q, c, e) == 0 && (!waits || append_wait(q, c) == 0) ? 0 : -1;
+    if (rc == 0) {
+        rc = read_xadd_reply(c);
+        if (waits && read_wait_reply(q, c, rc == 0 ? "path=\"webhook\"" : NULL) != 0)
+            rc = -1;
+    }
     pool_give(q, c);
     return rc;
+}
+
+/* 0 when a replay may start on `c`: no WAIT is asked for, or the master has at least
+ * REDIS_MIN_REPLICAS_ACK replicas attached (else every pass would XADD the batch, wait
+ * in vain and send it again next time). A ROLE that cannot be read does not stop it. */
+static int replay_may_start(enqueuer *q, redisContext *c)
+{
+    if (q->settings->min_replicas_ack <= 0)
+        return 0;
+    calllog_error err;
+    int n = redis_sentinel_master_replicas(c, &err);
+    return n >= 0 && n < q->settings->min_replicas_ack ? -1 : 0;
 }
 
 /* Appends an entry to the spool. Returns 0 when it is durable. */
@@ -126,14 +186,30 @@ enqueue_result enqueue_put(enqueuer *q, const stream_entry *e)
     return spool_put(q, e) == 0 ? ENQUEUE_SPOOL : ENQUEUE_FAILED;
 }
 
-/* spool_sink: pipelines XADDs for a batch of records; returns how many were added. */
+/* Reads the replies of `sent` pipelined XADDs; returns how many in a row succeeded. All
+ * are read while the connection lasts, so none is left for the connection's next user. */
+static size_t read_xadd_replies(redisContext *c, size_t sent)
+{
+    size_t added = 0;
+    for (size_t i = 0; i < sent && !c->err; i++)
+        if (read_xadd_reply(c) == 0 && added == i)
+            added++;
+    return added;
+}
+
+/* spool_sink: pipelines XADDs (and a WAIT) for a batch of records; returns how many
+ * were added (none when the replicas did not acknowledge them). */
 static size_t replay_batch(void *arg, char *const *records, size_t n)
 {
     enqueuer *q = arg;
     redisContext *c = pool_get(q);
     if (!c)
         return 0;
-    size_t sent = 0, added = 0;
+    if (replay_may_start(q, c) != 0) {
+        pool_give(q, c);
+        return 0;
+    }
+    size_t sent = 0;
     for (; sent < n; sent++) {
         stream_entry e;
         int ok = stream_entry_from_json(records[sent], strlen(records[sent]), &e) == 0 &&
@@ -144,8 +220,11 @@ static size_t replay_batch(void *arg, char *const *records, size_t n)
         if (!ok)
             break;
     }
-    while (added < sent && read_xadd_reply(c) == 0)
-        added++;
+    int waits = q->settings->min_replicas_ack > 0 && sent > 0;
+    int wait_queued = waits && append_wait(q, c) == 0;
+    size_t added = read_xadd_replies(c, sent);
+    if (waits && (!wait_queued || read_wait_reply(q, c, added > 0 ? "path=\"replay\"" : NULL)))
+        added = 0; /* sent again later: the claim absorbs copies that did survive */
     pool_give(q, c);
     return added;
 }
@@ -184,6 +263,11 @@ enqueuer *enqueue_open(const ingest_settings *s, calllog_error *err)
         return NULL;
     }
     q->settings = s;
+    q->ack_missing =
+        metrics_register(METRIC_COUNTER, "calllog_ingest_replica_ack_missing_total",
+                         "XADDs that fewer than REDIS_MIN_REPLICAS_ACK replicas acknowledged "
+                         "(the event went to the spool), by path.",
+                         NULL, 0);
     q->cap = (size_t)s->threads + 1;
     q->free_conns = calloc(q->cap, sizeof *q->free_conns);
     pthread_mutex_init(&q->lock, NULL);

@@ -25,12 +25,18 @@ static int load_public_base_url(ingest_settings *s, calllog_error *err)
     return 0;
 }
 
-/* Redis (the shared loader) and this program's Redis timeout. */
+/* Redis (the shared loader), this program's Redis timeout and the replica WAIT. The
+ * WAIT must end before the command timeout, or hiredis would drop the connection. */
 static int load_redis(ingest_settings *s, calllog_error *err)
 {
-    if (redis_settings_load(&s->redis, &s->keys, err) != 0)
+    if (redis_settings_load(&s->redis, &s->keys, err) != 0 ||
+        config_long("INGEST_REDIS_TIMEOUT_MS", 1000, 10, 60000, &s->redis_timeout_ms, err) ||
+        config_long("REDIS_MIN_REPLICAS_ACK", 0, 0, 16, &s->min_replicas_ack, err) ||
+        config_long("REDIS_WAIT_TIMEOUT_MS", 500, 1, 60000, &s->wait_timeout_ms, err))
         return -1;
-    return config_long("INGEST_REDIS_TIMEOUT_MS", 1000, 10, 60000, &s->redis_timeout_ms, err);
+    if (s->min_replicas_ack > 0 && s->wait_timeout_ms >= s->redis_timeout_ms)
+        return config_fail(err, "REDIS_WAIT_TIMEOUT_MS", "must be below INGEST_REDIS_TIMEOUT_MS");
+    return 0;
 }
 
 static int load_tokens(ingest_settings *s, calllog_error *err)

@@ -27,6 +27,8 @@ typedef struct ingest_settings {
     long request_timeout_ms; /* a whole request: headers, then the body */
     long max_per_address;    /* requests at once from one remote address; 0 = no cap */
     long redis_timeout_ms;
+    long min_replicas_ack; /* REDIS_MIN_REPLICAS_ACK: WAIT for this many replicas, 0 = no WAIT */
+    long wait_timeout_ms;  /* REDIS_WAIT_TIMEOUT_MS: how long WAIT may block */
     long drain_timeout_ms;
 } ingest_settings;
 

@@ -187,6 +187,23 @@ static void check_redis_group(doctor *d)
                       KEYS_GROUP, events, len);
 }
 
+/* With Sentinel: where the sentinels said the master is, and how many replicas it has
+ * (a failover needs one; REDIS_MIN_REPLICAS_ACK on the ingest needs as many). */
+static void report_sentinel_master(doctor *d)
+{
+    calllog_error err;
+    int replicas = redis_sentinel_master_replicas(d->redis, &err);
+    doctor_report_add(d->report, "redis.reachable", DOCTOR_OK, NULL,
+                      "master '%s' at %s:%d (from the sentinels) db %d",
+                      d->s.redis.sentinels.master, d->redis->tcp.host ? d->redis->tcp.host : "?",
+                      d->redis->tcp.port, d->s.redis.db);
+    doctor_report_add(d->report, "redis.replicas", replicas > 0 ? DOCTOR_OK : DOCTOR_WARN,
+                      replicas > 0 ? NULL
+                                   : "attach a replica (replicaof): Sentinel has nothing to "
+                                     "promote, and the ingest's REDIS_MIN_REPLICAS_ACK spools",
+                      "%d replica(s) attached to the master", replicas < 0 ? 0 : replicas);
+}
+
 /* Connects and runs the Redis checks; d->redis stays NULL when Redis is unreachable. */
 static void check_redis(doctor *d)
 {
@@ -198,8 +215,11 @@ static void check_redis(doctor *d)
                           err.message);
         return;
     }
-    doctor_report_add(d->report, "redis.reachable", DOCTOR_OK, NULL, "%s:%d db %d", d->s.redis.host,
-                      d->s.redis.port, d->s.redis.db);
+    if (d->s.redis.sentinels.n > 0)
+        report_sentinel_master(d);
+    else
+        doctor_report_add(d->report, "redis.reachable", DOCTOR_OK, NULL, "%s:%d db %d",
+                          d->s.redis.host, d->s.redis.port, d->s.redis.db);
     check_redis_aof(d);
     check_redis_eviction(d);
     check_redis_group(d);
