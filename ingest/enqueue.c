@@ -4,7 +4,15 @@
  * it (issue 13): Redis replicates asynchronously, so a failover can lose writes the old
  * master acknowledged. An event the replicas did not confirm goes to the spool as well;
  * if the XADD did survive, the stream holds it twice and the worker's claim absorbs
- * the second copy. */
+ * the second copy.
+ *
+ * Group commit (issue 11): request threads do not each pay a Redis round trip. Each
+ * queues its entry; whichever thread finds no batch in flight becomes the leader, takes
+ * everything queued (up to BATCH_MAX), pipelines the XADDs (and one WAIT) on one
+ * connection, reads the replies, and wakes the others with their own results. The
+ * requests that arrive during that round trip form the next batch, so the batch grows
+ * with the load and an idle ingest still answers after one round trip. Every request
+ * still waits for its own entry's reply before it is answered. */
 #include "enqueue.h"
 
 #include <errno.h>
@@ -19,18 +27,31 @@
 #include "spool.h"
 
 #define REPLAY_INTERVAL_MS 250
+#define BATCH_MAX 64 /* entries per pipelined round trip */
+
+/* One request's entry waiting for, or inside, a batch. */
+typedef struct pending_add {
+    const stream_entry *e;
+    int rc;   /* written by the leader: 0 when on the stream (and replicas) */
+    int done; /* under the lock: the leader has set rc */
+    struct pending_add *next;
+} pending_add;
 
 struct enqueuer {
     const ingest_settings *settings;
     spool *spool;
-    pthread_mutex_t lock; /* guards the pool and `stopping` */
+    pthread_mutex_t lock; /* guards the pool, `stopping` and the group-commit queue */
     pthread_cond_t wake;
     redisContext **free_conns; /* idle connections, NULL slots mean "not connected" */
     size_t nfree, cap;
     int stopping;
     int redis_down; /* logged once per outage, not once per attempt */
     pthread_t replayer;
+    pending_add *queued, **queued_tail; /* under `lock`: waiting for the next batch */
+    int leading;                        /* under `lock`: a batch is in flight */
+    pthread_cond_t batch_done;
     metric *ack_missing; /* WAITs that came back short, by path */
+    metric *batch_size;  /* entries per round trip */
 };
 
 /* Takes an idle connection (possibly NULL: connect first) from the pool. */
@@ -137,22 +158,75 @@ static int read_wait_reply(enqueuer *q, redisContext *c, const char *path)
     return -1;
 }
 
-/* XADDs one entry on a pooled connection (then WAITs, when asked). Returns 0 when the
- * entry is on the stream and, with REDIS_MIN_REPLICAS_ACK, on enough replicas. */
-static int stream_add(enqueuer *q, const stream_entry *e)
+/* XADDs the entries of `batch` in one pipeline on a pooled connection (then one WAIT,
+ * when asked) and sets each one's rc: 0 when on the stream and, with
+ * REDIS_MIN_REPLICAS_ACK, on enough replicas. */
+static void commit_batch(enqueuer *q, pending_add *batch)
 {
+    size_t n = 0;
+    for (pending_add *p = batch; p; p = p->next, n++)
+        p->rc = -1;
+    metric_observe(q->batch_size, NULL, (double)n);
     redisContext *c = pool_get(q);
     if (!c)
-        return -1;
-    int waits = q->settings->min_replicas_ack > 0;
-    int rc = append_xadd(q, c, e) == 0 && (!waits || append_wait(q, c) == 0) ? 0 : -1;
-    if (rc == 0) {
-        rc = read_xadd_reply(c);
-        if (waits && read_wait_reply(q, c, rc == 0 ? "path=\"webhook\"" : NULL) != 0)
-            rc = -1;
+        return;
+    int waits = q->settings->min_replicas_ack > 0, appended = 1;
+    for (pending_add *p = batch; p && appended; p = p->next)
+        appended = append_xadd(q, c, p->e) == 0;
+    if (!appended || (waits && append_wait(q, c) != 0)) {
+        redisFree(c); /* a half-queued pipeline: never reuse it */
+        return;
+    }
+    size_t added = 0;
+    for (pending_add *p = batch; p; p = p->next)
+        added += (p->rc = read_xadd_reply(c)) == 0;
+    if (waits && read_wait_reply(q, c, added > 0 ? "path=\"webhook\"" : NULL) != 0) {
+        for (pending_add *p = batch; p; p = p->next)
+            p->rc = -1;
     }
     pool_give(q, c);
-    return rc;
+}
+
+/* Takes up to BATCH_MAX queued entries (under the lock). */
+static pending_add *take_batch(enqueuer *q)
+{
+    pending_add *batch = q->queued, **end = &q->queued;
+    for (size_t n = 0; *end && n < BATCH_MAX; n++)
+        end = &(*end)->next;
+    q->queued = *end;
+    if (!q->queued)
+        q->queued_tail = &q->queued;
+    *end = NULL;
+    return batch;
+}
+
+/* Makes `e` durable on the stream through the group commit; see the top comment.
+ * Returns 0 when it is on the stream (and replicas), -1 otherwise. */
+static int stream_add(enqueuer *q, const stream_entry *e)
+{
+    pending_add me = {.e = e, .rc = -1};
+    pthread_mutex_lock(&q->lock);
+    *q->queued_tail = &me;
+    q->queued_tail = &me.next;
+    while (!me.done) {
+        if (q->leading) {
+            pthread_cond_wait(&q->batch_done, &q->lock);
+            continue;
+        }
+        q->leading = 1;
+        pending_add *batch = take_batch(q);
+        pthread_mutex_unlock(&q->lock);
+        commit_batch(q, batch);
+        pthread_mutex_lock(&q->lock);
+        for (pending_add *p = batch, *next; p; p = next) {
+            next = p->next;
+            p->done = 1;
+        }
+        q->leading = 0;
+        pthread_cond_broadcast(&q->batch_done);
+    }
+    pthread_mutex_unlock(&q->lock);
+    return me.rc;
 }
 
 /* 0 when a replay may start on `c`: no WAIT is asked for, or the master has at least
@@ -257,6 +331,7 @@ static void *replay_loop(void *arg)
 
 enqueuer *enqueue_open(const ingest_settings *s, calllog_error *err)
 {
+    static const double batch_buckets[] = {1, 2, 4, 8, 16, 32, 64};
     enqueuer *q = calloc(1, sizeof *q);
     if (!q) {
         error_set(err, CALLLOG_TRANSIENT, "out of memory");
@@ -268,10 +343,15 @@ enqueuer *enqueue_open(const ingest_settings *s, calllog_error *err)
                          "XADDs that fewer than REDIS_MIN_REPLICAS_ACK replicas acknowledged "
                          "(the event went to the spool), by path.",
                          NULL, 0);
+    q->batch_size = metrics_register(METRIC_HISTOGRAM, "calllog_ingest_enqueue_batch_entries",
+                                     "Events per pipelined XADD round trip (group commit).",
+                                     batch_buckets, sizeof batch_buckets / sizeof *batch_buckets);
+    q->queued_tail = &q->queued;
     q->cap = (size_t)s->threads + 1;
     q->free_conns = calloc(q->cap, sizeof *q->free_conns);
     pthread_mutex_init(&q->lock, NULL);
     pthread_cond_init(&q->wake, NULL);
+    pthread_cond_init(&q->batch_done, NULL);
     q->spool = q->free_conns ? spool_open(s->spool_dir, s->spool_max_bytes, err) : NULL;
     if (!q->spool || pthread_create(&q->replayer, NULL, replay_loop, q) != 0) {
         if (q->spool)
@@ -322,6 +402,7 @@ void enqueue_close(enqueuer *q)
         redisFree(q->free_conns[i]);
     spool_close(q->spool);
     pthread_cond_destroy(&q->wake);
+    pthread_cond_destroy(&q->batch_done);
     pthread_mutex_destroy(&q->lock);
     free(q->free_conns);
     free(q);
