@@ -121,19 +121,21 @@ static outcome bury(job *j, const char *reason, const char *error, long http_sta
     return OUTCOME_DEAD;
 }
 
-/* Records retry_wait and moves the entry to the retry set, due in `delay` ms. */
+/* Records retry_wait and moves the entry to the retry set, due in `delay` ms. When either
+ * step fails, `why` is the failing step's message and the entry stays pending. */
 static outcome reschedule(job *j, long delay, const calllog_error *ae)
 {
     worker_links *w = j->w;
     calllog_error err;
+    const char *why = NULL;
     if (ledger_mark_retry(w->ledger, j->e->call_sid, w->owner, delay, ae->message,
                           ae->http_status) < 0)
-        error_copy(&err, ledger_error(w->ledger));
-    else if (queue_reschedule(w->redis, &w->settings->keys, j->e, delay, &err) == 0)
-        err.code = CALLLOG_OK;
-    if (err.code != CALLLOG_OK) {
+        why = ledger_error(w->ledger)->message;
+    else if (queue_reschedule(w->redis, &w->settings->keys, j->e, delay, &err) != 0)
+        why = err.message;
+    if (why) {
         log_error("cannot reschedule, entry stays pending", LF_S("call_sid", j->e->call_sid),
-                  LF_S("error", err.message));
+                  LF_S("error", why));
         return OUTCOME_DEFERRED;
     }
     metric_add(pm.retries, NULL, 1);
