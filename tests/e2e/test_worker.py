@@ -677,6 +677,35 @@ def test_sigterm_drains_and_the_call_is_still_delivered_once(rd, db, rdb, key_pr
     assert len(notes) == 1 and notes[0]["deal_id"] == deal
 
 
+def test_sigterm_still_sends_the_queued_alerts(rd, db, rdb, key_prefix, new_ingest,
+                                              start_worker):
+    """Alerts are posted by a thread of their own, off the consumers; SIGTERM still sends
+    what is queued for it (here a dead letter's alert to a slow webhook) before the worker
+    exits."""
+    seed_standard_contact(rd)
+    rd.fault(method="POST", path=V1_POST, status=422, count=1)  # permanent: a dead letter
+    rd.fault(path=r"^/services/", delay_ms=1000, status=200, body="ok", count=-1)  # slow hook
+    hook = f"{rd.url}/services/T000/B000/E2EWEBHOOKSECRETPATH0123"
+    ingest = new_ingest()
+    worker = start_worker("v1", name="alertdrain", env={"ALERT_WEBHOOK_URL": hook})
+    diag = diagnostics(rd, db, rdb, key_prefix, [worker])
+    sid = new_sid()
+    send_call(ingest, sid)
+    wait_until(lambda: len(stream_entries(rdb, f"{key_prefix}:dead")) == 1, 30,
+               "a dead letter", diag)
+    worker.proc.send_signal(signal.SIGTERM)
+    try:
+        rc = worker.proc.wait(20)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the worker did not drain within 20 s:\n" + worker.log_text()[-3000:])
+    assert rc == 0, worker.log_text()[-3000:]
+    posts = rd.requests(method="POST", path=r"^/services/")
+    assert len(posts) == 1, posts
+    assert sid in posts[0]["body"]["text"], posts[0]
+    assert not [r for r in worker.log_records()
+                if r.get("msg") in ("alert not sent", "alert dropped")], worker.log_text()[-3000:]
+
+
 # ---------------------------------------------------------------------------------------
 # 10. Answers RD sends that cannot be read; secrets; plain-text transports.
 
