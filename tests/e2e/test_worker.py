@@ -645,6 +645,16 @@ def test_worker_refuses_to_start_without_schema(rd, tw, db, database_url, redis_
     assert "calllog" in out
 
 
+def sigterm_and_wait(worker):
+    """Sends SIGTERM and expects the worker to drain and exit 0 within 20 s."""
+    worker.proc.send_signal(signal.SIGTERM)
+    try:
+        rc = worker.proc.wait(20)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the worker did not drain within 20 s:\n" + worker.log_text()[-3000:])
+    assert rc == 0, worker.log_text()[-3000:]
+
+
 def test_sigterm_drains_and_the_call_is_still_delivered_once(rd, db, rdb, key_prefix,
                                                              new_ingest, start_worker):
     deal, _ = seed_standard_contact(rd)
@@ -656,12 +666,7 @@ def test_sigterm_drains_and_the_call_is_still_delivered_once(rd, db, rdb, key_pr
     send_call(ingest, sid)
     wait_until(lambda: (db.row(sid) or {}).get("rd_post_started_at"), 30,
                "A posting to RD", diag, interval=0.02)
-    a.proc.send_signal(signal.SIGTERM)
-    try:
-        rc = a.proc.wait(20)
-    except subprocess.TimeoutExpired:
-        pytest.fail("the worker did not drain within 20 s:\n" + a.log_text()[-3000:])
-    assert rc == 0, a.log_text()[-3000:]
+    sigterm_and_wait(a)
     assert any(r.get("msg") == "stopped" for r in a.log_records())
     # Finished or handed back: nothing lost in either case.
     state = db.row(sid)["state"]
@@ -693,12 +698,7 @@ def test_sigterm_still_sends_the_queued_alerts(rd, db, rdb, key_prefix, new_inge
     send_call(ingest, sid)
     wait_until(lambda: len(stream_entries(rdb, f"{key_prefix}:dead")) == 1, 30,
                "a dead letter", diag)
-    worker.proc.send_signal(signal.SIGTERM)
-    try:
-        rc = worker.proc.wait(20)
-    except subprocess.TimeoutExpired:
-        pytest.fail("the worker did not drain within 20 s:\n" + worker.log_text()[-3000:])
-    assert rc == 0, worker.log_text()[-3000:]
+    sigterm_and_wait(worker)
     posts = rd.requests(method="POST", path=r"^/services/")
     assert len(posts) == 1, posts
     assert sid in posts[0]["body"]["text"], posts[0]
