@@ -24,6 +24,7 @@ typedef struct consumer_thread {
     pthread_t tid;
     worker_links links;
     ratelimit_policy limit;
+    int prepaid; /* 1: the RD client's next request is paid for (prepay_rd_budget) */
 } consumer_thread;
 
 struct consumers {
@@ -44,15 +45,33 @@ static void backoff_sleep(long *backoff)
     *backoff = *backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : *backoff * 2;
 }
 
-/* rd_acquire_fn: the shared RD Station limiter, on this thread's Redis connection. */
+/* rd_acquire_fn: the shared RD Station limiter, on this thread's Redis connection; a
+ * request the processor paid for ahead (prepay_rd_budget) uses that instead. */
 static int acquire_rd_budget(void *arg)
 {
     consumer_thread *t = arg;
-    if (t->links.budget_prepaid) { /* paid by the processor just before renewing the lease */
-        t->links.budget_prepaid = 0;
+    if (t->prepaid) {
+        t->prepaid = 0;
         return 0;
     }
     return ratelimit_acquire(t->links.redis, &t->limit);
+}
+
+/* rd_budget.prepay: waits for one request's budget now and keeps it for the next one. */
+static int prepay_rd_budget(void *arg)
+{
+    consumer_thread *t = arg;
+    if (!t->prepaid && ratelimit_acquire(t->links.redis, &t->limit) != 0)
+        return -1;
+    t->prepaid = 1;
+    return 0;
+}
+
+/* rd_budget.forfeit: drops a budget paid ahead that no request used. */
+static void forfeit_rd_budget(void *arg)
+{
+    consumer_thread *t = arg;
+    t->prepaid = 0;
 }
 
 /* (Re)connects Redis; the RD client follows the new connection. */
@@ -219,8 +238,7 @@ consumers *consumers_start(const worker_settings *s, const note_template *tpl)
         t->links.settings = s;
         t->links.tpl = tpl;
         snprintf(t->links.owner, sizeof t->links.owner, "%s/%d", s->consumer, i);
-        t->links.acquire_budget = acquire_rd_budget;
-        t->links.acquire_arg = t;
+        t->links.budget = (rd_budget){prepay_rd_budget, forfeit_rd_budget, t};
         t->limit = (ratelimit_policy){s->keys.ratelimit, s->rate_per_minute, s->rate_burst};
         if (pthread_create(&t->tid, NULL, consumer_main, t) != 0)
             break;

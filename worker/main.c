@@ -3,7 +3,8 @@
  * Start-up checks everything it depends on and refuses with one clear line: settings,
  * the note template and time zone, Redis (and the consumer group), Postgres (and the
  * migrated schema). Then it runs the consumer and promoter threads (consumer.h) and
- * serves /metrics until SIGTERM/SIGINT, when it drains within WORKER_DRAIN_TIMEOUT_MS. */
+ * serves /metrics until SIGTERM/SIGINT, when it drains within WORKER_DRAIN_TIMEOUT_MS:
+ * consumers and reconciler first, then the alerts still queued (alert.h). */
 #include <curl/curl.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -23,6 +24,11 @@
 #include "settings.h"
 #include "shutdown.h"
 #include "timing.h"
+
+/* At shutdown, queued alerts get what is left of WORKER_DRAIN_TIMEOUT_MS, at most this
+ * long, and less a margin so the watchdog does not fire while they are posted. */
+#define ALERT_DRAIN_MAX_MS 5000
+#define ALERT_DRAIN_MARGIN_MS 500
 
 static const char usage[] =
     "calllog-worker [--env-file FILE]\n"
@@ -121,13 +127,29 @@ static int check_dependencies(const worker_settings *s, calllog_error *err)
     return rc;
 }
 
+/* What is left of the drain budget for the alerts still queued, once the consumers and the
+ * reconciler are joined: the shutdown watchdog ends the process when the budget runs out. */
+static long alert_drain_budget(const worker_settings *s, long long stop_started_ms)
+{
+    long long left =
+        s->drain_timeout_ms - (timing_mono_ms() - stop_started_ms) - ALERT_DRAIN_MARGIN_MS;
+    if (left > ALERT_DRAIN_MAX_MS)
+        return ALERT_DRAIN_MAX_MS;
+    return left > 0 ? (long)left : 0;
+}
+
 static int run(const worker_settings *s, note_template *tpl)
 {
     shutdown_block_signals();
     calllog_error err;
+    if (alert_start(s, &err) != CALLLOG_OK) {
+        log_error("cannot start", LF_S("error", err.message));
+        return 1;
+    }
     metrics_server *ms = metrics_server_start(s->metrics_host, s->metrics_port, &err);
     if (!ms) {
         log_error("cannot start", LF_S("error", err.message));
+        alert_stop(0);
         return 1;
     }
     consumers *g = consumers_start(s, tpl);
@@ -139,6 +161,7 @@ static int run(const worker_settings *s, note_template *tpl)
         shutdown_request();
         reconciler_stop(rec);
         consumers_join(g);
+        alert_stop(0);
         metrics_server_stop(ms);
         return 1;
     }
@@ -152,8 +175,10 @@ static int run(const worker_settings *s, note_template *tpl)
              LF_I("rate_per_minute", s->rate_per_minute), LF_I("lease_ms", s->lease_ms),
              LF_I("reconcile_interval_ms", s->reconcile_interval_ms));
     shutdown_wait(s->drain_timeout_ms);
+    long long stop_started = timing_mono_ms();
     reconciler_stop(rec);
     consumers_join(g);
+    alert_stop(alert_drain_budget(s, stop_started)); /* after every thread that alerts */
     metrics_server_stop(ms);
     log_info("stopped", LF_END);
     return 0;
@@ -187,7 +212,6 @@ int main(int argc, char **argv)
         cli_fail("calllog-worker", cerr.message);
         rc = status == -1 ? 2 : 1;
     } else {
-        alert_init(&s);
         rc = run(&s, tpl);
     }
     note_template_free(tpl);

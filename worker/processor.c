@@ -121,19 +121,21 @@ static outcome bury(job *j, const char *reason, const char *error, long http_sta
     return OUTCOME_DEAD;
 }
 
-/* Records retry_wait and moves the entry to the retry set, due in `delay` ms. */
+/* Records retry_wait and moves the entry to the retry set, due in `delay` ms. When either
+ * step fails, `why` is the failing step's message and the entry stays pending. */
 static outcome reschedule(job *j, long delay, const calllog_error *ae)
 {
     worker_links *w = j->w;
     calllog_error err;
+    const char *why = NULL;
     if (ledger_mark_retry(w->ledger, j->e->call_sid, w->owner, delay, ae->message,
                           ae->http_status) < 0)
-        error_copy(&err, ledger_error(w->ledger));
-    else if (queue_reschedule(w->redis, &w->settings->keys, j->e, delay, &err) == 0)
-        err.code = CALLLOG_OK;
-    if (err.code != CALLLOG_OK) {
+        why = ledger_error(w->ledger)->message;
+    else if (queue_reschedule(w->redis, &w->settings->keys, j->e, delay, &err) != 0)
+        why = err.message;
+    if (why) {
         log_error("cannot reschedule, entry stays pending", LF_S("call_sid", j->e->call_sid),
-                  LF_S("error", err.message));
+                  LF_S("error", why));
         return OUTCOME_DEFERRED;
     }
     metric_add(pm.retries, NULL, 1);
@@ -377,15 +379,14 @@ static outcome post_once(job *j, const char *text, const call_facts *f)
     const worker_settings *s = w->settings;
     calllog_error ae;
     char note_id[64] = "", task_id[64] = "";
-    if (w->acquire_budget(w->acquire_arg) != 0) {
+    if (w->budget.prepay(w->budget.arg) != 0) {
         error_set(&ae, CALLLOG_TRANSIENT, "rate limiter: stopping or unavailable");
         ae.curl_code = -1;
         return api_failed(j, &ae);
     }
-    w->budget_prepaid = 1;
     int rc = ledger_mark_posting(w->ledger, j->e->call_sid, w->owner, j->deal.deal_id, s->lease_ms);
     if (rc != 0) { /* lease lost (another worker owns the call now) or database down */
-        w->budget_prepaid = 0;
+        w->budget.forfeit(w->budget.arg);
         return rc > 0 ? finish(j, OUTCOME_DUPLICATE) : OUTCOME_DEFERRED;
     }
     if (post(j, text, f, note_id, task_id, &ae) == CALLLOG_OK)
@@ -554,7 +555,7 @@ outcome processor_handle(worker_links *w, const stream_entry *e)
         o = claim_and_deliver(&j);
     if (o == OUTCOME_DEFERRED)
         defer(&j);
-    w->budget_prepaid = 0;
+    w->budget.forfeit(w->budget.arg); /* a POST that failed before its request leaves it */
     json_decref(j.ev);
     count(e, o, t0);
     return o;

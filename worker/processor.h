@@ -21,6 +21,19 @@
 #include "settings.h"
 #include "twilio_rest.h"
 
+/* One consumer thread's share of the RD rate limit, which the consumer keeps. The RD
+ * client pays for each of its requests through the rd_acquire_fn the consumer gave it.
+ * The processor pays ahead for its POST, before renewing the lease, so that no wait for
+ * budget stretches between the renewal and the POST: `prepay` waits for one request's
+ * budget and keeps it for the RD client's next request, which then does not wait (returns
+ * 0, or -1 when stopping or the limiter is unavailable: nothing kept); `forfeit` drops a
+ * kept budget that no request used (the lease was lost, or the entry is done). */
+typedef struct rd_budget {
+    int (*prepay)(void *arg);
+    void (*forfeit)(void *arg);
+    void *arg;
+} rd_budget;
+
 /* One worker thread's connections and identity. */
 typedef struct worker_links {
     const worker_settings *settings;
@@ -28,11 +41,9 @@ typedef struct worker_links {
     redisContext *redis;
     ledger *ledger;
     rd_client *rd;
-    twilio_client *twilio;        /* NULL when enrichment is off */
-    char owner[192];              /* lease owner: consumer name + thread number */
-    rd_acquire_fn acquire_budget; /* the shared RD limiter (waits; 0 when granted) */
-    void *acquire_arg;
-    int budget_prepaid; /* 1: the next RD request was paid for before the lease renewal */
+    twilio_client *twilio; /* NULL when enrichment is off */
+    char owner[192];       /* lease owner: consumer name + thread number */
+    rd_budget budget;      /* the shared RD limiter, paid ahead by post_once */
 } worker_links;
 
 typedef enum {

@@ -645,6 +645,16 @@ def test_worker_refuses_to_start_without_schema(rd, tw, db, database_url, redis_
     assert "calllog" in out
 
 
+def sigterm_and_wait(worker):
+    """Sends SIGTERM and expects the worker to drain and exit 0 within 20 s."""
+    worker.proc.send_signal(signal.SIGTERM)
+    try:
+        rc = worker.proc.wait(20)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the worker did not drain within 20 s:\n" + worker.log_text()[-3000:])
+    assert rc == 0, worker.log_text()[-3000:]
+
+
 def test_sigterm_drains_and_the_call_is_still_delivered_once(rd, db, rdb, key_prefix,
                                                              new_ingest, start_worker):
     deal, _ = seed_standard_contact(rd)
@@ -656,12 +666,7 @@ def test_sigterm_drains_and_the_call_is_still_delivered_once(rd, db, rdb, key_pr
     send_call(ingest, sid)
     wait_until(lambda: (db.row(sid) or {}).get("rd_post_started_at"), 30,
                "A posting to RD", diag, interval=0.02)
-    a.proc.send_signal(signal.SIGTERM)
-    try:
-        rc = a.proc.wait(20)
-    except subprocess.TimeoutExpired:
-        pytest.fail("the worker did not drain within 20 s:\n" + a.log_text()[-3000:])
-    assert rc == 0, a.log_text()[-3000:]
+    sigterm_and_wait(a)
     assert any(r.get("msg") == "stopped" for r in a.log_records())
     # Finished or handed back: nothing lost in either case.
     state = db.row(sid)["state"]
@@ -675,6 +680,30 @@ def test_sigterm_drains_and_the_call_is_still_delivered_once(rd, db, rdb, key_pr
     wait_until(lambda: queues_empty(rdb, key_prefix), 30, "queues empty", diag)
     notes = rd.notes_of(sid)
     assert len(notes) == 1 and notes[0]["deal_id"] == deal
+
+
+def test_sigterm_still_sends_the_queued_alerts(rd, db, rdb, key_prefix, new_ingest,
+                                              start_worker):
+    """Alerts are posted by a thread of their own, off the consumers; SIGTERM still sends
+    what is queued for it (here a dead letter's alert to a slow webhook) before the worker
+    exits."""
+    seed_standard_contact(rd)
+    rd.fault(method="POST", path=V1_POST, status=422, count=1)  # permanent: a dead letter
+    rd.fault(path=r"^/services/", delay_ms=1000, status=200, body="ok", count=-1)  # slow hook
+    hook = f"{rd.url}/services/T000/B000/E2EWEBHOOKSECRETPATH0123"
+    ingest = new_ingest()
+    worker = start_worker("v1", name="alertdrain", env={"ALERT_WEBHOOK_URL": hook})
+    diag = diagnostics(rd, db, rdb, key_prefix, [worker])
+    sid = new_sid()
+    send_call(ingest, sid)
+    wait_until(lambda: len(stream_entries(rdb, f"{key_prefix}:dead")) == 1, 30,
+               "a dead letter", diag)
+    sigterm_and_wait(worker)
+    posts = rd.requests(method="POST", path=r"^/services/")
+    assert len(posts) == 1, posts
+    assert sid in posts[0]["body"]["text"], posts[0]
+    assert not [r for r in worker.log_records()
+                if r.get("msg") in ("alert not sent", "alert dropped")], worker.log_text()[-3000:]
 
 
 # ---------------------------------------------------------------------------------------
