@@ -550,6 +550,38 @@ Test(ledger, expired_lease_is_reclaimed_with_post_started)
     ledger_close(b);
 }
 
+/* A deal that answered 404 is forgotten by its holder only: the next claim looks it up
+ * again, and still looks for the marker. */
+Test(ledger, forget_deal_clears_the_remembered_deal_for_its_holder_only)
+{
+    ledger *a = open_ledger();
+    char v[128];
+    cr_assert_eq(claim(a, "CAgone", "worker-a").status, CLAIM_WON);
+    cr_assert_eq(ledger_mark_posting(a, "CAgone", "worker-a", "deal-gone", 60000), 0);
+
+    cr_expect_eq(ledger_forget_deal(a, "CAgone", "worker-b"), CALLLOG_LEASE_LOST);
+    cr_expect_str_eq(row_col("CAgone", "rd_deal_id", v, sizeof v), "deal-gone");
+
+    cr_expect_eq(ledger_forget_deal(a, "CAgone", "worker-a"), 0, "%s", ledger_error(a)->message);
+    cr_expect_str_eq(row_col("CAgone", "rd_deal_id", v, sizeof v), "(null)");
+    cr_expect_str_eq(row_col("CAgone", "rd_post_started_at IS NOT NULL", v, sizeof v), "true");
+
+    cr_assert_eq(ledger_mark_retry(a, "CAgone", "worker-a", 0, "404", 404), 0);
+    claim_result c = claim(a, "CAgone", "worker-c");
+    cr_expect_eq(c.status, CLAIM_WON);
+    cr_expect_str_eq(c.rd_deal_id, "");
+    cr_expect_eq(c.post_started, 1);
+
+    /* Nothing to forget on a finished call, nor without a CallSid or a ledger. */
+    ledger_delivery d = {"contact-1", "deal-new", "note-1", NULL, 0};
+    cr_assert_eq(ledger_mark_delivered(a, "CAgone", "worker-c", &d), 0);
+    cr_expect_eq(ledger_forget_deal(a, "CAgone", "worker-c"), CALLLOG_LEASE_LOST);
+    cr_expect_str_eq(row_col("CAgone", "rd_deal_id", v, sizeof v), "deal-new");
+    cr_expect_eq(ledger_forget_deal(a, "", "worker-c"), CALLLOG_LEASE_LOST);
+    cr_expect_eq(ledger_forget_deal(NULL, "CAgone", "worker-c"), CALLLOG_INVALID);
+    ledger_close(a);
+}
+
 Test(ledger, busy_claim_says_how_long_the_lease_still_runs)
 {
     ledger *a = open_ledger(), *b = open_ledger();
