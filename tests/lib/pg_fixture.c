@@ -64,8 +64,7 @@ static PGconn *pg_fixture_connect(const char *conninfo)
     return c;
 }
 
-/* Runs `sql` on `c`; fails the test on error. */
-static void pg_fixture_run(PGconn *c, const char *sql)
+void pg_fixture_conn_exec(PGconn *c, const char *sql)
 {
     PGresult *r = PQexec(c, sql);
     ExecStatusType st = PQresultStatus(r);
@@ -78,7 +77,7 @@ static void pg_fixture_run(PGconn *c, const char *sql)
 static void pg_fixture_on_server(const char *sql)
 {
     PGconn *c = pg_fixture_connect(pg_fixture_url());
-    pg_fixture_run(c, sql);
+    pg_fixture_conn_exec(c, sql);
     PQfinish(c);
 }
 
@@ -99,13 +98,18 @@ static char *pg_fixture_slurp(const char *path)
     return s;
 }
 
-void pg_fixture_migrate(PGconn *c)
+void pg_fixture_migrations(glob_t *g)
 {
     char here[PATH_MAX], pattern[PATH_MAX + 64];
     snprintf(here, sizeof here, "%s", __FILE__);
     snprintf(pattern, sizeof pattern, "%s/../../deploy/supabase/migrations/*.sql", dirname(here));
+    cr_assert(glob(pattern, 0, NULL, g) == 0 && g->gl_pathc > 0, "no migrations match %s", pattern);
+}
+
+void pg_fixture_migrate(PGconn *c)
+{
     glob_t g;
-    cr_assert(glob(pattern, 0, NULL, &g) == 0 && g.gl_pathc > 0, "no migrations match %s", pattern);
+    pg_fixture_migrations(&g);
     for (size_t i = 0; i < g.gl_pathc; i++) {
         char *sql = pg_fixture_slurp(g.gl_pathv[i]);
         PGresult *r = PQexec(c, sql);
@@ -160,19 +164,24 @@ void pg_fixture_close(pg_fixture *f)
 
 void pg_fixture_exec(pg_fixture *f, const char *sql)
 {
-    pg_fixture_run(f->admin, sql);
+    pg_fixture_conn_exec(f->admin, sql);
 }
 
-char *pg_fixture_value(pg_fixture *f, const char *sql, const char *arg, char *out, size_t outlen)
+char *pg_fixture_conn_value(PGconn *c, const char *sql, const char *arg, char *out, size_t outlen)
 {
     const char *params[1] = {arg};
-    PGresult *r = PQexecParams(f->admin, sql, arg ? 1 : 0, NULL, params, NULL, NULL, 0);
+    PGresult *r = PQexecParams(c, sql, arg ? 1 : 0, NULL, params, NULL, NULL, 0);
     cr_assert(PQresultStatus(r) == PGRES_TUPLES_OK, "%s\n-> %s", sql,
-              r ? PQresultErrorMessage(r) : PQerrorMessage(f->admin));
+              r ? PQresultErrorMessage(r) : PQerrorMessage(c));
     if (PQntuples(r) == 0)
         snprintf(out, outlen, "(none)");
     else
         snprintf(out, outlen, "%s", PQgetisnull(r, 0, 0) ? "(null)" : PQgetvalue(r, 0, 0));
     PQclear(r);
     return out;
+}
+
+char *pg_fixture_value(pg_fixture *f, const char *sql, const char *arg, char *out, size_t outlen)
+{
+    return pg_fixture_conn_value(f->admin, sql, arg, out, outlen);
 }

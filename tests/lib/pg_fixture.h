@@ -12,6 +12,7 @@
 #ifndef CALLLOG_TEST_PG_FIXTURE_H
 #define CALLLOG_TEST_PG_FIXTURE_H
 
+#include <glob.h>
 #include <libpq-fe.h>
 #include <stddef.h>
 
@@ -34,6 +35,10 @@ void pg_fixture_open(pg_fixture *f);
  * opened (all zero) or is closed already. */
 void pg_fixture_close(pg_fixture *f);
 
+/* Fills `g` with the paths of deploy/supabase/migrations/ (the .sql files) in name order (what
+ * `supabase db push` and psql loops apply); the caller globfree()s it. */
+void pg_fixture_migrations(glob_t *g);
+
 /* Applies every migration of deploy/supabase/migrations/ once, in name order, on `c`. */
 void pg_fixture_migrate(PGconn *c);
 
@@ -43,6 +48,10 @@ void pg_fixture_exec(pg_fixture *f, const char *sql);
 /* First column of the first row of `sql` with $1 = `arg` (may be NULL) as text into
  * `out`; "(null)" for SQL NULL, "(none)" when there is no row. Returns `out`. */
 char *pg_fixture_value(pg_fixture *f, const char *sql, const char *arg, char *out, size_t outlen);
+
+/* The same two on any connection `c` (a suite's own, e.g. test_ledger's shared schema). */
+void pg_fixture_conn_exec(PGconn *c, const char *sql);
+char *pg_fixture_conn_value(PGconn *c, const char *sql, const char *arg, char *out, size_t outlen);
 
 /* Writes a conninfo for the throwaway database reached at 127.0.0.1:`port` (a pg_proxy
  * in front of the server), or at the server itself when `port` is 0. */
