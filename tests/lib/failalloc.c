@@ -28,7 +28,10 @@
 
 struct criterion_assert_stats; /* opaque here: only passed through */
 #include <dlfcn.h>
+#include <link.h>
+#include <stdint.h>
 #include <errno.h>
+#include <execinfo.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -64,6 +67,12 @@ static atomic_long failalloc_seen;    /* allocations counted so far */
 static atomic_int failalloc_counting; /* 1 while the test's own code runs */
 static atomic_int failalloc_aborting; /* 1 once criterion aborts the test on purpose */
 static int failalloc_fd = -1;         /* the report file */
+
+/* Code whose allocations are never failed: libhiredis (and what it calls). Debian 12's
+ * hiredis 0.14 abort()s when an allocation fails inside it (redisConnect*, the reply
+ * reader), which no caller can handle; failing them would only report hiredis. */
+#define FAILALLOC_SKIP_LIB "libhiredis.so"
+static uintptr_t failalloc_skip_lo, failalloc_skip_hi;
 
 /* ---- the report ---------------------------------------------------------------------- */
 
@@ -109,13 +118,52 @@ static void failalloc_report(const char *what, long number)
 
 /* ---- the allocator ---------------------------------------------------------------------- */
 
-/* 1 when this allocation is the one to fail (and reports it). */
+/* Notes the address range of FAILALLOC_SKIP_LIB's loaded segments (dl_iterate_phdr). */
+static int failalloc_find_skip(struct dl_phdr_info *info, size_t size, void *arg)
+{
+    (void)size;
+    (void)arg;
+    if (!info->dlpi_name || !strstr(info->dlpi_name, FAILALLOC_SKIP_LIB))
+        return 0;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type != PT_LOAD)
+            continue;
+        uintptr_t lo = info->dlpi_addr + ph->p_vaddr, hi = lo + ph->p_memsz;
+        if (!failalloc_skip_lo || lo < failalloc_skip_lo)
+            failalloc_skip_lo = lo;
+        if (hi > failalloc_skip_hi)
+            failalloc_skip_hi = hi;
+    }
+    return 1;
+}
+
+/* 1 when FAILALLOC_SKIP_LIB is on the calling stack (counting is off meanwhile, in case
+ * backtrace() allocates). */
+static int failalloc_in_skipped(void)
+{
+    void *frames[64];
+    int was = atomic_exchange(&failalloc_counting, 0);
+    int n = backtrace(frames, 64);
+    atomic_store(&failalloc_counting, was);
+    for (int i = 0; i < n; i++)
+        if ((uintptr_t)frames[i] >= failalloc_skip_lo && (uintptr_t)frames[i] < failalloc_skip_hi)
+            return 1;
+    return 0;
+}
+
+/* 1 when this allocation is the one to fail (and reports it). One that would be, but is
+ * made inside FAILALLOC_SKIP_LIB, is not counted: the next one is the candidate. */
 static int failalloc_now(void)
 {
     if (failalloc_at <= 0 || !atomic_load(&failalloc_counting))
         return 0;
     if (atomic_fetch_add(&failalloc_seen, 1) + 1 != failalloc_at)
         return 0;
+    if (failalloc_in_skipped()) {
+        atomic_fetch_sub(&failalloc_seen, 1);
+        return 0;
+    }
     failalloc_report("failed", failalloc_at);
     errno = ENOMEM;
     return 1;
@@ -145,12 +193,12 @@ void *memalign(size_t align, size_t size)
 
 void *aligned_alloc(size_t align, size_t size)
 {
-    return memalign(align, size);
+    return failalloc_now() ? NULL : __libc_memalign(align, size);
 }
 
 int posix_memalign(void **out, size_t align, size_t size)
 {
-    void *p = memalign(align, size);
+    void *p = failalloc_now() ? NULL : __libc_memalign(align, size);
     if (p == NULL)
         return ENOMEM;
     *out = p;
@@ -265,17 +313,21 @@ int cr_asprintf(char **strp, const char *fmt, ...)
     return rc;
 }
 
-/* The assertion's default message: translated by criterion, not counted. */
+/* The assertion's default message: translated by criterion, not counted. Its arguments
+ * (the expression and values as strings, at most a few) are passed on as six pointers:
+ * on x86-64 a variadic callee reads only the ones its format names. */
 char *cr_translate_assert_msg(int msg_index, ...)
 {
     static char *(*real)(int, ...);
     real = real ? real : (char *(*)(int, ...))failalloc_next("cr_translate_assert_msg");
+    void *a[6];
     va_list ap;
     va_start(ap, msg_index);
-    const char *arg = va_arg(ap, const char *);
+    for (int i = 0; i < 6; i++)
+        a[i] = va_arg(ap, void *);
     va_end(ap);
     int was = atomic_exchange(&failalloc_counting, 0);
-    char *msg = real(msg_index, arg);
+    char *msg = real(msg_index, a[0], a[1], a[2], a[3], a[4], a[5]);
     atomic_store(&failalloc_counting, was);
     return msg;
 }
@@ -308,11 +360,15 @@ void criterion_skip_test(const char *format, ...)
 
 /* ---- crashes ---------------------------------------------------------------------------- */
 
-/* Reports a crash, then dies of the same signal. */
+/* Reports a crash with a backtrace on stderr, then dies of the same signal. */
 static void failalloc_on_signal(int sig)
 {
-    if (sig != SIGABRT || !atomic_load(&failalloc_aborting))
+    atomic_store(&failalloc_counting, 0);
+    if (sig != SIGABRT || !atomic_load(&failalloc_aborting)) {
+        void *frames[32];
         failalloc_report("crash", sig);
+        backtrace_symbols_fd(frames, backtrace(frames, 32), 2);
+    }
     signal(sig, SIG_DFL);
     raise(sig);
 }
@@ -337,6 +393,9 @@ __attribute__((constructor)) static void failalloc_init(void)
     if (!failalloc_in_worker())
         return;
     failalloc_at = n ? atol(n) : 0;
+    dl_iterate_phdr(failalloc_find_skip, NULL);
+    void *warm[1];
+    backtrace(warm, 1); /* loads libgcc_s now, not inside a malloc */
     if (report && report[0])
         failalloc_fd = open(report, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
     static const int sigs[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT};

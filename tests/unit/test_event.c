@@ -247,6 +247,7 @@ Test(event_parse, round_trip_of_a_built_event)
     const char *values[] = {"CA9", "no-answer", "+5511971730783", "SAO PAULO"};
     json_t *ev = build(keys, values, N(keys), &META);
     char *text = json_dumps(ev, JSON_COMPACT);
+    cr_assert_not_null(text, "json_dumps: out of memory");
     calllog_error err = {0};
     json_t *back = event_parse(text, strlen(text), &err);
     cr_assert_not_null(back, "%s", err.message);
