@@ -68,11 +68,22 @@ static atomic_int failalloc_counting; /* 1 while the test's own code runs */
 static atomic_int failalloc_aborting; /* 1 once criterion aborts the test on purpose */
 static int failalloc_fd = -1;         /* the report file */
 
-/* Code whose allocations are never failed: libhiredis (and what it calls). Debian 12's
+/* Libraries whose own allocations are never failed: the allocation is skipped when the
+ * innermost caller outside libc (and this shim) belongs to one of them. Debian 12's
  * hiredis 0.14 abort()s when an allocation fails inside it (redisConnect*, the reply
- * reader), which no caller can handle; failing them would only report hiredis. */
-#define FAILALLOC_SKIP_LIB "libhiredis.so"
-static uintptr_t failalloc_skip_lo, failalloc_skip_hi;
+ * reader), and civetweb 1.15's mg_start dereferences its own failed allocations: no
+ * caller can handle either, so failing them would only report those libraries. What our
+ * code allocates while they call it (a civetweb request handler) is still counted. */
+static const char *const failalloc_skip_names[] = {"libhiredis.so", "libcivetweb.so"};
+#define FAILALLOC_SKIP_N (sizeof failalloc_skip_names / sizeof *failalloc_skip_names)
+
+/* An object's loaded address range. */
+typedef struct failalloc_range {
+    uintptr_t lo, hi;
+} failalloc_range;
+
+static failalloc_range failalloc_skip[FAILALLOC_SKIP_N];
+static failalloc_range failalloc_libc, failalloc_self;
 
 /* ---- the report ---------------------------------------------------------------------- */
 
@@ -118,42 +129,65 @@ static void failalloc_report(const char *what, long number)
 
 /* ---- the allocator ---------------------------------------------------------------------- */
 
-/* Notes the address range of FAILALLOC_SKIP_LIB's loaded segments (dl_iterate_phdr). */
-static int failalloc_find_skip(struct dl_phdr_info *info, size_t size, void *arg)
+/* Widens `r` to the loaded segments of `info`. */
+static void failalloc_range_of(failalloc_range *r, const struct dl_phdr_info *info)
 {
-    (void)size;
-    (void)arg;
-    if (!info->dlpi_name || !strstr(info->dlpi_name, FAILALLOC_SKIP_LIB))
-        return 0;
     for (int i = 0; i < info->dlpi_phnum; i++) {
         const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
         if (ph->p_type != PT_LOAD)
             continue;
         uintptr_t lo = info->dlpi_addr + ph->p_vaddr, hi = lo + ph->p_memsz;
-        if (!failalloc_skip_lo || lo < failalloc_skip_lo)
-            failalloc_skip_lo = lo;
-        if (hi > failalloc_skip_hi)
-            failalloc_skip_hi = hi;
+        if (!r->lo || lo < r->lo)
+            r->lo = lo;
+        if (hi > r->hi)
+            r->hi = hi;
     }
-    return 1;
 }
 
-/* 1 when FAILALLOC_SKIP_LIB is on the calling stack (counting is off meanwhile, in case
- * backtrace() allocates). */
+/* Notes the ranges of libc, this shim and the skipped libraries (dl_iterate_phdr). */
+static int failalloc_find_ranges(struct dl_phdr_info *info, size_t size, void *arg)
+{
+    (void)size;
+    (void)arg;
+    const char *name = info->dlpi_name ? info->dlpi_name : "";
+    if (strstr(name, "/libc.so"))
+        failalloc_range_of(&failalloc_libc, info);
+    if (strstr(name, "libfailalloc.so"))
+        failalloc_range_of(&failalloc_self, info);
+    for (size_t i = 0; i < FAILALLOC_SKIP_N; i++)
+        if (strstr(name, failalloc_skip_names[i]))
+            failalloc_range_of(&failalloc_skip[i], info);
+    return 0;
+}
+
+/* 1 when `p` lies in `r`. */
+static int failalloc_within(const failalloc_range *r, const void *p)
+{
+    return (uintptr_t)p >= r->lo && (uintptr_t)p < r->hi;
+}
+
+/* 1 when the innermost caller outside libc and this shim is a skipped library (counting
+ * is off meanwhile, in case backtrace() allocates). */
 static int failalloc_in_skipped(void)
 {
     void *frames[64];
     int was = atomic_exchange(&failalloc_counting, 0);
     int n = backtrace(frames, 64);
     atomic_store(&failalloc_counting, was);
-    for (int i = 0; i < n; i++)
-        if ((uintptr_t)frames[i] >= failalloc_skip_lo && (uintptr_t)frames[i] < failalloc_skip_hi)
-            return 1;
+    for (int i = 0; i < n; i++) {
+        if (failalloc_within(&failalloc_libc, frames[i]) ||
+            failalloc_within(&failalloc_self, frames[i]))
+            continue;
+        for (size_t k = 0; k < FAILALLOC_SKIP_N; k++)
+            if (failalloc_within(&failalloc_skip[k], frames[i]))
+                return 1;
+        return 0;
+    }
     return 0;
 }
 
 /* 1 when this allocation is the one to fail (and reports it). One that would be, but is
- * made inside FAILALLOC_SKIP_LIB, is not counted: the next one is the candidate. */
+ * made by a skipped library, is not counted: the next one is the candidate. */
 static int failalloc_now(void)
 {
     if (failalloc_at <= 0 || !atomic_load(&failalloc_counting))
@@ -393,7 +427,7 @@ __attribute__((constructor)) static void failalloc_init(void)
     if (!failalloc_in_worker())
         return;
     failalloc_at = n ? atol(n) : 0;
-    dl_iterate_phdr(failalloc_find_skip, NULL);
+    dl_iterate_phdr(failalloc_find_ranges, NULL);
     void *warm[1];
     backtrace(warm, 1); /* loads libgcc_s now, not inside a malloc */
     if (report && report[0])

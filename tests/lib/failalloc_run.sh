@@ -103,7 +103,9 @@ sweep_suite() {
             return 0
         fi
     done
-    echo "$name: N=1..$top, $runs runs, $(($(now_ms) - start)) ms (budget spent)"
+    local why="budget spent"
+    [ "$top" != "${STEPS##* }" ] || why="ladder done"
+    echo "$name: N=1..$top, $runs runs, $(($(now_ms) - start)) ms ($why)"
 }
 
 main() {
