@@ -2,6 +2,7 @@
 #include "redis_fixture.h"
 
 #include <criterion/criterion.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -27,4 +28,14 @@ void redis_fixture_name(char *out, size_t outlen, const char *suite)
     clock_gettime(CLOCK_REALTIME, &ts);
     snprintf(out, outlen, "calllog-unit:%s:%d:%lld%09ld", suite, (int)getpid(),
              (long long)ts.tv_sec, ts.tv_nsec);
+}
+
+void redis_fixture_do(redisContext *c, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *r = redisvCommand(c, fmt, ap);
+    va_end(ap);
+    cr_assert(r && r->type != REDIS_REPLY_ERROR, "%s: %s", fmt, r ? r->str : c->errstr);
+    freeReplyObject(r);
 }

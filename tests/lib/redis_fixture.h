@@ -17,6 +17,11 @@
  * server does not answer). The caller owns the context (redisFree). */
 redisContext *redis_fixture_connect(void);
 
+/* Runs a command (hiredis printf-style) whose reply the test does not need, e.g. to set
+ * up a key; fails the test when there is no reply (connection lost, out of memory) or it
+ * is an error. */
+void redis_fixture_do(redisContext *c, const char *fmt, ...);
+
 /* A key name (or prefix) no other test, run or process uses: calllog-unit:<suite>:<pid>:<ns>. */
 void redis_fixture_name(char *out, size_t outlen, const char *suite);
 
