@@ -6,9 +6,9 @@
 # runs every criterion suite of both trees, the allocation-failure sweep over the Release
 # suites (unit:failalloc: tests/lib/failalloc_run.sh, each suite with its Nth allocation
 # failing, CALLLOG_FAILALLOC=N, for a ladder of N; a crash or hang fails it), the HTTP
-# mocks' self-test and the end-to-end
-# tests against both trees' programs (the ASan run in the background alongside the
-# Release ones, on a database of its own), the worker's end-to-end tests once more against
+# mocks' self-test and the end-to-end tests against both trees' programs (the ASan run in
+# the background alongside the Release ones, on a database of its own), the worker's
+# end-to-end tests once more against
 # the Release programs with the ledger behind PgBouncer in transaction mode (Supabase's
 # pooler; Release only, to keep CI time down) and the fault scenarios (ingest down 60 s,
 # Redis SIGKILLed, workers SIGKILLed: tests/e2e/test_faults.py, in parallel), then builds

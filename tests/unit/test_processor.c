@@ -14,7 +14,7 @@
  * retry that recovers by marker without a second note; an RD 404 on the deal, which forgets
  * the lookup cache and the deal remembered in the ledger, and the retry that looks the deal
  * up again and posts to the open one; a post whose answer timed out, whose retry waits
- * CALLLOG's unknown-outcome delay and finds the marker instead of posting again. Time only
+ * RDSTATION_UNKNOWN_OUTCOME_DELAY_MS and finds the marker instead of posting again. Time only
  * passes by decree: a retry is made due by rewriting its score, a lease runs out by SQL. */
 #include <criterion/criterion.h>
 
