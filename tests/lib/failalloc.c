@@ -15,6 +15,7 @@
  * It reports to the file CALLLOG_FAILALLOC_REPORT (appended, one line per event, written
  * with write(2) only, so it works inside malloc and signal handlers):
  *   failed <suite>::<test> <N>       the Nth allocation was made to fail
+ *   made <suite>::<test> <count>     allocations the test counted (when it ends normally)
  *   crash <suite>::<test> <signal>   the worker died of SIGSEGV, SIGBUS, SIGILL, SIGFPE, or
  *                                    SIGABRT not raised by criterion itself (an assert()
  *                                    in product code, abort() on a detected corruption)
@@ -67,14 +68,17 @@ static atomic_long failalloc_seen;    /* allocations counted so far */
 static atomic_int failalloc_counting; /* 1 while the test's own code runs */
 static atomic_int failalloc_aborting; /* 1 once criterion aborts the test on purpose */
 static int failalloc_fd = -1;         /* the report file */
+static const char *failalloc_suite_name = "?", *failalloc_test_name = "?"; /* for the report */
 
 /* Libraries whose own allocations are never failed: the allocation is skipped when the
  * innermost caller outside libc (and this shim) belongs to one of them. Debian 12's
  * hiredis 0.14 abort()s when an allocation fails inside it (redisConnect*, the reply
- * reader), and civetweb 1.15's mg_start dereferences its own failed allocations: no
- * caller can handle either, so failing them would only report those libraries. What our
- * code allocates while they call it (a civetweb request handler) is still counted. */
-static const char *const failalloc_skip_names[] = {"libhiredis.so", "libcivetweb.so"};
+ * reader), civetweb 1.15's mg_start and MIT Kerberos' gss_acquire_cred (libpq asks it
+ * when gssencmode is not disabled) dereference their own failed allocations: no caller
+ * can handle these, so failing them would only report those libraries. What our code
+ * allocates while they call it (a civetweb request handler) is still counted. */
+static const char *const failalloc_skip_names[] = {"libhiredis.so", "libcivetweb.so",
+                                                   "libgssapi_krb5.so"};
 #define FAILALLOC_SKIP_N (sizeof failalloc_skip_names / sizeof *failalloc_skip_names)
 
 /* An object's loaded address range. */
@@ -117,9 +121,9 @@ static void failalloc_report(const char *what, long number)
         return;
     failalloc_cat(line, sizeof line, &len, what);
     failalloc_cat(line, sizeof line, &len, " ");
-    failalloc_cat(line, sizeof line, &len, failalloc_suite() ? failalloc_suite()->name : "?");
+    failalloc_cat(line, sizeof line, &len, failalloc_suite_name);
     failalloc_cat(line, sizeof line, &len, "::");
-    failalloc_cat(line, sizeof line, &len, failalloc_test() ? failalloc_test()->name : "?");
+    failalloc_cat(line, sizeof line, &len, failalloc_test_name);
     failalloc_cat(line, sizeof line, &len, " ");
     failalloc_cat_long(line, sizeof line, &len, number);
     failalloc_cat(line, sizeof line, &len, "\n");
@@ -296,6 +300,10 @@ void criterion_internal_test_setup(void)
 {
     static void (*real)(void);
     real = real ? real : (void (*)(void))failalloc_next("criterion_internal_test_setup");
+    if (failalloc_suite() && failalloc_suite()->name)
+        failalloc_suite_name = failalloc_suite()->name;
+    if (failalloc_test() && failalloc_test()->name)
+        failalloc_test_name = failalloc_test()->name;
     failalloc_hook(0);
     real();
 }
@@ -435,4 +443,11 @@ __attribute__((constructor)) static void failalloc_init(void)
     static const int sigs[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT};
     for (size_t i = 0; i < sizeof sigs / sizeof *sigs; i++)
         signal(sigs[i], failalloc_on_signal);
+}
+
+/* Reports how many allocations the test counted, as its worker exits. */
+__attribute__((destructor)) static void failalloc_fini(void)
+{
+    if (failalloc_test_name[0] != '?')
+        failalloc_report("made", atomic_load(&failalloc_seen));
 }

@@ -18,7 +18,8 @@
 #   SUITE      test_* names to sweep (default every suite in BUILD_DIR/tests/)
 # Environment: CALLLOG_FAILALLOC_SECONDS (budget per suite, default 6),
 #   CALLLOG_FAILALLOC_TIMEOUT (seconds one run may take before it is a hang, default 60),
-#   CALLLOG_FAILALLOC_STEPS (the ladder of N, space-separated), and what the suites need
+#   CALLLOG_FAILALLOC_STEPS (the ladder of N, space-separated), CALLLOG_FAILALLOC_FILTER
+#   (a criterion --filter pattern, to sweep some tests deeper), and what the suites need
 #   (CALLLOG_TEST_REDIS_URL, CALLLOG_TEST_DATABASE_URL: tests/lib/services.sh).
 # Exit status 0 when no run crashed or hung; the problems are listed otherwise.
 set -euo pipefail
@@ -30,6 +31,7 @@ case $BUILD_DIR in /*) ;; *) BUILD_DIR=$ROOT/$BUILD_DIR ;; esac
 SHIM=$BUILD_DIR/tests/lib/libfailalloc.so
 BUDGET=${CALLLOG_FAILALLOC_SECONDS:-6}
 TIMEOUT=${CALLLOG_FAILALLOC_TIMEOUT:-60}
+FILTER=${CALLLOG_FAILALLOC_FILTER:-}
 STEPS=${CALLLOG_FAILALLOC_STEPS:-"1 2 3 4 5 6 7 8 10 12 14 16 20 24 28 32 40 48 56 64 80 96 112 128 160 192 224 256 320 384 448 512 640 768 896 1024"}
 WORK=$(mktemp -d /tmp/calllog-failalloc.XXXXXX)
 PROBLEMS=()
@@ -45,7 +47,8 @@ run_once() {
     local exe=$1 n=$2 rc=0
     : >"$WORK/report"
     CALLLOG_FAILALLOC=$n CALLLOG_FAILALLOC_REPORT=$WORK/report LD_PRELOAD=$SHIM \
-        timeout -k 5 "$TIMEOUT" "$exe" --jobs 2 >"$WORK/log" 2>&1 || rc=$?
+        timeout -k 5 "$TIMEOUT" "$exe" --jobs 2 ${FILTER:+--filter "$FILTER"} >"$WORK/log" 2>&1 ||
+        rc=$?
     if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
         echo "hang: the suite ran past ${TIMEOUT}s"
     elif grep -q 'Timed out' "$WORK/log"; then

@@ -54,14 +54,19 @@ static void pg_fixture_parse(pg_fixture *f, const char *url)
               "the fixture needs a TCP " PG_FIXTURE_URL_ENV ", not a socket directory");
 }
 
-/* Connects with `conninfo`; fails the test when that does not work. */
-static PGconn *pg_fixture_connect(const char *conninfo)
+/* Checks a new connection `c` (fails the test when it did not connect) and quiets it. */
+static PGconn *pg_fixture_checked(PGconn *c)
 {
-    PGconn *c = PQconnectdb(conninfo);
     cr_assert(c && PQstatus(c) == CONNECTION_OK, "cannot connect to the test PostgreSQL: %s",
               c ? PQerrorMessage(c) : "out of memory");
     PQsetNoticeProcessor(c, pg_fixture_quiet, NULL);
     return c;
+}
+
+/* Connects with `conninfo`; fails the test when that does not work. */
+static PGconn *pg_fixture_connect(const char *conninfo)
+{
+    return pg_fixture_checked(PQconnectdb(conninfo));
 }
 
 void pg_fixture_conn_exec(PGconn *c, const char *sql)
@@ -73,10 +78,13 @@ void pg_fixture_conn_exec(PGconn *c, const char *sql)
     PQclear(r);
 }
 
-/* Runs `sql` on a short connection to the server's own database (CREATE/DROP DATABASE). */
+/* Runs `sql` on a short connection to the server's own database (CREATE/DROP DATABASE),
+ * without GSS encryption (loopback: nothing to negotiate). */
 static void pg_fixture_on_server(const char *sql)
 {
-    PGconn *c = pg_fixture_connect(pg_fixture_url());
+    const char *const keys[] = {"dbname", "gssencmode", NULL};
+    const char *const values[] = {pg_fixture_url(), "disable", NULL};
+    PGconn *c = pg_fixture_checked(PQconnectdbParams(keys, values, 1));
     pg_fixture_conn_exec(c, sql);
     PQfinish(c);
 }
