@@ -12,6 +12,7 @@
  * the test. Processes that never run a test (the runner, the mocks the tests start, psql)
  * load the shim and count nothing.
  *
+ * CALLLOG_FAILALLOC_TRACE=1 prints the backtrace of the failed allocation on stderr.
  * It reports to the file CALLLOG_FAILALLOC_REPORT (appended, one line per event, written
  * with write(2) only, so it works inside malloc and signal handlers):
  *   failed <suite>::<test> <N>       the Nth allocation was made to fail
@@ -68,6 +69,7 @@ static atomic_long failalloc_seen;    /* allocations counted so far */
 static atomic_int failalloc_counting; /* 1 while the test's own code runs */
 static atomic_int failalloc_aborting; /* 1 once criterion aborts the test on purpose */
 static int failalloc_fd = -1;         /* the report file */
+static int failalloc_trace;           /* CALLLOG_FAILALLOC_TRACE=1: backtrace of the failure */
 static const char *failalloc_suite_name = "?", *failalloc_test_name = "?"; /* for the report */
 
 /* Libraries whose own allocations are never failed: the allocation is skipped when the
@@ -203,6 +205,12 @@ static int failalloc_now(void)
         return 0;
     }
     failalloc_report("failed", failalloc_at);
+    if (failalloc_trace) {
+        void *frames[32];
+        int was = atomic_exchange(&failalloc_counting, 0);
+        backtrace_symbols_fd(frames, backtrace(frames, 32), 2);
+        atomic_store(&failalloc_counting, was);
+    }
     errno = ENOMEM;
     return 1;
 }
@@ -435,6 +443,7 @@ __attribute__((constructor)) static void failalloc_init(void)
     if (!failalloc_in_worker())
         return;
     failalloc_at = n ? atol(n) : 0;
+    failalloc_trace = getenv("CALLLOG_FAILALLOC_TRACE") != NULL;
     dl_iterate_phdr(failalloc_find_ranges, NULL);
     void *warm[1];
     backtrace(warm, 1); /* loads libgcc_s now, not inside a malloc */

@@ -79,11 +79,11 @@ void pg_fixture_conn_exec(PGconn *c, const char *sql)
 }
 
 /* Runs `sql` on a short connection to the server's own database (CREATE/DROP DATABASE),
- * without GSS encryption (loopback: nothing to negotiate). */
+ * without GSS or TLS (the test server is on loopback: nothing to negotiate). */
 static void pg_fixture_on_server(const char *sql)
 {
-    const char *const keys[] = {"dbname", "gssencmode", NULL};
-    const char *const values[] = {pg_fixture_url(), "disable", NULL};
+    const char *const keys[] = {"dbname", "gssencmode", "sslmode", NULL};
+    const char *const values[] = {pg_fixture_url(), "disable", "disable", NULL};
     PGconn *c = pg_fixture_checked(PQconnectdbParams(keys, values, 1));
     pg_fixture_conn_exec(c, sql);
     PQfinish(c);
