@@ -3,9 +3,12 @@
 #
 # It installs the Debian packages, builds a Release tree (build/) and an ASan+UBSan tree
 # (build-asan/), starts a throwaway Redis, PostgreSQL and PgBouncer (tests/lib/services.sh),
-# runs every criterion suite of both trees, the HTTP mocks' self-test and the end-to-end
-# tests against both trees' programs (the ASan run in the background alongside the
-# Release ones, on a database of its own), the worker's end-to-end tests once more against
+# runs every criterion suite of both trees, the allocation-failure sweep over the Release
+# suites (unit:failalloc: tests/lib/failalloc_run.sh, each suite with its Nth allocation
+# failing, CALLLOG_FAILALLOC=N, for a ladder of N; a crash or hang fails it), the HTTP
+# mocks' self-test and the end-to-end tests against both trees' programs (the ASan run in
+# the background alongside the Release ones, on a database of its own), the worker's
+# end-to-end tests once more against
 # the Release programs with the ledger behind PgBouncer in transaction mode (Supabase's
 # pooler; Release only, to keep CI time down) and the fault scenarios (ingest down 60 s,
 # Redis SIGKILLed, workers SIGKILLed: tests/e2e/test_faults.py, in parallel), then builds
@@ -17,7 +20,10 @@
 #   --quick   skip the sanitizer build and the fuzzers
 #   --only    run one kind of suite (with the builds and services it needs)
 # Environment: CALLLOG_BUILD_DIR, CALLLOG_ASAN_BUILD_DIR, CALLLOG_FUZZ_BUILD_DIR (build
-# trees, default build, build-asan, build-fuzz), CALLLOG_FUZZ_SECONDS (default 20).
+# trees, default build, build-asan, build-fuzz), CALLLOG_FUZZ_SECONDS (default 20),
+# CALLLOG_FAILALLOC_SECONDS (the sweep's time budget per suite, default 6; the sweep sets
+# CALLLOG_FAILALLOC itself: set it by hand with LD_PRELOAD=build/tests/lib/libfailalloc.so
+# to fail the Nth allocation of one suite's tests).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -304,6 +310,8 @@ main() {
 
         if wants unit; then
             suite_failed "build:release" || run_unit_suites "$BUILD_DIR" release
+            suite_failed "build:release" ||
+                suite "unit:failalloc" bash tests/lib/failalloc_run.sh "$BUILD_DIR"
             if [ $asan -eq 1 ] && ! suite_failed "build:asan"; then
                 run_unit_suites "$ASAN_DIR" asan sanitized
             fi

@@ -594,6 +594,20 @@ static const char *http_param(long http_status, char *buf, size_t buflen)
     return buf;
 }
 
+/* Runs an UPDATE of a row the caller holds. Returns 0 when a row changed,
+ * CALLLOG_LEASE_LOST when none did, -1 on error (ledger_error). */
+static int update_held(ledger *l, const char *what, const char *sql, int nparams,
+                       const char *const *params)
+{
+    int repeated;
+    PGresult *r = run(l, what, sql, nparams, params, PGRES_COMMAND_OK, &repeated);
+    if (!r)
+        return -1;
+    int lost = changed_none(r);
+    PQclear(r);
+    return lost ? CALLLOG_LEASE_LOST : CALLLOG_OK;
+}
+
 static const char POSTING_SQL[] =
     "UPDATE calllog.deliveries AS d"
     " SET rd_post_started_at = now(), rd_deal_id = COALESCE($3, d.rd_deal_id),"
@@ -611,13 +625,21 @@ int ledger_mark_posting(ledger *l, const char *call_sid, const char *owner, cons
     char lease[24];
     snprintf(lease, sizeof lease, "%ld", lease_ms);
     const char *params[4] = {call_sid, owner, deal_id, lease};
-    int repeated;
-    PGresult *r = run(l, "recording the post", POSTING_SQL, 4, params, PGRES_COMMAND_OK, &repeated);
-    if (!r)
-        return -1;
-    int lost = changed_none(r);
-    PQclear(r);
-    return lost ? CALLLOG_LEASE_LOST : CALLLOG_OK;
+    return update_held(l, "recording the post", POSTING_SQL, 4, params);
+}
+
+static const char FORGET_DEAL_SQL[] =
+    "UPDATE calllog.deliveries AS d SET rd_deal_id = NULL"
+    " WHERE d.call_sid = $1 AND d.state = 'processing' AND d.lease_owner = $2";
+
+int ledger_forget_deal(ledger *l, const char *call_sid, const char *owner)
+{
+    if (!l)
+        return CALLLOG_INVALID;
+    if (!call_sid || !call_sid[0] || !owner)
+        return CALLLOG_LEASE_LOST;
+    const char *params[2] = {call_sid, owner};
+    return update_held(l, "forgetting the deal", FORGET_DEAL_SQL, 2, params);
 }
 
 int ledger_mark_delivered(ledger *l, const char *call_sid, const char *owner,

@@ -74,6 +74,14 @@ int ledger_claim(ledger *l, const char *call_sid, const char *call_status, const
  * must not post, another worker may be taking over. */
 int ledger_mark_posting(ledger *l, const char *call_sid, const char *owner, const char *deal_id,
                         long lease_ms);
+/* Forgets the deal an earlier attempt chose (rd_deal_id, set by ledger_mark_posting) while
+ * `owner` holds the call: that deal answered 404 (deleted, merged, no longer visible), so the
+ * next claim reports no rd_deal_id and the next attempt looks the deal up again instead of
+ * posting to the vanished one. rd_post_started_at stays: the marker is still looked for.
+ * Returns 0, CALLLOG_LEASE_LOST when the row is not (or no longer) `owner`'s, or a negative
+ * code on error. */
+int ledger_forget_deal(ledger *l, const char *call_sid, const char *owner);
+
 int ledger_mark_delivered(ledger *l, const char *call_sid, const char *owner,
                           const ledger_delivery *d);
 int ledger_mark_skipped(ledger *l, const char *call_sid, const char *owner, const char *reason);

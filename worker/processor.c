@@ -371,6 +371,22 @@ static int outcome_unknown(const calllog_error *ae)
            ae->http_status == 504;
 }
 
+/* The deal answered 404 (deleted, merged, hidden): forgets it in the lookup cache and in
+ * the ledger row (which the next claim would otherwise hand back as the deal to keep), so
+ * the next attempt looks the deal up again. Returns 0, or -1 when the ledger failed. */
+static int forget_deal(job *j)
+{
+    worker_links *w = j->w;
+    cache_forget(w->redis, &w->settings->keys, j->customer);
+    if (ledger_forget_deal(w->ledger, j->e->call_sid, w->owner) < 0) {
+        log_error("cannot forget the vanished deal, entry stays pending",
+                  LF_S("call_sid", j->e->call_sid), LF_S("deal_id", j->deal.deal_id),
+                  LF_S("error", ledger_error(w->ledger)->message));
+        return -1;
+    }
+    return 0;
+}
+
 /* Pays for the request, renews the lease while recording the intent, then posts at once,
  * so that no wait (for rate budget) can stretch between the renewal and the POST. */
 static outcome post_once(job *j, const char *text, const call_facts *f)
@@ -391,10 +407,8 @@ static outcome post_once(job *j, const char *text, const call_facts *f)
     }
     if (post(j, text, f, note_id, task_id, &ae) == CALLLOG_OK)
         return delivered(j, note_id, task_id, 0);
-    if (ae.http_status == 404) { /* the cached deal vanished: look it up again */
-        cache_forget(w->redis, &s->keys, j->customer);
-        return retry_later(j, &ae, 0);
-    }
+    if (ae.http_status == 404) /* the deal vanished: look it up again next time */
+        return forget_deal(j) == 0 ? retry_later(j, &ae, 0) : OUTCOME_DEFERRED;
     if (outcome_unknown(&ae) && error_is_transient(ae.code))
         return retry_later(j, &ae, s->unknown_outcome_delay_ms);
     return api_failed(j, &ae);

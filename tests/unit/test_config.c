@@ -591,6 +591,7 @@ Test(config_file, oversized_file_is_an_error)
     calllog_error err = {0};
     const char *out = NULL;
     char *big = malloc(70000);
+    cr_assert_not_null(big, "out of memory");
     memset(big, 'x', 69999);
     big[69999] = '\0';
     unsetenv("CT_BIG");

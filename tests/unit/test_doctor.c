@@ -177,12 +177,14 @@ Test(doctor_report, text_and_json)
     cr_assert_null(doctor_report_item(r, 2));
     char buf[4096] = "";
     FILE *f = fmemopen(buf, sizeof buf, "w");
+    cr_assert_not_null(f, "fmemopen: out of memory");
     doctor_report_print(r, 0, f);
     fclose(f);
     cr_assert(strstr(buf, "ok    redis.aof            appendonly yes\n"), "%s", buf);
     cr_assert(strstr(buf, "FAIL  redis.eviction       lru — fix: set noeviction\n"), "%s", buf);
     memset(buf, 0, sizeof buf);
     f = fmemopen(buf, sizeof buf, "w");
+    cr_assert_not_null(f, "fmemopen: out of memory");
     doctor_report_print(r, 1, f);
     fclose(f);
     cr_assert(strstr(buf, "\"ok\": false"), "%s", buf);

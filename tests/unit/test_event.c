@@ -284,6 +284,7 @@ Test(event_parse, round_trip_of_a_built_event)
     buffer_init(&b, EVENT_MAX_BYTES);
     cr_assert_eq(event_encode(keys, values, N(keys), &META, &b), CALLLOG_OK);
     char *text = buffer_take(&b);
+    cr_assert_not_null(text, "buffer_take: out of memory");
     calllog_error err = {0};
     json_t *back = event_parse(text, strlen(text), &err);
     cr_assert_not_null(back, "%s", err.message);

@@ -280,6 +280,7 @@ Test(http_error, one_line_status_and_body_without_query)
 Test(http_error, long_bodies_are_clipped_and_retry_after_kept)
 {
     char *body = malloc(5000);
+    cr_assert_not_null(body, "out of memory");
     memset(body, 'y', 4999);
     body[4999] = '\0';
     http_response r = {429, body, 4999, 30000, ""};

@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #include "ledger.h"
+#include "pg_fixture.h"
 
 #define URL_ENV "CALLLOG_TEST_DATABASE_URL"
 #define LOCK_SQL "SELECT pg_advisory_lock(7320151)"
@@ -65,26 +66,14 @@ static const char *test_url(void)
 /* Runs `sql` (one or more statements) on the fixture connection; fails on error. */
 static void admin_exec(const char *sql)
 {
-    PGresult *r = PQexec(admin, sql);
-    ExecStatusType st = PQresultStatus(r);
-    cr_assert(st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK, "%s\n-> %s", sql,
-              PQresultErrorMessage(r));
-    PQclear(r);
+    pg_fixture_conn_exec(admin, sql);
 }
 
 /* First column of the first row of `sql` with $1 = `arg` (may be NULL) as text into
  * `out`; "(null)" for SQL NULL, "(none)" when there is no row. */
 static char *admin_value(const char *sql, const char *arg, char *out, size_t outlen)
 {
-    const char *params[1] = {arg};
-    PGresult *r = PQexecParams(admin, sql, arg ? 1 : 0, NULL, params, NULL, NULL, 0);
-    cr_assert(PQresultStatus(r) == PGRES_TUPLES_OK, "%s\n-> %s", sql, PQresultErrorMessage(r));
-    if (PQntuples(r) == 0)
-        snprintf(out, outlen, "(none)");
-    else
-        snprintf(out, outlen, "%s", PQgetisnull(r, 0, 0) ? "(null)" : PQgetvalue(r, 0, 0));
-    PQclear(r);
-    return out;
+    return pg_fixture_conn_value(admin, sql, arg, out, outlen);
 }
 
 /* Column `col` (an SQL expression over the row) of the ledger row of `sid`, as text. */
@@ -95,58 +84,10 @@ static char *row_col(const char *sid, const char *col, char *out, size_t outlen)
     return admin_value(sql, sid, out, outlen);
 }
 
-/* The repository's root, found from this file's path: CMake compiles it by absolute
- * path; a relative one is taken from the current directory. */
-static void repo_root(char *out, size_t outlen)
-{
-    char path[PATH_MAX];
-    cr_assert(realpath(__FILE__, path), "cannot locate the source tree from %s: %s", __FILE__,
-              strerror(errno));
-    const char *tail = strstr(path, "/tests/unit/test_ledger.c");
-    cr_assert(tail, "cannot locate the source tree from %s", path);
-    snprintf(out, outlen, "%.*s", (int)(tail - path), path);
-}
-
-/* Reads a whole file into a NUL-terminated heap string (caller frees). */
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    cr_assert(f, "cannot open %s: %s", path, strerror(errno));
-    cr_assert(fseek(f, 0, SEEK_END) == 0);
-    long n = ftell(f);
-    cr_assert(n >= 0);
-    rewind(f);
-    char *s = malloc((size_t)n + 1);
-    cr_assert(s);
-    cr_assert(fread(s, 1, (size_t)n, f) == (size_t)n);
-    s[n] = '\0';
-    fclose(f);
-    return s;
-}
-
-/* Paths of the migrations in name order (what `supabase db push` and psql loops do). */
-static void migration_paths(glob_t *g)
-{
-    char root[1024], pattern[1200];
-    repo_root(root, sizeof root);
-    snprintf(pattern, sizeof pattern, "%s/deploy/supabase/migrations/*.sql", root);
-    cr_assert(glob(pattern, 0, NULL, g) == 0 && g->gl_pathc > 0, "no migrations match %s", pattern);
-}
-
 /* Applies every migration once on the fixture connection. */
 static void apply_migrations(void)
 {
-    glob_t g;
-    migration_paths(&g);
-    for (size_t i = 0; i < g.gl_pathc; i++) {
-        char *sql = slurp(g.gl_pathv[i]);
-        PGresult *r = PQexec(admin, sql);
-        cr_assert(PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK,
-                  "%s failed: %s", g.gl_pathv[i], PQresultErrorMessage(r));
-        PQclear(r);
-        free(sql);
-    }
-    globfree(&g);
+    pg_fixture_migrate(admin);
 }
 
 /* Connects, takes the lock that serializes test processes, and rebuilds the schema by
@@ -257,7 +198,7 @@ Test(ledger, migration_applies_twice_with_psql)
 {
     admin_exec("DROP SCHEMA calllog CASCADE");
     glob_t g;
-    migration_paths(&g);
+    pg_fixture_migrations(&g);
     char cmd[2048];
     for (int round = 0; round < 2; round++) {
         for (size_t i = 0; i < g.gl_pathc; i++) {
@@ -548,6 +489,38 @@ Test(ledger, expired_lease_is_reclaimed_with_post_started)
     cr_expect_str_eq(row_col("CAcrash", "rd_note_id", v, sizeof v), "note-found");
     ledger_close(a);
     ledger_close(b);
+}
+
+/* A deal that answered 404 is forgotten by its holder only: the next claim looks it up
+ * again, and still looks for the marker. */
+Test(ledger, forget_deal_clears_the_remembered_deal_for_its_holder_only)
+{
+    ledger *a = open_ledger();
+    char v[128];
+    cr_assert_eq(claim(a, "CAgone", "worker-a").status, CLAIM_WON);
+    cr_assert_eq(ledger_mark_posting(a, "CAgone", "worker-a", "deal-gone", 60000), 0);
+
+    cr_expect_eq(ledger_forget_deal(a, "CAgone", "worker-b"), CALLLOG_LEASE_LOST);
+    cr_expect_str_eq(row_col("CAgone", "rd_deal_id", v, sizeof v), "deal-gone");
+
+    cr_expect_eq(ledger_forget_deal(a, "CAgone", "worker-a"), 0, "%s", ledger_error(a)->message);
+    cr_expect_str_eq(row_col("CAgone", "rd_deal_id", v, sizeof v), "(null)");
+    cr_expect_str_eq(row_col("CAgone", "rd_post_started_at IS NOT NULL", v, sizeof v), "true");
+
+    cr_assert_eq(ledger_mark_retry(a, "CAgone", "worker-a", 0, "404", 404), 0);
+    claim_result c = claim(a, "CAgone", "worker-c");
+    cr_expect_eq(c.status, CLAIM_WON);
+    cr_expect_str_eq(c.rd_deal_id, "");
+    cr_expect_eq(c.post_started, 1);
+
+    /* Nothing to forget on a finished call, nor without a CallSid or a ledger. */
+    ledger_delivery d = {"contact-1", "deal-new", "note-1", NULL, 0};
+    cr_assert_eq(ledger_mark_delivered(a, "CAgone", "worker-c", &d), 0);
+    cr_expect_eq(ledger_forget_deal(a, "CAgone", "worker-c"), CALLLOG_LEASE_LOST);
+    cr_expect_str_eq(row_col("CAgone", "rd_deal_id", v, sizeof v), "deal-new");
+    cr_expect_eq(ledger_forget_deal(a, "", "worker-c"), CALLLOG_LEASE_LOST);
+    cr_expect_eq(ledger_forget_deal(NULL, "CAgone", "worker-c"), CALLLOG_INVALID);
+    ledger_close(a);
 }
 
 Test(ledger, busy_claim_says_how_long_the_lease_still_runs)

@@ -213,12 +213,9 @@ Test(lookup_cache, foreign_values_are_misses)
     char key[300];
     digits_key(key, sizeof key);
     cache_hit out;
-    redisReply *r = redisCommand(rc, "SET %s %s", key, "not json");
-    freeReplyObject(r);
+    redis_fixture_do(rc, "SET %s %s", key, "not json");
     cr_assert_eq(cache_get(rc, &keys, PHONE, &out), CACHE_MISS);
-    r = redisCommand(rc, "DEL %s", key);
-    freeReplyObject(r);
-    r = redisCommand(rc, "HSET %s a b", key); /* wrong type: GET answers an error */
-    freeReplyObject(r);
+    redis_fixture_do(rc, "DEL %s", key);
+    redis_fixture_do(rc, "HSET %s a b", key); /* wrong type: GET answers an error */
     cr_assert_eq(cache_get(rc, &keys, PHONE, &out), CACHE_MISS);
 }

@@ -330,11 +330,11 @@ static void parking_hook(void *arg)
         usleep(1000);
 }
 
-/* Renders once (a thread body). */
+/* Renders once, then says so through `arg` (an atomic_int; a thread body). */
 static void *render_once(void *arg)
 {
-    (void)arg;
     free(metrics_render());
+    atomic_store((atomic_int *)arg, 1);
     return NULL;
 }
 
@@ -357,12 +357,21 @@ Test(metrics, remove_waits_for_a_render_inside_the_hook)
 {
     struct parked_hook p = {0, 0, 0};
     struct remover r = {&p, 0};
+    atomic_int rendered = 0;
     cr_assert_eq(metrics_add_collect_hook(parking_hook, &p), 0);
     pthread_t renderer, remover;
-    cr_assert_eq(pthread_create(&renderer, NULL, render_once, NULL), 0);
-    while (!atomic_load(&p.entered))
+    cr_assert_eq(pthread_create(&renderer, NULL, render_once, &rendered), 0);
+    while (!atomic_load(&p.entered) && !atomic_load(&rendered))
         usleep(1000);
-    cr_assert_eq(pthread_create(&remover, NULL, remove_parking_hook, &r), 0);
+    if (!atomic_load(&p.entered)) { /* the render failed before its hooks (out of memory) */
+        pthread_join(renderer, NULL);
+        cr_assert_fail("the render ended without running the hook");
+    }
+    if (pthread_create(&remover, NULL, remove_parking_hook, &r) != 0) {
+        atomic_store(&p.release, 1); /* else the parked render holds the registry forever */
+        pthread_join(renderer, NULL);
+        cr_assert_fail("cannot start the remover thread");
+    }
     usleep(100 * 1000);
     cr_expect_eq(atomic_load(&r.done), 0, "remove returned while a render ran the hook");
     atomic_store(&p.release, 1);

@@ -167,14 +167,11 @@ Test(ratelimit, acquire_returns_at_once_with_budget_and_stops_when_asked)
 
 Test(ratelimit, redis_error_is_reported)
 {
-    redisReply *r = redisCommand(rc, "SET %s not-a-number", key);
-    freeReplyObject(r);
+    redis_fixture_do(rc, "SET %s not-a-number", key);
     ratelimit_policy p = {key, 60, 5};
     long wait = 12345;
     cr_assert_eq(ratelimit_try(rc, &p, &wait), -1, "a corrupt limiter key is an error");
-    r = redisCommand(rc, "DEL %s", key);
-    freeReplyObject(r);
-    r = redisCommand(rc, "HSET %s a b", key); /* wrong type */
-    freeReplyObject(r);
+    redis_fixture_do(rc, "DEL %s", key);
+    redis_fixture_do(rc, "HSET %s a b", key); /* wrong type */
     cr_assert_eq(ratelimit_try(rc, &p, &wait), -1);
 }

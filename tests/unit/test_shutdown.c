@@ -111,6 +111,14 @@ static struct {
     int port;
 } ing;
 
+/* Sets an environment variable for the settings loader; fails the test when setenv
+ * cannot (out of memory), rather than let the ingest start with a default (a spool in
+ * the current directory). */
+static void set_env(const char *name, const char *value)
+{
+    cr_assert_eq(setenv(name, value, 1), 0, "setenv %s: out of memory", name);
+}
+
 /* Loads settings for a loopback ingest with a fresh spool and starts the enqueuer and
  * the server (a few ports, in case of a race). */
 static void ingest_setup(void)
@@ -118,18 +126,18 @@ static void ingest_setup(void)
     shutdown_reset();
     snprintf(ing.spool, sizeof ing.spool, "/tmp/calllog-test-shutdown-XXXXXX");
     cr_assert_not_null(mkdtemp(ing.spool));
-    setenv("PUBLIC_BASE_URL", "https://hooks.example.com", 1);
-    setenv("TWILIO_AUTH_TOKEN", "unit-test-auth-token", 1);
-    setenv("REDIS_URL", "redis://127.0.0.1:1/0", 1); /* nothing listens: the spool is used */
-    setenv("INGEST_SPOOL_DIR", ing.spool, 1);
-    setenv("INGEST_THREADS", "4", 1);
+    set_env("PUBLIC_BASE_URL", "https://hooks.example.com");
+    set_env("TWILIO_AUTH_TOKEN", "unit-test-auth-token");
+    set_env("REDIS_URL", "redis://127.0.0.1:1/0"); /* nothing listens: the spool is used */
+    set_env("INGEST_SPOOL_DIR", ing.spool);
+    set_env("INGEST_THREADS", "4");
     calllog_error err = {0};
     for (int attempt = 0; attempt < 5 && ing.srv == NULL; attempt++) {
         ing.port = free_port();
         cr_assert_gt(ing.port, 0);
         char listen[64];
         snprintf(listen, sizeof listen, "127.0.0.1:%d", ing.port);
-        setenv("INGEST_LISTEN", listen, 1);
+        set_env("INGEST_LISTEN", listen);
         calllog_error cerr;
         cr_assert_eq(ingest_settings_load(&ing.s, &cerr), 0, "%s", cerr.message);
         if (ing.q == NULL)

@@ -80,8 +80,14 @@ static size_t collect(void *arg, char *const *records, size_t n)
         ok = col->take;
     if (col->budget >= 0 && (long)ok > col->budget)
         ok = (size_t)col->budget;
-    for (size_t i = 0; i < ok && col->nseen < MAX_SEEN; i++)
-        col->seen[col->nseen++] = strdup(records[i]);
+    for (size_t i = 0; i < ok && col->nseen < MAX_SEEN; i++) {
+        char *copy = strdup(records[i]);
+        if (copy == NULL) { /* out of memory: this record and the rest stay in the spool */
+            ok = i;
+            break;
+        }
+        col->seen[col->nseen++] = copy;
+    }
     if (col->budget >= 0)
         col->budget -= (long)ok;
     return ok;

@@ -474,6 +474,7 @@ static char *nested_body(int depth)
     const char *head = "{\"CallSid\":\"CA1\",\"CallStatus\":\"completed\",\"x\":";
     size_t n = strlen(head);
     char *b = malloc(n + 2 * (size_t)depth + 2);
+    cr_assert_not_null(b, "out of memory");
     memcpy(b, head, n);
     memset(b + n, '[', (size_t)depth);
     memset(b + n + depth, ']', (size_t)depth);

@@ -1,10 +1,5 @@
-/* free_port — a loopback TCP port for unit tests that start servers of their own.
- *
- * The kernel picks a port by binding port 0; the socket is closed at once, so the port
- * is free right now (another process could take it before the test does, which on a test
- * machine does not happen in practice). Header-only, like the other test fixtures. */
-#ifndef CALLLOG_TEST_FREE_PORT_H
-#define CALLLOG_TEST_FREE_PORT_H
+/* free_port — a loopback TCP port nothing listens on (see free_port.h). */
+#include "free_port.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -12,8 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-/* A TCP port on 127.0.0.1 that nothing listens on right now, or -1. */
-static inline int free_port(void)
+int free_port(void)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     if (fd < 0)
@@ -30,5 +24,3 @@ static inline int free_port(void)
     close(fd);
     return port;
 }
-
-#endif

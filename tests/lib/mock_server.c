@@ -1,44 +1,21 @@
-/* mock_server — starts one of the Python API mocks (tests/mocks/) for a criterion test,
- * talks to its /_mock control API, and stops it.
- *
- * Each test starts its own mock (criterion runs every test in its own process, possibly
- * in parallel), so tests never see each other's data, faults or request logs. The mock is
- * started with `--port 0 --port-file F --quiet`; the child asks the kernel to SIGTERM it
- * when the test process dies, so a crashed test leaves no server behind. The mocks live
- * in tests/mocks/ next to this file (found from __FILE__), or in $CALLLOG_MOCKS_DIR.
- *
- * Header-only (static functions) because each test file is its own executable; include it
- * once per test file. Uses libcurl and jansson; the test must have called
- * curl_global_init. */
-#ifndef CALLLOG_TEST_MOCK_SERVER_H
-#define CALLLOG_TEST_MOCK_SERVER_H
+/* mock_server — the Python API mocks under criterion (see mock_server.h). */
+#include "mock_server.h"
 
 #include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <jansson.h>
 #include <libgen.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
-#include <sys/types.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
-typedef struct mock_server {
-    pid_t pid;
-    int port;
-    char base[64]; /* http://127.0.0.1:PORT */
-    char dir[128]; /* scratch directory (port file, log) */
-    char port_file[192];
-    char log_file[192]; /* the mock's stderr */
-} mock_server;
-
 /* Directory holding the mock scripts. */
-static inline void mock_dir(char *out, size_t outlen)
+static void mock_dir(char *out, size_t outlen)
 {
     const char *env = getenv("CALLLOG_MOCKS_DIR");
     if (env != NULL && env[0] != '\0') {
@@ -51,7 +28,7 @@ static inline void mock_dir(char *out, size_t outlen)
 }
 
 /* Sleeps about `ms` milliseconds. */
-static inline void mock_sleep_ms(long ms)
+static void mock_sleep_ms(long ms)
 {
     struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
@@ -59,7 +36,7 @@ static inline void mock_sleep_ms(long ms)
 }
 
 /* Copies the mock's stderr to ours (after a failed start). */
-static inline void mock_dump_log(const mock_server *m)
+static void mock_dump_log(const mock_server *m)
 {
     char line[512];
     FILE *f = fopen(m->log_file, "r");
@@ -70,9 +47,51 @@ static inline void mock_dump_log(const mock_server *m)
     fclose(f);
 }
 
-/* Starts `script` (e.g. "rdstation_mock.py") with extra arguments (NULL-terminated, may
- * be NULL). Returns 0 once it listens, or -1 (message on stderr). */
-static inline int mock_start(mock_server *m, const char *script, const char *const *extra)
+/* In the forked child: dies with the test, sends stderr to the log, runs the mock. */
+static void mock_exec_child(const mock_server *m, pid_t parent, const char *const *argv)
+{
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() != parent)
+        _exit(1);
+    int fd = open(m->log_file, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (fd >= 0) {
+        dup2(fd, 2);
+        close(fd);
+    }
+    execv(argv[0], (char *const *)argv);
+    perror("execv /usr/bin/python3");
+    _exit(127);
+}
+
+/* Waits (at most ~20 s) for the port file; this is start-up, not a timed assertion.
+ * Returns 0 once the mock listens, -1 when it exited or never wrote the file. */
+static int mock_wait_port(mock_server *m, const char *script)
+{
+    for (int i = 0; i < 400; i++) {
+        FILE *f = fopen(m->port_file, "r");
+        if (f != NULL) {
+            int ok = fscanf(f, "%d", &m->port) == 1;
+            fclose(f);
+            if (ok && m->port > 0) {
+                snprintf(m->base, sizeof m->base, "http://127.0.0.1:%d", m->port);
+                return 0;
+            }
+        }
+        int status;
+        if (waitpid(m->pid, &status, WNOHANG) == m->pid) {
+            fprintf(stderr, "mock %s exited before listening:\n", script);
+            mock_dump_log(m);
+            m->pid = 0;
+            return -1;
+        }
+        mock_sleep_ms(50);
+    }
+    fprintf(stderr, "mock %s did not write its port file:\n", script);
+    mock_dump_log(m);
+    return -1;
+}
+
+int mock_start(mock_server *m, const char *script, const char *const *extra)
 {
     char dir[900], path[1024];
     const char *argv[32];
@@ -105,46 +124,12 @@ static inline int mock_start(mock_server *m, const char *script, const char *con
         perror("fork");
         return -1;
     }
-    if (m->pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGTERM);
-        if (getppid() != parent)
-            _exit(1);
-        int fd = open(m->log_file, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        if (fd >= 0) {
-            dup2(fd, 2);
-            close(fd);
-        }
-        execv(argv[0], (char *const *)argv);
-        perror("execv /usr/bin/python3");
-        _exit(127);
-    }
-    /* Wait (at most ~20 s) for the port file; this is start-up, not a timed assertion. */
-    for (int i = 0; i < 400; i++) {
-        FILE *f = fopen(m->port_file, "r");
-        if (f != NULL) {
-            int ok = fscanf(f, "%d", &m->port) == 1;
-            fclose(f);
-            if (ok && m->port > 0) {
-                snprintf(m->base, sizeof m->base, "http://127.0.0.1:%d", m->port);
-                return 0;
-            }
-        }
-        int status;
-        if (waitpid(m->pid, &status, WNOHANG) == m->pid) {
-            fprintf(stderr, "mock %s exited before listening:\n", script);
-            mock_dump_log(m);
-            m->pid = 0;
-            return -1;
-        }
-        mock_sleep_ms(50);
-    }
-    fprintf(stderr, "mock %s did not write its port file:\n", script);
-    mock_dump_log(m);
-    return -1;
+    if (m->pid == 0)
+        mock_exec_child(m, parent, argv);
+    return mock_wait_port(m, script);
 }
 
-/* Stops the mock (SIGTERM, then waits) and removes its scratch files. */
-static inline void mock_stop(mock_server *m)
+void mock_stop(mock_server *m)
 {
     if (m->pid > 0) {
         kill(m->pid, SIGTERM);
@@ -160,7 +145,7 @@ static inline void mock_stop(mock_server *m)
 }
 
 /* Appends received bytes to a growing NUL-terminated buffer. */
-static inline size_t mock_collect(char *data, size_t size, size_t nmemb, void *arg)
+static size_t mock_collect(char *data, size_t size, size_t nmemb, void *arg)
 {
     char **buf = arg;
     size_t old = *buf ? strlen(*buf) : 0, n = size * nmemb;
@@ -173,16 +158,21 @@ static inline size_t mock_collect(char *data, size_t size, size_t nmemb, void *a
     return n;
 }
 
-/* Sends a control request (`json` body may be NULL). Returns the HTTP status (0 on a
- * transport failure); `*out` (when given) receives the parsed answer (caller decrefs). */
-static inline long mock_call(const mock_server *m, const char *method, const char *path,
-                             const char *json, json_t **out)
+long mock_call(const mock_server *m, const char *method, const char *path, const char *json,
+               json_t **out)
 {
     char url[1024];
     char *body = NULL;
     long status = 0;
     struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
     CURL *c = curl_easy_init();
+    if (out != NULL)
+        *out = NULL;
+    if (h == NULL || c == NULL) {
+        curl_slist_free_all(h);
+        curl_easy_cleanup(c);
+        return 0;
+    }
     snprintf(url, sizeof url, "%s%s", m->base, path);
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
@@ -203,14 +193,12 @@ static inline long mock_call(const mock_server *m, const char *method, const cha
     return status;
 }
 
-/* POSTs JSON to a control path; returns the status. */
-static inline long mock_post(const mock_server *m, const char *path, const char *json, json_t **out)
+long mock_post(const mock_server *m, const char *path, const char *json, json_t **out)
 {
     return mock_call(m, "POST", path, json, out);
 }
 
-/* GETs a control path; returns the parsed answer (caller decrefs) or NULL. */
-static inline json_t *mock_get(const mock_server *m, const char *path)
+json_t *mock_get(const mock_server *m, const char *path)
 {
     json_t *out = NULL;
     if (mock_call(m, "GET", path, NULL, &out) != 200) {
@@ -220,8 +208,7 @@ static inline json_t *mock_get(const mock_server *m, const char *path)
     return out;
 }
 
-/* Number of logged API requests whose path starts with `prefix` (NULL: all). */
-static inline size_t mock_count_requests(const mock_server *m, const char *prefix)
+size_t mock_count_requests(const mock_server *m, const char *prefix)
 {
     json_t *log = mock_get(m, "/_mock/requests"), *e;
     size_t i, n = 0;
@@ -234,5 +221,3 @@ static inline size_t mock_count_requests(const mock_server *m, const char *prefi
     json_decref(log);
     return n;
 }
-
-#endif

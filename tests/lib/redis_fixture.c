@@ -1,23 +1,14 @@
-/* redis_fixture — the real Redis that the Redis-backed unit suites share.
- *
- * The test command (tests/run.sh) starts a throwaway Redis and exports its URL as
- * CALLLOG_TEST_REDIS_URL. Without it these suites fail with a message saying how to get
- * one: they never pass by skipping. Each test works under a unique key name. */
-#ifndef CALLLOG_TEST_REDIS_FIXTURE_H
-#define CALLLOG_TEST_REDIS_FIXTURE_H
+/* redis_fixture — connections to the test Redis and unique key names (see redis_fixture.h). */
+#include "redis_fixture.h"
 
 #include <criterion/criterion.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "redis_client.h"
-
-#define REDIS_FIXTURE_URL_ENV "CALLLOG_TEST_REDIS_URL"
-
-/* Connects to the test Redis (failing the test when the variable is not set). */
-static inline redisContext *redis_fixture_connect(void)
+redisContext *redis_fixture_connect(void)
 {
     const char *u = getenv(REDIS_FIXTURE_URL_ENV);
     cr_assert(u && u[0], REDIS_FIXTURE_URL_ENV
@@ -31,8 +22,7 @@ static inline redisContext *redis_fixture_connect(void)
     return c;
 }
 
-/* A key name (or prefix) no other test, run or process uses: calllog-unit:<suite>:<pid>:<ns>. */
-static inline void redis_fixture_name(char *out, size_t outlen, const char *suite)
+void redis_fixture_name(char *out, size_t outlen, const char *suite)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -40,4 +30,12 @@ static inline void redis_fixture_name(char *out, size_t outlen, const char *suit
              (long long)ts.tv_sec, ts.tv_nsec);
 }
 
-#endif
+void redis_fixture_do(redisContext *c, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *r = redisvCommand(c, fmt, ap);
+    va_end(ap);
+    cr_assert(r && r->type != REDIS_REPLY_ERROR, "%s: %s", fmt, r ? r->str : c->errstr);
+    freeReplyObject(r);
+}
