@@ -28,7 +28,7 @@ static void mock_dir(char *out, size_t outlen)
 }
 
 /* Sleeps about `ms` milliseconds. */
-static void mock_sleep_ms(long ms)
+void mock_sleep_ms(long ms)
 {
     struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR)

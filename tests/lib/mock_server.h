@@ -33,6 +33,9 @@ int mock_start(mock_server *m, const char *script, const char *const *extra);
 /* Stops the mock (SIGTERM, then waits) and removes its scratch files. */
 void mock_stop(mock_server *m);
 
+/* Sleeps about `ms` milliseconds (signals do not cut it short). */
+void mock_sleep_ms(long ms);
+
 /* Sends a control request (`json` body may be NULL). Returns the HTTP status (0 on a
  * transport failure); `*out` (when given) receives the parsed answer (caller decrefs;
  * NULL when the answer was not JSON or could not be stored). */

@@ -63,24 +63,35 @@ static void (*before_posting)(void); /* runs just before the lease is renewed to
 
 /* ---- fixture ------------------------------------------------------------------------- */
 
+static int prepaid; /* the processor paid ahead for the next RD request (the post) */
+
 /* The RD client's limiter stand-in. The processor pays for the post just before renewing
- * the lease (budget_prepaid); like the worker's limiter this takes that as the post. */
+ * the lease (rd_budget.prepay); like the worker's limiter this takes that as the post. */
 static int rd_acquire(void *arg)
 {
     (void)arg;
-    if (w.budget_prepaid && cut_on_post)
+    if (prepaid && cut_on_post)
         pg_proxy_cut(proxy); /* the post still goes out; its record will not */
-    w.budget_prepaid = 0;
+    prepaid = 0;
     return 0;
 }
 
-/* The processor's budget call before the lease renewal; runs the test's hook. */
-static int budget(void *arg)
+/* rd_budget.prepay: the processor's budget call before the lease renewal; runs the
+ * test's hook. */
+static int budget_prepay(void *arg)
 {
     (void)arg;
+    prepaid = 1;
     if (before_posting)
         before_posting();
     return 0;
+}
+
+/* rd_budget.forfeit: the prepaid request went unused. */
+static void budget_forfeit(void *arg)
+{
+    (void)arg;
+    prepaid = 0;
 }
 
 /* An RD v1 client on the mock whose requests time out after `timeout_ms`. */
@@ -151,7 +162,8 @@ static void setup(void)
     w.twilio = twilio_client_new(&settings.twilio);
     cr_assert_not_null(w.twilio);
     snprintf(w.owner, sizeof w.owner, OWNER);
-    w.acquire_budget = budget;
+    w.budget = (rd_budget){budget_prepay, budget_forfeit, NULL};
+    prepaid = 0;
     open_ledger();
 }
 
