@@ -4,7 +4,7 @@
  * append needs, when that is more), never past the maximum plus the terminator, so appends
  * are amortized O(1) and a capped buffer never allocates more than it may hold. All length
  * arithmetic is checked against the maximum before it can wrap. */
-#include "buffer.h"
+#include "common/buffer.h"
 
 #include <stdarg.h>
 #include <stdio.h>

@@ -24,7 +24,7 @@
 
 #include <stddef.h>
 
-#include "error.h"
+#include "common/error.h"
 
 /* The buffer's fields are public so it can live on the stack; use the functions. */
 typedef struct buffer {

@@ -1,11 +1,11 @@
 /* cli — common option handling and start-up for the three programs (see cli.h). */
-#include "cli.h"
+#include "common/cli.h"
 
 #include <stdio.h>
 #include <string.h>
 
-#include "config.h"
-#include "log.h"
+#include "common/config.h"
+#include "common/log.h"
 
 void cli_fail(const char *program, const char *message)
 {

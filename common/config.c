@@ -7,7 +7,7 @@
  * (both NAME and NAME_FILE set, a file that cannot be read, an empty one); the getters
  * report that problem when asked for NAME, and config_check reports any. The table is the
  * loaded configuration, the one global state the design allows; a mutex guards it. */
-#include "config.h"
+#include "common/config.h"
 
 #include <ctype.h>
 #include <errno.h>

@@ -17,7 +17,7 @@
 
 #include <stddef.h>
 
-#include "error.h"
+#include "common/error.h"
 
 /* Adds the settings of `path` (KEY=VALUE lines, `#` comments, optional quotes and
  * `export `) to the environment without overriding variables already set.

@@ -1,5 +1,5 @@
 /* error — the one error type; see error.h for the convention and the classification. */
-#include "error.h"
+#include "common/error.h"
 
 #include <stdarg.h>
 #include <stdio.h>

@@ -1,12 +1,12 @@
 /* event — builds and parses the normalized call event (see event.h for the layout). */
-#include "event.h"
+#include "common/event.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include "timing.h"
+#include "common/timing.h"
 
 /* Twilio parameter → top-level event field. */
 static const char *const top_fields[][2] = {

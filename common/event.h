@@ -19,8 +19,8 @@
 
 #include <jansson.h>
 #include <stddef.h>
-#include "buffer.h"
-#include "error.h"
+#include "common/buffer.h"
+#include "common/error.h"
 
 #define EVENT_VERSION 1
 

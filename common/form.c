@@ -7,7 +7,7 @@
  * one block that also holds the parameter array. One allocation per body keeps the cost
  * O(n), makes a failed parse trivially leak-free, and lets form_free release everything
  * with a single free(). */
-#include "form.h"
+#include "common/form.h"
 
 #include <limits.h>
 #include <stdint.h>

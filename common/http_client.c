@@ -13,9 +13,7 @@
  * The handle is reset (curl_easy_reset keeps live connections and the DNS cache) and
  * fully reconfigured before every request, so no option leaks from one request into the
  * next. curl_global_init is the caller's job (see the header). */
-#include "http_client.h"
-#include "buffer.h"
-#include "timing.h"
+#include "common/http_client.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -26,6 +24,9 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+
+#include "common/buffer.h"
+#include "common/timing.h"
 
 #define HTTP_USER_AGENT "calllog/" CALLLOG_VERSION
 

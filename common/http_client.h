@@ -17,7 +17,7 @@
 
 #include <stddef.h>
 
-#include "error.h"
+#include "common/error.h"
 
 /* Largest response body kept; a longer one fails the request (curl_code set). */
 #define HTTP_CLIENT_MAX_BODY (4L * 1024 * 1024)

@@ -1,5 +1,5 @@
 /* keys — Redis key names derived from CALLLOG_KEY_PREFIX (see keys.h). */
-#include "keys.h"
+#include "common/keys.h"
 
 #include <ctype.h>
 #include <stdio.h>

@@ -2,8 +2,8 @@
  *
  * Each line is formatted into a stack buffer and written with a single write(2), so lines
  * from concurrent threads never interleave. Settings are fixed at start-up. */
-#include "log.h"
-#include "timing.h"
+#include "common/log.h"
+#include "common/timing.h"
 
 #include <stdarg.h>
 #include <stdio.h>

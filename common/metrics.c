@@ -13,8 +13,7 @@
  * which metrics_remove_collect_hook also takes: once it returns, no render is inside the
  * removed hook, so its owner may free what the hook reads. Lock order: hooks_run, then
  * lock. Renders therefore run their hooks one at a time; scrapes are rare. */
-#include "metrics.h"
-#include "buffer.h"
+#include "common/metrics.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -23,6 +22,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "common/buffer.h"
 
 /* Most bytes one exposition may take: far above any real registry (labels are bounded),
  * so only a runaway label set hits it, and then the scrape fails instead of the process. */

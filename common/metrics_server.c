@@ -5,9 +5,9 @@
  * the metrics are not reachable from the internet by accident. Two worker threads are
  * plenty for a scraper; every path other than /metrics answers 404, and /metrics answers
  * 405 to anything but GET (and HEAD, which HTTP requires alongside GET). */
-#include "metrics_server.h"
+#include "common/metrics_server.h"
 
-#include "metrics.h"
+#include "common/metrics.h"
 
 #include <civetweb.h>
 #include <pthread.h>

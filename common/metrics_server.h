@@ -6,7 +6,7 @@
 #define CALLLOG_METRICS_SERVER_H
 
 #include <stddef.h>
-#include "error.h"
+#include "common/error.h"
 
 typedef struct metrics_server metrics_server;
 

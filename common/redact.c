@@ -3,7 +3,7 @@
  * One left-to-right pass: at each position the longest secret that starts there is
  * replaced by the mask, else the byte is copied (folded to one line when asked). Nothing is
  * allocated, so it is safe on the error paths that run out of memory. */
-#include "redact.h"
+#include "common/redact.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -18,7 +18,7 @@
 
 #include <stddef.h>
 
-#include "error.h"
+#include "common/error.h"
 
 /* What a secret is replaced with. */
 #define REDACT_MASK "***"

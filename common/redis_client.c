@@ -1,11 +1,12 @@
 /* redis_client — REDIS_URL parsing and authenticated hiredis connections, found through
  * Redis Sentinel when REDIS_SENTINELS is set (redis_sentinel.c does the asking). */
-#include "redis_client.h"
-#include "config.h"
+#include "common/redis_client.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "common/config.h"
 
 /* Copies at most `n` bytes of `s` into `out` (size `outlen`); -1 when it does not fit. */
 static int copy_part(char *out, size_t outlen, const char *s, size_t n)

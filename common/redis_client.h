@@ -15,9 +15,9 @@
 
 #include <hiredis/hiredis.h>
 #include <stddef.h>
-#include "error.h"
-#include "keys.h"
-#include "redis_sentinel.h"
+#include "common/error.h"
+#include "common/keys.h"
+#include "common/redis_sentinel.h"
 
 typedef struct redis_target {
     char host[256];

@@ -1,12 +1,13 @@
 /* redis_sentinel — asking Redis Sentinel where the master is, checking ROLE (see the
  * header). A sentinel is reached with redis_open on a target of its own (its address
  * and REDIS_SENTINEL_PASSWORD, no sentinels), so timeouts and AUTH work as for Redis. */
-#include "redis_sentinel.h"
-#include "redis_client.h"
+#include "common/redis_sentinel.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "common/redis_client.h"
 
 #define SENTINEL_DEFAULT_PORT 26379
 

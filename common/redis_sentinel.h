@@ -14,7 +14,7 @@
 
 #include <hiredis/hiredis.h>
 #include <stddef.h>
-#include "error.h"
+#include "common/error.h"
 
 #define REDIS_SENTINELS_MAX 8
 

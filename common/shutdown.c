@@ -1,7 +1,7 @@
 /* shutdown — signal handling, the process-wide stop flag and the drain watchdog (see
  * shutdown.h). The flag is a lock-free atomic_int, so setting it from a signal handler
  * is safe. */
-#include "shutdown.h"
+#include "common/shutdown.h"
 
 #include <pthread.h>
 #include <signal.h>
@@ -9,8 +9,8 @@
 #include <stdint.h>
 #include <unistd.h>
 
-#include "log.h"
-#include "timing.h"
+#include "common/log.h"
+#include "common/timing.h"
 
 _Static_assert(ATOMIC_INT_LOCK_FREE == 2, "the stop flag must be lock-free to be signal-safe");
 

@@ -9,7 +9,7 @@
  * the results are OR-ed, so timing tells an attacker nothing about which bytes matched.
  * JSON bodies are signed over the URL alone; their `bodySHA256` query parameter must equal
  * the SHA-256 of the raw body. Facts: ../shared/reference/twilio.md. */
-#include "signature.h"
+#include "common/signature.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -19,7 +19,7 @@
 #include <openssl/evp.h>
 #include <openssl/params.h>
 
-#include "buffer.h"
+#include "common/buffer.h"
 
 #define SIG_SHA1_LEN 20
 #define SIG_SHA256_HEX_LEN 64

@@ -13,7 +13,7 @@
 
 #include <stddef.h>
 
-#include "form.h"
+#include "common/form.h"
 
 #define SIGNATURE_LEN 28 /* base64 of a 20-byte HMAC-SHA1, with padding */
 

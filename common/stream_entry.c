@@ -2,7 +2,7 @@
  *
  * A decoded entry keeps its five strings in one allocation (`storage`), so freeing is one
  * call and a failed decode leaves nothing behind. */
-#include "stream_entry.h"
+#include "common/stream_entry.h"
 
 #include <jansson.h>
 #include <stdio.h>

@@ -1,5 +1,5 @@
 /* timing — monotonic and wall clocks, sleeping and the time formats (see timing.h). */
-#include "timing.h"
+#include "common/timing.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -17,7 +17,7 @@
 #include <stddef.h>
 #include <time.h>
 
-#include "error.h"
+#include "common/error.h"
 
 /* Milliseconds on the monotonic clock. */
 long long timing_mono_ms(void);

@@ -13,7 +13,7 @@
  * requests that arrive during that round trip form the next batch, so the batch grows
  * with the load and an idle ingest still answers after one round trip. Every request
  * still waits for its own entry's reply before it is answered. */
-#include "enqueue.h"
+#include "ingest/enqueue.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -22,9 +22,9 @@
 #include <string.h>
 #include <time.h>
 
-#include "log.h"
-#include "metrics.h"
-#include "spool.h"
+#include "common/log.h"
+#include "common/metrics.h"
+#include "ingest/spool.h"
 
 #define REPLAY_INTERVAL_MS 250
 #define BATCH_MAX 64 /* entries per pipelined round trip */

@@ -7,9 +7,9 @@
 #ifndef CALLLOG_ENQUEUE_H
 #define CALLLOG_ENQUEUE_H
 
-#include "settings.h"
-#include "stream_entry.h"
-#include "error.h"
+#include "common/error.h"
+#include "common/stream_entry.h"
+#include "ingest/settings.h"
 
 typedef struct enqueuer enqueuer;
 

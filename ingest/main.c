@@ -4,13 +4,13 @@
  * INGEST_DRAIN_TIMEOUT_MS. */
 #include <stdio.h>
 
-#include "cli.h"
-#include "enqueue.h"
-#include "log.h"
-#include "metrics_server.h"
-#include "server.h"
-#include "settings.h"
-#include "shutdown.h"
+#include "common/cli.h"
+#include "common/log.h"
+#include "common/metrics_server.h"
+#include "common/shutdown.h"
+#include "ingest/enqueue.h"
+#include "ingest/server.h"
+#include "ingest/settings.h"
 
 static const char usage[] =
     "calllog-ingest [--env-file FILE]\n"

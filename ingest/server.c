@@ -18,8 +18,7 @@
  * sockets stop taking connections, /readyz answers 503 and answers refuse keep-alive.
  * The spool-depth collect hook reads the server and its enqueuer, so stopping takes it
  * off the registry before anything goes. */
-#include "server.h"
-#include "timing.h"
+#include "ingest/server.h"
 
 #include <arpa/inet.h>
 #include <civetweb.h>
@@ -35,11 +34,12 @@
 #include <sys/socket.h>
 #include <time.h>
 
-#include "event.h"
-#include "log.h"
-#include "metrics.h"
-#include "shutdown.h"
-#include "webhook.h"
+#include "common/event.h"
+#include "common/log.h"
+#include "common/metrics.h"
+#include "common/shutdown.h"
+#include "common/timing.h"
+#include "ingest/webhook.h"
 
 #define LOG_CALL_PATH "/twilio/log-call"
 /* Slots of the per-address request counters (addresses hash into them). */

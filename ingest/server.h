@@ -8,9 +8,9 @@
 
 #include <stddef.h>
 
-#include "enqueue.h"
-#include "settings.h"
-#include "error.h"
+#include "common/error.h"
+#include "ingest/enqueue.h"
+#include "ingest/settings.h"
 
 typedef struct ingest_server ingest_server;
 

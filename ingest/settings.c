@@ -1,5 +1,5 @@
 /* settings — loads calllog-ingest's settings from the environment (see settings.h). */
-#include "settings.h"
+#include "ingest/settings.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -5,9 +5,9 @@
 #ifndef CALLLOG_INGEST_SETTINGS_H
 #define CALLLOG_INGEST_SETTINGS_H
 
-#include "config.h"
-#include "keys.h"
-#include "redis_client.h"
+#include "common/config.h"
+#include "common/keys.h"
+#include "common/redis_client.h"
 
 typedef struct ingest_settings {
     redis_target redis;

@@ -4,7 +4,7 @@
  * byte offset of the first record not yet delivered (absent or 0 = from the start).
  * One mutex serializes appends and drains, which keeps records in acknowledgement
  * order. Appends pay one fdatasync each; an outage is the rare path. */
-#include "spool.h"
+#include "ingest/spool.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -16,8 +16,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "buffer.h"
-#include "log.h"
+#include "common/buffer.h"
+#include "common/log.h"
 
 #define SPOOL_BATCH 500
 #define SPOOL_READ_CHUNK (1 << 20)

@@ -11,7 +11,7 @@
 #define CALLLOG_SPOOL_H
 
 #include <stddef.h>
-#include "error.h"
+#include "common/error.h"
 
 typedef struct spool spool;
 

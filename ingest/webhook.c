@@ -1,5 +1,5 @@
 /* webhook — body format, parsing, signature, required fields, normalization. */
-#include "webhook.h"
+#include "ingest/webhook.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -7,9 +7,9 @@
 #include <string.h>
 #include <strings.h>
 
-#include "event.h"
-#include "form.h"
-#include "timing.h"
+#include "common/event.h"
+#include "common/form.h"
+#include "common/timing.h"
 
 typedef enum { BODY_FORM, BODY_JSON, BODY_UNSUPPORTED } body_format;
 

@@ -9,8 +9,8 @@
 
 #include <stddef.h>
 
-#include "buffer.h"
-#include "signature.h"
+#include "common/buffer.h"
+#include "common/signature.h"
 
 typedef struct webhook_request {
     const char *url;               /* PUBLIC_BASE_URL + raw path + raw query */

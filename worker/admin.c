@@ -21,19 +21,19 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli.h"
-#include "config.h"
-#include "demo.h"
-#include "doctor.h"
-#include "doctor_signature.h"
-#include "event.h"
-#include "keys.h"
-#include "ledger.h"
-#include "queue.h"
-#include "rdstation.h"
-#include "reconcile.h"
-#include "redis_client.h"
-#include "timing.h"
+#include "common/cli.h"
+#include "common/config.h"
+#include "common/event.h"
+#include "common/keys.h"
+#include "common/redis_client.h"
+#include "common/timing.h"
+#include "worker/demo.h"
+#include "worker/doctor.h"
+#include "worker/doctor_signature.h"
+#include "worker/ledger.h"
+#include "worker/queue.h"
+#include "worker/rdstation.h"
+#include "worker/reconcile.h"
 
 static const char usage[] =
     "calllog-admin [--env-file FILE] COMMAND\n"

@@ -16,7 +16,7 @@
  * The outbox and the failure window are process-wide state, each guarded by its mutex:
  * they are part of the metrics-like bookkeeping the design allows, and the only state this
  * module keeps. The sender's two flags are C11 atomics. */
-#include "alert.h"
+#include "worker/alert.h"
 
 #include <jansson.h>
 #include <pthread.h>
@@ -27,11 +27,11 @@
 #include <string.h>
 #include <time.h>
 
-#include "event.h"
-#include "http_client.h"
-#include "log.h"
-#include "metrics.h"
-#include "timing.h"
+#include "common/event.h"
+#include "common/http_client.h"
+#include "common/log.h"
+#include "common/metrics.h"
+#include "common/timing.h"
 
 #define ALERT_TEXT_MAX 1024
 #define POST_TIMEOUT_MS 3000

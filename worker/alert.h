@@ -23,8 +23,8 @@
 #ifndef CALLLOG_ALERT_H
 #define CALLLOG_ALERT_H
 
-#include "error.h"
-#include "settings.h"
+#include "common/error.h"
+#include "worker/settings.h"
 
 /* How many messages may wait for the sender; one more drops the oldest. */
 #define ALERT_QUEUE_SIZE 32

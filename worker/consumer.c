@@ -1,18 +1,18 @@
 /* consumer — consumer and promoter threads of calllog-worker (see consumer.h). */
-#include "consumer.h"
-#include "timing.h"
+#include "worker/consumer.h"
 
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "lease_keeper.h"
-#include "log.h"
-#include "processor.h"
-#include "queue.h"
-#include "ratelimit.h"
-#include "shutdown.h"
+#include "common/log.h"
+#include "common/shutdown.h"
+#include "common/timing.h"
+#include "worker/lease_keeper.h"
+#include "worker/processor.h"
+#include "worker/queue.h"
+#include "worker/ratelimit.h"
 
 #define RECLAIM_EVERY_MS 1000
 #define PROMOTE_BATCH 100
@@ -168,10 +168,10 @@ static void *consumer_main(void *arg)
         if (st == CALLLOG_NOT_FOUND)
             continue;
         lease_keeper_hold(t->group->keeper, t->index, e.call_sid, t->links.owner, e.id);
-        outcome o = processor_handle(&t->links, &e);
+        processor_outcome o = processor_handle(&t->links, &e);
         lease_keeper_release(t->group->keeper, t->index);
         stream_entry_free(&e);
-        if (o == OUTCOME_DEFERRED)
+        if (o == PROCESSOR_DEFERRED)
             backoff_sleep(&backoff);
         else
             backoff = 200;

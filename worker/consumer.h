@@ -11,8 +11,8 @@
 #ifndef CALLLOG_CONSUMER_H
 #define CALLLOG_CONSUMER_H
 
-#include "note_template.h"
-#include "settings.h"
+#include "worker/note_template.h"
+#include "worker/settings.h"
 
 typedef struct consumers consumers;
 

@@ -1,13 +1,13 @@
 /* demo — `calllog-admin demo call` against the sandbox (see demo.h). */
-#include "demo.h"
+#include "worker/demo.h"
 
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "event.h"
-#include "http_client.h"
-#include "timing.h"
+#include "common/event.h"
+#include "common/http_client.h"
+#include "common/timing.h"
 
 #define POLL_MS 250
 

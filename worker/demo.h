@@ -10,7 +10,7 @@
 #define CALLLOG_DEMO_H
 
 #include <stdio.h>
-#include "error.h"
+#include "common/error.h"
 
 /* What the call looks like (NULL / 0: the sandbox's defaults). */
 typedef struct demo_call_options {

@@ -7,15 +7,15 @@
  * they share). Read-only: Redis is asked with INFO (falling back to CONFIG GET, which
  * managed Redis often disables), the limiter is peeked, never charged for the check
  * itself. */
-#include "doctor.h"
+#include "worker/doctor.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#include "doctor_check.h"
-#include "keys.h"
-#include "ledger.h"
-#include "redis_client.h"
+#include "common/keys.h"
+#include "common/redis_client.h"
+#include "worker/doctor_check.h"
+#include "worker/ledger.h"
 
 #define DOCTOR_LISTED_MAX 10
 

@@ -9,11 +9,11 @@
 #include <hiredis/hiredis.h>
 #include <stddef.h>
 
-#include "doctor.h"
-#include "doctor_report.h"
-#include "http_client.h"
-#include "ratelimit.h"
-#include "settings.h"
+#include "common/http_client.h"
+#include "worker/doctor.h"
+#include "worker/doctor_report.h"
+#include "worker/ratelimit.h"
+#include "worker/settings.h"
 
 #define DOCTOR_HTTP_TIMEOUT_MS 10000L
 #define DOCTOR_LOG_CALL_PATH "/twilio/log-call"

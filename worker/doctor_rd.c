@@ -12,10 +12,10 @@
 #include <string.h>
 #include <strings.h>
 
-#include "doctor_check.h"
-#include "rd_oauth.h"
-#include "rdstation.h"
-#include "timing.h"
+#include "common/timing.h"
+#include "worker/doctor_check.h"
+#include "worker/rd_oauth.h"
+#include "worker/rdstation.h"
 /* Waits for the shared limiter, like a worker's request (rd_acquire_fn). */
 static int doctor_acquire(void *arg)
 {

@@ -1,7 +1,7 @@
 /* doctor_report — the result lines of a doctor run, printed as text or JSON (see
  * doctor_report.h). A growable array of fixed-size lines: a reason or fix longer than its
  * field is cut, never lost into an allocation failure halfway through a report. */
-#include "doctor_report.h"
+#include "worker/doctor_report.h"
 
 #include <jansson.h>
 #include <stdarg.h>

@@ -3,16 +3,16 @@
  * PUBLIC_BASE_URL + the path. The usual mistakes (http behind a TLS proxy, an internal host
  * or port, a trailing slash, a dropped query) are each one variant: try them all with the
  * configured token(s) and name the one that matches. */
-#include "doctor_signature.h"
+#include "worker/doctor_signature.h"
 
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
-#include "buffer.h"
-#include "config.h"
-#include "doctor_report.h"
-#include "signature.h"
+#include "common/buffer.h"
+#include "common/config.h"
+#include "common/signature.h"
+#include "worker/doctor_report.h"
 
 #define LOG_CALL_PATH "/twilio/log-call"
 #define RECOMMENDED_FRAGMENT "#rc=3&rp=all&ct=3000&rt=10000"

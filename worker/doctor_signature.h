@@ -6,7 +6,7 @@
 
 #include <stdio.h>
 
-#include "form.h"
+#include "common/form.h"
 
 /* What doctor_signature_diagnose found. */
 typedef struct doctor_sig_diagnosis {

@@ -10,8 +10,8 @@
 #include <string.h>
 #include <strings.h>
 
-#include "config.h"
-#include "doctor_check.h"
+#include "common/config.h"
+#include "worker/doctor_check.h"
 
 #define MAX_NUMBER_PAGES 50
 /* GET `path` on Twilio's API with Basic `user:pass`. Returns the parsed 2xx answer

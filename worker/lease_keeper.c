@@ -1,5 +1,5 @@
 /* lease_keeper — renews the leases and stream entries a worker holds (see lease_keeper.h). */
-#include "lease_keeper.h"
+#include "worker/lease_keeper.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -7,10 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ledger.h"
-#include "log.h"
-#include "queue.h"
-#include "timing.h"
+#include "common/log.h"
+#include "common/timing.h"
+#include "worker/ledger.h"
+#include "worker/queue.h"
 
 typedef struct held_call {
     int held;

@@ -15,7 +15,7 @@
 #ifndef CALLLOG_LEASE_KEEPER_H
 #define CALLLOG_LEASE_KEEPER_H
 
-#include "settings.h"
+#include "worker/settings.h"
 
 /* Longest time one call is kept alive by the keeper. */
 #define LEASE_KEEPER_MAX_HOLD_MS (15L * 60 * 1000)

@@ -27,9 +27,7 @@
  *
  * Errors never carry the connection string; the password (as given and URL-decoded) is
  * scrubbed from every message libpq produces. */
-#include "ledger.h"
-#include "redact.h"
-#include "timing.h"
+#include "worker/ledger.h"
 
 #include <libpq-fe.h>
 #include <poll.h>
@@ -38,6 +36,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include "common/redact.h"
+#include "common/timing.h"
 
 /* The calllog.schema_version this code needs (ledger_check_schema). */
 #define LEDGER_SCHEMA_VERSION 1
@@ -423,7 +424,7 @@ static const char CLAIM_STATE_SQL[] =
 #define CLAIM_ROUNDS 3
 
 /* Fills `out` from a row of CLAIM_SQL / CLAIM_STATE_SQL with status `status`. */
-static void fill_claim(const PGresult *r, claim_status status, claim_result *out)
+static void fill_claim(const PGresult *r, ledger_claim_status status, ledger_claim_result *out)
 {
     memset(out, 0, sizeof *out);
     out->status = status;
@@ -439,17 +440,19 @@ static void fill_claim(const PGresult *r, claim_status status, claim_result *out
  * the row is claimable (or gone) and the claim should run again. A running lease held
  * by `owner` itself counts as won only when `repeated` (our own claim whose answer was
  * lost with the connection). */
-static int classify(const PGresult *r, const char *owner, int repeated, claim_result *out)
+static int classify(const PGresult *r, const char *owner, int repeated, ledger_claim_result *out)
 {
     if (PQntuples(r) != 1)
         return 0;
     const char *state = PQgetvalue(r, 0, 0);
     if (strcmp(state, "delivered") == 0 || strcmp(state, "skipped") == 0)
-        fill_claim(r, CLAIM_FINISHED, out);
+        fill_claim(r, LEDGER_CLAIM_FINISHED, out);
     else if (strcmp(state, "dead") == 0)
-        fill_claim(r, CLAIM_DEAD, out);
+        fill_claim(r, LEDGER_CLAIM_DEAD, out);
     else if (field_true(r, 6))
-        fill_claim(r, repeated && strcmp(PQgetvalue(r, 0, 5), owner) == 0 ? CLAIM_WON : CLAIM_BUSY,
+        fill_claim(r,
+                   repeated && strcmp(PQgetvalue(r, 0, 5), owner) == 0 ? LEDGER_CLAIM_WON
+                                                                       : LEDGER_CLAIM_BUSY,
                    out);
     else
         return 0;
@@ -459,7 +462,7 @@ static int classify(const PGresult *r, const char *owner, int repeated, claim_re
 /* One round of the claim: the upsert, then (when it took nothing) a look at the row.
  * Returns 1 when decided, 0 to go round again, -1 on error. */
 static int claim_round(ledger *l, const char *const *params, const char *owner, int *repeated,
-                       claim_result *out)
+                       ledger_claim_result *out)
 {
     int again = 0;
     PGresult *r = run(l, "claiming the call", CLAIM_SQL, 5, params, PGRES_TUPLES_OK, &again);
@@ -467,7 +470,7 @@ static int claim_round(ledger *l, const char *const *params, const char *owner, 
         return -1;
     *repeated |= again;
     if (PQntuples(r) == 1) {
-        fill_claim(r, CLAIM_WON, out);
+        fill_claim(r, LEDGER_CLAIM_WON, out);
         PQclear(r);
         return 1;
     }
@@ -481,7 +484,7 @@ static int claim_round(ledger *l, const char *const *params, const char *owner, 
 }
 
 int ledger_claim(ledger *l, const char *call_sid, const char *call_status, const char *owner,
-                 long lease_ms, const char *event_json, claim_result *out)
+                 long lease_ms, const char *event_json, ledger_claim_result *out)
 {
     if (!l || !call_sid || !call_sid[0] || !owner || !owner[0] || lease_ms <= 0 || !out)
         return ledger_fail(l, CALLLOG_INVALID,
@@ -497,7 +500,7 @@ int ledger_claim(ledger *l, const char *call_sid, const char *call_status, const
     }
     /* Claimable each time we looked, taken each time we tried: someone else is on it. */
     memset(out, 0, sizeof *out);
-    out->status = CLAIM_BUSY;
+    out->status = LEDGER_CLAIM_BUSY;
     snprintf(out->state, sizeof out->state, "processing");
     return 0;
 }

@@ -18,26 +18,26 @@
 
 #include <stddef.h>
 
-#include "error.h"
+#include "common/error.h"
 
 typedef struct ledger ledger;
 
 typedef enum {
-    CLAIM_WON,      /* this worker now holds the lease */
-    CLAIM_FINISHED, /* delivered or skipped already: a duplicate, acknowledge it */
-    CLAIM_DEAD,     /* dead already: it belongs on the dead stream */
-    CLAIM_BUSY      /* another worker holds a valid lease */
-} claim_status;
+    LEDGER_CLAIM_WON,      /* this worker now holds the lease */
+    LEDGER_CLAIM_FINISHED, /* delivered or skipped already: a duplicate, acknowledge it */
+    LEDGER_CLAIM_DEAD,     /* dead already: it belongs on the dead stream */
+    LEDGER_CLAIM_BUSY      /* another worker holds a valid lease */
+} ledger_claim_status;
 
-typedef struct claim_result {
-    claim_status status;
+typedef struct ledger_claim_result {
+    ledger_claim_status status;
     int attempts;        /* claims so far, this one included when WON */
     int post_started;    /* 1 when an earlier attempt may have posted to RD */
     char state[16];      /* the row's state after the statement */
     char rd_deal_id[64]; /* the deal chosen by an earlier attempt, if any */
     char reason[256];    /* skipped/dead: the recorded reason */
     long lease_left_ms;  /* BUSY: how long the other worker's lease still runs */
-} claim_result;
+} ledger_claim_result;
 
 typedef struct ledger_delivery {
     const char *rd_contact_id;
@@ -62,7 +62,7 @@ int ledger_check_schema(ledger *l);
 /* Claims `call_sid` for `owner` for `lease_ms`. Returns 0 with `out` filled, or a
  * negative code on a database error (the caller retries later). */
 int ledger_claim(ledger *l, const char *call_sid, const char *call_status, const char *owner,
-                 long lease_ms, const char *event_json, claim_result *out);
+                 long lease_ms, const char *event_json, ledger_claim_result *out);
 
 /* The outcomes below apply only while `owner` holds the lease (owner NULL: whatever
  * the lease, for poison entries that were never claimed). They return 0 when

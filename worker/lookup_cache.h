@@ -10,28 +10,34 @@
 
 #include <hiredis/hiredis.h>
 
-#include "keys.h"
+#include "common/keys.h"
 
-typedef enum { CACHE_MISS = 0, CACHE_FOUND, CACHE_NO_CONTACT, CACHE_NO_DEAL } cache_status;
+typedef enum {
+    LOOKUP_CACHE_MISS = 0,
+    LOOKUP_CACHE_FOUND,
+    LOOKUP_CACHE_NO_CONTACT,
+    LOOKUP_CACHE_NO_DEAL
+} lookup_cache_status;
 
-typedef struct cache_hit {
+typedef struct lookup_cache_hit {
     char contact_id[64];
     char deal_id[64];
     char deal_user_id[64];
-} cache_hit;
+} lookup_cache_hit;
 
-/* Looks `phone` up. CACHE_MISS also covers Redis errors. */
-cache_status cache_get(redisContext *c, const calllog_keys *k, const char *phone, cache_hit *out);
+/* Looks `phone` up. LOOKUP_CACHE_MISS also covers Redis errors. */
+lookup_cache_status lookup_cache_get(redisContext *c, const calllog_keys *k, const char *phone,
+                                     lookup_cache_hit *out);
 
 /* Stores a found contact + deal for `ttl_s` seconds. */
-void cache_put_found(redisContext *c, const calllog_keys *k, const char *phone,
-                     const cache_hit *hit, long ttl_s);
+void lookup_cache_put_found(redisContext *c, const calllog_keys *k, const char *phone,
+                            const lookup_cache_hit *hit, long ttl_s);
 
-/* Stores a miss (CACHE_NO_CONTACT or CACHE_NO_DEAL, with the contact id if any). */
-void cache_put_missing(redisContext *c, const calllog_keys *k, const char *phone, cache_status why,
-                       const char *contact_id, long ttl_s);
+/* Stores a miss (LOOKUP_CACHE_NO_CONTACT or LOOKUP_CACHE_NO_DEAL, with the contact id if any). */
+void lookup_cache_put_missing(redisContext *c, const calllog_keys *k, const char *phone,
+                              lookup_cache_status why, const char *contact_id, long ttl_s);
 
 /* Forgets `phone` (e.g. the cached deal answered 404). */
-void cache_forget(redisContext *c, const calllog_keys *k, const char *phone);
+void lookup_cache_forget(redisContext *c, const calllog_keys *k, const char *phone);
 
 #endif

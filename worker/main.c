@@ -11,19 +11,19 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "alert.h"
-#include "cli.h"
-#include "consumer.h"
-#include "ledger.h"
-#include "log.h"
-#include "metrics.h"
-#include "metrics_server.h"
-#include "processor.h"
-#include "queue.h"
-#include "reconcile.h"
-#include "settings.h"
-#include "shutdown.h"
-#include "timing.h"
+#include "common/cli.h"
+#include "common/log.h"
+#include "common/metrics.h"
+#include "common/metrics_server.h"
+#include "common/shutdown.h"
+#include "common/timing.h"
+#include "worker/alert.h"
+#include "worker/consumer.h"
+#include "worker/ledger.h"
+#include "worker/processor.h"
+#include "worker/queue.h"
+#include "worker/reconcile.h"
+#include "worker/settings.h"
 
 /* At shutdown, queued alerts get what is left of WORKER_DRAIN_TIMEOUT_MS, at most this
  * long, and less a margin so the watchdog does not fire while they are posted. */

@@ -6,10 +6,10 @@
  * empty" rule, then makes sure the CallSid marker is present. Values are cleaned on the
  * way in (control characters, invalid UTF-8 which jansson would refuse, forged markers).
  * See note_template.h for the rules; local time is in the zone timing_set_zone set at start-up. */
-#include "note_template.h"
+#include "worker/note_template.h"
 
-#include "buffer.h"
-#include "phone.h"
+#include "common/buffer.h"
+#include "worker/phone.h"
 
 #include <stdarg.h>
 #include <stdio.h>

@@ -28,7 +28,7 @@
 #include <stddef.h>
 #include <time.h>
 
-#include "error.h"
+#include "common/error.h"
 
 /* The marker's shape: "[calllog:" + CallSid + "]". */
 #define NOTE_MARKER_PREFIX "[calllog:"

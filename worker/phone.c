@@ -5,7 +5,7 @@
  * that a contact saved before the 9th digit was added (2012–2016) still matches. The
  * query forms are what RD accounts were seen to hold; the comparison is what decides.
  * See phone.h for the rules. */
-#include "phone.h"
+#include "worker/phone.h"
 
 #include <stdio.h>
 #include <string.h>

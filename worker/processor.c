@@ -1,20 +1,20 @@
 /* processor — one entry from claim to acknowledgement (see processor.h). */
-#include "processor.h"
-#include "timing.h"
+#include "worker/processor.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include "alert.h"
-#include "event.h"
-#include "log.h"
-#include "lookup_cache.h"
-#include "metrics.h"
-#include "phone.h"
-#include "retry_policy.h"
-#include "shutdown.h"
+#include "common/event.h"
+#include "common/log.h"
+#include "common/metrics.h"
+#include "common/shutdown.h"
+#include "common/timing.h"
+#include "worker/alert.h"
+#include "worker/lookup_cache.h"
+#include "worker/phone.h"
+#include "worker/retry_policy.h"
 
 /* How long after another worker's lease runs out its call is looked at again. */
 #define LEASE_MARGIN_MS 250
@@ -32,7 +32,7 @@ static const char *const outcome_names[] = {"delivered", "recovered", "skipped",
                                             "duplicate", "ignored",   "retry",
                                             "dead",      "deferred",  "waiting"};
 
-const char *processor_outcome_name(outcome o)
+const char *processor_outcome_name(processor_outcome o)
 {
     return outcome_names[o];
 }
@@ -70,11 +70,11 @@ typedef struct job {
     worker_links *w;
     const stream_entry *e;
     json_t *ev;
-    claim_result claim;
+    ledger_claim_result claim;
     int claimed;            /* this worker holds the lease */
     const char *customer;   /* the caller's phone (E.164) */
     const char *our_number; /* our Twilio number on this call */
-    cache_hit deal;         /* contact + deal chosen */
+    lookup_cache_hit deal;  /* contact + deal chosen */
     twilio_call rest;       /* enrichment, when any */
     int enriched;
 } job;
@@ -82,19 +82,19 @@ typedef struct job {
 /* ---- outcomes ---------------------------------------------------------------- */
 
 /* Acknowledges the entry: it is finished. */
-static outcome finish(job *j, outcome o)
+static processor_outcome finish(job *j, processor_outcome o)
 {
     calllog_error err;
     if (queue_done(j->w->redis, &j->w->settings->keys, j->e, &err) != 0) {
         log_error("xack failed, entry stays pending", LF_S("call_sid", j->e->call_sid),
                   LF_S("error", err.message));
-        return OUTCOME_DEFERRED;
+        return PROCESSOR_DEFERRED;
     }
     return o;
 }
 
 /* Records a dead letter in Postgres and moves the entry to the dead stream. */
-static outcome bury(job *j, const char *reason, const char *error, long http_status)
+static processor_outcome bury(job *j, const char *reason, const char *error, long http_status)
 {
     calllog_error err;
     worker_links *w = j->w;
@@ -103,13 +103,13 @@ static outcome bury(job *j, const char *reason, const char *error, long http_sta
         log_error("cannot record dead letter, entry stays pending",
                   LF_S("call_sid", j->e->call_sid),
                   LF_S("error", ledger_error(w->ledger)->message));
-        return OUTCOME_DEFERRED;
+        return PROCESSOR_DEFERRED;
     }
     dead_letter d = {reason, error, http_status, j->claim.attempts};
     if (queue_bury(w->redis, &w->settings->keys, j->e, &d, &err) != 0) {
         log_error("cannot move to dead stream, entry stays pending",
                   LF_S("call_sid", j->e->call_sid), LF_S("error", err.message));
-        return OUTCOME_DEFERRED;
+        return PROCESSOR_DEFERRED;
     }
     char lbl[96];
     snprintf(lbl, sizeof lbl, "reason=\"%s\"", reason);
@@ -118,12 +118,12 @@ static outcome bury(job *j, const char *reason, const char *error, long http_sta
               LF_S("error", error), LF_I("http_status", http_status),
               LF_I("attempts", j->claim.attempts));
     alert_dead_letter(j->e->call_sid, reason, error);
-    return OUTCOME_DEAD;
+    return PROCESSOR_DEAD;
 }
 
 /* Records retry_wait and moves the entry to the retry set, due in `delay` ms. When either
  * step fails, `why` is the failing step's message and the entry stays pending. */
-static outcome reschedule(job *j, long delay, const calllog_error *ae)
+static processor_outcome reschedule(job *j, long delay, const calllog_error *ae)
 {
     worker_links *w = j->w;
     calllog_error err;
@@ -136,18 +136,18 @@ static outcome reschedule(job *j, long delay, const calllog_error *ae)
     if (why) {
         log_error("cannot reschedule, entry stays pending", LF_S("call_sid", j->e->call_sid),
                   LF_S("error", why));
-        return OUTCOME_DEFERRED;
+        return PROCESSOR_DEFERRED;
     }
     metric_add(pm.retries, NULL, 1);
     log_warn("rescheduled", LF_S("call_sid", j->e->call_sid), LF_S("error", ae->message),
              LF_I("http_status", ae->http_status), LF_I("attempt", j->claim.attempts),
              LF_I("delay_ms", delay));
-    return OUTCOME_RETRY;
+    return PROCESSOR_RETRY;
 }
 
 /* Reschedules after a transient failure (at least `min_delay` ms away), or buries when
  * attempts are used up. */
-static outcome retry_later(job *j, const calllog_error *ae, long min_delay)
+static processor_outcome retry_later(job *j, const calllog_error *ae, long min_delay)
 {
     const retry_settings *rs = &j->w->settings->retry;
     if (retry_exhausted(rs, j->claim.attempts))
@@ -158,7 +158,7 @@ static outcome retry_later(job *j, const calllog_error *ae, long min_delay)
 
 /* Decides between retry and dead letter for a failed RD/Twilio exchange. A worker that
  * is stopping hands the call back at once: no backoff, never a dead letter. */
-static outcome api_failed(job *j, const calllog_error *ae)
+static processor_outcome api_failed(job *j, const calllog_error *ae)
 {
     if (shutdown_requested() && ae->curl_code == -1) {
         calllog_error handback = *ae;
@@ -171,15 +171,15 @@ static outcome api_failed(job *j, const calllog_error *ae)
 }
 
 /* Applies CALLLOG_UNKNOWN_CALLER to a caller without contact or open deal. */
-static outcome unknown_caller(job *j, const char *reason)
+static processor_outcome unknown_caller(job *j, const char *reason)
 {
     if (j->w->settings->unknown == UNKNOWN_DEAD)
         return bury(j, reason, "caller has no RD contact or open deal", 0);
     if (ledger_mark_skipped(j->w->ledger, j->e->call_sid, j->w->owner, reason) < 0)
-        return OUTCOME_DEFERRED;
+        return PROCESSOR_DEFERRED;
     log_info("skipped", LF_S("call_sid", j->e->call_sid), LF_S("reason", reason),
              LF_S("customer", j->customer));
-    return finish(j, OUTCOME_SKIPPED);
+    return finish(j, PROCESSOR_SKIPPED);
 }
 
 /* ---- facts -------------------------------------------------------------------- */
@@ -255,22 +255,22 @@ static find_result find_deal(job *j, calllog_error *ae)
         snprintf(j->deal.deal_id, sizeof j->deal.deal_id, "%s", j->claim.rd_deal_id);
         return FIND_OK;
     }
-    switch (cache_get(w->redis, &s->keys, j->customer, &j->deal)) {
-    case CACHE_FOUND:
+    switch (lookup_cache_get(w->redis, &s->keys, j->customer, &j->deal)) {
+    case LOOKUP_CACHE_FOUND:
         return FIND_OK;
-    case CACHE_NO_CONTACT:
+    case LOOKUP_CACHE_NO_CONTACT:
         return FIND_NO_CONTACT;
-    case CACHE_NO_DEAL:
+    case LOOKUP_CACHE_NO_DEAL:
         return FIND_NO_DEAL;
-    case CACHE_MISS:
+    case LOOKUP_CACHE_MISS:
         break;
     }
     rd_contact contact;
     rd_deal deal;
     calllog_code st = rd_find_contact(w->rd, j->customer, &contact, ae);
     if (st == CALLLOG_NOT_FOUND) {
-        cache_put_missing(w->redis, &s->keys, j->customer, CACHE_NO_CONTACT, NULL,
-                          s->negative_cache_ttl_s);
+        lookup_cache_put_missing(w->redis, &s->keys, j->customer, LOOKUP_CACHE_NO_CONTACT, NULL,
+                                 s->negative_cache_ttl_s);
         return FIND_NO_CONTACT;
     }
     if (st != CALLLOG_OK)
@@ -278,15 +278,15 @@ static find_result find_deal(job *j, calllog_error *ae)
     snprintf(j->deal.contact_id, sizeof j->deal.contact_id, "%s", contact.id);
     st = rd_find_open_deal(w->rd, contact.id, &deal, ae);
     if (st == CALLLOG_NOT_FOUND) {
-        cache_put_missing(w->redis, &s->keys, j->customer, CACHE_NO_DEAL, contact.id,
-                          s->negative_cache_ttl_s);
+        lookup_cache_put_missing(w->redis, &s->keys, j->customer, LOOKUP_CACHE_NO_DEAL, contact.id,
+                                 s->negative_cache_ttl_s);
         return FIND_NO_DEAL;
     }
     if (st != CALLLOG_OK)
         return FIND_FAILED;
     snprintf(j->deal.deal_id, sizeof j->deal.deal_id, "%s", deal.id);
     snprintf(j->deal.deal_user_id, sizeof j->deal.deal_user_id, "%s", deal.user_id);
-    cache_put_found(w->redis, &s->keys, j->customer, &j->deal, s->cache_ttl_s);
+    lookup_cache_put_found(w->redis, &s->keys, j->customer, &j->deal, s->cache_ttl_s);
     return FIND_OK;
 }
 
@@ -304,7 +304,7 @@ static find_result create_deal(job *j, calllog_error *ae)
         return FIND_FAILED;
     snprintf(j->deal.contact_id, sizeof j->deal.contact_id, "%s", contact.id);
     snprintf(j->deal.deal_id, sizeof j->deal.deal_id, "%s", deal.id);
-    cache_put_found(j->w->redis, &s->keys, j->customer, &j->deal, s->cache_ttl_s);
+    lookup_cache_put_found(j->w->redis, &s->keys, j->customer, &j->deal, s->cache_ttl_s);
     log_info("created deal for unknown caller", LF_S("call_sid", j->e->call_sid),
              LF_S("contact_id", contact.id), LF_S("deal_id", deal.id));
     return FIND_OK;
@@ -322,11 +322,11 @@ static calllog_code post(job *j, const char *text, const call_facts *f, char *no
                          char *task_id, calllog_error *ae)
 {
     worker_links *w = j->w;
-    delivery_mode mode = w->settings->mode;
-    if (mode != MODE_TASK &&
+    worker_delivery_mode mode = w->settings->mode;
+    if (mode != WORKER_MODE_TASK &&
         rd_post_note(w->rd, j->deal.deal_id, author(j), text, note_id, 64, ae) != CALLLOG_OK)
         return ae->code;
-    if (mode == MODE_NOTE)
+    if (mode == WORKER_MODE_NOTE)
         return CALLLOG_OK;
     char subject[128];
     size_t n = strcspn(text, "\n");
@@ -337,7 +337,7 @@ static calllog_code post(job *j, const char *text, const call_facts *f, char *no
 }
 
 /* Records a delivery and acknowledges; observes hangup-to-note latency. */
-static outcome delivered(job *j, const char *note_id, const char *task_id, int recovered)
+static processor_outcome delivered(job *j, const char *note_id, const char *task_id, int recovered)
 {
     ledger_delivery d = {j->deal.contact_id[0] ? j->deal.contact_id : NULL, j->deal.deal_id,
                          note_id && note_id[0] ? note_id : NULL,
@@ -351,7 +351,7 @@ static outcome delivered(job *j, const char *note_id, const char *task_id, int r
         log_error("delivered but not recorded, recovery will find the marker",
                   LF_S("call_sid", j->e->call_sid),
                   LF_S("error", ledger_error(j->w->ledger)->message));
-        return OUTCOME_DEFERRED;
+        return PROCESSOR_DEFERRED;
     }
     long long received = timing_parse_rfc3339_ms(j->e->received_at);
     if (received > 0)
@@ -360,7 +360,7 @@ static outcome delivered(job *j, const char *note_id, const char *task_id, int r
              LF_S("call_sid", j->e->call_sid), LF_S("deal_id", j->deal.deal_id),
              LF_S("note_id", note_id), LF_S("task_id", task_id),
              LF_I("attempt", j->claim.attempts));
-    return finish(j, recovered ? OUTCOME_RECOVERED : OUTCOME_DELIVERED);
+    return finish(j, recovered ? PROCESSOR_RECOVERED : PROCESSOR_DELIVERED);
 }
 
 /* 1 when a failed POST may nonetheless have been processed by RD (no answer, or a
@@ -377,7 +377,7 @@ static int outcome_unknown(const calllog_error *ae)
 static int forget_deal(job *j)
 {
     worker_links *w = j->w;
-    cache_forget(w->redis, &w->settings->keys, j->customer);
+    lookup_cache_forget(w->redis, &w->settings->keys, j->customer);
     if (ledger_forget_deal(w->ledger, j->e->call_sid, w->owner) < 0) {
         log_error("cannot forget the vanished deal, entry stays pending",
                   LF_S("call_sid", j->e->call_sid), LF_S("deal_id", j->deal.deal_id),
@@ -389,7 +389,7 @@ static int forget_deal(job *j)
 
 /* Pays for the request, renews the lease while recording the intent, then posts at once,
  * so that no wait (for rate budget) can stretch between the renewal and the POST. */
-static outcome post_once(job *j, const char *text, const call_facts *f)
+static processor_outcome post_once(job *j, const char *text, const call_facts *f)
 {
     worker_links *w = j->w;
     const worker_settings *s = w->settings;
@@ -403,27 +403,27 @@ static outcome post_once(job *j, const char *text, const call_facts *f)
     int rc = ledger_mark_posting(w->ledger, j->e->call_sid, w->owner, j->deal.deal_id, s->lease_ms);
     if (rc != 0) { /* lease lost (another worker owns the call now) or database down */
         w->budget.forfeit(w->budget.arg);
-        return rc > 0 ? finish(j, OUTCOME_DUPLICATE) : OUTCOME_DEFERRED;
+        return rc > 0 ? finish(j, PROCESSOR_DUPLICATE) : PROCESSOR_DEFERRED;
     }
     if (post(j, text, f, note_id, task_id, &ae) == CALLLOG_OK)
         return delivered(j, note_id, task_id, 0);
     if (ae.http_status == 404) /* the deal vanished: look it up again next time */
-        return forget_deal(j) == 0 ? retry_later(j, &ae, 0) : OUTCOME_DEFERRED;
+        return forget_deal(j) == 0 ? retry_later(j, &ae, 0) : PROCESSOR_DEFERRED;
     if (outcome_unknown(&ae) && error_is_transient(ae.code))
         return retry_later(j, &ae, s->unknown_outcome_delay_ms);
     return api_failed(j, &ae);
 }
 
 /* The lists the marker search reads: those the delivery mode writes to. */
-static rd_marker_scope marker_scope(delivery_mode mode)
+static rd_marker_scope marker_scope(worker_delivery_mode mode)
 {
-    return mode == MODE_NOTE   ? RD_MARKER_NOTES
-           : mode == MODE_TASK ? RD_MARKER_TASKS
-                               : RD_MARKER_BOTH;
+    return mode == WORKER_MODE_NOTE   ? RD_MARKER_NOTES
+           : mode == WORKER_MODE_TASK ? RD_MARKER_TASKS
+                                      : RD_MARKER_BOTH;
 }
 
 /* Steps after a won claim: enrich, find the deal, recover or post, record. */
-static outcome deliver(job *j)
+static processor_outcome deliver(job *j)
 {
     worker_links *w = j->w;
     calllog_error ae = {0};
@@ -443,7 +443,7 @@ static outcome deliver(job *j)
     char *text = NULL;
     if (note_render(w->tpl, &facts, &text) != CALLLOG_OK)
         return bury(j, "render_failed", "note template could not be rendered", 0);
-    outcome o;
+    processor_outcome o;
     char marker[NOTE_MARKER_MAX], found[64] = "";
     note_marker(j->e->call_sid, marker, sizeof marker);
     calllog_code seen = CALLLOG_NOT_FOUND;
@@ -465,7 +465,7 @@ static outcome deliver(job *j)
  * out a duplicate) or dead (its stream entry was handed to us before its lease ran out):
  * look again just after the lease runs out, rather than acknowledging and losing the
  * call. The wait is parked, not rescheduled: it costs no attempt and never a dead letter. */
-static outcome wait_for_lease(job *j)
+static processor_outcome wait_for_lease(job *j)
 {
     calllog_error err;
     worker_links *w = j->w;
@@ -475,29 +475,29 @@ static outcome wait_for_lease(job *j)
     if (queue_park(w->redis, &w->settings->keys, j->e, delay, &err) != 0) {
         log_error("cannot park, entry stays pending", LF_S("call_sid", j->e->call_sid),
                   LF_S("error", err.message));
-        return OUTCOME_DEFERRED;
+        return PROCESSOR_DEFERRED;
     }
     log_info("held by another worker, looking again after its lease",
              LF_S("call_sid", j->e->call_sid), LF_I("delay_ms", delay));
-    return OUTCOME_WAITING;
+    return PROCESSOR_WAITING;
 }
 
 /* Claims the CallSid; anything but a win or a held lease is a duplicate: acknowledge. */
-static outcome claim_and_deliver(job *j)
+static processor_outcome claim_and_deliver(job *j)
 {
     worker_links *w = j->w;
     if (ledger_claim(w->ledger, j->e->call_sid, j->e->status, w->owner, w->settings->lease_ms,
                      j->e->event, &j->claim) != 0) {
         log_error("claim failed, entry stays pending", LF_S("call_sid", j->e->call_sid),
                   LF_S("error", ledger_error(w->ledger)->message));
-        return OUTCOME_DEFERRED;
+        return PROCESSOR_DEFERRED;
     }
-    j->claimed = j->claim.status == CLAIM_WON;
-    if (j->claim.status == CLAIM_BUSY)
+    j->claimed = j->claim.status == LEDGER_CLAIM_WON;
+    if (j->claim.status == LEDGER_CLAIM_BUSY)
         return wait_for_lease(j);
     if (!j->claimed) {
         log_info("duplicate", LF_S("call_sid", j->e->call_sid), LF_S("state", j->claim.state));
-        return finish(j, OUTCOME_DUPLICATE);
+        return finish(j, PROCESSOR_DUPLICATE);
     }
     const char *direction = event_get(j->ev, "direction");
     const char *from = event_get(j->ev, "from"), *to = event_get(j->ev, "to");
@@ -511,11 +511,11 @@ static outcome claim_and_deliver(job *j)
 
 /* A child leg of a <Dial> (parent_call_sid set) is part of its parent's conversation,
  * which gets the one note: acknowledge it without claiming anything. */
-static outcome child_leg(job *j)
+static processor_outcome child_leg(job *j)
 {
     log_info("child leg, the parent call gets the note", LF_S("call_sid", j->e->call_sid),
              LF_S("parent_call_sid", event_get(j->ev, "parent_call_sid")));
-    return finish(j, OUTCOME_IGNORED);
+    return finish(j, PROCESSOR_IGNORED);
 }
 
 /* Postgres (or Redis) failed before an outcome was recorded: park the entry on the retry
@@ -531,7 +531,7 @@ static void defer(job *j)
 }
 
 /* Counts an outcome, logs the entry's one summary line, feeds the failure-rate alert. */
-static void count(const stream_entry *e, outcome o, double t0)
+static void count(const stream_entry *e, processor_outcome o, double t0)
 {
     char lbl[64];
     snprintf(lbl, sizeof lbl, "outcome=\"%s\"", outcome_names[o]);
@@ -541,12 +541,12 @@ static void count(const stream_entry *e, outcome o, double t0)
     log_info("handled", LF_S("request_id", e->request_id), LF_S("call_sid", e->call_sid),
              LF_S("status", e->status), LF_S("outcome", outcome_names[o]),
              LF_I("attempt", e->attempt), LF_I("latency_us", (long long)(secs * 1e6)));
-    if (o != OUTCOME_IGNORED && o != OUTCOME_DUPLICATE && o != OUTCOME_DEFERRED &&
-        o != OUTCOME_WAITING)
-        alert_record(o == OUTCOME_RETRY || o == OUTCOME_DEAD);
+    if (o != PROCESSOR_IGNORED && o != PROCESSOR_DUPLICATE && o != PROCESSOR_DEFERRED &&
+        o != PROCESSOR_WAITING)
+        alert_record(o == PROCESSOR_RETRY || o == PROCESSOR_DEAD);
 }
 
-outcome processor_handle(worker_links *w, const stream_entry *e)
+processor_outcome processor_handle(worker_links *w, const stream_entry *e)
 {
     double t0 = timing_mono_s();
     job j;
@@ -555,19 +555,19 @@ outcome processor_handle(worker_links *w, const stream_entry *e)
     j.e = e;
     j.claim.attempts = e->attempt + 1;
     calllog_error err;
-    outcome o;
+    processor_outcome o;
     j.ev = event_parse(e->event, strlen(e->event), &err);
     if (!j.ev)
         o = bury(&j, "malformed_event", err.message, 0);
     else if (e->deliveries > w->settings->max_deliveries)
         o = bury(&j, "poison", "delivered too many times without an outcome", 0);
     else if (!event_status_is_terminal(e->status))
-        o = finish(&j, OUTCOME_IGNORED);
+        o = finish(&j, PROCESSOR_IGNORED);
     else if (event_get(j.ev, "parent_call_sid"))
         o = child_leg(&j);
     else
         o = claim_and_deliver(&j);
-    if (o == OUTCOME_DEFERRED)
+    if (o == PROCESSOR_DEFERRED)
         defer(&j);
     w->budget.forfeit(w->budget.arg); /* a POST that failed before its request leaves it */
     json_decref(j.ev);

@@ -14,12 +14,12 @@
 
 #include <hiredis/hiredis.h>
 
-#include "ledger.h"
-#include "note_template.h"
-#include "queue.h"
-#include "rdstation.h"
-#include "settings.h"
-#include "twilio_rest.h"
+#include "worker/ledger.h"
+#include "worker/note_template.h"
+#include "worker/queue.h"
+#include "worker/rdstation.h"
+#include "worker/settings.h"
+#include "worker/twilio_rest.h"
 
 /* One consumer thread's share of the RD rate limit, which the consumer keeps. The RD
  * client pays for each of its requests through the rd_acquire_fn the consumer gave it.
@@ -47,24 +47,24 @@ typedef struct worker_links {
 } worker_links;
 
 typedef enum {
-    OUTCOME_DELIVERED,
-    OUTCOME_RECOVERED, /* an earlier attempt had posted: found by marker */
-    OUTCOME_SKIPPED,   /* unknown caller under the skip policy, or no phone */
-    OUTCOME_DUPLICATE, /* already delivered/skipped/dead, or held by another worker */
-    OUTCOME_IGNORED,   /* not a terminal call status */
-    OUTCOME_RETRY,
-    OUTCOME_DEAD,
-    OUTCOME_DEFERRED, /* Postgres or Redis failed: parked for a few seconds */
-    OUTCOME_WAITING   /* another worker holds the lease: looked at again when it runs out */
-} outcome;
+    PROCESSOR_DELIVERED,
+    PROCESSOR_RECOVERED, /* an earlier attempt had posted: found by marker */
+    PROCESSOR_SKIPPED,   /* unknown caller under the skip policy, or no phone */
+    PROCESSOR_DUPLICATE, /* already delivered/skipped/dead, or held by another worker */
+    PROCESSOR_IGNORED,   /* not a terminal call status */
+    PROCESSOR_RETRY,
+    PROCESSOR_DEAD,
+    PROCESSOR_DEFERRED, /* Postgres or Redis failed: parked for a few seconds */
+    PROCESSOR_WAITING   /* another worker holds the lease: looked at again when it runs out */
+} processor_outcome;
 
 /* Registers the worker's metrics (once, before threads start). Returns 0 or -1. */
 int processor_metrics_init(void);
 
 /* The outcome's name ("delivered", ...). */
-const char *processor_outcome_name(outcome o);
+const char *processor_outcome_name(processor_outcome o);
 
 /* Handles one entry completely. Never frees `e`. */
-outcome processor_handle(worker_links *w, const stream_entry *e);
+processor_outcome processor_handle(worker_links *w, const stream_entry *e);
 
 #endif

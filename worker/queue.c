@@ -1,13 +1,13 @@
 /* queue — events stream, retry set and dead stream operations (see queue.h). */
-#include "queue.h"
+#include "worker/queue.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include "redis_client.h"
-#include "timing.h"
+#include "common/redis_client.h"
+#include "common/timing.h"
 
 /* Short names for the entry's fields (stream_entry.h), which the scripts below spell. */
 #define SE_CALL_SID STREAM_ENTRY_CALL_SID

@@ -19,9 +19,9 @@
 #include <hiredis/hiredis.h>
 #include <stddef.h>
 
-#include "keys.h"
-#include "stream_entry.h"
-#include "error.h"
+#include "common/error.h"
+#include "common/keys.h"
+#include "common/stream_entry.h"
 
 /* Why an event goes to the dead stream, and what happened. */
 typedef struct dead_letter {

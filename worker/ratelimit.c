@@ -1,14 +1,14 @@
 /* ratelimit — GCRA limiter shared through Redis (see ratelimit.h). */
-#include "ratelimit.h"
+#include "worker/ratelimit.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "log.h"
-#include "redis_client.h"
-#include "shutdown.h"
-#include "timing.h"
+#include "common/log.h"
+#include "common/redis_client.h"
+#include "common/shutdown.h"
+#include "common/timing.h"
 
 /* KEYS: the limiter key. ARGV: interval ms (emission interval T), tolerance ms (tau).
  * The key holds the theoretical arrival time (TAT) in ms. Returns 0 when allowed,

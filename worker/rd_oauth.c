@@ -6,8 +6,7 @@
  * the lock is released, a lock lifetime longer than the HTTP timeout (a slow refresh can
  * never outlive its lock), and a copy kept in memory when Redis fails right after a
  * refresh, written back at the next opportunity. */
-#include "rd_oauth.h"
-#include "timing.h"
+#include "worker/rd_oauth.h"
 
 #include <inttypes.h>
 #include <jansson.h>
@@ -15,8 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "log.h"
-#include "retry_policy.h"
+#include "common/log.h"
+#include "common/timing.h"
+#include "worker/retry_policy.h"
 
 #define RD_OAUTH_POLL_MS 100L
 #define RD_OAUTH_MIN_LOCK_MS 15000L

@@ -21,9 +21,9 @@
 #include <hiredis/hiredis.h>
 #include <stddef.h>
 
-#include "http_client.h"
-#include "metrics.h"
-#include "error.h"
+#include "common/error.h"
+#include "common/http_client.h"
+#include "common/metrics.h"
 
 /* An access token is used only while it has more than this left. */
 #define RD_OAUTH_MIN_TTL_MS 60000L

@@ -33,8 +33,7 @@
  *   would post a second note). Integer ids are accepted: they are unambiguous.
  *
  * One client per thread: it owns one http_client (kept-alive connections). */
-#include "rdstation.h"
-#include "timing.h"
+#include "worker/rdstation.h"
 
 #include <jansson.h>
 #include <stdarg.h>
@@ -42,11 +41,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "log.h"
-#include "metrics.h"
-#include "phone.h"
-#include "rd_oauth.h"
-#include "redact.h"
+#include "common/log.h"
+#include "common/metrics.h"
+#include "common/redact.h"
+#include "common/timing.h"
+#include "worker/phone.h"
+#include "worker/rd_oauth.h"
 
 #define RD_CONNECT_TIMEOUT_MS 5000L
 #define RD_DEFAULT_TIMEOUT_MS 15000L

@@ -28,9 +28,9 @@
 #include <stddef.h>
 #include <time.h>
 
-#include "http_client.h"
-#include "keys.h"
-#include "error.h"
+#include "common/error.h"
+#include "common/http_client.h"
+#include "common/keys.h"
 
 typedef enum { RD_API_V1 = 1, RD_API_V2 = 2 } rd_api;
 

@@ -1,23 +1,24 @@
 /* reconcile — the reconciler thread and its pass over Twilio's Calls list (see reconcile.h). */
-#include "reconcile.h"
-#include "stream_entry.h"
+#include "worker/reconcile.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include "common/stream_entry.h"
+
 #include <pthread.h>
 
-#include "alert.h"
-#include "event.h"
-#include "ledger.h"
-#include "log.h"
-#include "metrics.h"
-#include "phone.h"
-#include "redis_client.h"
-#include "shutdown.h"
-#include "timing.h"
+#include "common/event.h"
+#include "common/log.h"
+#include "common/metrics.h"
+#include "common/redis_client.h"
+#include "common/shutdown.h"
+#include "common/timing.h"
+#include "worker/alert.h"
+#include "worker/ledger.h"
+#include "worker/phone.h"
 
 /* Calls asked for per page (Twilio allows up to 1000; smaller pages renew the lease more
  * often and keep each answer well under the HTTP client's body limit). */

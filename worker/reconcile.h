@@ -34,8 +34,8 @@
 
 #include <hiredis/hiredis.h>
 
-#include "settings.h"
-#include "twilio_rest.h"
+#include "worker/settings.h"
+#include "worker/twilio_rest.h"
 
 /* Which ended calls one pass examines (epoch ms). */
 typedef struct reconcile_window {

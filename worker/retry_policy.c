@@ -4,7 +4,7 @@
  * failed together, e.g. during an RD Station outage, instead of having them return in
  * lock-step. The random value is a parameter so the arithmetic is testable. Retry-After
  * itself is read by common/timing (timing_parse_retry_after). See retry_policy.h. */
-#include "retry_policy.h"
+#include "worker/retry_policy.h"
 
 #include <errno.h>
 #include <string.h>

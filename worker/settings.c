@@ -1,5 +1,5 @@
 /* settings — loads calllog-worker's settings from the environment (see settings.h). */
-#include "settings.h"
+#include "worker/settings.h"
 
 #include <libpq-fe.h>
 #include <stdio.h>
@@ -8,9 +8,9 @@
 #include <strings.h>
 #include <unistd.h>
 
-#include "http_client.h"
-#include "log.h"
-#include "phone.h"
+#include "common/http_client.h"
+#include "common/log.h"
+#include "worker/phone.h"
 
 /* Redis (the shared loader) and this program's Redis timeout. */
 static int load_redis(worker_settings *s, calllog_error *err)
@@ -190,7 +190,7 @@ static int load_delivery(worker_settings *s, calllog_error *err)
     if (config_choice("CALLLOG_MODE", "note", modes, &mode, err) ||
         config_choice("CALLLOG_UNKNOWN_CALLER", "skip", policies, &policy, err))
         return -1;
-    s->mode = (delivery_mode)mode;
+    s->mode = (worker_delivery_mode)mode;
     s->unknown = (unknown_policy)policy;
     s->create_stage_id = config_str("CALLLOG_CREATE_DEAL_STAGE_ID", NULL);
     if (s->unknown == UNKNOWN_CREATE && !s->create_stage_id)

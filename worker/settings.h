@@ -9,14 +9,14 @@
 
 #include <stddef.h>
 
-#include "config.h"
-#include "keys.h"
-#include "rdstation.h"
-#include "redis_client.h"
-#include "retry_policy.h"
-#include "twilio_rest.h"
+#include "common/config.h"
+#include "common/keys.h"
+#include "common/redis_client.h"
+#include "worker/rdstation.h"
+#include "worker/retry_policy.h"
+#include "worker/twilio_rest.h"
 
-typedef enum { MODE_NOTE = 0, MODE_TASK, MODE_BOTH } delivery_mode;
+typedef enum { WORKER_MODE_NOTE = 0, WORKER_MODE_TASK, WORKER_MODE_BOTH } worker_delivery_mode;
 typedef enum { UNKNOWN_SKIP = 0, UNKNOWN_DEAD, UNKNOWN_CREATE } unknown_policy;
 
 #define USER_MAP_MAX 64
@@ -47,7 +47,7 @@ typedef struct worker_settings {
     size_t user_map_len;
     long rate_per_minute, rate_burst;
     long unknown_outcome_delay_ms; /* wait before the marker search after a lost answer */
-    delivery_mode mode;
+    worker_delivery_mode mode;
     unknown_policy unknown;
     const char *create_stage_id;
     const char *note_template; /* NULL: the built-in pt-BR template */

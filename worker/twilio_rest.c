@@ -10,8 +10,7 @@
  * Twilio dates are RFC 2822 ("Tue, 24 Nov 2026 19:00:00 +0000"), read by
  * timing_parse_rfc2822 (common/timing.h). Every request is counted in
  * calllog_twilio_requests_total{status}. */
-#include "twilio_rest.h"
-#include "timing.h"
+#include "worker/twilio_rest.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -19,8 +18,9 @@
 #include <string.h>
 #include <strings.h>
 
-#include "metrics.h"
-#include "retry_policy.h"
+#include "common/metrics.h"
+#include "common/timing.h"
+#include "worker/retry_policy.h"
 
 #define TWILIO_CONNECT_TIMEOUT_MS 3000L
 #define TWILIO_DEFAULT_TIMEOUT_MS 5000L

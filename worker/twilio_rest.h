@@ -11,8 +11,8 @@
 #include <stddef.h>
 #include <time.h>
 
-#include "http_client.h"
-#include "error.h"
+#include "common/error.h"
+#include "common/http_client.h"
 
 typedef struct twilio_settings {
     const char *base_url;    /* TWILIO_API_BASE_URL, default https://api.twilio.com */

@@ -24,8 +24,8 @@
 #include <openssl/hmac.h>
 #include <valgrind/callgrind.h>
 
-#include "form.h"
-#include "signature.h"
+#include "common/form.h"
+#include "common/signature.h"
 
 #define BENCH_URL "https://calllog.example.com/twilio/log-call"
 #define BENCH_TOKEN "8f14e45fceea167a5a36dedd4bea2543"

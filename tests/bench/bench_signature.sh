@@ -31,7 +31,7 @@ build_bench() {
     # shellcheck disable=SC2046 # pkg-config prints several words on purpose
     cc -std=c11 -O2 -g -DNDEBUG -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wformat=2 \
         -D_POSIX_C_SOURCE=200809L -D_XOPEN_SOURCE=700 -D_DEFAULT_SOURCE \
-        -I"$ROOT/ingest" -I"$ROOT/common" \
+        -I"$ROOT" \
         "$ROOT/tests/bench/bench_signature.c" -o "$BIN" \
         "$BUILD/ingest/libcalllog_ingest_core.a" "$BUILD/common/libcalllog_common.a" \
         $(pkg-config --libs libcrypto jansson hiredis libcurl) -lcivetweb -lpthread -lm

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "form.h"
+#include "common/form.h"
 
 #define FUZZ_MAX_PARAMS 64
 

@@ -9,8 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "form.h"
-#include "signature.h"
+#include "common/form.h"
+#include "common/signature.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -14,10 +14,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "event.h"
-#include "form.h"
-#include "signature.h"
-#include "webhook.h"
+#include "common/event.h"
+#include "common/form.h"
+#include "common/signature.h"
+#include "ingest/webhook.h"
 
 #define BASE "https://calllog.example.com/twilio/log-call"
 

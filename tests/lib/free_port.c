@@ -1,5 +1,5 @@
 /* free_port — a loopback TCP port nothing listens on (see free_port.h). */
-#include "free_port.h"
+#include "tests/lib/free_port.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>

@@ -1,5 +1,5 @@
 /* mock_server — the Python API mocks under criterion (see mock_server.h). */
-#include "mock_server.h"
+#include "tests/lib/mock_server.h"
 
 #include <curl/curl.h>
 #include <errno.h>

@@ -1,5 +1,5 @@
 /* pg_fixture — throwaway, migrated PostgreSQL databases for unit tests (see pg_fixture.h). */
-#include "pg_fixture.h"
+#include "tests/lib/pg_fixture.h"
 
 #include <criterion/criterion.h>
 #include <errno.h>

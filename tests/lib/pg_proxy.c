@@ -4,7 +4,7 @@
  * asks for a change (cut, restore, stop) under the mutex, writes a byte to the pipe and
  * waits on the condition variable until the thread has carried the request out, so a
  * cut is complete when pg_proxy_cut returns. */
-#include "pg_proxy.h"
+#include "tests/lib/pg_proxy.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>

@@ -1,5 +1,5 @@
 /* redis_fixture — connections to the test Redis and unique key names (see redis_fixture.h). */
-#include "redis_fixture.h"
+#include "tests/lib/redis_fixture.h"
 
 #include <criterion/criterion.h>
 #include <stdarg.h>

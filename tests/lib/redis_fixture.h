@@ -9,7 +9,7 @@
 
 #include <stddef.h>
 
-#include "redis_client.h"
+#include "common/redis_client.h"
 
 #define REDIS_FIXTURE_URL_ENV "CALLLOG_TEST_REDIS_URL"
 

@@ -23,10 +23,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "alert.h"
-#include "metrics.h"
-#include "mock_server.h"
-#include "settings.h"
+#include "common/metrics.h"
+#include "tests/lib/mock_server.h"
+#include "worker/alert.h"
+#include "worker/settings.h"
 
 #define SECRET_PATH "/services/T000/B000/SECRETPATH0123456789"
 

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "buffer.h"
+#include "common/buffer.h"
 
 /* Under AddressSanitizer an impossible allocation must fail like malloc does (NULL), not
  * abort the test: the out-of-memory case below relies on it. Unused without ASan. */

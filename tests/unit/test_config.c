@@ -18,7 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "config.h"
+#include "common/config.h"
 
 /* Writes `text` to a new temporary file; its path goes into `path` (64 bytes). */
 static void write_env_file(char *path, const char *text)

@@ -5,7 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "demo.h"
+#include "worker/demo.h"
 
 static void setup(void)
 {

@@ -6,10 +6,10 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "doctor_report.h"
-#include "doctor_signature.h"
-#include "form.h"
-#include "signature.h"
+#include "common/form.h"
+#include "common/signature.h"
+#include "worker/doctor_report.h"
+#include "worker/doctor_signature.h"
 
 static const char VECTOR_PARAMS[] = "CallSid=CA1234567890ABCDE&Caller=%2B14158675309&Digits=1234&"
                                     "From=%2B14158675309&To=%2B18005551212";

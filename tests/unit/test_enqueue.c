@@ -11,10 +11,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "enqueue.h"
-#include "metrics.h"
-#include "redis_fixture.h"
-#include "settings.h"
+#include "common/metrics.h"
+#include "ingest/enqueue.h"
+#include "ingest/settings.h"
+#include "tests/lib/redis_fixture.h"
 
 #define PUTS 8
 

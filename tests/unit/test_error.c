@@ -4,7 +4,7 @@
 #include <criterion/criterion.h>
 #include <string.h>
 
-#include "error.h"
+#include "common/error.h"
 
 Test(error_classify, table)
 {

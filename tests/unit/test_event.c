@@ -10,7 +10,7 @@
 
 #include <string.h>
 
-#include "event.h"
+#include "common/event.h"
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
 

@@ -9,7 +9,7 @@
 
 #include <criterion/criterion.h>
 
-#include "form.h"
+#include "common/form.h"
 
 /* Parses a NUL-terminated literal with a limit of 512 parameters. */
 static form_status parse_str(const char *s, form *f)

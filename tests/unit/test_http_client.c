@@ -13,9 +13,9 @@
 #include <string.h>
 #include <time.h>
 
-#include "http_client.h"
-#include "mock_server.h"
-#include "free_port.h"
+#include "common/http_client.h"
+#include "tests/lib/free_port.h"
+#include "tests/lib/mock_server.h"
 
 static mock_server rd;
 static http_client *hc;

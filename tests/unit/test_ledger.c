@@ -33,8 +33,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "ledger.h"
-#include "pg_fixture.h"
+#include "tests/lib/pg_fixture.h"
+#include "worker/ledger.h"
 
 #define URL_ENV "CALLLOG_TEST_DATABASE_URL"
 #define LOCK_SQL "SELECT pg_advisory_lock(7320151)"
@@ -130,9 +130,9 @@ static ledger *open_ledger(void)
 }
 
 /* Claims `sid` for `owner`; fails the test on a database error. */
-static claim_result claim(ledger *l, const char *sid, const char *owner)
+static ledger_claim_result claim(ledger *l, const char *sid, const char *owner)
 {
-    claim_result c;
+    ledger_claim_result c;
     int rc = ledger_claim(l, sid, "completed", owner, LEASE_MS, "{\"call_sid\":\"x\"}", &c);
     cr_assert_eq(rc, 0, "ledger_claim(%s, %s): %s", sid, owner, ledger_error(l)->message);
     return c;
@@ -342,7 +342,7 @@ Test(ledger, check_schema_accepts_migrated_and_says_what_to_run)
     cr_expect(strstr(ledger_error(l)->message, "supabase db push"), "%s", ledger_error(l)->message);
 
     /* A claim against the missing table fails with the same advice. */
-    claim_result c;
+    ledger_claim_result c;
     cr_expect_eq(ledger_claim(l, "CAnotable", "completed", "w1", LEASE_MS, NULL, &c), -1);
     cr_expect(strstr(ledger_error(l)->message, "42P01") &&
                   strstr(ledger_error(l)->message, "supabase db push"),
@@ -355,21 +355,21 @@ Test(ledger, check_schema_accepts_migrated_and_says_what_to_run)
 Test(ledger, claim_won_then_busy_for_another_owner)
 {
     ledger *a = open_ledger(), *b = open_ledger();
-    claim_result c = claim(a, "CAone", "worker-a");
-    cr_expect_eq(c.status, CLAIM_WON);
+    ledger_claim_result c = claim(a, "CAone", "worker-a");
+    cr_expect_eq(c.status, LEDGER_CLAIM_WON);
     cr_expect_eq(c.attempts, 1);
     cr_expect_eq(c.post_started, 0);
     cr_expect_str_eq(c.state, "processing");
     cr_expect_str_eq(c.rd_deal_id, "");
 
     c = claim(b, "CAone", "worker-b");
-    cr_expect_eq(c.status, CLAIM_BUSY);
+    cr_expect_eq(c.status, LEDGER_CLAIM_BUSY);
     cr_expect_str_eq(c.state, "processing");
     cr_expect_eq(c.attempts, 1);
 
     /* Not even the holder re-wins a running lease by claiming again. */
     c = claim(a, "CAone", "worker-a");
-    cr_expect_eq(c.status, CLAIM_BUSY);
+    cr_expect_eq(c.status, LEDGER_CLAIM_BUSY);
 
     char v[128];
     cr_expect_str_eq(row_col("CAone", "lease_owner", v, sizeof v), "worker-a");
@@ -385,15 +385,15 @@ Test(ledger, delivered_call_is_finished_for_everyone)
 {
     ledger *a = open_ledger(), *b = open_ledger();
     char v[128];
-    cr_assert_eq(claim(a, "CAdone", "worker-a").status, CLAIM_WON);
+    cr_assert_eq(claim(a, "CAdone", "worker-a").status, LEDGER_CLAIM_WON);
     cr_expect_eq(ledger_mark_posting(a, "CAdone", "worker-a", "deal-1", 60000), 0, "%s",
                  ledger_error(a)->message);
     ledger_delivery d = {"contact-1", "deal-1", "note-1", NULL, 0};
     cr_expect_eq(ledger_mark_delivered(a, "CAdone", "worker-a", &d), 0, "%s",
                  ledger_error(a)->message);
 
-    claim_result c = claim(b, "CAdone", "worker-b");
-    cr_expect_eq(c.status, CLAIM_FINISHED);
+    ledger_claim_result c = claim(b, "CAdone", "worker-b");
+    cr_expect_eq(c.status, LEDGER_CLAIM_FINISHED);
     cr_expect_str_eq(c.state, "delivered");
     cr_expect_str_eq(c.rd_deal_id, "deal-1");
     cr_expect_eq(c.attempts, 1);
@@ -407,7 +407,7 @@ Test(ledger, delivered_call_is_finished_for_everyone)
     cr_expect_str_eq(row_col("CAdone", "lease_expires_at IS NULL", v, sizeof v), "true");
     cr_expect_str_eq(row_col("CAdone", "updated_at >= created_at", v, sizeof v), "true");
 
-    /* Recording the same outcome again (a repeat after a lost answer) is harmless. */
+    /* Recording the same processor_outcome again (a repeat after a lost answer) is harmless. */
     cr_expect_eq(ledger_mark_delivered(a, "CAdone", "worker-a", &d), 0, "%s",
                  ledger_error(a)->message);
     /* But nobody else can change it any more. */
@@ -422,19 +422,19 @@ Test(ledger, skipped_and_dead_report_their_reason)
 {
     ledger *a = open_ledger();
     char v[128];
-    cr_assert_eq(claim(a, "CAskip", "worker-a").status, CLAIM_WON);
+    cr_assert_eq(claim(a, "CAskip", "worker-a").status, LEDGER_CLAIM_WON);
     cr_expect_eq(ledger_mark_skipped(a, "CAskip", "worker-a", "no_contact"), 0, "%s",
                  ledger_error(a)->message);
-    claim_result c = claim(a, "CAskip", "worker-b");
-    cr_expect_eq(c.status, CLAIM_FINISHED);
+    ledger_claim_result c = claim(a, "CAskip", "worker-b");
+    cr_expect_eq(c.status, LEDGER_CLAIM_FINISHED);
     cr_expect_str_eq(c.state, "skipped");
     cr_expect_str_eq(c.reason, "no_contact");
 
-    cr_assert_eq(claim(a, "CAdead", "worker-a").status, CLAIM_WON);
+    cr_assert_eq(claim(a, "CAdead", "worker-a").status, LEDGER_CLAIM_WON);
     cr_expect_eq(ledger_mark_dead(a, "CAdead", "worker-a", "permanent_error", "422 bad deal", 422),
                  0, "%s", ledger_error(a)->message);
     c = claim(a, "CAdead", "worker-b");
-    cr_expect_eq(c.status, CLAIM_DEAD);
+    cr_expect_eq(c.status, LEDGER_CLAIM_DEAD);
     cr_expect_str_eq(c.state, "dead");
     cr_expect_str_eq(c.reason, "permanent_error");
     cr_expect_str_eq(row_col("CAdead", "last_error", v, sizeof v), "422 bad deal");
@@ -446,16 +446,16 @@ Test(ledger, skipped_and_dead_report_their_reason)
 Test(ledger, posting_needs_a_live_lease_and_renews_it)
 {
     ledger *a = open_ledger();
-    cr_assert_eq(claim(a, "CAslow", "worker-a").status, CLAIM_WON);
+    cr_assert_eq(claim(a, "CAslow", "worker-a").status, LEDGER_CLAIM_WON);
     /* Too slow (e.g. waiting for rate budget): the lease ran out before posting. */
     expire_lease("CAslow");
     cr_expect_eq(ledger_mark_posting(a, "CAslow", "worker-a", "deal-1", 60000), CALLLOG_LEASE_LOST);
     /* A fresh claim can post, and posting renews the lease. */
-    cr_assert_eq(claim(a, "CAslow", "worker-a").status, CLAIM_WON);
+    cr_assert_eq(claim(a, "CAslow", "worker-a").status, LEDGER_CLAIM_WON);
     cr_expect_eq(ledger_mark_posting(a, "CAslow", "worker-a", "deal-1", 3600000), 0, "%s",
                  ledger_error(a)->message);
     ledger *b = open_ledger();
-    cr_expect_eq(claim(b, "CAslow", "worker-b").status, CLAIM_BUSY);
+    cr_expect_eq(claim(b, "CAslow", "worker-b").status, LEDGER_CLAIM_BUSY);
     ledger_close(b);
     ledger_close(a);
 }
@@ -464,13 +464,13 @@ Test(ledger, expired_lease_is_reclaimed_with_post_started)
 {
     ledger *a = open_ledger(), *b = open_ledger();
     char v[128];
-    cr_assert_eq(claim(a, "CAcrash", "worker-a").status, CLAIM_WON);
+    cr_assert_eq(claim(a, "CAcrash", "worker-a").status, LEDGER_CLAIM_WON);
     cr_assert_eq(ledger_mark_posting(a, "CAcrash", "worker-a", "deal-7", 60000), 0);
     /* worker-a dies here, after posting and before recording it. */
     expire_lease("CAcrash");
 
-    claim_result c = claim(b, "CAcrash", "worker-b");
-    cr_expect_eq(c.status, CLAIM_WON);
+    ledger_claim_result c = claim(b, "CAcrash", "worker-b");
+    cr_expect_eq(c.status, LEDGER_CLAIM_WON);
     cr_expect_eq(c.attempts, 2);
     cr_expect_eq(c.post_started, 1);
     cr_expect_str_eq(c.rd_deal_id, "deal-7");
@@ -497,7 +497,7 @@ Test(ledger, forget_deal_clears_the_remembered_deal_for_its_holder_only)
 {
     ledger *a = open_ledger();
     char v[128];
-    cr_assert_eq(claim(a, "CAgone", "worker-a").status, CLAIM_WON);
+    cr_assert_eq(claim(a, "CAgone", "worker-a").status, LEDGER_CLAIM_WON);
     cr_assert_eq(ledger_mark_posting(a, "CAgone", "worker-a", "deal-gone", 60000), 0);
 
     cr_expect_eq(ledger_forget_deal(a, "CAgone", "worker-b"), CALLLOG_LEASE_LOST);
@@ -508,8 +508,8 @@ Test(ledger, forget_deal_clears_the_remembered_deal_for_its_holder_only)
     cr_expect_str_eq(row_col("CAgone", "rd_post_started_at IS NOT NULL", v, sizeof v), "true");
 
     cr_assert_eq(ledger_mark_retry(a, "CAgone", "worker-a", 0, "404", 404), 0);
-    claim_result c = claim(a, "CAgone", "worker-c");
-    cr_expect_eq(c.status, CLAIM_WON);
+    ledger_claim_result c = claim(a, "CAgone", "worker-c");
+    cr_expect_eq(c.status, LEDGER_CLAIM_WON);
     cr_expect_str_eq(c.rd_deal_id, "");
     cr_expect_eq(c.post_started, 1);
 
@@ -526,9 +526,9 @@ Test(ledger, forget_deal_clears_the_remembered_deal_for_its_holder_only)
 Test(ledger, busy_claim_says_how_long_the_lease_still_runs)
 {
     ledger *a = open_ledger(), *b = open_ledger();
-    cr_assert_eq(claim(a, "CAheld", "worker-a").status, CLAIM_WON);
-    claim_result c = claim(b, "CAheld", "worker-b");
-    cr_expect_eq(c.status, CLAIM_BUSY);
+    cr_assert_eq(claim(a, "CAheld", "worker-a").status, LEDGER_CLAIM_WON);
+    ledger_claim_result c = claim(b, "CAheld", "worker-b");
+    cr_expect_eq(c.status, LEDGER_CLAIM_BUSY);
     cr_expect(c.lease_left_ms > LEASE_MS - 10000 && c.lease_left_ms <= LEASE_MS, "%ld",
               c.lease_left_ms);
     ledger_close(a);
@@ -539,10 +539,10 @@ Test(ledger, renew_leases_extends_only_running_leases_of_their_owner)
 {
     ledger *a = open_ledger(), *b = open_ledger();
     char v[128];
-    cr_assert_eq(claim(a, "CAr1", "worker-a").status, CLAIM_WON);
-    cr_assert_eq(claim(a, "CAr2", "worker-a\"q\\").status, CLAIM_WON); /* quoting */
-    cr_assert_eq(claim(a, "CAr3", "worker-a").status, CLAIM_WON);
-    cr_assert_eq(claim(a, "CAr4", "worker-a").status, CLAIM_WON);
+    cr_assert_eq(claim(a, "CAr1", "worker-a").status, LEDGER_CLAIM_WON);
+    cr_assert_eq(claim(a, "CAr2", "worker-a\"q\\").status, LEDGER_CLAIM_WON); /* quoting */
+    cr_assert_eq(claim(a, "CAr3", "worker-a").status, LEDGER_CLAIM_WON);
+    cr_assert_eq(claim(a, "CAr4", "worker-a").status, LEDGER_CLAIM_WON);
     expire_lease("CAr3"); /* ran out: must stay expired, another worker may take it */
     ledger_delivery d = {"c", "d", "n", NULL, 0};
     cr_assert_eq(ledger_mark_delivered(a, "CAr4", "worker-a", &d), 0);
@@ -565,7 +565,7 @@ Test(ledger, renew_leases_extends_only_running_leases_of_their_owner)
 Test(ledger, unseen_finds_calls_without_a_row_in_one_statement)
 {
     ledger *a = open_ledger();
-    cr_assert_eq(claim(a, "CAu1", "worker-a").status, CLAIM_WON);
+    cr_assert_eq(claim(a, "CAu1", "worker-a").status, LEDGER_CLAIM_WON);
     cr_assert_eq(ledger_mark_skipped(a, "CAu3", NULL, "no_contact"), 0);
     const char *sids[] = {"CAu1", "CAu2", "CAu3", "CAu4", "CAu2"};
     unsigned char unseen[5];
@@ -584,7 +584,7 @@ Test(ledger, marks_by_another_owner_change_nothing)
 {
     ledger *a = open_ledger();
     char before[512], after[512];
-    cr_assert_eq(claim(a, "CAowned", "worker-a").status, CLAIM_WON);
+    cr_assert_eq(claim(a, "CAowned", "worker-a").status, LEDGER_CLAIM_WON);
     const char *snapshot = "row_to_json(d)::jsonb - 'updated_at'";
     char sql[256];
     snprintf(sql, sizeof sql, "SELECT (%s)::text FROM calllog.deliveries d WHERE call_sid = $1",
@@ -613,7 +613,7 @@ Test(ledger, retry_wait_is_claimable_again)
 {
     ledger *a = open_ledger(), *b = open_ledger();
     char v[128];
-    cr_assert_eq(claim(a, "CAretry", "worker-a").status, CLAIM_WON);
+    cr_assert_eq(claim(a, "CAretry", "worker-a").status, LEDGER_CLAIM_WON);
     cr_expect_eq(ledger_mark_retry(a, "CAretry", "worker-a", 30000, "RD answered 503", 503), 0,
                  "%s", ledger_error(a)->message);
     cr_expect_str_eq(row_col("CAretry", "state", v, sizeof v), "retry_wait");
@@ -623,8 +623,8 @@ Test(ledger, retry_wait_is_claimable_again)
     cr_expect_str_eq(row_col("CAretry", "last_http_status", v, sizeof v), "503");
     cr_expect_str_eq(row_col("CAretry", "finished_at IS NULL", v, sizeof v), "true");
 
-    claim_result c = claim(b, "CAretry", "worker-b");
-    cr_expect_eq(c.status, CLAIM_WON);
+    ledger_claim_result c = claim(b, "CAretry", "worker-b");
+    cr_expect_eq(c.status, LEDGER_CLAIM_WON);
     cr_expect_eq(c.attempts, 2);
     cr_expect_eq(c.post_started, 0);
     cr_expect_str_eq(row_col("CAretry", "next_attempt_at IS NULL", v, sizeof v), "true");
@@ -644,10 +644,10 @@ Test(ledger, ownerless_marks_for_poison_entries)
                  ledger_error(a)->message);
     cr_expect_str_eq(row_col("CApoison", "state", v, sizeof v), "dead");
     cr_expect_str_eq(row_col("CApoison", "last_http_status", v, sizeof v), "(null)");
-    cr_expect_eq(claim(a, "CApoison", "worker-a").status, CLAIM_DEAD);
+    cr_expect_eq(claim(a, "CApoison", "worker-a").status, LEDGER_CLAIM_DEAD);
 
     /* Whatever the lease: a row being processed can be buried by a poison check. */
-    cr_assert_eq(claim(a, "CAstuck", "worker-a").status, CLAIM_WON);
+    cr_assert_eq(claim(a, "CAstuck", "worker-a").status, LEDGER_CLAIM_WON);
     cr_expect_eq(ledger_mark_dead(a, "CAstuck", NULL, "poison", "too many deliveries", 0), 0, "%s",
                  ledger_error(a)->message);
     cr_expect_str_eq(row_col("CAstuck", "state", v, sizeof v), "dead");
@@ -664,7 +664,7 @@ Test(ledger, reset_makes_a_dead_call_claimable)
 {
     ledger *a = open_ledger();
     char v[128];
-    cr_assert_eq(claim(a, "CAzombie", "worker-a").status, CLAIM_WON);
+    cr_assert_eq(claim(a, "CAzombie", "worker-a").status, LEDGER_CLAIM_WON);
     cr_assert_eq(ledger_mark_posting(a, "CAzombie", "worker-a", "deal-9", 60000), 0);
     cr_assert_eq(ledger_mark_dead(a, "CAzombie", "worker-a", "attempts_exhausted", "timeout", 0),
                  0);
@@ -675,8 +675,8 @@ Test(ledger, reset_makes_a_dead_call_claimable)
     cr_expect_str_eq(row_col("CAzombie", "finished_at IS NULL AND reason IS NULL", v, sizeof v),
                      "true");
 
-    claim_result c = claim(a, "CAzombie", "worker-b");
-    cr_expect_eq(c.status, CLAIM_WON);
+    ledger_claim_result c = claim(a, "CAzombie", "worker-b");
+    cr_expect_eq(c.status, LEDGER_CLAIM_WON);
     cr_expect_eq(c.attempts, 1);
     cr_expect_eq(c.post_started, 1, "an earlier attempt may have posted: look for the marker");
     cr_expect_str_eq(c.rd_deal_id, "deal-9");
@@ -687,7 +687,7 @@ Test(ledger, reset_makes_a_dead_call_claimable)
 
     /* Delivered calls and unknown calls are not reset. */
     cr_expect_eq(ledger_reset(a, "CAunknown"), 1);
-    cr_assert_eq(claim(a, "CAfine", "worker-a").status, CLAIM_WON);
+    cr_assert_eq(claim(a, "CAfine", "worker-a").status, LEDGER_CLAIM_WON);
     ledger_delivery d = {"c", "d", "n", NULL, 0};
     cr_assert_eq(ledger_mark_delivered(a, "CAfine", "worker-a", &d), 0);
     cr_expect_eq(ledger_reset(a, "CAfine"), 1);
@@ -702,9 +702,9 @@ Test(ledger, state_counts_lists_every_state)
     cr_expect_eq(ledger_state_counts(a, out, sizeof out), 0, "%s", ledger_error(a)->message);
     cr_expect_str_eq(out, "pending=0 processing=0 retry_wait=0 delivered=0 skipped=0 dead=0");
 
-    cr_assert_eq(claim(a, "CA1", "w").status, CLAIM_WON);
-    cr_assert_eq(claim(a, "CA2", "w").status, CLAIM_WON);
-    cr_assert_eq(claim(a, "CA3", "w").status, CLAIM_WON);
+    cr_assert_eq(claim(a, "CA1", "w").status, LEDGER_CLAIM_WON);
+    cr_assert_eq(claim(a, "CA2", "w").status, LEDGER_CLAIM_WON);
+    cr_assert_eq(claim(a, "CA3", "w").status, LEDGER_CLAIM_WON);
     cr_assert_eq(ledger_mark_skipped(a, "CA2", "w", "no_contact"), 0);
     cr_assert_eq(ledger_mark_dead(a, "CA3", "w", "permanent_error", "x", 400), 0);
     cr_assert_eq(ledger_mark_dead(a, "CA4", NULL, "malformed_event", "x", 0), 0);
@@ -723,7 +723,7 @@ typedef struct racer {
     ledger *l;
     const char *owner;
     pthread_barrier_t *go;
-    claim_status got[RACE_ROUNDS];
+    ledger_claim_status got[RACE_ROUNDS];
     int attempts[RACE_ROUNDS];
     int failures;
     char err[512];
@@ -741,13 +741,13 @@ static void *race(void *arg)
     racer *r = arg;
     for (int i = 0; i < RACE_ROUNDS; i++) {
         char sid[32];
-        claim_result c;
+        ledger_claim_result c;
         race_sid(i, sid, sizeof sid);
         pthread_barrier_wait(r->go);
         if (ledger_claim(r->l, sid, "completed", r->owner, LEASE_MS, NULL, &c) != 0) {
             snprintf(r->err, sizeof r->err, "%s", ledger_error(r->l)->message);
             r->failures++;
-            c.status = CLAIM_FINISHED; /* counted as neither won nor busy */
+            c.status = LEDGER_CLAIM_FINISHED; /* counted as neither won nor busy */
             c.attempts = -1;
         }
         r->got[i] = c.status;
@@ -797,9 +797,9 @@ Test(ledger, two_connections_race_one_winner_every_round)
 
     int wins_a = 0, wins_b = 0;
     for (int i = 0; i < RACE_ROUNDS; i++) {
-        int won_a = a.got[i] == CLAIM_WON, won_b = b.got[i] == CLAIM_WON;
+        int won_a = a.got[i] == LEDGER_CLAIM_WON, won_b = b.got[i] == LEDGER_CLAIM_WON;
         cr_expect_eq(won_a + won_b, 1, "round %d: a=%d b=%d", i, a.got[i], b.got[i]);
-        cr_expect_eq(won_a ? b.got[i] : a.got[i], CLAIM_BUSY, "round %d: loser not busy", i);
+        cr_expect_eq(won_a ? b.got[i] : a.got[i], LEDGER_CLAIM_BUSY, "round %d: loser not busy", i);
         cr_expect_eq(won_a ? a.attempts[i] : b.attempts[i], want[i], "round %d attempts", i);
         char sid[32], owner[64];
         race_sid(i, sid, sizeof sid);
@@ -1143,11 +1143,11 @@ Test(ledger, only_unnamed_statements_and_no_session_state)
     proxy_start(&px, ci, sizeof ci);
     ledger *l = open_on(ci);
     cr_expect_eq(ledger_check_schema(l), 0, "%s", ledger_error(l)->message);
-    cr_assert_eq(claim(l, "CAwire", "w").status, CLAIM_WON);
-    cr_expect_eq(claim(l, "CAwire", "other").status, CLAIM_BUSY);
+    cr_assert_eq(claim(l, "CAwire", "w").status, LEDGER_CLAIM_WON);
+    cr_expect_eq(claim(l, "CAwire", "other").status, LEDGER_CLAIM_BUSY);
     cr_expect_eq(ledger_mark_posting(l, "CAwire", "w", "deal", 60000), 0);
     cr_expect_eq(ledger_mark_retry(l, "CAwire", "w", 10, "x", 500), 0);
-    cr_expect_eq(claim(l, "CAwire", "w").status, CLAIM_WON);
+    cr_expect_eq(claim(l, "CAwire", "w").status, LEDGER_CLAIM_WON);
     ledger_delivery d = {"c", "deal", "n", "t", 0};
     cr_expect_eq(ledger_mark_delivered(l, "CAwire", "w", &d), 0);
     cr_expect_eq(ledger_mark_skipped(l, "CAwire2", NULL, "no_contact"), 0);
@@ -1169,7 +1169,7 @@ Test(ledger, reconnects_after_losing_the_connection)
     char ci[512], v[64];
     proxy_start(&px, ci, sizeof ci);
     ledger *l = open_on(ci);
-    cr_assert_eq(claim(l, "CAcut", "w").status, CLAIM_WON);
+    cr_assert_eq(claim(l, "CAcut", "w").status, LEDGER_CLAIM_WON);
 
     proxy_request(&px, &px.kill_all); /* server restart, pooler failover, cable cut */
     cr_expect_eq(ledger_mark_posting(l, "CAcut", "w", "deal-3", 60000), 0, "%s",
@@ -1177,7 +1177,7 @@ Test(ledger, reconnects_after_losing_the_connection)
     cr_expect_str_eq(row_col("CAcut", "rd_deal_id", v, sizeof v), "deal-3");
 
     proxy_request(&px, &px.kill_all);
-    cr_expect_eq(claim(l, "CAcut2", "w").status, CLAIM_WON);
+    cr_expect_eq(claim(l, "CAcut2", "w").status, LEDGER_CLAIM_WON);
     cr_expect_eq(proxy_count(&px, &px.connections), 3);
     ledger_close(l);
     proxy_stop(&px);
@@ -1192,8 +1192,8 @@ Test(ledger, claim_whose_answer_was_lost_is_still_won_once)
 
     /* The claim commits, then the connection dies before its answer arrives. */
     proxy_drop_after(&px, "INSERT INTO calllog.deliveries");
-    claim_result c = claim(l, "CAlost", "w");
-    cr_expect_eq(c.status, CLAIM_WON);
+    ledger_claim_result c = claim(l, "CAlost", "w");
+    cr_expect_eq(c.status, LEDGER_CLAIM_WON);
     cr_expect_eq(c.attempts, 1, "the repeat must not count a second claim");
     cr_expect_eq(proxy_count(&px, &px.connections), 2, "the drop did not happen");
     cr_expect_str_eq(row_col("CAlost", "attempts", v, sizeof v), "1");
@@ -1207,7 +1207,7 @@ Test(ledger, claim_whose_answer_was_lost_is_still_won_once)
     cr_expect_str_eq(row_col("CAlost", "state", v, sizeof v), "delivered");
 
     /* And for a retry record. */
-    cr_assert_eq(claim(l, "CAlost2", "w").status, CLAIM_WON);
+    cr_assert_eq(claim(l, "CAlost2", "w").status, LEDGER_CLAIM_WON);
     proxy_drop_after(&px, "UPDATE calllog.deliveries");
     cr_expect_eq(ledger_mark_retry(l, "CAlost2", "w", 1000, "503", 503), 0, "%s",
                  ledger_error(l)->message);
@@ -1226,8 +1226,8 @@ Test(ledger, server_that_stops_answering_is_given_up, .timeout = 120)
     ledger *l = open_on(ci);
     proxy_request(&px, &px.mute_all);
 
-    claim_result c = claim(l, "CAhang", "w");
-    cr_expect_eq(c.status, CLAIM_WON, "the repeat sees its own committed lease");
+    ledger_claim_result c = claim(l, "CAhang", "w");
+    cr_expect_eq(c.status, LEDGER_CLAIM_WON, "the repeat sees its own committed lease");
     cr_expect_eq(c.attempts, 1);
     cr_expect_geq(proxy_count(&px, &px.cancels), 1, "no cancel request was sent");
     cr_expect_eq(proxy_count(&px, &px.connections), 3, "main, cancel, and the new connection");

@@ -4,7 +4,7 @@
 #include <criterion/criterion.h>
 #include <unistd.h>
 
-#include "log.h"
+#include "common/log.h"
 
 Test(log_limiter, allows_a_burst_then_drops_and_counts)
 {

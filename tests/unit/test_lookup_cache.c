@@ -16,10 +16,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "keys.h"
-#include "lookup_cache.h"
-#include "redis_client.h"
-#include "redis_fixture.h"
+#include "common/keys.h"
+#include "common/redis_client.h"
+#include "tests/lib/redis_fixture.h"
+#include "worker/lookup_cache.h"
 
 #define PHONE "+55 (11) 97173-0783"
 #define DIGITS "5511971730783"
@@ -87,18 +87,18 @@ static size_t cache_keys(void)
 
 Test(lookup_cache, empty_cache_is_a_miss)
 {
-    cache_hit h;
+    lookup_cache_hit h;
     memset(&h, 'x', sizeof h);
-    cr_assert_eq(cache_get(rc, &keys, PHONE, &h), CACHE_MISS);
+    cr_assert_eq(lookup_cache_get(rc, &keys, PHONE, &h), LOOKUP_CACHE_MISS);
     cr_assert_str_eq(h.contact_id, "", "out is cleared on a miss");
     cr_assert_str_eq(h.deal_id, "");
 }
 
 Test(lookup_cache, found_round_trip)
 {
-    cache_hit in = {"contact-1", "deal-2", "user-3"}, out;
-    cache_put_found(rc, &keys, PHONE, &in, 3600);
-    cr_assert_eq(cache_get(rc, &keys, PHONE, &out), CACHE_FOUND);
+    lookup_cache_hit in = {"contact-1", "deal-2", "user-3"}, out;
+    lookup_cache_put_found(rc, &keys, PHONE, &in, 3600);
+    cr_assert_eq(lookup_cache_get(rc, &keys, PHONE, &out), LOOKUP_CACHE_FOUND);
     cr_assert_str_eq(out.contact_id, "contact-1");
     cr_assert_str_eq(out.deal_id, "deal-2");
     cr_assert_str_eq(out.deal_user_id, "user-3");
@@ -106,8 +106,8 @@ Test(lookup_cache, found_round_trip)
 
 Test(lookup_cache, key_is_prefix_phone_digits_with_ttl)
 {
-    cache_hit in = {"c", "d", ""};
-    cache_put_found(rc, &keys, PHONE, &in, 3600);
+    lookup_cache_hit in = {"c", "d", ""};
+    lookup_cache_put_found(rc, &keys, PHONE, &in, 3600);
     char key[300];
     digits_key(key, sizeof key);
     cr_assert_eq(key_int("EXISTS", key), 1, "expected key %s", key);
@@ -122,22 +122,23 @@ Test(lookup_cache, key_is_prefix_phone_digits_with_ttl)
 
 Test(lookup_cache, every_spelling_of_a_number_shares_the_entry)
 {
-    cache_hit in = {"c9", "d9", "u9"}, out;
-    cache_put_found(rc, &keys, "+5511971730783", &in, 600);
+    lookup_cache_hit in = {"c9", "d9", "u9"}, out;
+    lookup_cache_put_found(rc, &keys, "+5511971730783", &in, 600);
     const char *spellings[] = {PHONE, DIGITS, "55-11-97173-0783", "tel:+55 11 971730783"};
     for (size_t i = 0; i < sizeof spellings / sizeof *spellings; i++) {
-        cr_assert_eq(cache_get(rc, &keys, spellings[i], &out), CACHE_FOUND, "%s", spellings[i]);
+        cr_assert_eq(lookup_cache_get(rc, &keys, spellings[i], &out), LOOKUP_CACHE_FOUND, "%s",
+                     spellings[i]);
         cr_assert_str_eq(out.deal_id, "d9");
     }
-    cr_assert_eq(cache_get(rc, &keys, "11971730783", &out), CACHE_MISS,
+    cr_assert_eq(lookup_cache_get(rc, &keys, "11971730783", &out), LOOKUP_CACHE_MISS,
                  "different digits, different entry");
 }
 
 Test(lookup_cache, no_contact_round_trip)
 {
-    cache_put_missing(rc, &keys, PHONE, CACHE_NO_CONTACT, NULL, 300);
-    cache_hit out;
-    cr_assert_eq(cache_get(rc, &keys, PHONE, &out), CACHE_NO_CONTACT);
+    lookup_cache_put_missing(rc, &keys, PHONE, LOOKUP_CACHE_NO_CONTACT, NULL, 300);
+    lookup_cache_hit out;
+    cr_assert_eq(lookup_cache_get(rc, &keys, PHONE, &out), LOOKUP_CACHE_NO_CONTACT);
     cr_assert_str_eq(out.contact_id, "");
     cr_assert_str_eq(out.deal_id, "");
     char key[300];
@@ -148,9 +149,9 @@ Test(lookup_cache, no_contact_round_trip)
 
 Test(lookup_cache, no_deal_round_trip_keeps_contact)
 {
-    cache_put_missing(rc, &keys, PHONE, CACHE_NO_DEAL, "contact-7", 120);
-    cache_hit out;
-    cr_assert_eq(cache_get(rc, &keys, PHONE, &out), CACHE_NO_DEAL);
+    lookup_cache_put_missing(rc, &keys, PHONE, LOOKUP_CACHE_NO_DEAL, "contact-7", 120);
+    lookup_cache_hit out;
+    cr_assert_eq(lookup_cache_get(rc, &keys, PHONE, &out), LOOKUP_CACHE_NO_DEAL);
     cr_assert_str_eq(out.contact_id, "contact-7");
     cr_assert_str_eq(out.deal_id, "");
     char key[300];
@@ -161,10 +162,10 @@ Test(lookup_cache, no_deal_round_trip_keeps_contact)
 
 Test(lookup_cache, later_put_replaces_earlier)
 {
-    cache_hit in = {"c1", "d1", "u1"}, out;
-    cache_put_missing(rc, &keys, PHONE, CACHE_NO_DEAL, "c1", 120);
-    cache_put_found(rc, &keys, PHONE, &in, 3600);
-    cr_assert_eq(cache_get(rc, &keys, PHONE, &out), CACHE_FOUND);
+    lookup_cache_hit in = {"c1", "d1", "u1"}, out;
+    lookup_cache_put_missing(rc, &keys, PHONE, LOOKUP_CACHE_NO_DEAL, "c1", 120);
+    lookup_cache_put_found(rc, &keys, PHONE, &in, 3600);
+    cr_assert_eq(lookup_cache_get(rc, &keys, PHONE, &out), LOOKUP_CACHE_FOUND);
     char key[300];
     digits_key(key, sizeof key);
     cr_assert(key_int("TTL", key) > 120, "the new TTL applies");
@@ -172,50 +173,51 @@ Test(lookup_cache, later_put_replaces_earlier)
 
 Test(lookup_cache, forget)
 {
-    cache_hit in = {"c", "d", "u"}, out;
-    cache_put_found(rc, &keys, PHONE, &in, 3600);
-    cache_forget(rc, &keys, DIGITS); /* any spelling */
-    cr_assert_eq(cache_get(rc, &keys, PHONE, &out), CACHE_MISS);
+    lookup_cache_hit in = {"c", "d", "u"}, out;
+    lookup_cache_put_found(rc, &keys, PHONE, &in, 3600);
+    lookup_cache_forget(rc, &keys, DIGITS); /* any spelling */
+    cr_assert_eq(lookup_cache_get(rc, &keys, PHONE, &out), LOOKUP_CACHE_MISS);
     cr_assert_eq(cache_keys(), 0);
-    cache_forget(rc, &keys, DIGITS); /* forgetting twice is harmless */
-    cache_forget(rc, &keys, "anonymous");
+    lookup_cache_forget(rc, &keys, DIGITS); /* forgetting twice is harmless */
+    lookup_cache_forget(rc, &keys, "anonymous");
 }
 
 Test(lookup_cache, phone_without_digits_is_never_stored)
 {
-    cache_hit in = {"c", "d", "u"}, out;
+    lookup_cache_hit in = {"c", "d", "u"}, out;
     const char *phones[] = {"", "anonymous", "+", "Restricted"};
     for (size_t i = 0; i < sizeof phones / sizeof *phones; i++) {
-        cache_put_found(rc, &keys, phones[i], &in, 3600);
-        cache_put_missing(rc, &keys, phones[i], CACHE_NO_CONTACT, NULL, 3600);
-        cr_assert_eq(cache_get(rc, &keys, phones[i], &out), CACHE_MISS, "'%s'", phones[i]);
+        lookup_cache_put_found(rc, &keys, phones[i], &in, 3600);
+        lookup_cache_put_missing(rc, &keys, phones[i], LOOKUP_CACHE_NO_CONTACT, NULL, 3600);
+        cr_assert_eq(lookup_cache_get(rc, &keys, phones[i], &out), LOOKUP_CACHE_MISS, "'%s'",
+                     phones[i]);
     }
     cr_assert_eq(cache_keys(), 0, "nothing written for digit-less phones");
 }
 
 Test(lookup_cache, zero_ttl_is_not_stored)
 {
-    cache_hit in = {"c", "d", "u"}, out;
-    cache_put_found(rc, &keys, PHONE, &in, 0);
-    cr_assert_eq(cache_get(rc, &keys, PHONE, &out), CACHE_MISS);
+    lookup_cache_hit in = {"c", "d", "u"}, out;
+    lookup_cache_put_found(rc, &keys, PHONE, &in, 0);
+    cr_assert_eq(lookup_cache_get(rc, &keys, PHONE, &out), LOOKUP_CACHE_MISS);
     cr_assert_eq(cache_keys(), 0);
 }
 
 Test(lookup_cache, found_without_deal_id_is_a_miss)
 {
-    cache_hit in = {"c", "", "u"}, out;
-    cache_put_found(rc, &keys, PHONE, &in, 3600);
-    cr_assert_eq(cache_get(rc, &keys, PHONE, &out), CACHE_MISS);
+    lookup_cache_hit in = {"c", "", "u"}, out;
+    lookup_cache_put_found(rc, &keys, PHONE, &in, 3600);
+    cr_assert_eq(lookup_cache_get(rc, &keys, PHONE, &out), LOOKUP_CACHE_MISS);
 }
 
 Test(lookup_cache, foreign_values_are_misses)
 {
     char key[300];
     digits_key(key, sizeof key);
-    cache_hit out;
+    lookup_cache_hit out;
     redis_fixture_do(rc, "SET %s %s", key, "not json");
-    cr_assert_eq(cache_get(rc, &keys, PHONE, &out), CACHE_MISS);
+    cr_assert_eq(lookup_cache_get(rc, &keys, PHONE, &out), LOOKUP_CACHE_MISS);
     redis_fixture_do(rc, "DEL %s", key);
     redis_fixture_do(rc, "HSET %s a b", key); /* wrong type: GET answers an error */
-    cr_assert_eq(cache_get(rc, &keys, PHONE, &out), CACHE_MISS);
+    cr_assert_eq(lookup_cache_get(rc, &keys, PHONE, &out), LOOKUP_CACHE_MISS);
 }

@@ -7,9 +7,9 @@
  * totals under concurrent updates, and a real scrape over loopback with libcurl. Each criterion
  * test runs in its own process; the fini hook still resets the registry so valgrind sees no leaks.
  */
-#include "metrics.h"
-#include "metrics_server.h"
-#include "free_port.h"
+#include "common/metrics.h"
+#include "common/metrics_server.h"
+#include "tests/lib/free_port.h"
 
 #include <criterion/criterion.h>
 

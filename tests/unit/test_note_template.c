@@ -10,8 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "note_template.h"
-#include "timing.h"
+#include "common/timing.h"
+#include "worker/note_template.h"
 
 #define SID "CA0123456789abcdef0123456789abcdef"
 #define MARKER "[calllog:" SID "]"

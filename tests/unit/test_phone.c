@@ -5,7 +5,7 @@
 #include <criterion/criterion.h>
 #include <string.h>
 
-#include "phone.h"
+#include "worker/phone.h"
 
 /* Asserts that `list` holds exactly the `n` strings of `want`, in that order. */
 static void expect_variants(const phone_variant_list *list, const char *const *want, size_t n)

@@ -27,14 +27,14 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "keys.h"
-#include "lookup_cache.h"
-#include "mock_server.h"
-#include "pg_fixture.h"
-#include "pg_proxy.h"
-#include "processor.h"
-#include "queue.h"
-#include "redis_fixture.h"
+#include "common/keys.h"
+#include "tests/lib/mock_server.h"
+#include "tests/lib/pg_fixture.h"
+#include "tests/lib/pg_proxy.h"
+#include "tests/lib/redis_fixture.h"
+#include "worker/lookup_cache.h"
+#include "worker/processor.h"
+#include "worker/queue.h"
 
 #define SID "CA11111111111111111111111111111111"
 #define CUSTOMER "+5511971730783"
@@ -131,7 +131,7 @@ static void settings_init(void)
     settings.twilio = (twilio_settings){tw.base, ACCOUNT, API_KEY, "mock-api-key-secret", 5000, 1};
     settings.rd_user_id = USER_ID;
     settings.unknown_outcome_delay_ms = UNKNOWN_OUTCOME_MS;
-    settings.mode = MODE_NOTE;
+    settings.mode = WORKER_MODE_NOTE;
     settings.unknown = UNKNOWN_SKIP;
     settings.retry = (retry_settings){5, 1000, 60000};
     settings.cache_ttl_s = 3600;
@@ -235,19 +235,19 @@ static void add_event(const char *sid, const char *status, const char *extra)
 }
 
 /* Reads the next entry through the group and handles it; returns the outcome. */
-static outcome handle_next(void)
+static processor_outcome handle_next(void)
 {
     stream_entry e;
     calllog_error err = {0};
     cr_assert_eq(queue_read(redis, &settings.keys, "test-consumer", 100, &e, &err), CALLLOG_OK,
                  "no entry to handle: %s", err.message);
-    outcome o = processor_handle(&w, &e);
+    processor_outcome o = processor_handle(&w, &e);
     stream_entry_free(&e);
     return o;
 }
 
 /* Adds an event for SID with `status` and handles it. */
-static outcome handle_new(const char *status)
+static processor_outcome handle_new(const char *status)
 {
     add_event(SID, status, "");
     return handle_next();
@@ -372,9 +372,9 @@ static ledger *other_ledger(void)
 static void other_claims(void)
 {
     ledger *l = other_ledger();
-    claim_result c;
+    ledger_claim_result c;
     cr_assert_eq(ledger_claim(l, SID, "completed", OTHER, LEASE_MS, NULL, &c), 0);
-    cr_assert_eq(c.status, CLAIM_WON);
+    cr_assert_eq(c.status, LEDGER_CLAIM_WON);
     ledger_close(l);
 }
 
@@ -462,7 +462,7 @@ static void post_answers(int status)
 
 /* Seeds the customer (its deal's id into `deal`), makes RD answer the post with `status`
  * and handles a completed call; returns the outcome. */
-static outcome handle_with_post_answer(int status, char *deal)
+static processor_outcome handle_with_post_answer(int status, char *deal)
 {
     seed_customer(deal);
     post_answers(status);
@@ -481,9 +481,9 @@ static void expect_failed(const char *state, const char *http_status)
 /* Puts `deal` in the lookup cache as the customer's open deal. */
 static void cache_deal(const char *deal)
 {
-    cache_hit hit = {0};
+    lookup_cache_hit hit = {0};
     snprintf(hit.deal_id, sizeof hit.deal_id, "%s", deal);
-    cache_put_found(redis, &settings.keys, CUSTOMER, &hit, 3600);
+    lookup_cache_put_found(redis, &settings.keys, CUSTOMER, &hit, 3600);
 }
 
 /* ---- one test per outcome ------------------------------------------------------------------ */
@@ -499,7 +499,7 @@ Test(processor, delivered_posts_one_enriched_note_and_records_it)
                            NULL),
                  201);
 
-    cr_assert_eq(handle_new("completed"), OUTCOME_DELIVERED);
+    cr_assert_eq(handle_new("completed"), PROCESSOR_DELIVERED);
 
     json_t *n = notes(deal);
     cr_assert_eq(json_array_size(n), 1);
@@ -515,8 +515,8 @@ Test(processor, delivered_posts_one_enriched_note_and_records_it)
     cr_expect_str_eq(row("rd_deal_id", v, sizeof v), deal);
     cr_expect_str_eq(row("rd_note_id", v, sizeof v), note_id);
     cr_expect_str_eq(row("recovered", v, sizeof v), "false");
-    cache_hit hit;
-    cr_expect_eq(cache_get(redis, &settings.keys, CUSTOMER, &hit), CACHE_FOUND);
+    lookup_cache_hit hit;
+    cr_expect_eq(lookup_cache_get(redis, &settings.keys, CUSTOMER, &hit), LOOKUP_CACHE_FOUND);
     cr_expect_str_eq(hit.deal_id, deal);
     expect_queues(0, 0);
 }
@@ -528,7 +528,7 @@ Test(processor, recovered_finds_the_earlier_note_by_marker_and_does_not_post)
     calllog_error err = {0};
     seed_customer(deal);
     ledger *dead = other_ledger();
-    claim_result c;
+    ledger_claim_result c;
     cr_assert_eq(ledger_claim(dead, SID, "completed", OTHER, LEASE_MS, NULL, &c), 0);
     cr_assert_eq(ledger_mark_posting(dead, SID, OTHER, deal, LEASE_MS), 0);
     ledger_close(dead);
@@ -537,7 +537,7 @@ Test(processor, recovered_finds_the_earlier_note_by_marker_and_does_not_post)
                  CALLLOG_OK, "%s", err.message);
     expire_lease();
 
-    cr_assert_eq(handle_new("completed"), OUTCOME_RECOVERED);
+    cr_assert_eq(handle_new("completed"), PROCESSOR_RECOVERED);
 
     cr_expect_eq(rd_requests("POST", NOTES_PATH), 1, "posted again");
     cr_expect_eq(note_count(NULL), 1);
@@ -552,15 +552,15 @@ Test(processor, recovered_finds_the_earlier_note_by_marker_and_does_not_post)
 Test(processor, skipped_caller_without_contact_is_recorded_and_acknowledged)
 {
     char v[128];
-    cr_assert_eq(handle_new("completed"), OUTCOME_SKIPPED);
+    cr_assert_eq(handle_new("completed"), PROCESSOR_SKIPPED);
 
     cr_expect_eq(note_count(NULL), 0);
     cr_expect_eq(rd_requests("POST", ".*"), 0);
     cr_expect_geq(rd_requests("GET", "^/api/v1/contacts$"), 1, "no contact look-up");
     cr_expect_str_eq(row("state", v, sizeof v), "skipped");
     cr_expect_str_eq(row("reason", v, sizeof v), "no_contact");
-    cache_hit hit;
-    cr_expect_eq(cache_get(redis, &settings.keys, CUSTOMER, &hit), CACHE_NO_CONTACT);
+    lookup_cache_hit hit;
+    cr_expect_eq(lookup_cache_get(redis, &settings.keys, CUSTOMER, &hit), LOOKUP_CACHE_NO_CONTACT);
     expect_queues(0, 0);
 }
 
@@ -569,10 +569,10 @@ Test(processor, duplicate_of_a_delivered_call_costs_no_rd_request)
 {
     char deal[64], v[128];
     seed_customer(deal);
-    cr_assert_eq(handle_new("completed"), OUTCOME_DELIVERED);
+    cr_assert_eq(handle_new("completed"), PROCESSOR_DELIVERED);
     size_t before = mock_count_requests(&rd, "/api/v1/");
 
-    cr_assert_eq(handle_new("completed"), OUTCOME_DUPLICATE);
+    cr_assert_eq(handle_new("completed"), PROCESSOR_DUPLICATE);
 
     cr_expect_eq(mock_count_requests(&rd, "/api/v1/"), before, "the duplicate asked RD");
     cr_expect_eq(note_count(deal), 1);
@@ -585,9 +585,9 @@ Test(processor, duplicate_of_a_delivered_call_costs_no_rd_request)
 Test(processor, ignored_ringing_and_child_legs_claim_nothing)
 {
     char v[128];
-    cr_assert_eq(handle_new("ringing"), OUTCOME_IGNORED);
+    cr_assert_eq(handle_new("ringing"), PROCESSOR_IGNORED);
     add_event(SID, "completed", ",\"parent_call_sid\":\"CA22222222222222222222222222222222\"");
-    cr_assert_eq(handle_next(), OUTCOME_IGNORED);
+    cr_assert_eq(handle_next(), PROCESSOR_IGNORED);
 
     cr_expect_str_eq(row("state", v, sizeof v), "(none)");
     cr_expect_eq(mock_count_requests(&rd, NULL), 0);
@@ -599,7 +599,7 @@ Test(processor, retry_after_rd_503_reschedules_the_next_attempt)
 {
     char deal[64], v[128];
     long long due;
-    cr_assert_eq(handle_with_post_answer(503, deal), OUTCOME_RETRY);
+    cr_assert_eq(handle_with_post_answer(503, deal), PROCESSOR_RETRY);
 
     expect_failed("retry_wait", "503");
     cr_expect_str_eq(row("rd_post_started_at IS NOT NULL", v, sizeof v), "true");
@@ -607,7 +607,7 @@ Test(processor, retry_after_rd_503_reschedules_the_next_attempt)
     cr_expect_eq(retry_member(&due), 1, "the retry is attempt 1");
 
     retries_due_now();
-    cr_assert_eq(handle_next(), OUTCOME_DELIVERED);
+    cr_assert_eq(handle_next(), PROCESSOR_DELIVERED);
     cr_expect_eq(note_count(deal), 1);
     cr_expect_str_eq(row("attempts", v, sizeof v), "2");
     expect_queues(0, 0);
@@ -616,7 +616,7 @@ Test(processor, retry_after_rd_503_reschedules_the_next_attempt)
 Test(processor, dead_after_rd_422_goes_to_the_dead_stream)
 {
     char deal[64], v[128];
-    cr_assert_eq(handle_with_post_answer(422, deal), OUTCOME_DEAD);
+    cr_assert_eq(handle_with_post_answer(422, deal), PROCESSOR_DEAD);
 
     expect_failed("dead", "422");
     cr_expect_str_eq(row("reason", v, sizeof v), "permanent_error");
@@ -636,7 +636,7 @@ Test(processor, deferred_while_postgres_is_down_then_delivered)
     use_proxy();
     pg_proxy_cut(proxy);
 
-    cr_assert_eq(handle_new("completed"), OUTCOME_DEFERRED);
+    cr_assert_eq(handle_new("completed"), PROCESSOR_DEFERRED);
 
     cr_expect_eq(mock_count_requests(&rd, NULL), 0);
     cr_expect_str_eq(row("state", v, sizeof v), "(none)");
@@ -645,7 +645,7 @@ Test(processor, deferred_while_postgres_is_down_then_delivered)
 
     pg_proxy_restore(proxy);
     retries_due_now();
-    cr_assert_eq(handle_next(), OUTCOME_DELIVERED);
+    cr_assert_eq(handle_next(), PROCESSOR_DELIVERED);
     cr_expect_eq(note_count(deal), 1);
     expect_queues(0, 0);
 }
@@ -659,7 +659,7 @@ Test(processor, waiting_while_another_worker_holds_the_lease)
     other_claims();
     long long before = redis_now_ms();
 
-    cr_assert_eq(handle_new("completed"), OUTCOME_WAITING);
+    cr_assert_eq(handle_new("completed"), PROCESSOR_WAITING);
 
     cr_expect_eq(mock_count_requests(&rd, NULL), 0);
     cr_expect_str_eq(row("lease_owner", v, sizeof v), OTHER);
@@ -686,7 +686,7 @@ Test(processor, lease_lost_before_posting_posts_nothing)
     seed_customer(deal);
     before_posting = steal_the_lease;
 
-    cr_assert_eq(handle_new("completed"), OUTCOME_DUPLICATE);
+    cr_assert_eq(handle_new("completed"), PROCESSOR_DUPLICATE);
 
     cr_expect_eq(rd_requests("POST", ".*"), 0, "posted without a lease");
     cr_expect_eq(note_count(NULL), 0);
@@ -706,7 +706,7 @@ Test(processor, postgres_down_after_the_post_recovers_by_marker_without_a_second
     use_proxy();
     cut_on_post = 1;
 
-    cr_assert_eq(handle_new("completed"), OUTCOME_DEFERRED);
+    cr_assert_eq(handle_new("completed"), PROCESSOR_DEFERRED);
 
     only_note_id(note_id, sizeof note_id);
     cr_expect_str_eq(row("state", v, sizeof v), "processing");
@@ -717,7 +717,7 @@ Test(processor, postgres_down_after_the_post_recovers_by_marker_without_a_second
     pg_proxy_restore(proxy);
     expire_lease();
     retries_due_now();
-    cr_assert_eq(handle_next(), OUTCOME_RECOVERED);
+    cr_assert_eq(handle_next(), PROCESSOR_RECOVERED);
 
     cr_expect_eq(rd_requests("POST", NOTES_PATH), 1, "posted twice");
     cr_expect_eq(note_count(NULL), 1);
@@ -748,12 +748,12 @@ Test(processor, rd_404_forgets_the_lookup_cache_and_the_remembered_deal)
     long long due;
     vanish_cached_deal(gone, open);
 
-    cr_assert_eq(handle_new("completed"), OUTCOME_RETRY);
+    cr_assert_eq(handle_new("completed"), PROCESSOR_RETRY);
 
     cr_expect_eq(rd_requests("POST", NOTES_PATH), 1);
     expect_failed("retry_wait", "404");
-    cache_hit hit;
-    cr_expect_eq(cache_get(redis, &settings.keys, CUSTOMER, &hit), CACHE_MISS,
+    lookup_cache_hit hit;
+    cr_expect_eq(lookup_cache_get(redis, &settings.keys, CUSTOMER, &hit), LOOKUP_CACHE_MISS,
                  "the vanished deal is still cached");
     cr_expect_str_eq(row("rd_deal_id", v, sizeof v), "(null)", "the ledger still remembers it");
     expect_queues(1, 0);
@@ -766,11 +766,11 @@ Test(processor, retry_after_rd_404_looks_the_deal_up_again_and_posts_to_the_open
 {
     char gone[64], open[64], v[128];
     vanish_cached_deal(gone, open);
-    cr_assert_eq(handle_new("completed"), OUTCOME_RETRY);
+    cr_assert_eq(handle_new("completed"), PROCESSOR_RETRY);
     size_t lookups = rd_requests("GET", "^/api/v1/contacts$");
 
     retries_due_now();
-    cr_assert_eq(handle_next(), OUTCOME_DELIVERED);
+    cr_assert_eq(handle_next(), PROCESSOR_DELIVERED);
 
     cr_expect_gt(rd_requests("GET", "^/api/v1/contacts$"), lookups, "the deal was not looked up");
     cr_expect_eq(note_count(open), 1);
@@ -778,8 +778,8 @@ Test(processor, retry_after_rd_404_looks_the_deal_up_again_and_posts_to_the_open
     cr_expect_eq(rd_requests("POST", NOTES_PATH), 2);
     cr_expect_str_eq(row("state", v, sizeof v), "delivered");
     cr_expect_str_eq(row("rd_deal_id", v, sizeof v), open);
-    cache_hit hit;
-    cr_expect_eq(cache_get(redis, &settings.keys, CUSTOMER, &hit), CACHE_FOUND);
+    lookup_cache_hit hit;
+    cr_expect_eq(lookup_cache_get(redis, &settings.keys, CUSTOMER, &hit), LOOKUP_CACHE_FOUND);
     cr_expect_str_eq(hit.deal_id, open);
     expect_queues(0, 0);
 }
@@ -806,7 +806,7 @@ Test(processor, timeout_on_post_waits_then_finds_the_marker_instead_of_posting_a
              "\",\"status\":0,\"delay_ms\":2500,\"count\":1}");
     long long before = redis_now_ms();
 
-    cr_assert_eq(handle_new("completed"), OUTCOME_RETRY);
+    cr_assert_eq(handle_new("completed"), PROCESSOR_RETRY);
 
     expect_queues(1, 0);
     cr_expect_eq(retry_member(&due), 1);
@@ -817,7 +817,7 @@ Test(processor, timeout_on_post_waits_then_finds_the_marker_instead_of_posting_a
     size_t searches = rd_requests("GET", "^/api/v1/activities$");
 
     retries_due_now();
-    cr_assert_eq(handle_next(), OUTCOME_RECOVERED);
+    cr_assert_eq(handle_next(), PROCESSOR_RECOVERED);
 
     cr_expect_gt(rd_requests("GET", "^/api/v1/activities$"), searches, "no marker search");
     cr_expect_eq(rd_requests("POST", NOTES_PATH), 1, "posted again");

@@ -24,10 +24,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "keys.h"
-#include "queue.h"
-#include "redis_client.h"
-#include "redis_fixture.h"
+#include "common/keys.h"
+#include "common/redis_client.h"
+#include "tests/lib/redis_fixture.h"
+#include "worker/queue.h"
 
 #define EVENT_JSON "{\"v\":1,\"call_sid\":\"CA1\",\"status\":\"completed\"}"
 

@@ -18,10 +18,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "ratelimit.h"
-#include "redis_client.h"
-#include "redis_fixture.h"
-#include "shutdown.h"
+#include "common/redis_client.h"
+#include "common/shutdown.h"
+#include "tests/lib/redis_fixture.h"
+#include "worker/ratelimit.h"
 
 static redisContext *rc;
 static char key[128];

@@ -24,14 +24,14 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "http_client.h"
-#include "keys.h"
-#include "metrics.h"
-#include "mock_server.h"
-#include "rd_oauth.h"
-#include "rdstation.h"
-#include "redis_client.h"
-#include "retry_policy.h"
+#include "common/http_client.h"
+#include "common/keys.h"
+#include "common/metrics.h"
+#include "common/redis_client.h"
+#include "tests/lib/mock_server.h"
+#include "worker/rd_oauth.h"
+#include "worker/rdstation.h"
+#include "worker/retry_policy.h"
 
 #define V1_TOKEN "mock-v1-token"
 #define USER_ID "5e0000000000000000000001"

@@ -6,8 +6,8 @@
 #include <criterion/criterion.h>
 #include <string.h>
 
-#include "event.h"
-#include "reconcile.h"
+#include "common/event.h"
+#include "worker/reconcile.h"
 
 #define MIN 60000LL
 #define HOUR (60 * MIN)

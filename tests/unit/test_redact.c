@@ -7,7 +7,7 @@
 #include <criterion/criterion.h>
 #include <string.h>
 
-#include "redact.h"
+#include "common/redact.h"
 
 Test(redact_copy, every_occurrence_of_every_secret_is_masked)
 {

@@ -21,9 +21,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "keys.h"
-#include "redis_client.h"
-#include "free_port.h"
+#include "common/keys.h"
+#include "common/redis_client.h"
+#include "tests/lib/free_port.h"
 
 #define URL_ENV "CALLLOG_TEST_REDIS_URL"
 #define AUTH_PASSWORD "s3cret-pw"

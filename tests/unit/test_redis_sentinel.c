@@ -18,9 +18,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "free_port.h"
-#include "redis_client.h"
-#include "redis_sentinel.h"
+#include "common/redis_client.h"
+#include "common/redis_sentinel.h"
+#include "tests/lib/free_port.h"
 
 #define MASTER_NAME "unit-master"
 

@@ -6,7 +6,7 @@
 #include <limits.h>
 #include <stdint.h>
 
-#include "retry_policy.h"
+#include "worker/retry_policy.h"
 
 Test(retry_delay, full_jitter_bounds_per_attempt)
 {

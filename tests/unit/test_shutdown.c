@@ -8,12 +8,12 @@
  * server or enqueuer (run under ASan, those would be use-after-free reports). Redis is
  * not needed: REDIS_URL points at a closed port and the spool takes over. Each criterion
  * test runs in its own process, so the flag never leaks from one test into another. */
-#include "enqueue.h"
-#include "metrics.h"
-#include "server.h"
-#include "settings.h"
-#include "shutdown.h"
-#include "free_port.h"
+#include "common/metrics.h"
+#include "common/shutdown.h"
+#include "ingest/enqueue.h"
+#include "ingest/server.h"
+#include "ingest/settings.h"
+#include "tests/lib/free_port.h"
 
 #include <criterion/criterion.h>
 

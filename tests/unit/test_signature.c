@@ -18,8 +18,8 @@
 
 #include <criterion/criterion.h>
 
-#include "form.h"
-#include "signature.h"
+#include "common/form.h"
+#include "common/signature.h"
 
 #define U "https://mycompany.com/myapp.php?foo=1&bar=2"
 #define BODY_HASH "0a1ff7634d9ab3b95db5c9a2dfe9416e41502b283a80c7cf19632632f96e6620"

@@ -18,7 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "spool.h"
+#include "ingest/spool.h"
 
 #define MAX_SEEN 2048
 #define BIG (64L * 1024 * 1024)

@@ -14,10 +14,10 @@
 
 #include <string.h>
 
-#include "keys.h"
-#include "queue.h"
-#include "redis_fixture.h"
-#include "stream_entry.h"
+#include "common/keys.h"
+#include "common/stream_entry.h"
+#include "tests/lib/redis_fixture.h"
+#include "worker/queue.h"
 
 static redisContext *rc;
 static calllog_keys keys;

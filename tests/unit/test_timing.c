@@ -7,7 +7,7 @@
 #include <locale.h>
 #include <string.h>
 
-#include "timing.h"
+#include "common/timing.h"
 
 #define T_MS 1795550400123LL /* 2026-11-24T20:00:00.123Z */
 

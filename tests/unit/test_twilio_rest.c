@@ -9,9 +9,9 @@
 #include <string.h>
 #include <time.h>
 
-#include "metrics.h"
-#include "mock_server.h"
-#include "twilio_rest.h"
+#include "common/metrics.h"
+#include "tests/lib/mock_server.h"
+#include "worker/twilio_rest.h"
 
 #define ACCOUNT "AC00000000000000000000000000000001"
 #define API_KEY "SK00000000000000000000000000000001"

@@ -26,8 +26,8 @@
 
 #include <string.h>
 
-#include "event.h"
-#include "webhook.h"
+#include "common/event.h"
+#include "ingest/webhook.h"
 
 #define BASE "https://calllog.example.com/twilio/log-call"
 #define FORM_CT "application/x-www-form-urlencoded"
