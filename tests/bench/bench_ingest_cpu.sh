@@ -1,0 +1,160 @@
+#!/usr/bin/env bash
+# bench_ingest_cpu.sh — instructions per accepted webhook of calllog-ingest, next to the
+# bare civetweb handler, counted by callgrind (so the figures do not move with the load
+# of a shared machine, unlike requests/s).
+#
+# Builds Release into build-bench/ and tests/bench/bare_civetweb.c (the floor: civetweb
+# with the ingest's options, a handler that reads the body and answers 204), starts a
+# throwaway Redis (tests/lib/services.sh), and for each program runs it under
+# `valgrind --tool=callgrind` while wrk sends the realistic signed 26-parameter
+# `completed` callback of bench_ingest.sh for BENCH_CG_SECONDS. Instructions are counted
+# for the whole process (start-up included, a few million: under 1 % of a row) and
+# divided by the requests wrk saw answered. Rows:
+#
+#   bare civetweb       the do-nothing handler: civetweb's own cost per request
+#   calllog-ingest      the build under test (BENCH_INGEST_BIN, default this tree's)
+#   baseline ingest     another build, when BENCH_BASELINE_BIN names one (before/after)
+#
+#   tests/bench/bench_ingest_cpu.sh                                    # ~1 min
+#   BENCH_BASELINE_BIN=/tmp/old/build/bin/calllog-ingest tests/bench/bench_ingest_cpu.sh
+# Loopback only; not run by CI (tests/run.sh). Results: docs/performance.md.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+BUILD=${BENCH_BUILD_DIR:-$ROOT/build-bench}
+SECONDS_PER_ROW=${BENCH_CG_SECONDS:-15}
+INGEST_BIN=${BENCH_INGEST_BIN:-$BUILD/bin/calllog-ingest}
+BASELINE_BIN=${BENCH_BASELINE_BIN:-}
+TOKEN=8f14e45fceea167a5a36dedd4bea2543
+PUBLIC=https://calllog.example.com
+
+# shellcheck source=tests/lib/services.sh
+. "$ROOT/tests/lib/services.sh"
+
+WORK=$(mktemp -d /tmp/calllog-bench-cpu.XXXXXX)
+REDIS_DIR=$WORK/redis
+PROG_PID=
+
+# Stops the program under callgrind and Redis, and removes the work directory.
+cleanup() {
+    if [ -n "$PROG_PID" ]; then
+        kill -TERM "$PROG_PID" 2>/dev/null || true
+        wait "$PROG_PID" 2>/dev/null || true
+    fi
+    services_redis_stop "$REDIS_DIR"
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# Prints an error and exits.
+die() {
+    echo "bench_ingest_cpu: $*" >&2
+    exit 1
+}
+
+# Builds the ingest (Release) and the bare handler.
+build() {
+    cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DCALLLOG_TESTS=OFF >/dev/null
+    cmake --build "$BUILD" -j2 --target calllog-ingest >/dev/null
+    cc -std=c11 -O2 -Wall -Wextra -Werror -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE \
+        "$ROOT/tests/bench/bare_civetweb.c" -o "$WORK/bare_civetweb" -lcivetweb -lpthread
+}
+
+# Writes the signed callback and the wrk script (the load of bench_ingest.sh).
+write_load() {
+    /usr/bin/python3 - "$WORK" "$TOKEN" "$PUBLIC/twilio/log-call" <<'PY'
+import base64, hashlib, hmac, sys, urllib.parse
+work, token, url = sys.argv[1:4]
+params = [
+    ("Called", "+551130001000"), ("ToState", "SP"), ("CallerCountry", "BR"),
+    ("Direction", "inbound"), ("Timestamp", "Tue, 24 Nov 2026 19:02:35 +0000"),
+    ("CallbackSource", "call-progress-events"), ("CallerState", "SP"),
+    ("SequenceNumber", "3"), ("CallSid", "CA7f3c1e9a0b2d4c6e8f0a1b2c3d4e5f60"),
+    ("To", "+551130001000"), ("ToCountry", "BR"), ("ApiVersion", "2010-04-01"),
+    ("CalledCity", "SAO PAULO"), ("CallStatus", "completed"), ("Duration", "3"),
+    ("From", "+5511971730783"), ("CallDuration", "155"),
+    ("AccountSid", "AC0123456789abcdef0123456789abcdef"), ("CalledCountry", "BR"),
+    ("CallerCity", "SAO PAULO"), ("ToCity", "SAO PAULO"), ("FromCountry", "BR"),
+    ("Caller", "+5511971730783"), ("FromCity", "SAO PAULO"), ("CalledState", "SP"),
+    ("FromState", "SP"),
+]
+s = url + "".join(k + v for k, v in sorted(params))
+sig = base64.b64encode(hmac.new(token.encode(), s.encode(), hashlib.sha1).digest()).decode()
+body = urllib.parse.urlencode(params)
+with open(f"{work}/post.lua", "w") as f:
+    f.write('wrk.method = "POST"\n')
+    f.write("wrk.body = [==[%s]==]\n" % body)
+    f.write('wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"\n')
+    f.write('wrk.headers["X-Twilio-Signature"] = "%s"\n' % sig)
+    f.write('done = function(s) io.write(string.format("BENCH %d %d\\n", s.requests, '
+            's.errors.status + s.errors.connect + s.errors.read + s.errors.write)) end\n')
+PY
+}
+
+# Starts `command...` under callgrind (its output file: $WORK/cg.out) and waits until
+# port $PORT answers.
+start_under_callgrind() {
+    rm -f "$WORK/cg.out"
+    valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.out" "$@" 2>"$WORK/prog.log" &
+    PROG_PID=$!
+    for _ in $(seq 1 300); do
+        curl -s -o /dev/null "http://127.0.0.1:$PORT/healthz" && return 0
+        sleep 0.1
+    done
+    cat "$WORK/prog.log" >&2
+    die "$1 did not answer under callgrind"
+}
+
+# Starts an ingest binary $1 under callgrind against the benchmark's Redis.
+start_ingest() {
+    rm -rf "$WORK/spool"
+    REDIS_URL="redis://127.0.0.1:$RPORT/0" CALLLOG_KEY_PREFIX=bench PUBLIC_BASE_URL=$PUBLIC \
+        TWILIO_AUTH_TOKEN=$TOKEN INGEST_LISTEN="127.0.0.1:$PORT" \
+        METRICS_LISTEN="127.0.0.1:$MPORT" INGEST_SPOOL_DIR="$WORK/spool" INGEST_THREADS=4 \
+        LOG_FORMAT=json LOG_LEVEL=info start_under_callgrind "$1"
+}
+
+# Loads the running program for SECONDS_PER_ROW, stops it, and prints its table row
+# ($1 name, $2 the bare row's instructions per request or 0 for "this is the floor").
+measure_row() {
+    local name=$1 floor=$2 line requests errors total per
+    line=$(wrk -t1 -c4 -d"${SECONDS_PER_ROW}s" -s "$WORK/post.lua" \
+        "http://127.0.0.1:$PORT/twilio/log-call" | grep '^BENCH ') || die "wrk failed for $name"
+    kill -TERM "$PROG_PID"
+    wait "$PROG_PID" || true
+    PROG_PID=
+    read -r _ requests errors <<<"$line"
+    [ "$requests" -gt 0 ] || die "$name answered nothing"
+    total=$(awk '/^totals:/ {print $2}' "$WORK/cg.out")
+    per=$((total / requests))
+    printf '| %s | %d | %d | %d | %s |\n' "$name" "$requests" "$errors" "$per" \
+        "$(awk -v p="$per" -v f="$floor" 'BEGIN { if (f > 0) printf "%.1f×", p / f; else print "1×" }')"
+    LAST_PER=$per
+}
+
+main() {
+    command -v valgrind >/dev/null || die "valgrind is needed (apt-get install valgrind)"
+    command -v wrk >/dev/null || die "wrk is needed (apt-get install wrk)"
+    build
+    write_load
+    RPORT=$(services_free_port)
+    PORT=$(services_free_port)
+    MPORT=$(services_free_port)
+    services_redis_start "$REDIS_DIR" "$RPORT" >/dev/null || die "Redis did not start"
+    echo "== bench_ingest_cpu ($(nproc) cores; ${SECONDS_PER_ROW} s per row, wrk -t1 -c4)"
+    echo "   command: tests/bench/bench_ingest_cpu.sh${BASELINE_BIN:+ (BENCH_BASELINE_BIN=$BASELINE_BIN)}"
+    echo
+    echo "| program | requests | errors | instructions/request | vs bare |"
+    echo "|---|---:|---:|---:|---:|"
+    start_under_callgrind "$WORK/bare_civetweb" "$PORT" 4
+    measure_row "bare civetweb (floor)" 0
+    local floor=$LAST_PER
+    if [ -n "$BASELINE_BIN" ]; then
+        start_ingest "$BASELINE_BIN"
+        measure_row "baseline ingest" "$floor"
+    fi
+    start_ingest "$INGEST_BIN"
+    measure_row "calllog-ingest" "$floor"
+}
+
+main "$@"
