@@ -129,6 +129,16 @@ def steady_rate(times, skip):
     return (len(times) - skip - 1) / span * 60.0 if span > 0 else 0.0
 
 
+def busiest_window(times, window_s=60.0):
+    """The most requests within any `window_s` seconds (the mock's sliding window)."""
+    best, lo = 0, 0
+    for hi, t in enumerate(times):
+        while t - times[lo] >= window_s:
+            lo += 1
+        best = max(best, hi - lo + 1)
+    return best
+
+
 def cmd_analyze(label, build, limit, burst, callers, calls, requests_path, metric_paths):
     """Prints '<main row>\\t<breakdown row>' for one scenario run."""
     with open(requests_path, encoding="utf-8") as f:
@@ -154,9 +164,10 @@ def cmd_analyze(label, build, limit, burst, callers, calls, requests_path, metri
     worker_total = sum(n for by in crm.values() for n in by.values())
     total = len(reqs)
     lookups = counts.get("contact_search", 0) + counts.get("contact_get", 0) + counts.get("deal_get", 0)
-    main = "| %s | %s | %d | %d x %d | %d | %d | %.2f | %d | %.0f | %.0f %% | %.0f %% | %.1f |" % (
+    main = "| %s | %s | %d | %d x %d | %d | %d | %.2f | %d | %d | %.0f | %.0f %% | %.0f %% | %.1f |" % (
         label, build, limit, callers, calls, notes, total, total / notes if notes else 0,
-        refused, notes_min, 100.0 * notes_min / limit, 100.0 * reqs_min / limit, span)
+        refused, busiest_window(req_times), notes_min, 100.0 * notes_min / limit,
+        100.0 * reqs_min / limit, span)
     other = counts.get("other", 0)
     breakdown = "| %s | %s | %d | %d | %d | %d | %d | %d | %d | %.2f | %d | %d |" % (
         label, build, counts.get("contact_search", 0), counts.get("contact_get", 0),
