@@ -109,10 +109,12 @@ def read_metrics(paths):
                 m = line_re.match(line.strip())
                 if not m:
                     continue
-                name, labels, value = m.group(1), dict(re.findall(r'(\w+)="([^"]*)"', m.group(2) or "")), float(m.group(3))
+                name, value = m.group(1), float(m.group(3))
+                labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(2) or ""))
                 if name == "calllog_crm_requests_total":
                     by = crm.setdefault(labels.get("endpoint", "?"), {})
-                    by[labels.get("status", "?")] = by.get(labels.get("status", "?"), 0) + int(value)
+                    status = labels.get("status", "?")
+                    by[status] = by.get(status, 0) + int(value)
                 elif name == "calllog_worker_retries_total":
                     retries += int(value)
                 elif name == "calllog_worker_processed_total":
@@ -163,15 +165,17 @@ def cmd_analyze(label, build, limit, burst, callers, calls, requests_path, metri
     worker_429 = sum(n for by in crm.values() for st, n in by.items() if st == "429")
     worker_total = sum(n for by in crm.values() for n in by.values())
     total = len(reqs)
-    lookups = counts.get("contact_search", 0) + counts.get("contact_get", 0) + counts.get("deal_get", 0)
-    main = "| %s | %s | %d | %d x %d | %d | %d | %.2f | %d | %d | %.0f | %.0f %% | %.0f %% | %.1f |" % (
+    lookups = sum(counts.get(k, 0) for k in ("contact_search", "contact_get", "deal_get"))
+    main = ("| %s | %s | %d | %d x %d | %d | %d | %.2f | %d | %d | %.0f | %.0f %% | %.0f %% "
+            "| %.1f |") % (
         label, build, limit, callers, calls, notes, total, total / notes if notes else 0,
         refused, busiest_window(req_times), notes_min, 100.0 * notes_min / limit,
         100.0 * reqs_min / limit, span)
     other = counts.get("other", 0)
     breakdown = "| %s | %s | %d | %d | %d | %d | %d | %d | %d | %.2f | %d | %d |" % (
         label, build, counts.get("contact_search", 0), counts.get("contact_get", 0),
-        counts.get("deal_get", 0), counts.get("note_post", 0), counts.get("marker_search", 0) + other,
+        counts.get("deal_get", 0), counts.get("note_post", 0),
+        counts.get("marker_search", 0) + other,
         refused, retries, lookups / callers if callers else 0, worker_total, worker_429)
     print(main + "\t" + breakdown)
     extra = {k: v for k, v in outcomes.items() if v and k != "delivered"}
