@@ -1,14 +1,17 @@
-/* test_ratelimit — worker/ratelimit (the GCRA limiter shared through Redis) on a real Redis.
+/* test_ratelimit — worker/ratelimit (GCRA pacing + a sliding-window count, shared through
+ * Redis) on a real Redis.
  *
  * The server is the one at CALLLOG_TEST_REDIS_URL (tests/run.sh starts it through
  * tests/lib/services.sh); without it every test fails, saying so. Each test uses its own
  * limiter key and deletes it afterwards.
  *
  * The expectations come from the formula in ratelimit.h, not from wall-clock timing: with
- * L requests per minute and burst B the emission interval is T = 60000 / (L - B) ms and
- * the tolerance is (B - 1) T, so B requests pass at once and the next one must wait
+ * L requests per minute and burst B the emission interval is T = 60000 / L ms and the
+ * tolerance is (B - 1) T, so B requests pass at once and the next one must wait
  * T - elapsed, where elapsed is the time since the first request (measured on Redis's
- * clock, whose bounds enter the checked range). For L = 60, B = 5: T = 1090.9 ms. These
+ * clock, whose bounds enter the checked range). For L = 60, B = 5: T = 1000 ms. The
+ * window rule (at most L admissions in the last 61 s) is tested by writing admissions
+ * into the window ZSET directly, at chosen scores, instead of waiting for them. These
  * checks assume the handful of commands in one test take well under T (about a second). */
 #include <criterion/criterion.h>
 
@@ -38,7 +41,8 @@ static void teardown(void)
 {
     if (!rc)
         return;
-    redisReply *r = redisCommand(rc, "DEL %s %s:other", key, key);
+    redisReply *r =
+        redisCommand(rc, "DEL %s %s:window %s:other %s:other:window", key, key, key, key);
     if (r)
         freeReplyObject(r);
     redisFree(rc);
@@ -82,7 +86,7 @@ static long try_once(redisContext *c, const ratelimit_policy *p)
 Test(ratelimit, burst_then_wait_of_one_interval)
 {
     ratelimit_policy p = {key, 60, 5};
-    double interval = 60000.0 / (60 - 5); /* 1090.9 ms */
+    double interval = 60000.0 / 60; /* the full rate: not 60000 / (60 - 5) */
     double t0 = redis_now_ms(rc);
     for (int i = 0; i < 5; i++)
         cr_assert_eq(try_once(rc, &p), 0, "request %d of the burst was refused", i + 1);
@@ -102,15 +106,100 @@ Test(ratelimit, burst_then_wait_of_one_interval)
               "second refusal waits %ld after %ld", again, wait);
 }
 
-Test(ratelimit, state_is_one_key_with_an_expiry)
+/* Runs a command that answers an integer and returns it. */
+static long long int_reply(redisReply *r)
+{
+    cr_assert(r && r->type == REDIS_REPLY_INTEGER);
+    long long v = r->integer;
+    freeReplyObject(r);
+    return v;
+}
+
+/* Writes `n` admissions into the window ZSET of `k`, `age_ms` before Redis's `now`. */
+static void fill_window(const char *k, double now, double age_ms, int n)
+{
+    for (int i = 0; i < n; i++) {
+        redisReply *r = redisCommand(rc, "ZADD %s:window %.3f fill-%d", k, now - age_ms, i);
+        cr_assert(r && r->type == REDIS_REPLY_INTEGER);
+        freeReplyObject(r);
+    }
+}
+
+Test(ratelimit, state_is_two_keys_with_expiries)
 {
     ratelimit_policy p = {key, 60, 5};
     cr_assert_eq(try_once(rc, &p), 0);
-    redisReply *r = redisCommand(rc, "PTTL %s", key);
-    cr_assert(r && r->type == REDIS_REPLY_INTEGER);
-    /* PX = ceil(new_tat - now) + 1000, i.e. about T + 1000 ms: it never outlives its use */
-    cr_assert(r->integer > 0 && r->integer <= ceil_l(60000.0 / 55) + 1000, "PTTL %lld", r->integer);
-    freeReplyObject(r);
+    /* TAT: PX = ceil(new_tat - now) + 1000, i.e. about T + 1000 ms */
+    long long pttl = int_reply(redisCommand(rc, "PTTL %s", key));
+    cr_assert(pttl > 0 && pttl <= ceil_l(60000.0 / 60) + 1000, "PTTL %lld", pttl);
+    /* window: one admission, kept for the 61 s window + 1 s: it never outlives its use */
+    cr_assert_eq(int_reply(redisCommand(rc, "ZCARD %s:window", key)), 1);
+    pttl = int_reply(redisCommand(rc, "PTTL %s:window", key));
+    cr_assert(pttl > 0 && pttl <= 62000, "window PTTL %lld", pttl);
+}
+
+Test(ratelimit, a_full_window_refuses_what_gcra_would_allow)
+{
+    /* L = 6, B = 3: GCRA alone would let 3 through now. Five admissions 1 s ago (other
+     * workers, say) leave room for one; the next waits until the oldest is 61 s old. */
+    ratelimit_policy p = {key, 6, 3};
+    double t0 = redis_now_ms(rc);
+    fill_window(key, t0, 1000, 5);
+    cr_assert_eq(try_once(rc, &p), 0, "the window holds 5 of 6: one more fits");
+    long wait = try_once(rc, &p);
+    double t1 = redis_now_ms(rc);
+    /* wait = ceil(oldest + 61000 - now), oldest = t0 - 1000, t0 <= now <= t1 */
+    cr_assert(wait >= floor_l(60000 - (t1 - t0)) && wait <= 60001,
+              "wait %ld ms, expected about 60000 (elapsed <= %.1f)", wait, t1 - t0);
+}
+
+Test(ratelimit, admissions_older_than_the_window_leave_it)
+{
+    ratelimit_policy p = {key, 6, 3};
+    fill_window(key, redis_now_ms(rc), 61001, 6); /* a full window, just expired */
+    cr_assert_eq(try_once(rc, &p), 0);
+    cr_assert_eq(int_reply(redisCommand(rc, "ZCARD %s:window", key)), 1,
+                 "the expired admissions are removed, the new one is kept");
+}
+
+Test(ratelimit, a_backlog_gets_the_whole_limit)
+{
+    /* L = 6, B = 3 over one window: 3 at once, then one every T = 10 s, until the window
+     * holds 6. After the burst a request waits at most T, never 60000 / (L - B) = 20 s:
+     * GCRA alone had to pace at L - B a minute to keep the window under L. */
+    ratelimit_policy p = {key, 6, 3};
+    int admitted = 0;
+    for (int i = 0; i < 3; i++)
+        admitted += try_once(rc, &p) == 0;
+    cr_assert_eq(admitted, 3);
+    long wait = try_once(rc, &p);
+    cr_assert(wait > 0 && wait <= 10000, "after the burst the next request waits %ld ms", wait);
+    /* Three more requests, each as if T had passed (GCRA's state dropped instead of
+     * sleeping): all six stay inside the 61 s window, which then refuses the seventh. */
+    for (int i = 0; i < 3; i++) {
+        freeReplyObject(redisCommand(rc, "DEL %s", key));
+        cr_assert_eq(try_once(rc, &p), 0, "request %d of the minute was refused", 4 + i);
+    }
+    freeReplyObject(redisCommand(rc, "DEL %s", key));
+    cr_assert_eq(int_reply(redisCommand(rc, "ZCARD %s:window", key)), 6);
+    cr_assert(try_once(rc, &p) > 0, "the 7th request of the window waits");
+}
+
+Test(ratelimit, peek_counts_gcra_and_window)
+{
+    ratelimit_policy p = {key, 60, 5};
+    long available = -1, wait = -1;
+    cr_assert_eq(ratelimit_peek(rc, &p, &available, &wait), 0);
+    cr_assert(available == 5 && wait == 0, "idle: %ld available, wait %ld", available, wait);
+    cr_assert_eq(try_once(rc, &p), 0);
+    cr_assert_eq(try_once(rc, &p), 0);
+    cr_assert_eq(ratelimit_peek(rc, &p, &available, &wait), 0);
+    cr_assert(available == 3 && wait == 0, "after 2: %ld available, wait %ld", available, wait);
+    fill_window(key, redis_now_ms(rc), 1000, 58); /* 60 in the window: full */
+    cr_assert_eq(ratelimit_peek(rc, &p, &available, &wait), 0);
+    cr_assert(available == 0 && wait > 59000 && wait <= 60001, "full: %ld available, wait %ld",
+              available, wait);
+    cr_assert_eq(int_reply(redisCommand(rc, "ZCARD %s:window", key)), 60, "peek takes nothing");
 }
 
 Test(ratelimit, two_connections_share_one_budget)
@@ -143,7 +232,7 @@ Test(ratelimit, separate_keys_have_separate_budgets)
 Test(ratelimit, burst_of_one)
 {
     ratelimit_policy p = {key, 120, 1};
-    double interval = 60000.0 / 119;
+    double interval = 60000.0 / 120;
     double t0 = redis_now_ms(rc);
     cr_assert_eq(try_once(rc, &p), 0);
     long wait = try_once(rc, &p);
