@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/json_text.h"
 #include "common/timing.h"
 
 /* Twilio parameter → top-level event field. */
@@ -45,25 +46,6 @@ static const char *const geo_fields[][2] = {
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
 
-/* Length of the valid UTF-8 sequence at `p` (1–4), or 0 when it is not valid. */
-static size_t utf8_sequence(const unsigned char *p)
-{
-    size_t n = p[0] < 0x80             ? 1
-               : (p[0] & 0xE0) == 0xC0 ? 2
-               : (p[0] & 0xF0) == 0xE0 ? 3
-               : (p[0] & 0xF8) == 0xF0 ? 4
-                                       : 0;
-    for (size_t i = 1; i < n; i++) {
-        if ((p[i] & 0xC0) != 0x80)
-            return 0;
-    }
-    if ((n == 2 && p[0] < 0xC2) || (n == 3 && p[0] == 0xE0 && p[1] < 0xA0) ||
-        (n == 3 && p[0] == 0xED && p[1] >= 0xA0) || (n == 4 && p[0] == 0xF0 && p[1] < 0x90) ||
-        (n == 4 && p[0] > 0xF4) || (n == 4 && p[0] == 0xF4 && p[1] >= 0x90))
-        return 0; /* overlong forms, surrogates, beyond U+10FFFF */
-    return n;
-}
-
 /* The index in `table` of the event field for Twilio parameter `key`, or -1. */
 static int field_index(const char *const (*table)[2], size_t n, const char *key)
 {
@@ -74,68 +56,11 @@ static int field_index(const char *const (*table)[2], size_t n, const char *key)
     return -1;
 }
 
-/* Writes the JSON escape of a quote, backslash or control character `c` ("\n",
- * "\u001f", ...) at `o`; returns its length (at most 6). */
-static size_t json_escape(unsigned char c, char *o)
-{
-    static const char hex[] = "0123456789abcdef";
-    char letter = c == '"'    ? '"'
-                  : c == '\\' ? '\\'
-                  : c == '\b' ? 'b'
-                  : c == '\t' ? 't'
-                  : c == '\n' ? 'n'
-                  : c == '\f' ? 'f'
-                  : c == '\r' ? 'r'
-                              : 0;
-    o[0] = '\\';
-    if (letter) {
-        o[1] = letter;
-        return 2;
-    }
-    memcpy(o + 1, "u00", 3);
-    o[4] = hex[c >> 4];
-    o[5] = hex[c & 15];
-    return 6;
-}
-
-/* Appends `s` as a JSON string, with every byte that is not part of valid UTF-8 replaced
- * by U+FFFD: a caller name in Latin-1 must not cost the call. Room for the worst case (six
- * bytes per input byte) is reserved once, then filled. */
-static void put_string(buffer *b, const char *s)
-{
-    char *o = buffer_reserve(b, 6 * strlen(s) + 2), *start = o;
-    if (o == NULL)
-        return; /* the buffer keeps the error */
-    *o++ = '"';
-    for (const unsigned char *p = (const unsigned char *)s; *p;) {
-        size_t n = *p < 0x80 ? 1 : utf8_sequence(p);
-        if (*p >= 0x20 && *p < 0x80 && *p != '"' && *p != '\\') {
-            *o++ = (char)*p;
-        } else if (*p < 0x80) {
-            o += json_escape(*p, o);
-        } else if (n == 0) {
-            memcpy(o, "\xEF\xBF\xBD", 3); /* U+FFFD for the stray byte */
-            o += 3;
-            n = 1;
-        } else {
-            memcpy(o, p, n);
-            o += n;
-        }
-        p += n;
-    }
-    *o++ = '"';
-    buffer_commit(b, (size_t)(o - start));
-}
-
 /* Appends `,"name":"value"` (the comma unless `*first`). */
 static void put_member(buffer *b, int *first, const char *name, const char *value)
 {
-    if (!*first)
-        buffer_add(b, ",", 1);
-    *first = 0;
-    put_string(b, name);
-    buffer_add(b, ":", 1);
-    put_string(b, value);
+    json_text_key(b, first, name);
+    json_text_string(b, value);
 }
 
 /* For each field of `table`, the index of the first of the `n` parameters that names it

@@ -9,6 +9,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/buffer.h"
+#include "common/json_text.h"
+
+/* The longest JSON form: an event of EVENT_MAX_BYTES escaped once more, with room. */
+#define STREAM_ENTRY_JSON_MAX ((size_t)8 << 20)
+
 const char *const stream_entry_fields[STREAM_ENTRY_NFIELDS] = {
     STREAM_ENTRY_CALL_SID,   STREAM_ENTRY_STATUS,      STREAM_ENTRY_ATTEMPT,
     STREAM_ENTRY_REQUEST_ID, STREAM_ENTRY_RECEIVED_AT, STREAM_ENTRY_EVENT};
@@ -107,20 +113,35 @@ int stream_entry_from_reply(const redisReply *item, stream_entry *out)
     return 0;
 }
 
-/* Encodes the JSON form; see the header. */
+/* Appends `"name":"value"` to the record being written. */
+static void put_field(buffer *b, int *first, const char *name, const char *value)
+{
+    json_text_key(b, first, name);
+    json_text_string(b, value);
+}
+
+/* Encodes the JSON form; see the header. Written with json_text, like the event it
+ * carries, rather than built as a jansson tree and serialised. */
 char *stream_entry_to_json(const stream_entry *e)
 {
-    json_t *o = json_pack("{s:s,s:s,s:i,s:s,s:s,s:s}", STREAM_ENTRY_CALL_SID, e->call_sid,
-                          STREAM_ENTRY_STATUS, e->status, STREAM_ENTRY_ATTEMPT, e->attempt,
-                          STREAM_ENTRY_REQUEST_ID, e->request_id, STREAM_ENTRY_RECEIVED_AT,
-                          e->received_at, STREAM_ENTRY_EVENT, e->event);
-    if (o != NULL && e->id[0] != '\0' &&
-        json_object_set_new(o, STREAM_ENTRY_FROM_ID, json_string(e->id)) != 0) {
-        json_decref(o);
+    buffer b;
+    int first = 1;
+    if (!e->call_sid || !e->status || !e->request_id || !e->received_at || !e->event)
         return NULL;
-    }
-    char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
-    json_decref(o);
+    buffer_init(&b, STREAM_ENTRY_JSON_MAX);
+    buffer_add(&b, "{", 1);
+    put_field(&b, &first, STREAM_ENTRY_CALL_SID, e->call_sid);
+    put_field(&b, &first, STREAM_ENTRY_STATUS, e->status);
+    json_text_key(&b, &first, STREAM_ENTRY_ATTEMPT);
+    buffer_printf(&b, "%d", e->attempt);
+    put_field(&b, &first, STREAM_ENTRY_REQUEST_ID, e->request_id);
+    put_field(&b, &first, STREAM_ENTRY_RECEIVED_AT, e->received_at);
+    put_field(&b, &first, STREAM_ENTRY_EVENT, e->event);
+    if (e->id[0] != '\0')
+        put_field(&b, &first, STREAM_ENTRY_FROM_ID, e->id);
+    buffer_add(&b, "}", 1);
+    char *text = buffer_take(&b);
+    buffer_free(&b);
     return text;
 }
 

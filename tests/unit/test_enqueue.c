@@ -33,12 +33,14 @@ static void open_enqueuer(const char *redis_url)
     snprintf(t.spool, sizeof t.spool, "/tmp/calllog-test-enqueue-XXXXXX");
     cr_assert_not_null(mkdtemp(t.spool));
     redis_fixture_name(t.prefix, sizeof t.prefix, "enqueue");
-    setenv("PUBLIC_BASE_URL", "https://hooks.example.com", 1);
-    setenv("TWILIO_AUTH_TOKEN", "unit-test-auth-token", 1);
-    setenv("REDIS_URL", redis_url, 1);
-    setenv("CALLLOG_KEY_PREFIX", t.prefix, 1);
-    setenv("INGEST_SPOOL_DIR", t.spool, 1);
-    setenv("INGEST_THREADS", "16", 1);
+    const char *env[][2] = {{"PUBLIC_BASE_URL", "https://hooks.example.com"},
+                            {"TWILIO_AUTH_TOKEN", "unit-test-auth-token"},
+                            {"REDIS_URL", redis_url},
+                            {"CALLLOG_KEY_PREFIX", t.prefix},
+                            {"INGEST_SPOOL_DIR", t.spool}, /* never the working directory */
+                            {"INGEST_THREADS", "16"}};
+    for (size_t i = 0; i < sizeof env / sizeof *env; i++)
+        cr_assert_eq(setenv(env[i][0], env[i][1], 1), 0, "setenv %s", env[i][0]);
     calllog_error err = {0};
     cr_assert_eq(ingest_settings_load(&t.s, &err), 0, "%s", err.message);
     t.q = enqueue_open(&t.s, &err);
@@ -75,10 +77,12 @@ static void *put_main(void *arg)
     return NULL;
 }
 
-/* Runs PUTS enqueue_puts at once, each from its own thread. */
+/* Runs PUTS enqueue_puts at once, each from its own thread. A thread that cannot start
+ * fails the test only after the started ones are joined: they use `jobs`. */
 static void put_concurrently(put_job *jobs)
 {
     pthread_t th[PUTS];
+    int started = 0;
     for (int i = 0; i < PUTS; i++) {
         snprintf(jobs[i].call_sid, sizeof jobs[i].call_sid, "CA%032d", i);
         jobs[i].e = (stream_entry){.call_sid = jobs[i].call_sid,
@@ -86,10 +90,12 @@ static void put_concurrently(put_job *jobs)
                                    .request_id = "req",
                                    .received_at = "2026-12-03T09:00:00.000Z",
                                    .event = "{\"v\":1}"};
-        cr_assert_eq(pthread_create(&th[i], NULL, put_main, &jobs[i]), 0);
     }
-    for (int i = 0; i < PUTS; i++)
+    while (started < PUTS && pthread_create(&th[started], NULL, put_main, &jobs[started]) == 0)
+        started++;
+    for (int i = 0; i < started; i++)
         pthread_join(th[i], NULL);
+    cr_assert_eq(started, PUTS, "only %d threads started", started);
 }
 
 /* The value of the `_count` line of histogram `name` in the metrics exposition. */
