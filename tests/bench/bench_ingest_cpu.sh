@@ -62,33 +62,7 @@ build() {
 
 # Writes the signed callback and the wrk script (the load of bench_ingest.sh).
 write_load() {
-    /usr/bin/python3 - "$WORK" "$TOKEN" "$PUBLIC/twilio/log-call" <<'PY'
-import base64, hashlib, hmac, sys, urllib.parse
-work, token, url = sys.argv[1:4]
-params = [
-    ("Called", "+551130001000"), ("ToState", "SP"), ("CallerCountry", "BR"),
-    ("Direction", "inbound"), ("Timestamp", "Tue, 24 Nov 2026 19:02:35 +0000"),
-    ("CallbackSource", "call-progress-events"), ("CallerState", "SP"),
-    ("SequenceNumber", "3"), ("CallSid", "CA7f3c1e9a0b2d4c6e8f0a1b2c3d4e5f60"),
-    ("To", "+551130001000"), ("ToCountry", "BR"), ("ApiVersion", "2010-04-01"),
-    ("CalledCity", "SAO PAULO"), ("CallStatus", "completed"), ("Duration", "3"),
-    ("From", "+5511971730783"), ("CallDuration", "155"),
-    ("AccountSid", "AC0123456789abcdef0123456789abcdef"), ("CalledCountry", "BR"),
-    ("CallerCity", "SAO PAULO"), ("ToCity", "SAO PAULO"), ("FromCountry", "BR"),
-    ("Caller", "+5511971730783"), ("FromCity", "SAO PAULO"), ("CalledState", "SP"),
-    ("FromState", "SP"),
-]
-s = url + "".join(k + v for k, v in sorted(params))
-sig = base64.b64encode(hmac.new(token.encode(), s.encode(), hashlib.sha1).digest()).decode()
-body = urllib.parse.urlencode(params)
-with open(f"{work}/post.lua", "w") as f:
-    f.write('wrk.method = "POST"\n')
-    f.write("wrk.body = [==[%s]==]\n" % body)
-    f.write('wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"\n')
-    f.write('wrk.headers["X-Twilio-Signature"] = "%s"\n' % sig)
-    f.write('done = function(s) io.write(string.format("BENCH %d %d\\n", s.requests, '
-            's.errors.status + s.errors.connect + s.errors.read + s.errors.write)) end\n')
-PY
+    /usr/bin/python3 "$ROOT/tests/bench/signed_callback.py" "$WORK" "$TOKEN" "$PUBLIC/twilio/log-call"
 }
 
 # Starts `command...` under callgrind (its output file: $WORK/cg.out) and waits until
@@ -123,7 +97,7 @@ measure_row() {
     kill -TERM "$PROG_PID"
     wait "$PROG_PID" || true
     PROG_PID=
-    read -r _ requests errors <<<"$line"
+    read -r _ requests _ _ _ errors <<<"$line"
     [ "$requests" -gt 0 ] || die "$name answered nothing"
     total=$(awk '/^totals:/ {print $2}' "$WORK/cg.out")
     per=$((total / requests))
