@@ -3,6 +3,7 @@
 #include "common/json_text.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Length of the valid UTF-8 sequence at `p` (1–4), or 0 when it is not valid. */
@@ -84,4 +85,26 @@ void json_text_key(buffer *b, int *first, const char *name)
     *first = 0;
     json_text_string(b, name);
     buffer_add(b, ":", 1);
+}
+
+/* A repaired copy of `s`; see the header. */
+char *json_text_utf8_copy(const char *s)
+{
+    char *copy = malloc(3 * strlen(s) + 1), *o = copy;
+    if (copy == NULL)
+        return NULL;
+    for (const unsigned char *p = (const unsigned char *)s; *p;) {
+        size_t n = utf8_sequence(p);
+        if (n == 0) {
+            memcpy(o, "\xEF\xBF\xBD", 3);
+            o += 3;
+            n = 1;
+        } else {
+            memcpy(o, p, n);
+            o += n;
+        }
+        p += n;
+    }
+    *o = '\0';
+    return copy;
 }

@@ -14,6 +14,11 @@
  * must not cost the call), everything else as is. */
 void json_text_string(buffer *b, const char *s);
 
+/* A malloc'ed copy of `s` repaired the way json_text_string writes it (each byte that is
+ * not part of valid UTF-8 becomes U+FFFD), for fields that must equal what the JSON says;
+ * NULL out of memory. */
+char *json_text_utf8_copy(const char *s);
+
 /* Appends `"name":` after a comma, or without one when `*first` (then clears it). */
 void json_text_key(buffer *b, int *first, const char *name);
 

@@ -9,6 +9,7 @@
 
 #include "common/event.h"
 #include "common/form.h"
+#include "common/json_text.h"
 #include "common/timing.h"
 
 typedef enum { BODY_FORM, BODY_JSON, BODY_UNSUPPORTED } body_format;
@@ -60,7 +61,8 @@ static int normalize(const char *const *keys, const char *const *values, size_t 
     timing_format_rfc3339(req->received_at_ms, out->received_at, sizeof out->received_at);
     event_meta meta = {req->request_id, req->idempotency_token, out->received_at, NULL};
     if (event_encode(keys, values, n, &meta, &out->event) != CALLLOG_OK ||
-        !(out->call_sid = strdup(sid)) || !(out->status = strdup(status))) {
+        !(out->call_sid = json_text_utf8_copy(sid)) ||
+        !(out->status = json_text_utf8_copy(status))) {
         webhook_result_free(out);
         return refuse(out, 503, "out_of_memory");
     }

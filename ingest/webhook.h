@@ -35,7 +35,7 @@ typedef struct webhook_result {
     sig_result sig;     /* the signature check's outcome when it ran */
     /* When accepted (webhook_result_free releases them): */
     buffer event;   /* the normalized event's JSON text (common/event.h) */
-    char *call_sid; /* its CallSid and CallStatus, for the stream entry */
+    char *call_sid; /* its CallSid and CallStatus as the event holds them (UTF-8 repaired) */
     char *status;
     char received_at[40]; /* when the ingest received it, RFC 3339 */
 } webhook_result;

@@ -362,6 +362,25 @@ Test(webhook_form, non_utf8_value_is_not_a_503)
     webhook_result_free(&res);
 }
 
+/* A CallSid that is not UTF-8 is repaired in the event; the result's call_sid (what the
+ * stream entry carries and the worker claims) must be the same repaired string
+ * (assert_accepted compares them). The fuzzer found the two differing. */
+Test(webhook_form, non_utf8_call_sid_is_the_same_in_the_event_and_the_entry)
+{
+    const char *body = "CallSid=CA%FF1&CallStatus=completed&From=%2B5511971730783";
+    char sig[SIGNATURE_LEN + 1];
+    form f;
+    cr_assert_eq(form_parse(body, strlen(body), 100, &f), FORM_OK);
+    cr_assert_eq(signature_compute(primary_only[0], BASE, &f, sig), 0);
+    form_free(&f);
+    webhook_result res;
+    json_t *ev = assert_accepted(run(BASE, FORM_CT, sig, body, &res), &res);
+    assert_field(ev, "call_sid",
+                 "CA\xef\xbf\xbd"
+                 "1");
+    json_decref(ev);
+}
+
 /* ---- JSON bodies ---------------------------------------------------------------------------- */
 
 Test(webhook_json, accepted_with_body_hash)
