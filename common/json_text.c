@@ -49,6 +49,21 @@ static size_t json_escape(unsigned char c, char *o)
     return 6;
 }
 
+/* Copies the character at `*p` to `o`, valid UTF-8 as is and a stray byte as U+FFFD,
+ * advances `*p` past it, and returns the bytes written (at most 4). */
+static size_t copy_utf8_char(const unsigned char **p, char *o)
+{
+    size_t n = utf8_sequence(*p);
+    if (n == 0) {
+        memcpy(o, "\xEF\xBF\xBD", 3); /* U+FFFD for the stray byte */
+        *p += 1;
+        return 3;
+    }
+    memcpy(o, *p, n);
+    *p += n;
+    return n;
+}
+
 /* Appends `s` as a JSON string; see the header. Room for the worst case (six bytes per
  * input byte) is reserved once, then filled. */
 void json_text_string(buffer *b, const char *s)
@@ -58,20 +73,12 @@ void json_text_string(buffer *b, const char *s)
         return; /* the buffer keeps the error */
     *o++ = '"';
     for (const unsigned char *p = (const unsigned char *)s; *p;) {
-        size_t n = *p < 0x80 ? 1 : utf8_sequence(p);
-        if (*p >= 0x20 && *p < 0x80 && *p != '"' && *p != '\\') {
-            *o++ = (char)*p;
-        } else if (*p < 0x80) {
-            o += json_escape(*p, o);
-        } else if (n == 0) {
-            memcpy(o, "\xEF\xBF\xBD", 3); /* U+FFFD for the stray byte */
-            o += 3;
-            n = 1;
-        } else {
-            memcpy(o, p, n);
-            o += n;
-        }
-        p += n;
+        if (*p >= 0x20 && *p < 0x80 && *p != '"' && *p != '\\')
+            *o++ = (char)*p++;
+        else if (*p < 0x80)
+            o += json_escape(*p++, o);
+        else
+            o += copy_utf8_char(&p, o);
     }
     *o++ = '"';
     buffer_commit(b, (size_t)(o - start));
@@ -93,18 +100,8 @@ char *json_text_utf8_copy(const char *s)
     char *copy = malloc(3 * strlen(s) + 1), *o = copy;
     if (copy == NULL)
         return NULL;
-    for (const unsigned char *p = (const unsigned char *)s; *p;) {
-        size_t n = utf8_sequence(p);
-        if (n == 0) {
-            memcpy(o, "\xEF\xBF\xBD", 3);
-            o += 3;
-            n = 1;
-        } else {
-            memcpy(o, p, n);
-            o += n;
-        }
-        p += n;
-    }
+    for (const unsigned char *p = (const unsigned char *)s; *p;)
+        o += copy_utf8_char(&p, o);
     *o = '\0';
     return copy;
 }
