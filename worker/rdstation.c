@@ -74,6 +74,10 @@ struct rd_client {
     metric *requests;
     metric *seconds;
     char access[RD_OAUTH_TOKEN_MAX]; /* v2: the token of the last request (for redaction) */
+    /* Which of phone_variants()'s forms found the last contact: an account's phones are
+     * mostly typed one way, so that form is searched first (issue 11: a national-form
+     * account cost three searches per new caller). */
+    size_t contact_form_hint;
     /* v1: deals embedded in the contact rd_find_contact confirmed last. */
     char memo_contact[64];
     json_t *memo_deals;
@@ -548,6 +552,14 @@ static calllog_code pick_contact(rd_client *c, json_t *list, const char *e164, r
 }
 
 /* Finds the contact of a phone; see the header. */
+/* The k-th form to search: the hinted one first, then the others in their order. */
+static size_t search_order(size_t k, size_t hint)
+{
+    if (k == 0)
+        return hint;
+    return k <= hint ? k - 1 : k;
+}
+
 calllog_code rd_find_contact(rd_client *c, const char *phone_e164, rd_contact *out,
                              calllog_error *err)
 {
@@ -559,7 +571,9 @@ calllog_code rd_find_contact(rd_client *c, const char *phone_e164, rd_contact *o
         copy_str(err->message, sizeof err->message, "not a phone number: no contact to look up");
         return CALLLOG_NOT_FOUND;
     }
-    for (size_t i = 0; i < vl.count; i++) {
+    size_t hint = c->contact_form_hint < vl.count ? c->contact_form_hint : 0;
+    for (size_t k = 0; k < vl.count; k++) {
+        size_t i = search_order(k, hint);
         json_t *root = NULL, *list;
         char *path = contact_search_path(c, vl.v[i]);
         if (path == NULL)
@@ -582,6 +596,7 @@ calllog_code rd_find_contact(rd_client *c, const char *phone_e164, rd_contact *o
             return st;
         }
         if (st == CALLLOG_OK) {
+            c->contact_form_hint = i;
             error_clear(err);
             return CALLLOG_OK;
         }

@@ -256,6 +256,35 @@ Test(v2, contact_by_national_form)
     contact_by_national_form();
 }
 
+/* The form that found the last contact is searched first: in an account that holds
+ * national forms, the second new caller costs one search, not three. */
+static void second_caller_starts_with_the_form_that_matched(void)
+{
+    json_t *a = seed("{\"name\":\"Maria\",\"phones\":[\"(11) 97173-0783\"]}");
+    json_t *b = seed("{\"name\":\"Ana\",\"phones\":[\"(21) 98888-1234\"]}");
+    rd_contact c;
+    calllog_error err;
+    cr_assert_eq(rd_find_contact(cl, CUSTOMER, &c, &err), CALLLOG_OK, "%s", err.message);
+    size_t first = mock_count_requests(&rd, api_path());
+    cr_assert_gt(first, 1, "the national form is not the first one tried");
+    cr_assert_eq(rd_find_contact(cl, "+5521988881234", &c, &err), CALLLOG_OK, "%s", err.message);
+    cr_expect_str_eq(c.id, seed_id(b));
+    cr_expect_eq(mock_count_requests(&rd, api_path()) - first, 1);
+    cr_assert_eq(rd_find_contact(cl, CUSTOMER, &c, &err), CALLLOG_OK, "%s", err.message);
+    cr_expect_str_eq(c.id, seed_id(a));
+    expect_one_acquire_per_request();
+    json_decref(a);
+    json_decref(b);
+}
+Test(v1, second_caller_starts_with_the_form_that_matched)
+{
+    second_caller_starts_with_the_form_that_matched();
+}
+Test(v2, second_caller_starts_with_the_form_that_matched)
+{
+    second_caller_starts_with_the_form_that_matched();
+}
+
 /* The contact was saved before the 9th digit existed. */
 static void contact_by_old_8_digit_mobile(void)
 {
