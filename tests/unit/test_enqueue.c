@@ -15,6 +15,7 @@
 #include "ingest/enqueue.h"
 #include "ingest/settings.h"
 #include "tests/lib/redis_fixture.h"
+#include "tests/lib/scratch_dir.h"
 
 #define PUTS 8
 
@@ -30,8 +31,7 @@ static struct {
  * enqueuer. */
 static void open_enqueuer(const char *redis_url)
 {
-    snprintf(t.spool, sizeof t.spool, "/tmp/calllog-test-enqueue-XXXXXX");
-    cr_assert_not_null(mkdtemp(t.spool));
+    cr_assert_eq(scratch_dir_make(t.spool, sizeof t.spool, "enqueue"), 0);
     redis_fixture_name(t.prefix, sizeof t.prefix, "enqueue");
     const char *env[][2] = {{"PUBLIC_BASE_URL", "https://hooks.example.com"},
                             {"TWILIO_AUTH_TOKEN", "unit-test-auth-token"},
@@ -53,13 +53,7 @@ static void close_enqueuer(void)
     enqueue_close(t.q);
     t.q = NULL;
     metrics_reset();
-    const char *files[] = {"events.spool", "events.offset", "lock"};
-    char path[128];
-    for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
-        snprintf(path, sizeof path, "%s/%s", t.spool, files[i]);
-        unlink(path);
-    }
-    rmdir(t.spool);
+    scratch_dir_remove(t.spool);
 }
 
 /* One caller: its entry and what enqueue_put answered. */

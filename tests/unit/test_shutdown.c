@@ -14,6 +14,7 @@
 #include "ingest/server.h"
 #include "ingest/settings.h"
 #include "tests/lib/free_port.h"
+#include "tests/lib/scratch_dir.h"
 
 #include <criterion/criterion.h>
 
@@ -124,8 +125,7 @@ static void set_env(const char *name, const char *value)
 static void ingest_setup(void)
 {
     shutdown_reset();
-    snprintf(ing.spool, sizeof ing.spool, "/tmp/calllog-test-shutdown-XXXXXX");
-    cr_assert_not_null(mkdtemp(ing.spool));
+    cr_assert_eq(scratch_dir_make(ing.spool, sizeof ing.spool, "shutdown"), 0);
     set_env("PUBLIC_BASE_URL", "https://hooks.example.com");
     set_env("TWILIO_AUTH_TOKEN", "unit-test-auth-token");
     set_env("REDIS_URL", "redis://127.0.0.1:1/0"); /* nothing listens: the spool is used */
@@ -156,13 +156,7 @@ static void ingest_teardown(void)
     enqueue_close(ing.q);
     metrics_reset();
     curl_global_cleanup();
-    const char *files[] = {"events.spool", "events.offset", "lock"};
-    char path[128];
-    for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
-        snprintf(path, sizeof path, "%s/%s", ing.spool, files[i]);
-        unlink(path);
-    }
-    rmdir(ing.spool);
+    scratch_dir_remove(ing.spool);
 }
 
 TestSuite(ingest_stop, .init = ingest_setup, .fini = ingest_teardown, .timeout = 60);

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "ingest/spool.h"
+#include "tests/lib/scratch_dir.h"
 
 #define MAX_SEEN 2048
 #define BIG (64L * 1024 * 1024)
@@ -28,20 +29,13 @@ static char dir[64];
 /* Creates the test's directory. */
 static void setup(void)
 {
-    snprintf(dir, sizeof dir, "/tmp/calllog-test-spool-XXXXXX");
-    cr_assert_not_null(mkdtemp(dir));
+    cr_assert_eq(scratch_dir_make(dir, sizeof dir, "spool"), 0);
 }
 
 /* Removes the directory and what the spool left in it. */
 static void teardown(void)
 {
-    const char *files[] = {"events.spool", "events.offset", "lock"};
-    char path[128];
-    for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
-        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
-        unlink(path);
-    }
-    rmdir(dir);
+    scratch_dir_remove(dir);
 }
 
 TestSuite(spool, .init = setup, .fini = teardown);
@@ -162,12 +156,7 @@ Test(spool, creates_missing_directory)
     char path[128];
     snprintf(path, sizeof path, "%s/events.spool", sub);
     cr_assert_eq(access(path, F_OK), 0);
-    const char *files[] = {"events.spool", "events.offset", "lock"};
-    for (size_t i = 0; i < 3; i++) {
-        snprintf(path, sizeof path, "%s/%s", sub, files[i]);
-        unlink(path);
-    }
-    rmdir(sub);
+    scratch_dir_remove(sub);
 }
 
 Test(spool, append_depth_drain_in_order)
