@@ -89,7 +89,7 @@ typedef struct failalloc_range {
 } failalloc_range;
 
 static failalloc_range failalloc_skip[FAILALLOC_SKIP_N];
-static failalloc_range failalloc_libc, failalloc_self, failalloc_jansson;
+static failalloc_range failalloc_libc, failalloc_ldso, failalloc_self, failalloc_jansson;
 
 /* ---- the report ---------------------------------------------------------------------- */
 
@@ -158,6 +158,8 @@ static int failalloc_find_ranges(struct dl_phdr_info *info, size_t size, void *a
     const char *name = info->dlpi_name ? info->dlpi_name : "";
     if (strstr(name, "/libc.so"))
         failalloc_range_of(&failalloc_libc, info);
+    if (strstr(name, "/ld-linux")) /* allocates a new thread's TLS for pthread_create */
+        failalloc_range_of(&failalloc_ldso, info);
     if (strstr(name, "libfailalloc.so"))
         failalloc_range_of(&failalloc_self, info);
     if (strstr(name, "libjansson.so"))
@@ -190,7 +192,8 @@ static int failalloc_in_jansson_parser(void *const *frames, int i, int n)
     return 0;
 }
 
-/* 1 when the innermost caller outside libc and this shim is a skipped library or
+/* 1 when the innermost caller outside libc, the dynamic loader and this shim is a skipped
+ * library (civetweb's pthread_create of its workers reaches calloc through ld.so) or
  * jansson's parser (counting is off meanwhile, in case backtrace() or dladdr allocate). */
 static int failalloc_in_skipped(void)
 {
@@ -199,6 +202,7 @@ static int failalloc_in_skipped(void)
     int n = backtrace(frames, 64), skipped = 0;
     for (int i = 0; i < n; i++) {
         if (failalloc_within(&failalloc_libc, frames[i]) ||
+            failalloc_within(&failalloc_ldso, frames[i]) ||
             failalloc_within(&failalloc_self, frames[i]))
             continue;
         for (size_t k = 0; k < FAILALLOC_SKIP_N; k++)
