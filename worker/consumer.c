@@ -47,21 +47,22 @@ static void backoff_sleep(long *backoff)
 
 /* rd_acquire_fn: the shared RD Station limiter, on this thread's Redis connection; a
  * request the processor paid for ahead (prepay_rd_budget) uses that instead. */
-static int acquire_rd_budget(void *arg)
+static int acquire_rd_budget(void *arg, ratelimit_lane lane)
 {
     consumer_thread *t = arg;
     if (t->prepaid) {
         t->prepaid = 0;
         return 0;
     }
-    return ratelimit_acquire(t->links.redis, &t->limit);
+    return ratelimit_acquire(t->links.redis, &t->limit, lane, t->links.owner);
 }
 
 /* rd_budget.prepay: waits for one request's budget now and keeps it for the next one. */
 static int prepay_rd_budget(void *arg)
 {
     consumer_thread *t = arg;
-    if (!t->prepaid && ratelimit_acquire(t->links.redis, &t->limit) != 0)
+    if (!t->prepaid &&
+        ratelimit_acquire(t->links.redis, &t->limit, RATELIMIT_NOTE, t->links.owner) != 0)
         return -1;
     t->prepaid = 1;
     return 0;
@@ -239,7 +240,8 @@ consumers *consumers_start(const worker_settings *s, const note_template *tpl)
         t->links.tpl = tpl;
         snprintf(t->links.owner, sizeof t->links.owner, "%s/%d", s->consumer, i);
         t->links.budget = (rd_budget){prepay_rd_budget, forfeit_rd_budget, t};
-        t->limit = (ratelimit_policy){s->keys.ratelimit, s->rate_per_minute, s->rate_burst};
+        t->limit = (ratelimit_policy){s->keys.ratelimit, s->rate_per_minute, s->rate_burst,
+                                      s->sync_max_share};
         if (pthread_create(&t->tid, NULL, consumer_main, t) != 0)
             break;
         g->nthreads++;

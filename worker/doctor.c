@@ -277,7 +277,8 @@ int doctor_run(const doctor_options *o, FILE *out)
     } else {
         doctor_report_add(d.report, "settings", DOCTOR_OK, NULL, "worker settings load (RD %s)",
                           d.s.rd.api == RD_API_V1 ? "v1" : "v2");
-        d.limit = (ratelimit_policy){d.s.keys.ratelimit, d.s.rate_per_minute, d.s.rate_burst};
+        d.limit = (ratelimit_policy){d.s.keys.ratelimit, d.s.rate_per_minute, d.s.rate_burst,
+                                     d.s.sync_max_share};
         d.http = http_client_new(DOCTOR_HTTP_TIMEOUT_MS, 5000);
         check_redis(&d);
         check_postgres(&d);

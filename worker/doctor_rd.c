@@ -17,10 +17,10 @@
 #include "worker/rd_oauth.h"
 #include "worker/rdstation.h"
 /* Waits for the shared limiter, like a worker's request (rd_acquire_fn). */
-static int doctor_acquire(void *arg)
+static int doctor_acquire(void *arg, ratelimit_lane lane)
 {
     doctor *d = arg;
-    return d->redis ? ratelimit_acquire(d->redis, &d->limit) : 0;
+    return d->redis ? ratelimit_acquire(d->redis, &d->limit, lane, NULL) : 0;
 }
 
 /* GET `path` on the RD API (v1 with ?token=, v2 with `bearer`). Returns 0 with `res`
@@ -42,7 +42,7 @@ static int rd_get(doctor *d, const char *path, const char *bearer, http_response
         snprintf(auth, sizeof auth, "Authorization: Bearer %s", bearer);
         headers[1] = auth;
     }
-    doctor_acquire(d);
+    doctor_acquire(d, RATELIMIT_LOOKUP);
     int rc = http_request(d->http, "GET", url, headers, NULL, NULL, 0, res, err);
     if (rc != 0)
         http_error_relabel(err, path);

@@ -69,6 +69,7 @@ struct rd_client {
     char *token;
     rd_acquire_fn acquire;
     void *acquire_arg;
+    int background;
     http_client *http;
     rd_oauth *oauth;
     metric *requests;
@@ -283,6 +284,14 @@ static char *request_url(rd_client *c, const char *path)
     return url;
 }
 
+/* The limiter lane of a request: see rd_acquire_fn. */
+static ratelimit_lane request_lane(const rd_client *c, const rd_req *q)
+{
+    if (c->background)
+        return RATELIMIT_SYNC;
+    return strcmp(q->method, "GET") == 0 ? RATELIMIT_LOOKUP : RATELIMIT_NOTE;
+}
+
 /* Sends one request once (after the rate limiter). Returns 0 with `r` holding the answer,
  * or -1 with `err` filled (a transport failure named after `what`, not the URL). */
 static int send_once(rd_client *c, const rd_req *q, const char *url, const char *what,
@@ -299,7 +308,7 @@ static int send_once(rd_client *c, const rd_req *q, const char *url, const char 
         snprintf(auth, sizeof auth, "Authorization: Bearer %s", c->access);
         headers[nh++] = auth;
     }
-    if (c->acquire != NULL && c->acquire(c->acquire_arg) < 0) {
+    if (c->acquire != NULL && c->acquire(c->acquire_arg, request_lane(c, q)) < 0) {
         fail(err, -1, "stopping");
         return -1;
     }
@@ -420,6 +429,7 @@ rd_client *rd_client_new(const rd_settings *s, redisContext *redis, const calllo
     c->keys = keys;
     c->acquire = s->acquire;
     c->acquire_arg = s->acquire_arg;
+    c->background = s->background;
     c->base_url = base_dup(s->base_url);
     c->token = s->token ? strdup(s->token) : NULL;
     c->http =

@@ -31,12 +31,15 @@
 #include "common/error.h"
 #include "common/http_client.h"
 #include "common/keys.h"
+#include "worker/ratelimit.h"
 
 typedef enum { RD_API_V1 = 1, RD_API_V2 = 2 } rd_api;
 
-/* Waits until the shared rate limit allows one more request. Returns 0, or -1 when the
- * worker is stopping (the client then gives up with curl_code -1, "stopping"). */
-typedef int (*rd_acquire_fn)(void *arg);
+/* Waits until the shared rate limit allows one more request of `lane` (writes are
+ * RATELIMIT_NOTE, reads RATELIMIT_LOOKUP, everything of a `background` client
+ * RATELIMIT_SYNC). Returns 0, or -1 when the worker is stopping (the client then gives up
+ * with curl_code -1, "stopping"). */
+typedef int (*rd_acquire_fn)(void *arg, ratelimit_lane lane);
 
 typedef struct rd_settings {
     rd_api api;
@@ -49,6 +52,7 @@ typedef struct rd_settings {
     long timeout_ms;
     rd_acquire_fn acquire;
     void *acquire_arg;
+    int background; /* 1: the phone index's sync client (lowest priority lane) */
 } rd_settings;
 
 typedef struct rd_contact {

@@ -173,6 +173,8 @@ static int load_rdstation(worker_settings *s, calllog_error *err)
     if (config_long("RDSTATION_TIMEOUT_MS", 10000, 100, 120000, &s->rd.timeout_ms, err) ||
         config_long("RDSTATION_RATE_LIMIT_PER_MINUTE", 120, 1, 100000, &s->rate_per_minute, err) ||
         config_long("RDSTATION_RATE_BURST", 10, 1, 1000, &s->rate_burst, err) ||
+        config_long("RDSTATION_SYNC_MAX_SHARE", 50, 1, 100, &s->sync_max_share, err) ||
+        config_bool("RDSTATION_PHONE_INDEX", 1, &s->phone_index, err) ||
         config_long("RDSTATION_UNKNOWN_OUTCOME_DELAY_MS", 60000, 0, 86400000,
                     &s->unknown_outcome_delay_ms, err))
         return -1;

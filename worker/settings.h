@@ -46,6 +46,8 @@ typedef struct worker_settings {
     user_route user_map[USER_MAP_MAX];
     size_t user_map_len;
     long rate_per_minute, rate_burst;
+    long sync_max_share; /* percent of the limit the phone index's sync may use */
+    int phone_index;     /* keep the phone index (phone_index.h), refreshed every cache_ttl_s */
     long unknown_outcome_delay_ms; /* wait before the marker search after a lost answer */
     worker_delivery_mode mode;
     unknown_policy unknown;

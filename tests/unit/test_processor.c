@@ -67,9 +67,10 @@ static int prepaid; /* the processor paid ahead for the next RD request (the pos
 
 /* The RD client's limiter stand-in. The processor pays for the post just before renewing
  * the lease (rd_budget.prepay); like the worker's limiter this takes that as the post. */
-static int rd_acquire(void *arg)
+static int rd_acquire(void *arg, ratelimit_lane lane)
 {
     (void)arg;
+    (void)lane;
     if (prepaid && cut_on_post)
         pg_proxy_cut(proxy); /* the post still goes out; its record will not */
     prepaid = 0;

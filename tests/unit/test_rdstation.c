@@ -41,6 +41,7 @@ static mock_server rd;
 static rd_api api;
 static rd_client *cl;
 static int acquired;
+static ratelimit_lane last_lane; /* the lane of the last request */
 static int stopping;
 static redisContext *redis;
 static calllog_keys keys;
@@ -49,9 +50,10 @@ static char base_url[128];
 static char oauth_url[128];
 
 /* The rate limiter stand-in: counts calls; refuses when the test says the worker stops. */
-static int count_acquire(void *arg)
+static int count_acquire(void *arg, ratelimit_lane lane)
 {
     (void)arg;
+    last_lane = lane;
     acquired++;
     return stopping ? -1 : 0;
 }
