@@ -294,6 +294,68 @@ int phone_same_number(const char *twilio_e164, const char *stored)
     return phone_br_same(&tb, &sb);
 }
 
+/* Appends "<tag><a><b>" to `out`. */
+static void phone_key_add(phone_key_list *out, char tag, const char *a, const char *b)
+{
+    if (out->count < PHONE_KEYS_MAX &&
+        snprintf(out->k[out->count], PHONE_KEY_LEN, "%c%s%s", tag, a, b) < PHONE_KEY_LEN)
+        out->count++;
+}
+
+/* Appends the key of a parsed Brazilian number ("b" with area code, "s" without). */
+static void phone_key_add_br(phone_key_list *out, const br_number *n)
+{
+    char canon[11];
+    phone_br_canonical_sub(n, canon);
+    if (n->has_ddd)
+        phone_key_add(out, 'b', n->ddd, canon);
+    else
+        phone_key_add(out, 's', "", canon);
+}
+
+/* The index keys of a stored phone; see phone.h. Parses like phone_same_number. */
+int phone_index_keys(const char *stored, phone_key_list *out)
+{
+    char sd[PHONE_DIGITS_MAX];
+    const char *s, *sp = stored;
+    br_number sb;
+    int intl;
+    out->count = 0;
+    if (stored == NULL || phone_digits(stored, sd, sizeof sd) <= 0)
+        return 0;
+    while (*sp == ' ' || *sp == '\t')
+        sp++;
+    intl = *sp == '+';
+    s = sd;
+    if (!intl && strncmp(s, "00", 2) == 0) {
+        intl = 1;
+        s += 2;
+    }
+    if (*s != '\0')
+        phone_key_add(out, 'd', s, "");
+    if (phone_br_parse_stored(s, intl, &sb) == 0)
+        phone_key_add_br(out, &sb);
+    return (int)out->count;
+}
+
+/* The look-up keys of an E.164 number; see phone.h. */
+int phone_lookup_keys(const char *e164, phone_key_list *out)
+{
+    char td[PHONE_DIGITS_MAX];
+    br_number tb;
+    out->count = 0;
+    if (!phone_is_e164(e164) || phone_digits(e164, td, sizeof td) < 0)
+        return -1;
+    if (phone_br_parse_e164_digits(td, &tb) != 0) {
+        phone_key_add(out, 'd', td, "");
+        return (int)out->count;
+    }
+    phone_key_add_br(out, &tb);
+    tb.has_ddd = 0;
+    phone_key_add_br(out, &tb);
+    return (int)out->count;
+}
+
 /* Picks the customer's number by call direction; see phone.h. */
 const char *phone_customer(const char *direction, const char *from, const char *to)
 {

@@ -50,6 +50,28 @@ int phone_variants(const char *e164, phone_variant_list *out);
  * it, and RD's `phone=` filter only returns it for a query of that exact local form. */
 int phone_same_number(const char *twilio_e164, const char *stored);
 
+/* Most index keys one phone has, and the room for one key. */
+#define PHONE_KEYS_MAX 2
+#define PHONE_KEY_LEN 48
+
+/* The keys of a phone in the phone index (phone_index.h). */
+typedef struct phone_key_list {
+    size_t count;
+    char k[PHONE_KEYS_MAX][PHONE_KEY_LEN];
+} phone_key_list;
+
+/* The keys a stored phone (any form phone_same_number accepts) is filed under in the
+ * phone index: "b<DDD><canonical subscriber>" for a Brazilian number with area code,
+ * "s<canonical subscriber>" for one without, and "d<digits>" (an international prefix
+ * "00" dropped) for the exact comparison other countries get. The keys are built so that
+ * phone_same_number(e164, stored) holds exactly when phone_lookup_keys(e164) and
+ * phone_index_keys(stored) share a key. Returns the count (0 when nothing to file). */
+int phone_index_keys(const char *stored, phone_key_list *out);
+
+/* The keys to look the E.164 number `e164` up under: "b…" and "s…" for a Brazilian
+ * number, "d<digits>" otherwise. Returns the count, or -1 when `e164` is not E.164. */
+int phone_lookup_keys(const char *e164, phone_key_list *out);
+
 /* The customer's number of a call: `from` on inbound calls (and trunking-terminating),
  * `to` on outbound ones (outbound-api, outbound-dial, trunking-originating). Returns one of
  * the two pointers (not a copy), or NULL for a NULL or unknown direction. */

@@ -925,6 +925,197 @@ calllog_code rd_find_open_deal(rd_client *c, const char *contact_id, rd_deal *ou
     return CALLLOG_OK;
 }
 
+/* ---- listing the account -------------------------------------------------------------- */
+
+/* Reads a contact's phones into `out`. Returns 0, or -1 when they cannot be read. */
+static int listed_phones(const json_t *contact, rd_listed_contact *out)
+{
+    json_t *phones = json_object_get(contact, "phones"), *p;
+    size_t i;
+    if (json_absent(contact, "phones"))
+        return 0;
+    if (!json_is_array(phones))
+        return -1;
+    json_array_foreach(phones, i, p)
+    {
+        const char *num = json_is_string(p) ? json_string_value(p) : json_str(p, "phone");
+        if (!json_is_string(p) && (!json_is_object(p) || (num == NULL && !json_absent(p, "phone"))))
+            return -1;
+        if (num != NULL && out->nphones < RD_LISTED_PHONES_MAX)
+            out->phones[out->nphones++] = num;
+    }
+    return 0;
+}
+
+/* v1: the open deal of a listed contact's summaries, without fetching anything. Returns 0,
+ * or -1 when a summary cannot be read. */
+static int listed_v1_deal(const json_t *deals, rd_listed_contact *out, calllog_error *err)
+{
+    deal_pick p;
+    json_t *d;
+    size_t i, open = 0, dated = 0;
+    memset(&p, 0, sizeof p);
+    json_array_foreach(deals, i, d)
+    {
+        int is_open = json_is_object(d) ? v1_deal_open(d) : -1;
+        if (is_open < 0)
+            return -1;
+        if (!is_open)
+            continue;
+        open++;
+        dated += iso_ms(json_str(d, "updated_at")) >= 0;
+        if (pick_consider(&p, d, "GET /contacts", err) != CALLLOG_OK)
+            return -1;
+    }
+    out->deals_listed = 1;
+    out->deal_ambiguous = open > 1 && dated < open;
+    if (p.found && !out->deal_ambiguous)
+        out->deal = p.deal;
+    return 0;
+}
+
+/* Turns one list item into `out`. Returns 0, or a negative code (unreadable). */
+static calllog_code listed_contact(rd_client *c, json_t *item, size_t k, rd_listed_contact *out,
+                                   char *id, size_t idlen, calllog_error *err)
+{
+    json_t *deals;
+    memset(out, 0, sizeof *out);
+    if (!json_is_object(item) || json_id(item, id, idlen) < 0)
+        return unreadable(err, "GET /contacts", "listed contact %zu has no id", k);
+    out->id = id;
+    out->name = json_str(item, "name");
+    if (listed_phones(item, out) < 0)
+        return unreadable(err, "GET /contacts", "listed contact %zu: unreadable phones", k);
+    if (c->api == RD_API_V1 && (deals = json_list(item, "deals")) != NULL &&
+        listed_v1_deal(deals, out, err) < 0)
+        return unreadable(err, "GET /contacts", "listed contact %zu: unreadable deals", k);
+    return CALLLOG_OK;
+}
+
+/* GETs one page of a list (`what` names it for metrics and errors) and returns its items
+ * in `*list` (borrowed from `*root`, which the caller decrefs) and whether more follow. */
+static calllog_code list_page(rd_client *c, const char *what, const char *path, json_t **root,
+                              json_t **list, int *more, calllog_error *err)
+{
+    const char *key = c->api == RD_API_V1 ? strchr(what, '/') + 1 : "data";
+    rd_req q = {"GET", what, path, NULL};
+    *more = 0;
+    *list = NULL;
+    calllog_code st = rd_call(c, &q, root, err);
+    if (st != CALLLOG_OK)
+        return st;
+    if ((*list = json_list(*root, key)) == NULL)
+        return unreadable(err, what, "no \"%s\" list", key);
+    if (c->api == RD_API_V1) {
+        *more = json_is_true(json_object_get(*root, "has_more"));
+    } else {
+        json_t *links = json_object_get(*root, "links");
+        *more = json_array_size(*list) >= RD_V2_PAGE_SIZE &&
+                (!json_is_object(links) || json_str(links, "next") != NULL);
+    }
+    return CALLLOG_OK;
+}
+
+/* Lists the account's contacts, one page; see the header. */
+calllog_code rd_list_contacts(rd_client *c, int page, rd_contact_fn fn, void *arg, int *more,
+                              calllog_error *err)
+{
+    json_t *root = NULL, *list, *item;
+    size_t k;
+    char *path = c->api == RD_API_V1
+                     ? fmt_alloc("/contacts?page=%d&limit=%d", page, RD_V1_PAGE_SIZE)
+                     : fmt_alloc("/contacts?page%%5Bnumber%%5D=%d&page%%5Bsize%%5D=%d", page,
+                                 RD_V2_PAGE_SIZE);
+    error_clear(err);
+    if (path == NULL)
+        return fail(err, 0, "out of memory");
+    calllog_code st = list_page(c, "GET /contacts", path, &root, &list, more, err);
+    free(path);
+    if (st == CALLLOG_OK) {
+        json_array_foreach(list, k, item)
+        {
+            rd_listed_contact lc;
+            char id[64];
+            if ((st = listed_contact(c, item, k, &lc, id, sizeof id, err)) != CALLLOG_OK)
+                break;
+            if (fn(arg, &lc) != 0) {
+                st = error_set(err, CALLLOG_INVALID, "contact listing stopped by its reader");
+                break;
+            }
+        }
+    }
+    json_decref(root);
+    return st;
+}
+
+/* Turns one listed v2 deal into `out`. Returns 1 when it is open, 0 when not, -1 when it
+ * cannot be read (`err` says why). */
+static int listed_deal(json_t *d, size_t k, rd_listed_deal *out, calllog_error *err)
+{
+    deal_pick p;
+    json_t *ids = json_object_get(d, "contact_ids"), *v;
+    size_t i;
+    const char *status = json_str(d, "status");
+    memset(out, 0, sizeof *out);
+    memset(&p, 0, sizeof p);
+    if (!json_is_object(d) || status == NULL || !json_is_array(ids)) {
+        unreadable(err, "GET /deals", "deal %zu has no status or contact_ids", k);
+        return -1;
+    }
+    if (strcmp(status, "ongoing") != 0)
+        return 0;
+    if (pick_consider(&p, d, "GET /deals", err) != CALLLOG_OK)
+        return -1;
+    out->deal = p.deal;
+    out->updated_ms = p.updated_ms;
+    json_array_foreach(ids, i, v)
+    {
+        if (out->ncontacts >= RD_LISTED_PHONES_MAX)
+            break;
+        if (json_id_value(v, out->contact_ids[out->ncontacts++], sizeof out->contact_ids[0]) < 0) {
+            unreadable(err, "GET /deals", "deal %zu: contact_ids[%zu] is not an id", k, i);
+            return -1;
+        }
+    }
+    return 1;
+}
+
+/* Lists the account's open deals (v2), one page; see the header. */
+calllog_code rd_list_open_deals(rd_client *c, int page, rd_deal_fn fn, void *arg, int *more,
+                                calllog_error *err)
+{
+    json_t *root = NULL, *list, *item;
+    size_t k;
+    error_clear(err);
+    *more = 0;
+    if (c->api != RD_API_V2)
+        return error_set(err, CALLLOG_INVALID, "v1 lists deals inside contacts");
+    char *path = fmt_alloc("/deals?filter=status%%3Aongoing&page%%5Bnumber%%5D=%d"
+                           "&page%%5Bsize%%5D=%d",
+                           page, RD_V2_PAGE_SIZE);
+    if (path == NULL)
+        return fail(err, 0, "out of memory");
+    calllog_code st = list_page(c, "GET /deals", path, &root, &list, more, err);
+    free(path);
+    if (st == CALLLOG_OK) {
+        json_array_foreach(list, k, item)
+        {
+            rd_listed_deal ld;
+            int open = listed_deal(item, k, &ld, err);
+            if (open < 0) {
+                st = err->code;
+                break;
+            }
+            if (open && fn(arg, &ld) != 0) {
+                st = error_set(err, CALLLOG_INVALID, "deal listing stopped by its reader");
+                break;
+            }
+        }
+    }
+    json_decref(root);
+    return st;
+}
+
 /* ---- notes and tasks ------------------------------------------------------------------ */
 
 /* Writes the id of the object a create returned (v2: inside "data"); "" when unknown. */

@@ -88,6 +88,48 @@ calllog_code rd_find_contact(rd_client *c, const char *phone_e164, rd_contact *o
 calllog_code rd_find_open_deal(rd_client *c, const char *contact_id, rd_deal *out,
                                calllog_error *err);
 
+/* ---- listing the account (the phone index's sync, phone_index.h) ---- */
+
+/* Phones read of one listed contact, at most. */
+#define RD_LISTED_PHONES_MAX 8
+
+/* One contact as the account's contact list shows it. The strings are borrowed: valid
+ * during the callback only. */
+typedef struct rd_listed_contact {
+    const char *id;
+    const char *name; /* NULL when RD gives none */
+    const char *phones[RD_LISTED_PHONES_MAX];
+    size_t nphones;
+    /* v1 embeds deal summaries in list items: */
+    int deals_listed;   /* 1 when it did (v2 never: use rd_list_open_deals) */
+    int deal_ambiguous; /* several open deals and no updated_at to choose by */
+    rd_deal deal;       /* the open deal updated last; id "" when none (or ambiguous) */
+} rd_listed_contact;
+
+/* One open deal of the account (v2). */
+typedef struct rd_listed_deal {
+    rd_deal deal;
+    long long updated_ms; /* -1 when RD gives no readable updated_at */
+    char contact_ids[RD_LISTED_PHONES_MAX][64];
+    size_t ncontacts;
+} rd_listed_deal;
+
+/* Called for each listed item; a non-zero return stops the listing with CALLLOG_INVALID. */
+typedef int (*rd_contact_fn)(void *arg, const rd_listed_contact *contact);
+typedef int (*rd_deal_fn)(void *arg, const rd_listed_deal *deal);
+
+/* Reads page `page` (from 1) of every contact the token sees (v1 GET /contacts?page&limit=200,
+ * v2 GET /contacts?page[number]&page[size]=100), calling `fn` for each, and sets `*more`
+ * when a next page exists. A contact that cannot be read fails the page (unreadable):
+ * the index is never built past what it could not read. */
+calllog_code rd_list_contacts(rd_client *c, int page, rd_contact_fn fn, void *arg, int *more,
+                              calllog_error *err);
+
+/* v2: reads page `page` of the open deals (GET /deals?filter=status:ongoing), like
+ * rd_list_contacts. v1 answers CALLLOG_INVALID (its contact list embeds the deals). */
+calllog_code rd_list_open_deals(rd_client *c, int page, rd_deal_fn fn, void *arg, int *more,
+                                calllog_error *err);
+
 /* Posts a note on a deal; writes the new note's id (CALLLOG_OK always comes with one). */
 calllog_code rd_post_note(rd_client *c, const char *deal_id, const char *user_id, const char *text,
                           char *note_id, size_t idlen, calllog_error *err);

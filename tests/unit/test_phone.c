@@ -233,3 +233,83 @@ Test(phone_customer, by_direction)
     cr_expect_null(phone_customer("sideways", from, to));
     cr_expect_null(phone_customer(NULL, from, to));
 }
+
+/* 1 when the two key lists share a key. */
+static int keys_meet(const phone_key_list *a, const phone_key_list *b)
+{
+    for (size_t i = 0; i < a->count; i++)
+        for (size_t j = 0; j < b->count; j++)
+            if (strcmp(a->k[i], b->k[j]) == 0)
+                return 1;
+    return 0;
+}
+
+Test(phone_index_keys, meet_exactly_when_phone_same_number_says_so)
+{
+    /* every Twilio number against every stored form: the index must agree with the
+     * comparison the live look-up confirms contacts with */
+    static const char *const twilio[] = {
+        "+5511971730783", "+551171730783", "+552181234567", "+5521981234567", "+551133334444",
+        "+5511923456789", "+14155551212",  "+558001234567", "+5511971",       "+447911123456"};
+    static const char *const stored[] = {"+5511971730783",
+                                         "+55 11 97173-0783",
+                                         "5511971730783",
+                                         "55 (11) 97173 0783",
+                                         "(11) 97173-0783",
+                                         "11 971730783",
+                                         "011 97173-0783",
+                                         "0 15 11 97173-0783",
+                                         "0055 11 97173 0783",
+                                         "+55 (011) 97173-0783",
+                                         "971730783",
+                                         "97173-0783",
+                                         " +55 11 7173-0783",
+                                         "(11) 7173-0783",
+                                         "1171730783",
+                                         "71730783",
+                                         "+5521971730783",
+                                         "(21) 97173-0783",
+                                         "+5511971730784",
+                                         "(21) 8123-4567",
+                                         "21981234567",
+                                         "+55 11 3333-4444",
+                                         "33334444",
+                                         "933334444",
+                                         "(11) 92345-6789",
+                                         "+1 415 555 1212",
+                                         "14155551212",
+                                         "0014155551212",
+                                         "+558001234567",
+                                         "08001234567",
+                                         "+5511971",
+                                         "+44 7911 123456",
+                                         "",
+                                         "abc",
+                                         "(11)",
+                                         "+55"};
+    for (size_t i = 0; i < sizeof twilio / sizeof twilio[0]; i++) {
+        phone_key_list lk;
+        cr_assert(phone_lookup_keys(twilio[i], &lk) >= 1, "%s has no look-up key", twilio[i]);
+        for (size_t j = 0; j < sizeof stored / sizeof stored[0]; j++) {
+            phone_key_list ik;
+            phone_index_keys(stored[j], &ik);
+            cr_expect_eq(keys_meet(&lk, &ik), phone_same_number(twilio[i], stored[j]),
+                         "twilio %s vs stored \"%s\": index %d, comparison %d", twilio[i],
+                         stored[j], keys_meet(&lk, &ik), phone_same_number(twilio[i], stored[j]));
+        }
+    }
+}
+
+Test(phone_index_keys, are_readable_and_refuse_what_is_not_a_number)
+{
+    phone_key_list k;
+    cr_assert_eq(phone_lookup_keys("+5511971730783", &k), 2);
+    cr_expect_str_eq(k.k[0], "b11971730783");
+    cr_expect_str_eq(k.k[1], "s971730783");
+    cr_assert_eq(phone_index_keys("(11) 7173-0783", &k), 2);
+    cr_expect_str_eq(k.k[0], "d1171730783");
+    cr_expect_str_eq(k.k[1], "b11971730783");
+    cr_expect_eq(phone_lookup_keys("client:alice", &k), -1);
+    cr_expect_eq(phone_index_keys("n/a", &k), 0);
+    cr_expect_eq(phone_index_keys(NULL, &k), 0);
+}
