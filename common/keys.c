@@ -25,5 +25,8 @@ int keys_build(const char *prefix, calllog_keys *out)
     snprintf(out->reconcile_enqueued, sizeof out->reconcile_enqueued, "%s:reconcile:enqueued",
              prefix);
     snprintf(out->rdstation_plan, sizeof out->rdstation_plan, "%s:rdstation:plan", prefix);
+    snprintf(out->phone_index, sizeof out->phone_index, "%s:phoneidx", prefix);
+    snprintf(out->phone_index_meta, sizeof out->phone_index_meta, "%s:phoneidx:meta", prefix);
+    snprintf(out->phone_index_leader, sizeof out->phone_index_leader, "%s:phoneidx:leader", prefix);
     return 0;
 }

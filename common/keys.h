@@ -20,6 +20,9 @@ typedef struct calllog_keys {
     char reconcile_leader[KEYS_MAX];   /* string: the reconciler lease (holder, expiry) */
     char reconcile_enqueued[KEYS_MAX]; /* ZSET: CallSids it enqueued, score = when (ms) */
     char rdstation_plan[KEYS_MAX];     /* hash: what the RD account's plan refused (rdstation.h) */
+    char phone_index[KEYS_MAX];      /* hash: phone key -> contact and open deal (phone_index.h) */
+    char phone_index_meta[KEYS_MAX]; /* hash: when the index was built, and its figures */
+    char phone_index_leader[KEYS_MAX]; /* string: the index sync's lease */
 } calllog_keys;
 
 /* Builds the key names from `prefix`. Returns 0, or -1 when the prefix is empty, too long

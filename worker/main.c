@@ -22,6 +22,7 @@
 #include "worker/ledger.h"
 #include "worker/processor.h"
 #include "worker/queue.h"
+#include "worker/phone_index.h"
 #include "worker/reconcile.h"
 #include "worker/settings.h"
 
@@ -153,12 +154,16 @@ static int run(const worker_settings *s, note_template *tpl)
         return 1;
     }
     consumers *g = consumers_start(s, tpl);
-    int reconcile_failed = 0;
+    int reconcile_failed = 0, index_failed = 0;
     reconciler *rec = g ? reconciler_start(s, &reconcile_failed) : NULL;
-    if (!g || reconcile_failed) {
-        log_error("cannot start", LF_S("error", g ? "reconciler thread did not start"
-                                                  : "consumer threads did not start"));
+    phone_index_sync *idx = g ? phone_index_sync_start(s, &index_failed) : NULL;
+    if (!g || reconcile_failed || index_failed) {
+        log_error("cannot start",
+                  LF_S("error", !g                 ? "consumer threads did not start"
+                                : reconcile_failed ? "reconciler thread did not start"
+                                                   : "phone index thread did not start"));
         shutdown_request();
+        phone_index_sync_stop(idx);
         reconciler_stop(rec);
         consumers_join(g);
         alert_stop(0);
@@ -173,9 +178,11 @@ static int run(const worker_settings *s, note_template *tpl)
              LF_S("stream", s->keys.events),
              LF_S("rdstation_api", s->rd.api == RD_API_V1 ? "v1" : "v2"), LF_I("enrich", s->enrich),
              LF_I("rate_per_minute", s->rate_per_minute), LF_I("lease_ms", s->lease_ms),
-             LF_I("reconcile_interval_ms", s->reconcile_interval_ms));
+             LF_I("reconcile_interval_ms", s->reconcile_interval_ms),
+             LF_I("phone_index", idx != NULL));
     shutdown_wait(s->drain_timeout_ms);
     long long stop_started = timing_mono_ms();
+    phone_index_sync_stop(idx);
     reconciler_stop(rec);
     consumers_join(g);
     alert_stop(alert_drain_budget(s, stop_started)); /* after every thread that alerts */

@@ -13,6 +13,7 @@
 #include "common/timing.h"
 #include "worker/alert.h"
 #include "worker/lookup_cache.h"
+#include "worker/phone_index.h"
 #include "worker/phone.h"
 #include "worker/retry_policy.h"
 
@@ -26,6 +27,7 @@ static struct {
     metric *retries;        /* reschedules */
     metric *hangup_to_note; /* seconds from the ingest receiving the call to the note */
     metric *handle_secs;    /* time to handle one entry */
+    metric *lookups;        /* by source: index, cache, rdstation */
 } pm;
 
 static const char *const outcome_names[] = {"delivered", "recovered", "skipped",
@@ -52,8 +54,17 @@ int processor_metrics_init(void)
         note_buckets, sizeof note_buckets / sizeof *note_buckets);
     pm.handle_secs = metrics_register(METRIC_HISTOGRAM, "calllog_worker_handle_seconds",
                                       "Time to handle one stream entry.", NULL, 0);
-    if (!pm.processed || !pm.dead_letters || !pm.retries || !pm.hangup_to_note || !pm.handle_secs)
+    pm.lookups = metrics_register(METRIC_COUNTER, "calllog_worker_lookups_total",
+                                  "How a call's contact and deal were found, by source.", NULL, 0);
+    if (!pm.processed || !pm.dead_letters || !pm.retries || !pm.hangup_to_note || !pm.handle_secs ||
+        !pm.lookups)
         return -1;
+    static const char *const sources[] = {"index", "cache", "rdstation"};
+    for (size_t i = 0; i < sizeof sources / sizeof *sources; i++) {
+        char lbl[64];
+        snprintf(lbl, sizeof lbl, "source=\"%s\"", sources[i]);
+        metric_add(pm.lookups, lbl, 0);
+    }
     static const char *const reasons[] = {"permanent_error", "attempts_exhausted", "poison",
                                           "malformed_event"};
     for (size_t i = 0; i < sizeof reasons / sizeof *reasons; i++) {
@@ -246,40 +257,78 @@ static void enrich(job *j)
 
 typedef enum { FIND_OK, FIND_NO_CONTACT, FIND_NO_DEAL, FIND_FAILED } find_result;
 
-/* Finds (or recalls) the contact and open deal for the customer. */
-static find_result find_deal(job *j, calllog_error *ae)
+/* Counts where a look-up was answered: calllog_worker_lookups_total{source}. */
+static void count_lookup(const char *source)
+{
+    char lbl[48];
+    snprintf(lbl, sizeof lbl, "source=\"%s\"", source);
+    metric_add(pm.lookups, lbl, 1);
+}
+
+/* Asks the phone index (phone_index.h), when it is kept: FIND_OK with the deal, or
+ * FIND_NO_DEAL with the contact when it knows the contact only; -1 when it does not know
+ * the phone. */
+static int find_in_index(job *j)
+{
+    const worker_settings *s = j->w->settings;
+    phone_index_hit hit;
+    if (!s->phone_index || s->cache_ttl_s <= 0)
+        return -1;
+    phone_index_status st =
+        phone_index_find(j->w->redis, &s->keys, j->customer, phone_index_max_age_ms(s), &hit);
+    if (st == PHONE_INDEX_UNKNOWN)
+        return -1;
+    snprintf(j->deal.contact_id, sizeof j->deal.contact_id, "%s", hit.contact_id);
+    if (st == PHONE_INDEX_NO_DEAL)
+        return FIND_NO_DEAL;
+    snprintf(j->deal.deal_id, sizeof j->deal.deal_id, "%s", hit.deal_id);
+    snprintf(j->deal.deal_user_id, sizeof j->deal.deal_user_id, "%s", hit.deal_user_id);
+    count_lookup("index");
+    return FIND_OK;
+}
+
+/* Asks the look-up cache (lookup_cache.h). Returns a find_result, or -1 on a miss. A
+ * contact the index knows is not taken for unknown by an older cached miss. */
+static int find_in_cache(job *j, int contact_known)
+{
+    const worker_settings *s = j->w->settings;
+    lookup_cache_hit hit;
+    lookup_cache_status st = lookup_cache_get(j->w->redis, &s->keys, j->customer, &hit);
+    if (st == LOOKUP_CACHE_MISS || (contact_known && st == LOOKUP_CACHE_NO_CONTACT))
+        return -1;
+    if (!contact_known || st == LOOKUP_CACHE_FOUND)
+        j->deal = hit;
+    count_lookup("cache");
+    return st == LOOKUP_CACHE_FOUND     ? FIND_OK
+           : st == LOOKUP_CACHE_NO_DEAL ? FIND_NO_DEAL
+                                        : FIND_NO_CONTACT;
+}
+
+/* Finds the contact live (unless the index named it) and its open deal, caching what it
+ * learns. */
+static find_result find_live(job *j, calllog_error *ae)
 {
     worker_links *w = j->w;
     const worker_settings *s = w->settings;
-    if (j->claim.rd_deal_id[0]) { /* an earlier attempt chose it: keep it for the marker */
-        snprintf(j->deal.deal_id, sizeof j->deal.deal_id, "%s", j->claim.rd_deal_id);
-        return FIND_OK;
-    }
-    switch (lookup_cache_get(w->redis, &s->keys, j->customer, &j->deal)) {
-    case LOOKUP_CACHE_FOUND:
-        return FIND_OK;
-    case LOOKUP_CACHE_NO_CONTACT:
-        return FIND_NO_CONTACT;
-    case LOOKUP_CACHE_NO_DEAL:
-        return FIND_NO_DEAL;
-    case LOOKUP_CACHE_MISS:
-        break;
-    }
-    rd_contact contact;
     rd_deal deal;
-    calllog_code st = rd_find_contact(w->rd, j->customer, &contact, ae);
-    if (st == CALLLOG_NOT_FOUND) {
-        lookup_cache_put_missing(w->redis, &s->keys, j->customer, LOOKUP_CACHE_NO_CONTACT, NULL,
-                                 s->negative_cache_ttl_s);
-        return FIND_NO_CONTACT;
+    calllog_code st;
+    count_lookup("rdstation");
+    if (!j->deal.contact_id[0]) {
+        rd_contact contact;
+        st = rd_find_contact(w->rd, j->customer, &contact, ae);
+        if (st == CALLLOG_NOT_FOUND) {
+            lookup_cache_put_missing(w->redis, &s->keys, j->customer, LOOKUP_CACHE_NO_CONTACT, NULL,
+                                     s->negative_cache_ttl_s);
+            return FIND_NO_CONTACT;
+        }
+        if (st != CALLLOG_OK)
+            return FIND_FAILED;
+        snprintf(j->deal.contact_id, sizeof j->deal.contact_id, "%s", contact.id);
     }
-    if (st != CALLLOG_OK)
-        return FIND_FAILED;
-    snprintf(j->deal.contact_id, sizeof j->deal.contact_id, "%s", contact.id);
-    st = rd_find_open_deal(w->rd, contact.id, &deal, ae);
+    st = rd_find_open_deal(w->rd, j->deal.contact_id, &deal, ae);
     if (st == CALLLOG_NOT_FOUND) {
-        lookup_cache_put_missing(w->redis, &s->keys, j->customer, LOOKUP_CACHE_NO_DEAL, contact.id,
-                                 s->negative_cache_ttl_s);
+        lookup_cache_put_missing(w->redis, &s->keys, j->customer, LOOKUP_CACHE_NO_DEAL,
+                                 j->deal.contact_id, s->negative_cache_ttl_s);
         return FIND_NO_DEAL;
     }
     if (st != CALLLOG_OK)
@@ -288,6 +337,23 @@ static find_result find_deal(job *j, calllog_error *ae)
     snprintf(j->deal.deal_user_id, sizeof j->deal.deal_user_id, "%s", deal.user_id);
     lookup_cache_put_found(w->redis, &s->keys, j->customer, &j->deal, s->cache_ttl_s);
     return FIND_OK;
+}
+
+/* Finds (or recalls) the contact and open deal for the customer: the deal an earlier
+ * attempt chose, else the phone index, the look-up cache, then RD Station live. */
+static find_result find_deal(job *j, calllog_error *ae)
+{
+    if (j->claim.rd_deal_id[0]) { /* an earlier attempt chose it: keep it for the marker */
+        snprintf(j->deal.deal_id, sizeof j->deal.deal_id, "%s", j->claim.rd_deal_id);
+        return FIND_OK;
+    }
+    int found = find_in_index(j);
+    if (found == FIND_OK)
+        return FIND_OK;
+    int contact_known = found == FIND_NO_DEAL;
+    if ((found = find_in_cache(j, contact_known)) >= 0)
+        return (find_result)found;
+    return find_live(j, ae);
 }
 
 /* Creates a contact and deal for an unknown caller (CALLLOG_UNKNOWN_CALLER=create). */

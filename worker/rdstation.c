@@ -464,6 +464,11 @@ void rd_client_set_redis(rd_client *c, redisContext *redis)
 }
 
 /* Frees the client, wiping its credentials. */
+rd_api rd_client_api(const rd_client *c)
+{
+    return c->api;
+}
+
 void rd_client_free(rd_client *c)
 {
     if (c == NULL)

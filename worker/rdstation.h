@@ -78,6 +78,9 @@ void rd_client_set_redis(rd_client *c, redisContext *redis);
 
 void rd_client_free(rd_client *c);
 
+/* The API version the client speaks. */
+rd_api rd_client_api(const rd_client *c);
+
 /* Finds the contact whose phone is `phone_e164`'s line, searching the forms of
  * phone_variants() with the one that found this client's last contact first (accounts
  * type their phones one way). CALLLOG_NOT_FOUND when none. */

@@ -17,6 +17,7 @@
 #include "common/shutdown.h"
 #include "common/timing.h"
 #include "worker/alert.h"
+#include "worker/leader.h"
 #include "worker/ledger.h"
 #include "worker/phone.h"
 
@@ -29,23 +30,6 @@
 #define GAUGE_EVERY_MS 5000
 /* First wait after a failed pass; it doubles up to the interval. */
 #define FAILURE_BACKOFF_MS 5000L
-
-/* KEYS: leader. ARGV: me, ttl_ms. Returns 2 when taken now, 1 when renewed, 0 when held
- * by another. */
-static const char lua_lease[] = "local v = redis.call('GET', KEYS[1])\n"
-                                "if v == ARGV[1] then\n"
-                                "  redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1\n"
-                                "end\n"
-                                "if not v then\n"
-                                "  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 2\n"
-                                "end\n"
-                                "return 0\n";
-
-/* KEYS: leader. ARGV: me. Gives the lease up when held. */
-static const char lua_release[] = "if redis.call('GET', KEYS[1]) == ARGV[1] then\n"
-                                  "  redis.call('DEL', KEYS[1])\n"
-                                  "end\n"
-                                  "return 1\n";
 
 /* KEYS: leader, enqueued, events. ARGV: me, now_ms, keep_ms, then per call its CallSid
  * and the STREAM_ENTRY_ARGC field/value pairs of its entry (stream_entry_to_argv: the
@@ -193,13 +177,11 @@ static long long eval_int(redisContext *c, const char *script, int nkeys, int ar
     return v;
 }
 
-/* Takes or renews the lease. Returns 2 taken, 1 renewed, 0 held by another, -2 error. */
+/* Takes or renews the lease. Returns 2 taken, 1 renewed, 0 held by another, -1 error. */
 static long long lease_take(reconciler *r, calllog_error *err)
 {
-    char ttl[24];
-    snprintf(ttl, sizeof ttl, "%ld", r->s->reconcile_lease_ms);
-    const char *args[] = {r->s->keys.reconcile_leader, r->s->consumer, ttl};
-    return eval_int(r->redis, lua_lease, 1, 3, args, err);
+    return leader_hold(r->redis, r->s->keys.reconcile_leader, r->s->consumer,
+                       r->s->reconcile_lease_ms, err);
 }
 
 /* Writes fields `kv[0..n)` (name, value, ...) to the state hash while leader. */
@@ -554,11 +536,8 @@ static void *reconciler_main(void *arg)
         for (long slept = 0; slept < period && !shutdown_requested(); slept += 50)
             timing_sleep_ms(50);
     }
-    if (r->redis && !r->redis->err && r->leader) {
-        calllog_error err;
-        const char *args[] = {r->s->keys.reconcile_leader, r->s->consumer};
-        (void)eval_int(r->redis, lua_release, 1, 2, args, &err);
-    }
+    if (r->redis && !r->redis->err && r->leader)
+        leader_release(r->redis, r->s->keys.reconcile_leader, r->s->consumer);
     return NULL;
 }
 

@@ -500,6 +500,7 @@ def worker_settings(api, redis_url, prefix, database_url, rd, tw, name, metrics_
         "TWILIO_API_KEY_SECRET": TW_API_KEY_SECRET,
         "TWILIO_API_BASE_URL": tw.url,
         "TWILIO_RECONCILE_INTERVAL_MS": "0",  # on in the tests of test_reconcile.py
+        "RDSTATION_PHONE_INDEX": "0",  # on in the tests of test_phone_index.py
     }
     if api == "v1":
         env.update({"RDSTATION_TOKEN": RD_V1_TOKEN, "RDSTATION_USER_ID": RD_USER_ID,
