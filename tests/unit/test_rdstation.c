@@ -1689,3 +1689,134 @@ Test(v2, invalidate_compares_the_token)
     rd_oauth_free(o);
     http_client_free(h);
 }
+
+/* ---- listing the account, and the limiter's lanes ------------------------------------- */
+
+/* What a listing saw. */
+typedef struct listing {
+    int contacts, with_deal, ambiguous;
+    char last_id[64], last_deal[64], phones[256];
+} listing;
+
+/* rd_contact_fn: records the contact. */
+static int on_listed(void *arg, const rd_listed_contact *c)
+{
+    listing *l = arg;
+    l->contacts++;
+    l->with_deal += c->deal.id[0] != '\0';
+    l->ambiguous += c->deal_ambiguous;
+    snprintf(l->last_id, sizeof l->last_id, "%s", c->id);
+    snprintf(l->last_deal, sizeof l->last_deal, "%s", c->deal.id);
+    l->phones[0] = '\0';
+    for (size_t i = 0; i < c->nphones; i++)
+        snprintf(l->phones + strlen(l->phones), sizeof l->phones - strlen(l->phones), "%s;",
+                 c->phones[i]);
+    return 0;
+}
+
+/* Seeds contacts 0..n-1, each with an open deal updated later than a won one. */
+static void seed_many(int n)
+{
+    for (int i = 0; i < n; i++) {
+        char spec[512];
+        snprintf(
+            spec, sizeof spec,
+            "{\"name\":\"C%d\",\"phones\":[\"(11) 97%07d\"],\"deals\":["
+            "{\"name\":\"won\",\"status\":\"won\",\"updated_at\":\"2026-11-23T00:00:00Z\"},"
+            "{\"name\":\"open\",\"status\":\"ongoing\",\"updated_at\":\"2026-11-20T00:00:00Z\"}]}",
+            i, i);
+        json_decref(seed(spec));
+    }
+}
+
+Test(v1, lists_contacts_by_page_with_their_open_deal_in_the_sync_lane)
+{
+    seed_many(201); /* one more than a v1 page */
+    listing l = {0};
+    int more = 0;
+    calllog_error err;
+    cr_assert_eq(rd_list_contacts(cl, 1, on_listed, &l, &more, &err), CALLLOG_OK, "%s",
+                 err.message);
+    cr_expect_eq(l.contacts, 200);
+    cr_expect_eq(more, 1);
+    cr_expect_eq(l.with_deal, 200, "every contact's open deal is read from its summaries");
+    cr_assert_eq(rd_list_contacts(cl, 2, on_listed, &l, &more, &err), CALLLOG_OK);
+    cr_expect_eq(l.contacts, 201);
+    cr_expect_eq(more, 0);
+    cr_expect_str_eq(l.phones, "(11) 970000200;");
+    cr_expect_eq(last_lane, RATELIMIT_LOOKUP, "a worker's GET is a look-up");
+    expect_one_acquire_per_request();
+
+    rd_settings s = {.api = RD_API_V1,
+                     .base_url = base_url,
+                     .token = V1_TOKEN,
+                     .timeout_ms = 10000,
+                     .acquire = count_acquire,
+                     .background = 1};
+    rd_client *sync = rd_client_new(&s, NULL, &keys);
+    cr_assert_not_null(sync);
+    cr_assert_eq(rd_list_contacts(sync, 1, on_listed, &l, &more, &err), CALLLOG_OK);
+    cr_expect_eq(last_lane, RATELIMIT_SYNC, "the index's client asks in the sync lane");
+    rd_client_free(sync);
+    cr_expect_eq(rd_list_open_deals(cl, 1, NULL, NULL, &more, &err), CALLLOG_INVALID,
+                 "v1 has no open-deal listing of its own");
+}
+
+Test(v1, a_contact_with_two_undated_open_deals_is_ambiguous)
+{
+    json_decref(
+        seed("{\"name\":\"A\",\"phones\":[\"+5511971730783\"],\"deals\":["
+             "{\"name\":\"x\",\"status\":\"ongoing\"},{\"name\":\"y\",\"status\":\"ongoing\"}]}"));
+    arm("{\"method\":\"GET\",\"path\":\"^/api/v1/contacts$\",\"status\":200,\"body\":"
+        "{\"contacts\":[{\"_id\":\"c1\",\"name\":\"A\",\"phones\":[{\"phone\":\"+5511971730783\"}],"
+        "\"deals\":[{\"_id\":\"d1\",\"win\":null,\"closed_at\":null},"
+        "{\"_id\":\"d2\",\"win\":null,\"closed_at\":null}]}],\"has_more\":false}}");
+    listing l = {0};
+    int more = 1;
+    calllog_error err;
+    cr_assert_eq(rd_list_contacts(cl, 1, on_listed, &l, &more, &err), CALLLOG_OK, "%s",
+                 err.message);
+    cr_expect_eq(l.ambiguous, 1);
+    cr_expect_str_eq(l.last_deal, "", "no deal is guessed between two undated open ones");
+}
+
+/* rd_deal_fn: counts the deals and remembers the last one's first contact. */
+static int on_deal(void *arg, const rd_listed_deal *d)
+{
+    listing *l = arg;
+    l->with_deal++;
+    snprintf(l->last_id, sizeof l->last_id, "%s", d->ncontacts ? d->contact_ids[0] : "");
+    snprintf(l->last_deal, sizeof l->last_deal, "%s", d->deal.id);
+    return 0;
+}
+
+Test(v2, lists_contacts_and_open_deals_by_page)
+{
+    seed_many(3);
+    listing l = {0};
+    int more = 1;
+    calllog_error err;
+    cr_assert_eq(rd_list_contacts(cl, 1, on_listed, &l, &more, &err), CALLLOG_OK, "%s",
+                 err.message);
+    cr_expect_eq(l.contacts, 3);
+    cr_expect_eq(l.with_deal, 0, "v2 contacts carry no deals");
+    cr_expect_eq(more, 0);
+    listing d = {0};
+    cr_assert_eq(rd_list_open_deals(cl, 1, on_deal, &d, &more, &err), CALLLOG_OK, "%s",
+                 err.message);
+    cr_expect_eq(d.with_deal, 3, "only the open deals are listed");
+    cr_expect_str_eq(d.last_id, l.last_id);
+    cr_expect_neq(d.last_deal[0], '\0');
+}
+
+Test(v1, writes_take_the_note_lane)
+{
+    json_t *s =
+        seed("{\"name\":\"A\",\"phones\":[\"+5511971730783\"],\"deals\":[{\"name\":\"x\"}]}");
+    char id[64];
+    calllog_error err;
+    cr_assert_eq(rd_post_note(cl, seed_deal(s, 0), USER_ID, "texto", id, sizeof id, &err),
+                 CALLLOG_OK, "%s", err.message);
+    cr_expect_eq(last_lane, RATELIMIT_NOTE);
+    json_decref(s);
+}
