@@ -264,3 +264,19 @@ int redis_settings_load(redis_target *t, calllog_keys *keys, calllog_error *err)
         return config_fail(err, "CALLLOG_KEY_PREFIX", "expected a short name without spaces");
     return redis_sentinel_settings_load(&t->sentinels, err);
 }
+
+long long redis_hash_ll(const redisReply *h, const char *name)
+{
+    for (size_t i = 0; h && i + 1 < h->elements; i += 2)
+        if (h->element[i]->str && strcmp(h->element[i]->str, name) == 0 && h->element[i + 1]->str)
+            return atoll(h->element[i + 1]->str);
+    return 0;
+}
+
+void redis_hash_str(const redisReply *h, const char *name, char *out, size_t outlen)
+{
+    out[0] = '\0';
+    for (size_t i = 0; h && i + 1 < h->elements; i += 2)
+        if (h->element[i]->str && strcmp(h->element[i]->str, name) == 0 && h->element[i + 1]->str)
+            snprintf(out, outlen, "%s", h->element[i + 1]->str);
+}

@@ -55,4 +55,10 @@ int redis_reply_failed(redisContext *c, const redisReply *r, calllog_error *err)
 redisReply *redis_eval(redisContext *c, const char *script, int nkeys, int argc,
                        const char *const *args, calllog_error *err);
 
+/* Integer field `name` of an HGETALL reply `h` (0 when absent or `h` is NULL). */
+long long redis_hash_ll(const redisReply *h, const char *name);
+
+/* Copies string field `name` of an HGETALL reply `h` into `out` ("" when absent). */
+void redis_hash_str(const redisReply *h, const char *name, char *out, size_t outlen);
+
 #endif

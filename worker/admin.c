@@ -31,6 +31,7 @@
 #include "worker/doctor.h"
 #include "worker/doctor_signature.h"
 #include "worker/ledger.h"
+#include "worker/phone_index.h"
 #include "worker/queue.h"
 #include "worker/rdstation.h"
 #include "worker/reconcile.h"
@@ -209,6 +210,28 @@ static void print_reconcile(admin *a)
     printf("\n");
 }
 
+/* The phone index's lines of `status`: last refresh, its figures, who keeps it. */
+static void print_phone_index(admin *a)
+{
+    phone_index_state st;
+    if (phone_index_state_read(a->redis, &a->keys, &st) != 0) {
+        printf("phone index   unavailable: cannot read %s\n", a->keys.phone_index_meta);
+        return;
+    }
+    if (!st.refreshed_ms) {
+        printf(
+            "phone index   never built (RDSTATION_PHONE_INDEX=0, or no worker has refreshed it)");
+    } else {
+        print_time("phone index   refreshed ", st.refreshed_ms);
+        printf(": %lld contacts, %lld phones, %lld pages in %lld ms", st.contacts, st.phones,
+               st.pages, st.duration_ms);
+    }
+    if (st.holder[0])
+        printf("; kept by %s (lease %lld ms left)\n", st.holder, st.holder_ttl_ms);
+    else
+        printf("; no holder\n");
+}
+
 /* The RD plan line of `status`: whether call tasks fell back to type `task`. */
 static void print_plan(admin *a)
 {
@@ -235,6 +258,7 @@ static int cmd_status(admin *a)
     printf("retry set     %-24s %lld entries\n", a->keys.retry, d.retry);
     printf("dead stream   %-24s %lld entries\n", a->keys.dead, d.dead);
     print_reconcile(a);
+    print_phone_index(a);
     print_plan(a);
     char counts[512];
     if (a->ledger && ledger_state_counts(a->ledger, counts, sizeof counts) == 0)

@@ -37,6 +37,32 @@ int leader_hold(redisContext *c, const char *key, const char *me, long ttl_ms, c
     return role;
 }
 
+int leader_state_read(redisContext *c, const char *key, const char *state_key, redisReply **state,
+                      char *holder, size_t holderlen, long long *ttl_ms)
+{
+    redisReply *r[3] = {NULL, NULL, NULL};
+    int rc = 0;
+    redisAppendCommand(c, "HGETALL %s", state_key);
+    redisAppendCommand(c, "GET %s", key);
+    redisAppendCommand(c, "PTTL %s", key);
+    for (int i = 0; i < 3; i++)
+        if (redisGetReply(c, (void **)&r[i]) != REDIS_OK || !r[i] ||
+            r[i]->type == REDIS_REPLY_ERROR)
+            rc = -1;
+    holder[0] = '\0';
+    *ttl_ms = 0;
+    if (rc == 0) {
+        if (r[1]->type == REDIS_REPLY_STRING)
+            snprintf(holder, holderlen, "%s", r[1]->str);
+        *ttl_ms = r[2]->type == REDIS_REPLY_INTEGER ? r[2]->integer : 0;
+    }
+    *state = rc == 0 ? r[0] : NULL;
+    for (int i = rc == 0 ? 1 : 0; i < 3; i++)
+        if (r[i])
+            freeReplyObject(r[i]);
+    return rc;
+}
+
 void leader_release(redisContext *c, const char *key, const char *me)
 {
     calllog_error err;

@@ -17,6 +17,12 @@
  * (`err` filled). */
 int leader_hold(redisContext *c, const char *key, const char *me, long ttl_ms, calllog_error *err);
 
+/* Reads, in one round trip, the state hash `state_key` the lease holder keeps (HGETALL,
+ * into `*state`: the caller frees it with freeReplyObject), the lease's holder ("" when
+ * none) and its time left in ms. Returns 0, or -1 on a Redis error (`*state` NULL). */
+int leader_state_read(redisContext *c, const char *key, const char *state_key, redisReply **state,
+                      char *holder, size_t holderlen, long long *ttl_ms);
+
 /* Gives the lease up when `me` holds it (errors are ignored: it expires anyway). */
 void leader_release(redisContext *c, const char *key, const char *me);
 

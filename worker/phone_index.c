@@ -120,6 +120,23 @@ long long phone_index_refreshed_ms(redisContext *c, const calllog_keys *k)
     return v;
 }
 
+int phone_index_state_read(redisContext *c, const calllog_keys *k, phone_index_state *out)
+{
+    redisReply *h = NULL;
+    memset(out, 0, sizeof *out);
+    int rc = leader_state_read(c, k->phone_index_leader, k->phone_index_meta, &h, out->holder,
+                               sizeof out->holder, &out->holder_ttl_ms);
+    if (rc == 0) {
+        out->refreshed_ms = redis_hash_ll(h, "refreshed_ms");
+        out->contacts = redis_hash_ll(h, "contacts");
+        out->phones = redis_hash_ll(h, "phones");
+        out->pages = redis_hash_ll(h, "pages");
+        out->duration_ms = redis_hash_ll(h, "duration_ms");
+        freeReplyObject(h);
+    }
+    return rc;
+}
+
 /* ---- building ------------------------------------------------------------------------ */
 
 /* The index being built, in memory: key -> value object, and (v2) contact -> open deal. */

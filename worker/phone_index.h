@@ -76,6 +76,16 @@ calllog_code phone_index_refresh(redisContext *c, const calllog_keys *k, rd_clie
 /* When the index was last refreshed (epoch ms, 0 when never; -1 on a Redis error). */
 long long phone_index_refreshed_ms(redisContext *c, const calllog_keys *k);
 
+/* What `calllog-admin status` shows of the index: its last refresh and who keeps it. */
+typedef struct phone_index_state {
+    long long refreshed_ms, contacts, phones, pages, duration_ms;
+    char holder[160]; /* "" when no worker holds the lease */
+    long long holder_ttl_ms;
+} phone_index_state;
+
+/* Reads the index's state (one pipelined round trip). Returns 0, or -1 on a Redis error. */
+int phone_index_state_read(redisContext *c, const calllog_keys *k, phone_index_state *out);
+
 /* The sync thread: takes the lease and refreshes every `s->cache_ttl_s`. NULL with
  * *failed 0 when RDSTATION_PHONE_INDEX=0 or CACHE_TTL_S=0; *failed 1 when it could not
  * start. */

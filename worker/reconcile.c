@@ -200,52 +200,23 @@ static int record(reconciler *r, const char *const *kv, int n, calllog_error *er
     return v == 1 ? 0 : -1;
 }
 
-/* Reads integer field `name` of an HGETALL reply (0 when absent). */
-static long long hash_ll(const redisReply *h, const char *name)
-{
-    for (size_t i = 0; h && i + 1 < h->elements; i += 2)
-        if (h->element[i]->str && strcmp(h->element[i]->str, name) == 0 && h->element[i + 1]->str)
-            return atoll(h->element[i + 1]->str);
-    return 0;
-}
-
-/* Copies string field `name` of an HGETALL reply into `out` ("" when absent). */
-static void hash_str(const redisReply *h, const char *name, char *out, size_t outlen)
-{
-    out[0] = '\0';
-    for (size_t i = 0; h && i + 1 < h->elements; i += 2)
-        if (h->element[i]->str && strcmp(h->element[i]->str, name) == 0 && h->element[i + 1]->str)
-            snprintf(out, outlen, "%s", h->element[i + 1]->str);
-}
-
 int reconcile_state_read(redisContext *c, const calllog_keys *k, reconcile_state *out)
 {
     memset(out, 0, sizeof *out);
-    redisAppendCommand(c, "HGETALL %s", k->reconcile);
-    redisAppendCommand(c, "GET %s", k->reconcile_leader);
-    redisAppendCommand(c, "PTTL %s", k->reconcile_leader);
-    redisReply *r[3] = {NULL, NULL, NULL};
-    int rc = 0;
-    for (int i = 0; i < 3; i++)
-        if (redisGetReply(c, (void **)&r[i]) != REDIS_OK || !r[i] ||
-            r[i]->type == REDIS_REPLY_ERROR)
-            rc = -1;
+    redisReply *h = NULL;
+    int rc = leader_state_read(c, k->reconcile_leader, k->reconcile, &h, out->holder,
+                               sizeof out->holder, &out->holder_ttl_ms);
     if (rc == 0) {
-        out->checkpoint_ms = hash_ll(r[0], "checkpoint_ms");
-        out->last_run_ms = hash_ll(r[0], "last_run_ms");
-        out->last_success_ms = hash_ll(r[0], "last_success_ms");
-        out->next_run_ms = hash_ll(r[0], "next_run_ms");
-        out->last_examined = hash_ll(r[0], "last_examined");
-        out->last_backfilled = hash_ll(r[0], "last_backfilled");
-        hash_str(r[0], "last_result", out->last_result, sizeof out->last_result);
-        hash_str(r[0], "last_error", out->last_error, sizeof out->last_error);
-        if (r[1]->type == REDIS_REPLY_STRING)
-            snprintf(out->holder, sizeof out->holder, "%s", r[1]->str);
-        out->holder_ttl_ms = r[2]->type == REDIS_REPLY_INTEGER ? r[2]->integer : 0;
+        out->checkpoint_ms = redis_hash_ll(h, "checkpoint_ms");
+        out->last_run_ms = redis_hash_ll(h, "last_run_ms");
+        out->last_success_ms = redis_hash_ll(h, "last_success_ms");
+        out->next_run_ms = redis_hash_ll(h, "next_run_ms");
+        out->last_examined = redis_hash_ll(h, "last_examined");
+        out->last_backfilled = redis_hash_ll(h, "last_backfilled");
+        redis_hash_str(h, "last_result", out->last_result, sizeof out->last_result);
+        redis_hash_str(h, "last_error", out->last_error, sizeof out->last_error);
+        freeReplyObject(h);
     }
-    for (int i = 0; i < 3; i++)
-        if (r[i])
-            freeReplyObject(r[i]);
     return rc;
 }
 

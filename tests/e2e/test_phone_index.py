@@ -14,8 +14,8 @@ import re
 import pytest
 
 from worker_env import (  # noqa: F401  (fixtures are found by name)
-    database_url, db, diagnostics, ingests, new_ingest, new_sid, queues_empty, rd, rd_server,
-    send_call, start_worker, tw, tw_server, wait_until)
+    admin_env, database_url, db, diagnostics, ingests, new_ingest, new_sid, queues_empty, rd, rd_server,
+    run_admin, send_call, start_worker, tw, tw_server, wait_until)
 
 LOOKUPS = "calllog_worker_lookups_total"
 
@@ -81,7 +81,7 @@ def last_seq(rd):
 
 @pytest.mark.parametrize("api", ["v1", "v2"])
 def test_first_time_callers_cost_one_request_once_the_index_is_built(
-        api, rd, db, rdb, key_prefix, new_ingest, start_worker):
+        api, rd, db, rdb, key_prefix, new_ingest, start_worker, admin_env):
     deals = seed_callers(rd, 1, 250)  # more than one v1 page (200) and v2 page (100)
     ingest = new_ingest()
     worker = start_worker(api, env=index_env())
@@ -100,6 +100,9 @@ def test_first_time_callers_cost_one_request_once_the_index_is_built(
     for i, sid in sids.items():
         notes = rd.notes_of(sid)
         assert len(notes) == 1 and notes[0]["deal_id"] == deals[i], (i, notes)
+    status = run_admin(["status"], admin_env)
+    assert re.search(r"phone index   refreshed .*: 250 contacts, 250 phones, \d+ pages", status.stdout), \
+        status.stdout
     searches = live_lookups(rd, seq)
     assert not searches, f"first-time callers were looked up live: {searches}"
     assert worker.metric(LOOKUPS, source="index") == len(callers)
