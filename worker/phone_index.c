@@ -58,6 +58,12 @@ static phone_index_status read_value(const redisReply *v, phone_index_hit *out)
     return st;
 }
 
+/* How good an answer is: a deal beats a contact alone, which beats nothing. */
+static int rank(phone_index_status st)
+{
+    return st == PHONE_INDEX_FOUND ? 2 : st == PHONE_INDEX_NO_DEAL ? 1 : 0;
+}
+
 /* Picks the best of the values HMGET returned: one with a deal first. */
 static phone_index_status pick_value(const redisReply *r, phone_index_hit *out)
 {
@@ -66,7 +72,7 @@ static phone_index_status pick_value(const redisReply *r, phone_index_hit *out)
         phone_index_hit h;
         memset(&h, 0, sizeof h);
         phone_index_status st = read_value(r->element[i], &h);
-        if (st > best) {
+        if (rank(st) > rank(best)) {
             best = st;
             *out = h;
         }
@@ -393,11 +399,25 @@ struct phone_index_sync {
     long long gauges_ms; /* last refresh of the age gauge */
 };
 
-/* rd_acquire_fn: the shared limiter, in the lane the client asks for (the sync lane). */
+/* rd_acquire_fn: the shared limiter, in the lane the client asks for (the sync lane).
+ * The sync may wait long (every note goes first), so the lease is renewed while it waits;
+ * a lost lease or a stop gives the request up. */
 static int sync_acquire(void *arg, ratelimit_lane lane)
 {
     phone_index_sync *p = arg;
-    return ratelimit_acquire(p->redis, &p->limit, lane, p->who);
+    calllog_error err;
+    for (;;) {
+        long wait_ms = 0;
+        if (ratelimit_try(p->redis, &p->limit, lane, p->who, &wait_ms) != 0)
+            return -1;
+        if (wait_ms == 0)
+            return 0;
+        if (shutdown_requested() ||
+            leader_hold(p->redis, p->s->keys.phone_index_leader, p->s->consumer, LEASE_MS,
+                        &err) <= 0)
+            return -1;
+        timing_sleep_ms(wait_ms > 1000 ? 1000 : wait_ms);
+    }
 }
 
 /* The refresh interval in ms. */
