@@ -12,6 +12,7 @@
 #include "common/shutdown.h"
 #include "common/timing.h"
 #include "worker/alert.h"
+#include "worker/followup.h"
 #include "worker/lookup_cache.h"
 #include "worker/phone.h"
 #include "worker/retry_policy.h"
@@ -52,7 +53,8 @@ int processor_metrics_init(void)
         note_buckets, sizeof note_buckets / sizeof *note_buckets);
     pm.handle_secs = metrics_register(METRIC_HISTOGRAM, "calllog_worker_handle_seconds",
                                       "Time to handle one stream entry.", NULL, 0);
-    if (!pm.processed || !pm.dead_letters || !pm.retries || !pm.hangup_to_note || !pm.handle_secs)
+    if (!pm.processed || !pm.dead_letters || !pm.retries || !pm.hangup_to_note || !pm.handle_secs ||
+        followup_metrics_init() != 0)
         return -1;
     static const char *const reasons[] = {"permanent_error", "attempts_exhausted", "poison",
                                           "malformed_event"};
@@ -75,6 +77,7 @@ typedef struct job {
     const char *customer;   /* the caller's phone (E.164) */
     const char *our_number; /* our Twilio number on this call */
     lookup_cache_hit deal;  /* contact + deal chosen */
+    char contact_name[256]; /* the RD contact's name, when looked up this time */
     twilio_call rest;       /* enrichment, when any */
     int enriched;
 } job;
@@ -252,6 +255,10 @@ static find_result find_deal(job *j, calllog_error *ae)
     worker_links *w = j->w;
     const worker_settings *s = w->settings;
     if (j->claim.rd_deal_id[0]) { /* an earlier attempt chose it: keep it for the marker */
+        lookup_cache_hit hit;     /* and its owner, when the cache still holds that deal */
+        if (lookup_cache_get(w->redis, &s->keys, j->customer, &hit) == LOOKUP_CACHE_FOUND &&
+            strcmp(hit.deal_id, j->claim.rd_deal_id) == 0)
+            j->deal = hit;
         snprintf(j->deal.deal_id, sizeof j->deal.deal_id, "%s", j->claim.rd_deal_id);
         return FIND_OK;
     }
@@ -276,6 +283,7 @@ static find_result find_deal(job *j, calllog_error *ae)
     if (st != CALLLOG_OK)
         return FIND_FAILED;
     snprintf(j->deal.contact_id, sizeof j->deal.contact_id, "%s", contact.id);
+    snprintf(j->contact_name, sizeof j->contact_name, "%s", contact.name);
     st = rd_find_open_deal(w->rd, contact.id, &deal, ae);
     if (st == CALLLOG_NOT_FOUND) {
         lookup_cache_put_missing(w->redis, &s->keys, j->customer, LOOKUP_CACHE_NO_DEAL, contact.id,
@@ -336,9 +344,49 @@ static calllog_code post(job *j, const char *text, const call_facts *f, char *no
                              ae);
 }
 
+/* Opens or closes the call's missed-call follow-up (followup.h) once its note exists. A
+ * transient failure sends the call back (`*o`, returns 1): the next attempt finds the note by
+ * its marker and comes here again. Otherwise, or when attempts are used up, returns 0 and
+ * the delivery is recorded, the follow-up given up if it failed. */
+static int follow_up(job *j, processor_outcome *o)
+{
+    const worker_settings *s = j->w->settings;
+    const char *mapped = worker_settings_mapped_user(s, j->our_number);
+    const char *name = j->contact_name[0] ? j->contact_name : event_get(j->ev, "caller_name");
+    followup_call c = {
+        j->e->call_sid,
+        event_get(j->ev, "direction"),
+        j->e->status,
+        parse_long(event_get(j->ev, "duration"), j->enriched ? j->rest.duration_s : -1),
+        timing_parse_rfc2822(event_get(j->ev, "timestamp")),
+        j->customer,
+        name,
+        j->deal.deal_id,
+        mapped ? mapped : (j->deal.deal_user_id[0] ? j->deal.deal_user_id : s->rd_user_id)};
+    followup_outcome fo;
+    calllog_error fe = {0};
+    if (followup_handle(&s->followup, j->w->ledger, j->w->rd, &c, &fo, &fe) == CALLLOG_OK)
+        return 0;
+    if (error_is_transient(fe.code) && !retry_exhausted(&s->retry, j->claim.attempts)) {
+        *o = retry_later(j, &fe, 0);
+        return 1;
+    }
+    log_error("follow-up task given up, the note is recorded", LF_S("call_sid", j->e->call_sid),
+              LF_S("deal_id", j->deal.deal_id), LF_S("error", fe.message),
+              LF_I("http_status", fe.http_status));
+    if (followup_abandon(j->w->ledger, &c) != 0)
+        log_warn("cannot release the follow-up slot; the next missed call takes it over",
+                 LF_S("call_sid", j->e->call_sid),
+                 LF_S("error", ledger_error(j->w->ledger)->message));
+    return 0;
+}
+
 /* Records a delivery and acknowledges; observes hangup-to-note latency. */
 static processor_outcome delivered(job *j, const char *note_id, const char *task_id, int recovered)
 {
+    processor_outcome sent_back;
+    if (follow_up(j, &sent_back))
+        return sent_back;
     ledger_delivery d = {j->deal.contact_id[0] ? j->deal.contact_id : NULL, j->deal.deal_id,
                          note_id && note_id[0] ? note_id : NULL,
                          task_id && task_id[0] ? task_id : NULL, recovered};
