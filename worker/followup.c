@@ -180,12 +180,11 @@ static void task_notes(const followup_call *call, const char *marker, char *out,
 
 /* ---- opening -------------------------------------------------------------------------- */
 
-/* 1 for an inbound call that nobody answered. */
-static int is_missed(const followup_call *c)
+int followup_opens(const followup_settings *s, const char *direction, const char *status)
 {
-    return c->direction && strcmp(c->direction, "inbound") == 0 && c->status &&
-           (strcmp(c->status, "no-answer") == 0 || strcmp(c->status, "busy") == 0 ||
-            strcmp(c->status, "canceled") == 0);
+    return s->enabled && direction && strcmp(direction, "inbound") == 0 && status &&
+           (strcmp(status, "no-answer") == 0 || strcmp(status, "busy") == 0 ||
+            strcmp(status, "canceled") == 0);
 }
 
 /* 1 for a call that was answered and talked (either direction). */
@@ -333,7 +332,7 @@ calllog_code followup_handle(const followup_settings *s, ledger *l, rd_client *r
     *out = FOLLOWUP_NOTHING;
     if (!s->enabled || !call->deal_id || !call->deal_id[0] || !call->customer)
         return CALLLOG_OK;
-    if (is_missed(call))
+    if (followup_opens(s, call->direction, call->status))
         st = open_followup(s, l, rd, call, out, err);
     else if (is_answered(call))
         st = close_followup(l, rd, call, out, err);

@@ -91,6 +91,10 @@ int followup_marker(const char *call_sid, char *out, size_t outlen);
  * so it can never forge a marker), into `out`. */
 void followup_subject(const followup_call *call, char *out, size_t outlen);
 
+/* 1 when a call of `direction` ending `status` opens a follow-up (a missed inbound call)
+ * under `s`: the caller then wants the deal's owner, who gets the task. */
+int followup_opens(const followup_settings *s, const char *direction, const char *status);
+
 /* Opens or closes the call's follow-up as described above; `*out` says what happened.
  * Does nothing (FOLLOWUP_NOTHING) when `s->enabled` is 0. */
 calllog_code followup_handle(const followup_settings *s, ledger *l, rd_client *rd,

@@ -318,6 +318,24 @@ static find_result create_deal(job *j, calllog_error *ae)
     return FIND_OK;
 }
 
+/* Fetches the deal's owner when it is needed and unknown (v1 deal listings do not name it):
+ * to write as, without a mapped or default user, and to assign a missed call's follow-up to.
+ * Kept in the lookup cache. Returns CALLLOG_OK (also when the deal answered 404: the POST
+ * then finds out), or a negative code. */
+static calllog_code learn_owner(job *j, calllog_error *ae)
+{
+    const worker_settings *s = j->w->settings;
+    int author = worker_settings_user_for(s, j->our_number) != NULL;
+    if (j->deal.deal_user_id[0] || worker_settings_mapped_user(s, j->our_number) ||
+        (author && !followup_opens(&s->followup, event_get(j->ev, "direction"), j->e->status)))
+        return CALLLOG_OK;
+    calllog_code st = rd_deal_owner(j->w->rd, j->deal.deal_id, j->deal.deal_user_id,
+                                    sizeof j->deal.deal_user_id, ae);
+    if (st == CALLLOG_OK && j->deal.deal_user_id[0] && j->deal.contact_id[0])
+        lookup_cache_put_found(j->w->redis, &s->keys, j->customer, &j->deal, s->cache_ttl_s);
+    return st == CALLLOG_NOT_FOUND ? CALLLOG_OK : st;
+}
+
 /* The RD user the entry is written as: the line's salesperson, the default, the owner. */
 static const char *author(const job *j)
 {
@@ -344,6 +362,14 @@ static calllog_code post(job *j, const char *text, const call_facts *f, char *no
                              ae);
 }
 
+/* 1 when a failed POST may nonetheless have been processed by RD (no answer, or a
+ * gateway error): looking for the marker must then wait until RD is done with it. */
+static int outcome_unknown(const calllog_error *ae)
+{
+    return ae->curl_code > 0 || ae->http_status == 500 || ae->http_status == 502 ||
+           ae->http_status == 504;
+}
+
 /* Opens or closes the call's missed-call follow-up (followup.h) once its note exists. A
  * transient failure sends the call back (`*o`, returns 1): the next attempt finds the note by
  * its marker and comes here again. Otherwise, or when attempts are used up, returns 0 and
@@ -368,7 +394,7 @@ static int follow_up(job *j, processor_outcome *o)
     if (followup_handle(&s->followup, j->w->ledger, j->w->rd, &c, &fo, &fe) == CALLLOG_OK)
         return 0;
     if (error_is_transient(fe.code) && !retry_exhausted(&s->retry, j->claim.attempts)) {
-        *o = retry_later(j, &fe, 0);
+        *o = retry_later(j, &fe, outcome_unknown(&fe) ? s->unknown_outcome_delay_ms : 0);
         return 1;
     }
     log_error("follow-up task given up, the note is recorded", LF_S("call_sid", j->e->call_sid),
@@ -409,14 +435,6 @@ static processor_outcome delivered(job *j, const char *note_id, const char *task
              LF_S("note_id", note_id), LF_S("task_id", task_id),
              LF_I("attempt", j->claim.attempts));
     return finish(j, recovered ? PROCESSOR_RECOVERED : PROCESSOR_DELIVERED);
-}
-
-/* 1 when a failed POST may nonetheless have been processed by RD (no answer, or a
- * gateway error): looking for the marker must then wait until RD is done with it. */
-static int outcome_unknown(const calllog_error *ae)
-{
-    return ae->curl_code > 0 || ae->http_status == 500 || ae->http_status == 502 ||
-           ae->http_status == 504;
 }
 
 /* The deal answered 404 (deleted, merged, hidden): forgets it in the lookup cache and in
@@ -484,7 +502,7 @@ static processor_outcome deliver(job *j)
             return unknown_caller(j, fr == FIND_NO_CONTACT ? "no_contact" : "no_open_deal");
         fr = create_deal(j, &ae);
     }
-    if (fr == FIND_FAILED)
+    if (fr == FIND_FAILED || learn_owner(j, &ae) != CALLLOG_OK)
         return api_failed(j, &ae);
     call_facts facts;
     build_facts(j, &facts);

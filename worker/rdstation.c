@@ -1155,6 +1155,26 @@ calllog_code rd_complete_task(rd_client *c, const char *task_id, calllog_error *
     return task_complete(c, task_id, err);
 }
 
+/* Reads a deal's owner; see the header. */
+calllog_code rd_deal_owner(rd_client *c, const char *deal_id, char *user_id, size_t idlen,
+                           calllog_error *err)
+{
+    json_t *root = NULL;
+    copy_str(user_id, idlen, "");
+    if (deal_id == NULL || deal_id[0] == '\0')
+        return fail(err, 0, "rd_deal_owner: no deal");
+    calllog_code st = by_id(c, "GET", "/deals", deal_id, NULL, &root, err);
+    if (st < 0 && err->http_status == 404)
+        st = CALLLOG_NOT_FOUND;
+    json_t *deal = st == CALLLOG_OK ? json_payload(c, root) : NULL;
+    if (st == CALLLOG_OK && !json_is_object(deal))
+        st = unreadable(err, "GET /deals/{id}", "the deal is not an object");
+    if (st == CALLLOG_OK)
+        deal_owner(deal, user_id, idlen);
+    json_decref(root);
+    return st;
+}
+
 /* Creates a call task and marks it done; see the header. */
 calllog_code rd_post_call_task(rd_client *c, const char *deal_id, const char *user_id,
                                const char *subject, const char *notes, time_t when, char *task_id,

@@ -116,6 +116,12 @@ calllog_code rd_open_task(rd_client *c, const char *deal_id, const char *user_id
  * {"data":{"status":"completed"}}. Doing it twice is harmless. */
 calllog_code rd_complete_task(rd_client *c, const char *task_id, calllog_error *err);
 
+/* Writes the owner of deal `deal_id` (GET /deals/{id}: v1 `user`, v2 `owner_id`; "" when RD
+ * names none): v1's contact listings, where deals are found, do not say who owns them.
+ * CALLLOG_NOT_FOUND when the deal answered 404. */
+calllog_code rd_deal_owner(rd_client *c, const char *deal_id, char *user_id, size_t idlen,
+                           calllog_error *err);
+
 /* Which of a deal's lists a marker search reads: the ones the delivery mode writes to. */
 typedef enum { RD_MARKER_NOTES = 1, RD_MARKER_TASKS = 2, RD_MARKER_BOTH = 3 } rd_marker_scope;
 
