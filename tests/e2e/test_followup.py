@@ -13,12 +13,14 @@ awaited by polling Postgres and the mock, never by sleeping.
 """
 
 import datetime
+import subprocess
 
 import pytest
 
+from conftest import bin_path, clean_env, free_port
 from worker_env import (  # noqa: F401  (fixtures are found by name)
     CALLER, database_url, db, diagnostics, ingests, marker, new_ingest, new_sid, rd,
-    rd_server, send_call, start_worker, tw, tw_server, wait_until)
+    rd_server, send_call, start_worker, tw, tw_server, wait_until, worker_settings)
 
 OWNER = "5e00000000000000000000f1"  # the deals' owner, not the default RD user
 V1_TASKS = r"^/api/v1/tasks$"
@@ -63,6 +65,17 @@ def deliver(db, sids, diag, timeout=40):
     wait_until(lambda: set(db.states(list(sids)).values()) == {"delivered"}
                and len(db.states(list(sids))) == len(sids), timeout,
                f"{len(sids)} call(s) delivered", diag)
+
+
+def one_missed_call(api, rd, db, rdb, key_prefix, new_ingest, start_worker):
+    """Starts an ingest and a worker, sends one inbound no-answer call and waits until it
+    is delivered. Returns its CallSid."""
+    ingest = new_ingest()
+    worker = start_worker(api)
+    sid = new_sid()
+    send_call(ingest, sid, "no-answer", duration="0")
+    deliver(db, [sid], diagnostics(rd, db, rdb, key_prefix, [worker]))
+    return sid
 
 
 def due_of(task):
@@ -173,12 +186,7 @@ def test_lost_answer_after_rd_created_the_task_is_recovered_by_marker(
     task by the follow-up marker. One note, one task, recorded open."""
     deal = seed_owned_contact(rd)
     rd.fault(method="POST", path=V1_TASKS, status=502, count=1, replace=True)
-    ingest = new_ingest()
-    worker = start_worker("v1")
-    diag = diagnostics(rd, db, rdb, key_prefix, [worker])
-    sid = new_sid()
-    send_call(ingest, sid, "no-answer", duration="0")
-    deliver(db, [sid], diag)
+    sid = one_missed_call("v1", rd, db, rdb, key_prefix, new_ingest, start_worker)
     assert len(rd.notes(deal)) == 1, rd.notes(deal)
     [task] = tasks(rd, deal)
     assert len(rd.requests(method="POST", path=V1_TASKS)) == 1
@@ -191,11 +199,39 @@ def test_free_plan_follow_up_is_type_task(rd, db, rdb, key_prefix, new_ingest, s
     """A plan that refuses tasks of type call gets the follow-up as type task."""
     deal = seed_owned_contact(rd)
     rd.control("POST", "/_mock/plan", {"call_tasks": False})
-    ingest = new_ingest()
-    worker = start_worker("v2")
-    diag = diagnostics(rd, db, rdb, key_prefix, [worker])
-    sid = new_sid()
-    send_call(ingest, sid, "no-answer", duration="0")
-    deliver(db, [sid], diag)
+    one_missed_call("v2", rd, db, rdb, key_prefix, new_ingest, start_worker)
     [task] = tasks(rd, deal)
     assert task["type"] == "task" and task["status"] == "open", task
+
+
+def refusal(env):
+    """Runs the worker once with `env`; returns its one output line (it must refuse)."""
+    res = subprocess.run([str(bin_path("calllog-worker"))], env=env, capture_output=True,
+                         text=True, timeout=30, stdin=subprocess.DEVNULL)
+    out = (res.stdout + res.stderr).strip()
+    assert res.returncode != 0 and len(out.splitlines()) == 1, out
+    return out
+
+
+@pytest.mark.parametrize("hours,why", [
+    ("mon-fri 8-18", "bad start time"),
+    ("fri-mon 08:00-18:00", "wrap"),
+    ("mon-fri 18:00-08:00", "end after it starts"),
+])
+def test_bad_business_hours_refuse_the_start(hours, why, rd, tw, db, database_url, redis_url,
+                                             key_prefix):
+    env = worker_settings("v1", redis_url, key_prefix, database_url, rd, tw, "hours",
+                          free_port())
+    env["CALLLOG_BUSINESS_HOURS"] = hours
+    out = refusal(clean_env(env))
+    assert "CALLLOG_BUSINESS_HOURS" in out and why in out, out
+
+
+def test_missing_followups_table_refuses_the_start_unless_switched_off(
+        rd, tw, db, database_url, redis_url, key_prefix, start_worker):
+    db.query("DROP TABLE calllog.followups")
+    env = worker_settings("v1", redis_url, key_prefix, database_url, rd, tw, "nofollowups",
+                          free_port())
+    out = refusal(clean_env(env))
+    assert "calllog.followups is missing" in out and "20261204000000" in out, out
+    start_worker("v1", env={"CALLLOG_MISSED_CALL_TASK": "0"})  # serves /metrics
