@@ -4,10 +4,12 @@
  * delivery is dead) is taken over after a search for its marker, which finds the task it
  * had created; a closed slot reopens for a new call but never for its own opener again;
  * only an answered call of the same customer closes it; abandoning releases only the
- * caller's own `opening` row. Also the subject's and the marker's text. */
+ * caller's own `opening` row; eight workers racing with missed calls on one deal open one
+ * task. Also the subject's and the marker's text. */
 #include <criterion/criterion.h>
 #include <curl/curl.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -214,6 +216,59 @@ Test(followup, only_an_answered_call_of_that_customer_closes_and_a_new_call_reop
     cr_expect_eq(handle(call(SID_C, "inbound", "no-answer", 0, CUSTOMER)), FOLLOWUP_OPENED);
     cr_expect_eq(count_tasks(&open), 2);
     cr_expect_eq(open, 1);
+}
+
+#define RACERS 8
+
+/* One racing worker: its own connection and client, one missed call. */
+typedef struct racer {
+    pthread_barrier_t *start;
+    char sid[40];
+    followup_outcome outcome;
+    calllog_code rc;
+    calllog_error err;
+} racer;
+
+/* Waits for the others, then handles its missed call. */
+static void *race(void *arg)
+{
+    racer *r = arg;
+    ledger *own = ledger_open(pg.url, &r->err);
+    rd_settings rs = {
+        .api = RD_API_V1, .base_url = base, .token = "mock-v1-token", .timeout_ms = 5000};
+    rd_client *c = rd_client_new(&rs, NULL, NULL);
+    followup_call fc = call(r->sid, "inbound", "no-answer", 0, CUSTOMER);
+    pthread_barrier_wait(r->start);
+    r->rc = own && c ? followup_handle(&fs, own, c, &fc, &r->outcome, &r->err) : CALLLOG_NOMEM;
+    rd_client_free(c);
+    ledger_close(own);
+    return NULL;
+}
+
+Test(followup, racing_missed_calls_on_one_deal_open_one_task)
+{
+    pthread_barrier_t start;
+    pthread_t th[RACERS];
+    racer r[RACERS];
+    size_t open, opened = 0;
+    cr_assert_eq(pthread_barrier_init(&start, NULL, RACERS), 0);
+    for (int i = 0; i < RACERS; i++) {
+        memset(&r[i], 0, sizeof r[i]);
+        r[i].start = &start;
+        snprintf(r[i].sid, sizeof r[i].sid, "CA%032d", i + 100);
+        delivery(r[i].sid, "processing");
+    }
+    for (int i = 0; i < RACERS; i++)
+        cr_assert_eq(pthread_create(&th[i], NULL, race, &r[i]), 0);
+    for (int i = 0; i < RACERS; i++)
+        pthread_join(th[i], NULL);
+    pthread_barrier_destroy(&start);
+    for (int i = 0; i < RACERS; i++) {
+        cr_expect_eq(r[i].rc, CALLLOG_OK, "%s: %s", r[i].sid, r[i].err.message);
+        opened += r[i].outcome == FOLLOWUP_OPENED;
+    }
+    cr_expect_eq(opened, 1, "%zu racers opened a follow-up", opened);
+    cr_expect_eq(count_tasks(&open), 1);
 }
 
 Test(followup, abandon_releases_only_the_callers_opening_row)
