@@ -15,6 +15,7 @@
 #include "common/keys.h"
 #include "common/redis_client.h"
 #include "worker/doctor_check.h"
+#include "worker/followup.h"
 #include "worker/ledger.h"
 
 #define DOCTOR_LISTED_MAX 10
@@ -238,9 +239,16 @@ static void check_postgres(doctor *d)
         return;
     }
     doctor_report_add(d->report, "postgres.reachable", DOCTOR_OK, NULL, "connected");
-    if (ledger_check_schema(l) == 0)
+    int schema = ledger_check_schema(l);
+    if (schema == 0 && d->s.followup.enabled && followup_check_schema(l, &err) != 0)
+        doctor_report_add(d->report, "postgres.schema", DOCTOR_FAIL,
+                          "apply deploy/supabase/migrations/*.sql in order, or set "
+                          "CALLLOG_MISSED_CALL_TASK=0",
+                          "migration missing: %s", err.message);
+    else if (schema == 0)
         doctor_report_add(d->report, "postgres.schema", DOCTOR_OK, NULL,
-                          "calllog.deliveries and schema version present");
+                          "calllog.deliveries%s and schema version present",
+                          d->s.followup.enabled ? ", calllog.followups" : "");
     else
         doctor_report_add(d->report, "postgres.schema", DOCTOR_FAIL,
                           "apply deploy/supabase/migrations/*.sql in order (psql -v "

@@ -279,17 +279,23 @@ static void check_rd_write(doctor *d)
              "[calllog doctor] Nota de teste escrita por calllog-admin doctor --write-test em %s; "
              "pode ser ignorada. (Test note, safe to ignore.)",
              when);
-    calllog_code st = c ? rd_post_note(c, d->opt->write_test_deal, d->s.rd_user_id, text, note_id,
-                                       sizeof note_id, &err)
-                        : error_set(&err, CALLLOG_NOMEM, "cannot create the RD client");
+    char owner[64] = ""; /* without RDSTATION_USER_ID notes are the deal owner's */
+    calllog_code st =
+        c ? CALLLOG_OK : error_set(&err, CALLLOG_NOMEM, "cannot create the RD client");
+    if (st == CALLLOG_OK && !d->s.rd_user_id)
+        st = rd_deal_owner(c, d->opt->write_test_deal, owner, sizeof owner, &err);
+    if (st == CALLLOG_OK)
+        st = rd_post_note(c, d->opt->write_test_deal, d->s.rd_user_id ? d->s.rd_user_id : owner,
+                          text, note_id, sizeof note_id, &err);
     if (st == CALLLOG_OK)
         doctor_report_add(d->report, "rd.write_test", DOCTOR_OK, NULL,
                           "test note %s posted on deal %s", note_id, d->opt->write_test_deal);
     else
-        doctor_report_add(d->report, "rd.write_test", DOCTOR_FAIL,
-                          "check the deal id and that RDSTATION_USER_ID's user may see it",
-                          "posting the test note on deal %s failed: %s", d->opt->write_test_deal,
-                          c ? err.message : "no client (Redis unreachable?)");
+        doctor_report_add(
+            d->report, "rd.write_test", DOCTOR_FAIL,
+            "check the deal id and that RDSTATION_USER_ID's user (or the deal's owner) may see it",
+            "posting the test note on deal %s failed: %s", d->opt->write_test_deal,
+            c ? err.message : "no client (Redis unreachable?)");
     rd_client_free(c);
 }
 

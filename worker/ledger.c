@@ -881,3 +881,17 @@ int ledger_check_roles(ledger *l, char *roles, size_t roleslen, char *readers, s
     PQclear(r);
     return n;
 }
+
+/* ---- statements of other modules --------------------------------------------------- */
+
+/* Runs another module's statement; see the header. */
+struct pg_result *ledger_exec(ledger *l, const char *what, const char *sql, int nparams,
+                              const char *const *params, int rows)
+{
+    int repeated;
+    if (!l || !sql || nparams < 0 || nparams > MAX_PARAMS) {
+        ledger_fail(l, CALLLOG_INVALID, "%s: bad statement arguments", what ? what : "?");
+        return NULL;
+    }
+    return run(l, what, sql, nparams, params, rows ? PGRES_TUPLES_OK : PGRES_COMMAND_OK, &repeated);
+}

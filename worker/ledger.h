@@ -118,4 +118,14 @@ int ledger_check_roles(ledger *l, char *roles, size_t roleslen, char *readers, s
 /* Closes the connection. NULL is accepted. */
 void ledger_close(ledger *l);
 
+/* Runs one unnamed statement (at most 8 text parameters) on the ledger's connection, for a
+ * module that keeps its own table in schema calllog on the same connection (followup.c),
+ * with the ledger's statement timeout, scrubbed errors and reconnect: after a lost
+ * connection the statement runs once more, so it must be safe to run twice. `what` names
+ * it in errors. `rows` 1 expects rows back (PGRES_TUPLES_OK), 0 a command. Returns the
+ * result (caller owns; PQclear), or NULL with ledger_error filled. */
+struct pg_result;
+struct pg_result *ledger_exec(ledger *l, const char *what, const char *sql, int nparams,
+                              const char *const *params, int rows);
+
 #endif

@@ -19,6 +19,7 @@
 #include "common/timing.h"
 #include "worker/alert.h"
 #include "worker/consumer.h"
+#include "worker/followup.h"
 #include "worker/ledger.h"
 #include "worker/processor.h"
 #include "worker/queue.h"
@@ -124,6 +125,8 @@ static int check_dependencies(const worker_settings *s, calllog_error *err)
     rc = l ? ledger_check_schema(l) : -1;
     if (rc != 0 && l)
         error_copy(err, ledger_error(l));
+    if (rc == 0 && s->followup.enabled)
+        rc = followup_check_schema(l, err);
     ledger_close(l);
     return rc;
 }

@@ -12,6 +12,7 @@
 #include "common/shutdown.h"
 #include "common/timing.h"
 #include "worker/alert.h"
+#include "worker/followup.h"
 #include "worker/lookup_cache.h"
 #include "worker/phone_index.h"
 #include "worker/phone.h"
@@ -57,7 +58,7 @@ int processor_metrics_init(void)
     pm.lookups = metrics_register(METRIC_COUNTER, "calllog_worker_lookups_total",
                                   "How a call's contact and deal were found, by source.", NULL, 0);
     if (!pm.processed || !pm.dead_letters || !pm.retries || !pm.hangup_to_note || !pm.handle_secs ||
-        !pm.lookups)
+        !pm.lookups || followup_metrics_init() != 0)
         return -1;
     static const char *const sources[] = {"index", "cache", "rdstation"};
     for (size_t i = 0; i < sizeof sources / sizeof *sources; i++) {
@@ -86,6 +87,7 @@ typedef struct job {
     const char *customer;   /* the caller's phone (E.164) */
     const char *our_number; /* our Twilio number on this call */
     lookup_cache_hit deal;  /* contact + deal chosen */
+    char contact_name[256]; /* the RD contact's name, when looked up this time */
     twilio_call rest;       /* enrichment, when any */
     int enriched;
 } job;
@@ -279,6 +281,7 @@ static int find_in_index(job *j)
     if (st == PHONE_INDEX_UNKNOWN)
         return -1;
     snprintf(j->deal.contact_id, sizeof j->deal.contact_id, "%s", hit.contact_id);
+    snprintf(j->contact_name, sizeof j->contact_name, "%s", hit.contact_name);
     if (st == PHONE_INDEX_NO_DEAL)
         return FIND_NO_DEAL;
     snprintf(j->deal.deal_id, sizeof j->deal.deal_id, "%s", hit.deal_id);
@@ -324,6 +327,7 @@ static find_result find_live(job *j, calllog_error *ae)
         if (st != CALLLOG_OK)
             return FIND_FAILED;
         snprintf(j->deal.contact_id, sizeof j->deal.contact_id, "%s", contact.id);
+        snprintf(j->contact_name, sizeof j->contact_name, "%s", contact.name);
     }
     st = rd_find_open_deal(w->rd, j->deal.contact_id, &deal, ae);
     if (st == CALLLOG_NOT_FOUND) {
@@ -344,6 +348,11 @@ static find_result find_live(job *j, calllog_error *ae)
 static find_result find_deal(job *j, calllog_error *ae)
 {
     if (j->claim.rd_deal_id[0]) { /* an earlier attempt chose it: keep it for the marker */
+        lookup_cache_hit hit;     /* and its owner, when the cache still holds that deal */
+        if (lookup_cache_get(j->w->redis, &j->w->settings->keys, j->customer, &hit) ==
+                LOOKUP_CACHE_FOUND &&
+            strcmp(hit.deal_id, j->claim.rd_deal_id) == 0)
+            j->deal = hit;
         snprintf(j->deal.deal_id, sizeof j->deal.deal_id, "%s", j->claim.rd_deal_id);
         return FIND_OK;
     }
@@ -376,6 +385,24 @@ static find_result create_deal(job *j, calllog_error *ae)
     return FIND_OK;
 }
 
+/* Fetches the deal's owner when it is needed and unknown (v1 deal listings do not name it):
+ * to write as, without a mapped or default user, and to assign a missed call's follow-up to.
+ * Kept in the lookup cache. Returns CALLLOG_OK (also when the deal answered 404: the POST
+ * then finds out), or a negative code. */
+static calllog_code learn_owner(job *j, calllog_error *ae)
+{
+    const worker_settings *s = j->w->settings;
+    int author = worker_settings_user_for(s, j->our_number) != NULL;
+    if (j->deal.deal_user_id[0] || worker_settings_mapped_user(s, j->our_number) ||
+        (author && !followup_opens(&s->followup, event_get(j->ev, "direction"), j->e->status)))
+        return CALLLOG_OK;
+    calllog_code st = rd_deal_owner(j->w->rd, j->deal.deal_id, j->deal.deal_user_id,
+                                    sizeof j->deal.deal_user_id, ae);
+    if (st == CALLLOG_OK && j->deal.deal_user_id[0] && j->deal.contact_id[0])
+        lookup_cache_put_found(j->w->redis, &s->keys, j->customer, &j->deal, s->cache_ttl_s);
+    return st == CALLLOG_NOT_FOUND ? CALLLOG_OK : st;
+}
+
 /* The RD user the entry is written as: the line's salesperson, the default, the owner. */
 static const char *author(const job *j)
 {
@@ -402,9 +429,57 @@ static calllog_code post(job *j, const char *text, const call_facts *f, char *no
                              ae);
 }
 
+/* 1 when a failed POST may nonetheless have been processed by RD (no answer, or a
+ * gateway error): looking for the marker must then wait until RD is done with it. */
+static int outcome_unknown(const calllog_error *ae)
+{
+    return ae->curl_code > 0 || ae->http_status == 500 || ae->http_status == 502 ||
+           ae->http_status == 504;
+}
+
+/* Opens or closes the call's missed-call follow-up (followup.h) once its note exists. A
+ * transient failure sends the call back (`*o`, returns 1): the next attempt finds the note by
+ * its marker and comes here again. Otherwise, or when attempts are used up, returns 0 and
+ * the delivery is recorded, the follow-up given up if it failed. */
+static int follow_up(job *j, processor_outcome *o)
+{
+    const worker_settings *s = j->w->settings;
+    const char *mapped = worker_settings_mapped_user(s, j->our_number);
+    const char *name = j->contact_name[0] ? j->contact_name : event_get(j->ev, "caller_name");
+    followup_call c = {
+        j->e->call_sid,
+        event_get(j->ev, "direction"),
+        j->e->status,
+        parse_long(event_get(j->ev, "duration"), j->enriched ? j->rest.duration_s : -1),
+        timing_parse_rfc2822(event_get(j->ev, "timestamp")),
+        j->customer,
+        name,
+        j->deal.deal_id,
+        mapped ? mapped : (j->deal.deal_user_id[0] ? j->deal.deal_user_id : s->rd_user_id)};
+    followup_outcome fo;
+    calllog_error fe = {0};
+    if (followup_handle(&s->followup, j->w->ledger, j->w->rd, &c, &fo, &fe) == CALLLOG_OK)
+        return 0;
+    if (error_is_transient(fe.code) && !retry_exhausted(&s->retry, j->claim.attempts)) {
+        *o = retry_later(j, &fe, outcome_unknown(&fe) ? s->unknown_outcome_delay_ms : 0);
+        return 1;
+    }
+    log_error("follow-up task given up, the note is recorded", LF_S("call_sid", j->e->call_sid),
+              LF_S("deal_id", j->deal.deal_id), LF_S("error", fe.message),
+              LF_I("http_status", fe.http_status));
+    if (followup_abandon(j->w->ledger, &c) != 0)
+        log_warn("cannot release the follow-up slot; the next missed call takes it over",
+                 LF_S("call_sid", j->e->call_sid),
+                 LF_S("error", ledger_error(j->w->ledger)->message));
+    return 0;
+}
+
 /* Records a delivery and acknowledges; observes hangup-to-note latency. */
 static processor_outcome delivered(job *j, const char *note_id, const char *task_id, int recovered)
 {
+    processor_outcome sent_back;
+    if (follow_up(j, &sent_back))
+        return sent_back;
     ledger_delivery d = {j->deal.contact_id[0] ? j->deal.contact_id : NULL, j->deal.deal_id,
                          note_id && note_id[0] ? note_id : NULL,
                          task_id && task_id[0] ? task_id : NULL, recovered};
@@ -427,14 +502,6 @@ static processor_outcome delivered(job *j, const char *note_id, const char *task
              LF_S("note_id", note_id), LF_S("task_id", task_id),
              LF_I("attempt", j->claim.attempts));
     return finish(j, recovered ? PROCESSOR_RECOVERED : PROCESSOR_DELIVERED);
-}
-
-/* 1 when a failed POST may nonetheless have been processed by RD (no answer, or a
- * gateway error): looking for the marker must then wait until RD is done with it. */
-static int outcome_unknown(const calllog_error *ae)
-{
-    return ae->curl_code > 0 || ae->http_status == 500 || ae->http_status == 502 ||
-           ae->http_status == 504;
 }
 
 /* The deal answered 404 (deleted, merged, hidden): forgets it in the lookup cache and in
@@ -502,7 +569,7 @@ static processor_outcome deliver(job *j)
             return unknown_caller(j, fr == FIND_NO_CONTACT ? "no_contact" : "no_open_deal");
         fr = create_deal(j, &ae);
     }
-    if (fr == FIND_FAILED)
+    if (fr == FIND_FAILED || learn_owner(j, &ae) != CALLLOG_OK)
         return api_failed(j, &ae);
     call_facts facts;
     build_facts(j, &facts);

@@ -1334,23 +1334,63 @@ static calllog_code task_create_for_plan(rd_client *c, const char *deal_id, cons
     return st;
 }
 
+/* Creates an open task; see the header. */
+calllog_code rd_open_task(rd_client *c, const char *deal_id, const char *user_id,
+                          const char *subject, const char *notes, time_t due, char *task_id,
+                          size_t idlen, calllog_error *err)
+{
+    json_t *root = NULL;
+    copy_str(task_id, idlen, "");
+    if (deal_id == NULL || subject == NULL)
+        return fail(err, 0, "rd_open_task: no deal or subject");
+    calllog_code st = task_create_for_plan(c, deal_id, user_id, subject, notes, due, &root, err);
+    if (st != CALLLOG_OK)
+        return st;
+    created_id(c, root, task_id, idlen);
+    json_decref(root);
+    if (task_id == NULL || idlen == 0 || task_id[0] == '\0')
+        return unreadable(err, "POST /tasks", "no id for the created task");
+    return CALLLOG_OK;
+}
+
+/* Marks a task done; see the header. */
+calllog_code rd_complete_task(rd_client *c, const char *task_id, calllog_error *err)
+{
+    if (task_id == NULL || task_id[0] == '\0')
+        return fail(err, 0, "rd_complete_task: no task id");
+    return task_complete(c, task_id, err);
+}
+
+/* Reads a deal's owner; see the header. */
+calllog_code rd_deal_owner(rd_client *c, const char *deal_id, char *user_id, size_t idlen,
+                           calllog_error *err)
+{
+    json_t *root = NULL;
+    copy_str(user_id, idlen, "");
+    if (deal_id == NULL || deal_id[0] == '\0')
+        return fail(err, 0, "rd_deal_owner: no deal");
+    calllog_code st = by_id(c, "GET", "/deals", deal_id, NULL, &root, err);
+    if (st < 0 && err->http_status == 404)
+        st = CALLLOG_NOT_FOUND;
+    json_t *deal = st == CALLLOG_OK ? json_payload(c, root) : NULL;
+    if (st == CALLLOG_OK && !json_is_object(deal))
+        st = unreadable(err, "GET /deals/{id}", "the deal is not an object");
+    if (st == CALLLOG_OK)
+        deal_owner(deal, user_id, idlen);
+    json_decref(root);
+    return st;
+}
+
 /* Creates a call task and marks it done; see the header. */
 calllog_code rd_post_call_task(rd_client *c, const char *deal_id, const char *user_id,
                                const char *subject, const char *notes, time_t when, char *task_id,
                                size_t idlen, calllog_error *err)
 {
-    json_t *root = NULL;
     char id[64];
     copy_str(task_id, idlen, "");
-    if (deal_id == NULL || subject == NULL)
-        return fail(err, 0, "rd_post_call_task: no deal or subject");
-    calllog_code st = task_create_for_plan(c, deal_id, user_id, subject, notes, when, &root, err);
+    calllog_code st = rd_open_task(c, deal_id, user_id, subject, notes, when, id, sizeof id, err);
     if (st != CALLLOG_OK)
         return st;
-    created_id(c, root, id, sizeof id);
-    json_decref(root);
-    if (id[0] == '\0')
-        return unreadable(err, "POST /tasks", "no id for the created task");
     copy_str(task_id, idlen, id);
     st = task_complete(c, id, err);
     if (st != CALLLOG_OK)

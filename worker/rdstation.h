@@ -153,6 +153,24 @@ calllog_code rd_post_call_task(rd_client *c, const char *deal_id, const char *us
                                const char *subject, const char *notes, time_t when, char *task_id,
                                size_t idlen, calllog_error *err);
 
+/* Creates an open task on a deal, due `due` (v1: date and hour in the process's local zone;
+ * v2: due_date in UTC), of type `call`, or `task` on plans that refuse `call` (the same
+ * free-plan fallback as rd_post_call_task), assigned to `user_id` (NULL or "": no owner
+ * sent, RD assigns its default). Writes its id: CALLLOG_OK always comes with one. */
+calllog_code rd_open_task(rd_client *c, const char *deal_id, const char *user_id,
+                          const char *subject, const char *notes, time_t due, char *task_id,
+                          size_t idlen, calllog_error *err);
+
+/* Marks task `task_id` done: v1 PUT /tasks/{id} {"task":{"done":true}}, v2 PUT /tasks/{id}
+ * {"data":{"status":"completed"}}. Doing it twice is harmless. */
+calllog_code rd_complete_task(rd_client *c, const char *task_id, calllog_error *err);
+
+/* Writes the owner of deal `deal_id` (GET /deals/{id}: v1 `user`, v2 `owner_id`; "" when RD
+ * names none): v1's contact listings, where deals are found, do not say who owns them.
+ * CALLLOG_NOT_FOUND when the deal answered 404. */
+calllog_code rd_deal_owner(rd_client *c, const char *deal_id, char *user_id, size_t idlen,
+                           calllog_error *err);
+
 /* Which of a deal's lists a marker search reads: the ones the delivery mode writes to. */
 typedef enum { RD_MARKER_NOTES = 1, RD_MARKER_TASKS = 2, RD_MARKER_BOTH = 3 } rd_marker_scope;
 

@@ -120,9 +120,9 @@ static int load_twilio(worker_settings *s, calllog_error *err)
 static int load_rd_v1(worker_settings *s, calllog_error *err)
 {
     s->rd.base_url = config_str("RDSTATION_API_BASE_URL", "https://crm.rdstation.com/api/v1");
-    if (config_require("RDSTATION_TOKEN", &s->rd.token, err) != 0)
-        return -1;
-    return config_require("RDSTATION_USER_ID", &s->rd_user_id, err);
+    /* RDSTATION_USER_ID is optional: without it notes and tasks are the deal owner's. */
+    s->rd_user_id = config_str("RDSTATION_USER_ID", NULL);
+    return config_require("RDSTATION_TOKEN", &s->rd.token, err);
 }
 
 static int load_rd_v2(worker_settings *s, calllog_error *err)
@@ -184,6 +184,16 @@ static int load_rdstation(worker_settings *s, calllog_error *err)
     return load_user_map(s, err);
 }
 
+/* The missed-call follow-up (followup.h): on/off, delay, business hours. */
+static int load_followup(followup_settings *f, calllog_error *err)
+{
+    if (config_bool("CALLLOG_MISSED_CALL_TASK", 1, &f->enabled, err) ||
+        config_long("CALLLOG_MISSED_CALL_DUE_MIN", 30, 0, 7L * 24 * 60, &f->due_min, err))
+        return -1;
+    const char *hours = config_str("CALLLOG_BUSINESS_HOURS", BUSINESS_HOURS_DEFAULT);
+    return business_hours_parse(hours, &f->hours, err) == CALLLOG_OK ? 0 : -1;
+}
+
 static int load_delivery(worker_settings *s, calllog_error *err)
 {
     static const char *const modes[] = {"note", "task", "both", NULL};
@@ -200,7 +210,7 @@ static int load_delivery(worker_settings *s, calllog_error *err)
                            "required when CALLLOG_UNKNOWN_CALLER=create");
     s->note_template = config_str("CALLLOG_NOTE_TEMPLATE", NULL);
     s->timezone = config_str("CALLLOG_TIMEZONE", "America/Sao_Paulo");
-    return 0;
+    return load_followup(&s->followup, err);
 }
 
 static int load_retry_and_cache(worker_settings *s, calllog_error *err)
@@ -231,7 +241,7 @@ static int load_alerts(worker_settings *s, calllog_error *err)
  * RDSTATION_API; a malformed RDSTATION_API is reported by load_rdstation). */
 static int check_required(calllog_error *err)
 {
-    static const char *const v1[] = {"DATABASE_URL", "RDSTATION_TOKEN", "RDSTATION_USER_ID", NULL};
+    static const char *const v1[] = {"DATABASE_URL", "RDSTATION_TOKEN", NULL};
     static const char *const v2[] = {"DATABASE_URL", "RDSTATION_CLIENT_ID",
                                      "RDSTATION_CLIENT_SECRET", "RDSTATION_REFRESH_TOKEN", NULL};
     const char *api = config_str("RDSTATION_API", "v1");
@@ -309,13 +319,19 @@ int worker_settings_resolve_users(worker_settings *s, calllog_error *err)
     return rc;
 }
 
-const char *worker_settings_user_for(const worker_settings *s, const char *our_number)
+const char *worker_settings_mapped_user(const worker_settings *s, const char *our_number)
 {
     for (size_t i = 0; our_number && i < s->user_map_len; i++) {
         if (phone_same_number(our_number, s->user_map[i].number))
             return s->user_map[i].user_id;
     }
-    return s->rd_user_id;
+    return NULL;
+}
+
+const char *worker_settings_user_for(const worker_settings *s, const char *our_number)
+{
+    const char *mapped = worker_settings_mapped_user(s, our_number);
+    return mapped ? mapped : s->rd_user_id;
 }
 
 /* Warns about one URL setting when it is plain http:// outside loopback. */

@@ -12,6 +12,7 @@
 #include "common/config.h"
 #include "common/keys.h"
 #include "common/redis_client.h"
+#include "worker/followup.h"
 #include "worker/rdstation.h"
 #include "worker/retry_policy.h"
 #include "worker/twilio_rest.h"
@@ -42,7 +43,7 @@ typedef struct worker_settings {
     int enrich;
     twilio_settings twilio;
     rd_settings rd;
-    const char *rd_user_id; /* default author of notes */
+    const char *rd_user_id; /* default author of notes; NULL: the deal's owner */
     user_route user_map[USER_MAP_MAX];
     size_t user_map_len;
     long rate_per_minute, rate_burst;
@@ -54,6 +55,7 @@ typedef struct worker_settings {
     const char *create_stage_id;
     const char *note_template; /* NULL: the built-in pt-BR template */
     const char *timezone;
+    followup_settings followup; /* CALLLOG_MISSED_CALL_TASK, _DUE_MIN, CALLLOG_BUSINESS_HOURS */
     retry_settings retry;
     long cache_ttl_s, negative_cache_ttl_s;
     const char *alert_webhook_url;
@@ -84,8 +86,11 @@ void worker_settings_warn_plaintext(const worker_settings *s);
  * -2 with `err` saying why the users could not be listed (Redis or RD unreachable). */
 int worker_settings_resolve_users(worker_settings *s, calllog_error *err);
 
+/* The salesperson RDSTATION_USER_MAP maps Twilio number `our_number` to, or NULL. */
+const char *worker_settings_mapped_user(const worker_settings *s, const char *our_number);
+
 /* The RD user for a call handled by Twilio number `our_number` (the mapped salesperson,
- * else RDSTATION_USER_ID; may be NULL on v2 without a default). */
+ * else RDSTATION_USER_ID; NULL without a default: the caller writes as the deal's owner). */
 const char *worker_settings_user_for(const worker_settings *s, const char *our_number);
 
 #endif

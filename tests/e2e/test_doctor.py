@@ -174,6 +174,14 @@ def test_missing_migration(stack, empty_database):
                       "calllog.deliveries is missing", "deploy/supabase/migrations")
 
 
+def test_missing_followups_migration(stack, db):
+    """The first migration alone: the follow-up table is missing while
+    CALLLOG_MISSED_CALL_TASK is on (its default)."""
+    db.query("DROP TABLE calllog.followups")
+    assert_fails_with(run_doctor(stack), "postgres.schema", "migration missing",
+                      "calllog.followups is missing", "20261204000000")
+
+
 def test_api_role_that_can_read(stack, db):
     """Supabase: anon granted SELECT and a policy on the ledger is a FAIL."""
     db.query("DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'anon') "

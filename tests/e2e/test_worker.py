@@ -620,7 +620,7 @@ def test_worker_refuses_to_start_without_database_url(rd, tw, db, redis_url, key
 
 
 @pytest.mark.parametrize("api,missing", [
-    ("v1", ("DATABASE_URL", "RDSTATION_TOKEN", "RDSTATION_USER_ID")),
+    ("v1", ("DATABASE_URL", "RDSTATION_TOKEN")),  # RDSTATION_USER_ID: the deal owner's
     ("v2", ("DATABASE_URL", "RDSTATION_CLIENT_ID", "RDSTATION_CLIENT_SECRET",
             "RDSTATION_REFRESH_TOKEN")),
 ])

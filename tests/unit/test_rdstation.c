@@ -772,6 +772,68 @@ Test(v2, call_task)
     call_task();
 }
 
+/* A follow-up task is created open, assigned and due as asked, then completed by id. */
+static void open_task_then_complete(void)
+{
+    json_t *s = seed_deals();
+    char id[64];
+    calllog_error err;
+    setenv("TZ", "America/Sao_Paulo", 1); /* v1 sends 08:00 local, which the mock reads as -03:00 */
+    tzset();
+    cr_assert_eq(rd_open_task(cl, seed_deal(s, 2), USER_ID, "Retornar liga\xc3\xa7\xc3\xa3o",
+                              "[calllog-followup:CA1]", 1796641200, id, sizeof id, &err),
+                 CALLLOG_OK, "%s", err.message);
+    json_t *tasks = mock_list("tasks"), *t = json_array_get(tasks, 0);
+    cr_assert_eq(json_array_size(tasks), 1);
+    cr_expect_str_eq(json_string_value(json_object_get(t, "id")), id);
+    cr_expect_str_eq(json_string_value(json_object_get(t, "type")), "call");
+    cr_expect(!json_is_true(json_object_get(t, "done")), "created done");
+    cr_expect_str_eq(json_string_value(json_object_get(t, "due_date")), "2026-12-07T11:00:00.000Z");
+    cr_expect_str_eq(json_string_value(json_array_get(json_object_get(t, "user_ids"), 0)), USER_ID);
+    json_decref(tasks);
+    cr_assert_eq(rd_complete_task(cl, id, &err), CALLLOG_OK, "%s", err.message);
+    cr_assert_eq(rd_complete_task(cl, id, &err), CALLLOG_OK, "completing twice failed");
+    tasks = mock_list("tasks");
+    cr_expect(json_is_true(json_object_get(json_array_get(tasks, 0), "done")), "not done");
+    json_decref(tasks);
+    cr_expect_lt(rd_complete_task(cl, "000000000000000000000000", &err), 0);
+    cr_expect_eq(err.http_status, 404);
+    expect_one_acquire_per_request();
+    json_decref(s);
+}
+Test(v1, open_task_then_complete)
+{
+    open_task_then_complete();
+}
+Test(v2, open_task_then_complete)
+{
+    open_task_then_complete();
+}
+
+/* A deal's owner is read from the deal itself (v1 contact listings do not name it). */
+static void deal_owner(void)
+{
+    json_t *s = seed("{\"name\":\"Dono\",\"phones\":[\"+5511900001111\"],\"deals\":[{\"name\":"
+                     "\"D\",\"status\":\"ongoing\",\"user_id\":\"5e00000000000000000000f1\"}]}");
+    char owner[64];
+    calllog_error err;
+    cr_assert_eq(rd_deal_owner(cl, seed_deal(s, 0), owner, sizeof owner, &err), CALLLOG_OK, "%s",
+                 err.message);
+    cr_expect_str_eq(owner, "5e00000000000000000000f1");
+    cr_expect_eq(rd_deal_owner(cl, "000000000000000000000000", owner, sizeof owner, &err),
+                 CALLLOG_NOT_FOUND);
+    cr_expect_str_eq(owner, "");
+    json_decref(s);
+}
+Test(v1, deal_owner)
+{
+    deal_owner();
+}
+Test(v2, deal_owner)
+{
+    deal_owner();
+}
+
 /* ---- marker --------------------------------------------------------------------------- */
 
 /* The marker is found in a note, in a task, and not found when absent. */
