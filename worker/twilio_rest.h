@@ -13,15 +13,7 @@
 
 #include "common/error.h"
 #include "common/http_client.h"
-
-typedef struct twilio_settings {
-    const char *base_url;    /* TWILIO_API_BASE_URL, default https://api.twilio.com */
-    const char *account_sid; /* TWILIO_ACCOUNT_SID */
-    const char *username;    /* API key SID (SK…) or the account SID */
-    const char *password;    /* API key secret or the auth token */
-    long timeout_ms;
-    int max_tries; /* attempts on 429/5xx/network errors, e.g. 3 */
-} twilio_settings;
+#include "common/twilio_api.h"
 
 typedef struct twilio_call {
     time_t start_time; /* 0 when unknown */
