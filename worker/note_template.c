@@ -372,12 +372,14 @@ static const char *note_format_price(const call_facts *f, char *buf, size_t bufl
 }
 
 /* The {recording_url} value: with recording links on, calllog's signed link to the call's
- * recording (expiring link_ttl_s after the call ended, or after now when the end is
- * unknown), else Twilio's media URL; NULL when the call has no recording. */
+ * recording, completed or still processing (expiring link_ttl_s after the call ended, or
+ * after now when the end is unknown), else Twilio's media URL; NULL when the call has no
+ * recording. */
 static const char *note_recording_value(const note_template *t, const call_facts *f, char *buf,
                                         size_t buflen)
 {
-    if (f->recording_url == NULL || f->recording_url[0] == '\0' || t->link_base == NULL)
+    int has_url = f->recording_url != NULL && f->recording_url[0] != '\0';
+    if (t->link_base == NULL || (!has_url && !f->recording_pending))
         return f->recording_url;
     time_t expires = t->link_ttl_s > 0 ? (f->end ? f->end : time(NULL)) + t->link_ttl_s : 0;
     if (recording_link_url(t->link_base, t->link_secret, f->call_sid, expires, buf, buflen) < 0)

@@ -23,7 +23,10 @@
  * credentials on accounts that enforce HTTP auth on media. With links turned on
  * (note_template_set_recording_links) a call that has a recording gets calllog's own
  * signed link instead, PUBLIC_BASE_URL/recordings/<CallSid>?t=<token>
- * (common/recording_link.h), which the ingest serves.
+ * (common/recording_link.h), which the ingest serves; so does a call whose recording is
+ * still processing (recording_pending: the note is written seconds after the hang-up,
+ * the recording finishes later, and the link plays once it has). Without links such a
+ * call has no {recording_url}: Twilio's URL would not work yet.
  *
  * Time zone: {start} and {end} are formatted "%d/%m/%Y %H:%M" in local time computed with
  * localtime_r. The zone is the process's, set once at start-up by timing_set_zone
@@ -53,6 +56,7 @@ typedef struct call_facts {
     const char *to;            /* E.164 as Twilio sent it */
     const char *customer;      /* NULL: derived from direction/from/to (phone_customer) */
     const char *recording_url; /* Twilio's media URL; NULL/"" when the call has none */
+    int recording_pending;     /* 1: no URL yet, a recording is still processing */
     const char *price;         /* as Twilio reports it, e.g. "-0.01300" */
     const char *price_unit;    /* e.g. "USD"; appended to {price} when both are known */
     const char *answered_by;   /* human, machine_start, … */

@@ -173,11 +173,14 @@ static int get_json(twilio_client *c, const char *path, const char *what, json_t
 /* Writes the media URL of the call's first *completed* recording, built from its SID as
  * Twilio documents it (base URL + /2010-04-01/Accounts/{AC}/Recordings/{RE}; the call-scoped
  * `uri` of the list is not a media URL). Recordings still `processing` (or `absent`,
- * `failed`) are skipped; with none completed the URL stays empty. */
+ * `failed`) are skipped; with none completed the URL stays empty, and recording_pending
+ * says whether one is still processing. */
 static void read_recording(twilio_client *c, const json_t *list, twilio_call *out)
 {
     char sid[64];
-    if (twilio_pick_recording(list, sid, sizeof sid) == TWILIO_RECORDING_COMPLETED &&
+    twilio_recording_state st = twilio_pick_recording(list, sid, sizeof sid);
+    out->recording_pending = st == TWILIO_RECORDING_PROCESSING;
+    if (st == TWILIO_RECORDING_COMPLETED &&
         twilio_recording_media_url(c->base_url, c->s->account_sid, sid, "", out->recording_url,
                                    sizeof out->recording_url) < 0)
         out->recording_url[0] = '\0';

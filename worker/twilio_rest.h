@@ -24,6 +24,7 @@ typedef struct twilio_call {
     char answered_by[32];
     char caller_name[128];
     char recording_url[512]; /* media URL of the first completed recording, from its SID */
+    int recording_pending;   /* 1: no completed recording yet, but one is processing */
 } twilio_call;
 
 typedef struct twilio_client twilio_client;

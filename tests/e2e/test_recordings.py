@@ -70,9 +70,13 @@ def expected_audio(tw, recording_sid):
     return http_request(tw.port, "GET", f"/_mock/media/{recording_sid}").body
 
 
-def outcomes(ingest, outcome):
-    """How many recording requests ended with `outcome`."""
-    return metric_sum(ingest.metrics(), REQUESTS, outcome=outcome) or 0
+def outcomes(ingest, outcome, want):
+    """How many recording requests ended with `outcome`, once it reaches `want` (polled:
+    a request is counted just after its answer went out) or 5 s passed."""
+    def count():
+        return metric_sum(ingest.metrics(), REQUESTS, outcome=outcome) or 0
+    wait_for(lambda: count() >= want, 5)
+    return count()
 
 
 def media_requests(tw):
@@ -99,8 +103,9 @@ def test_valid_link_streams_the_audio_the_mock_serves_behind_basic_auth(tw, rec_
     assert res.headers["referrer-policy"] == "no-referrer"
     media = [r for r in media_requests(tw) if r["path"].endswith(".mp3")]
     assert [r["status"] for r in media] == [200], "one authenticated media fetch"
-    assert outcomes(rec_ingest, "streamed") == 1
-    lines = [ln for ln in rec_ingest.log_lines() if "recording answered" in ln]
+    assert outcomes(rec_ingest, "streamed", 1) == 1
+    lines = wait_for(lambda: [ln for ln in rec_ingest.log_lines() if "recording answered" in ln],
+                     5)
     assert len(lines) == 1 and sid in lines[0] and '"outcome":"streamed"' in lines[0], lines
     assert tok not in rec_ingest.log_text(), "the token was logged"
 
@@ -115,7 +120,7 @@ def test_redirect_from_twilio_is_passed_to_the_browser(tw, rec_ingest):
     # The browser follows it without any credentials: the location is signed.
     audio = http_request(tw.port, "GET", f"{location.path}?{location.query}")
     assert audio.status == 200 and audio.body == expected_audio(tw, rec_sid)
-    assert outcomes(rec_ingest, "redirected") == 1
+    assert outcomes(rec_ingest, "redirected", 1) == 1
     assert "Signature=" not in rec_ingest.log_text(), "the signed location was logged"
 
 
@@ -134,13 +139,13 @@ def test_bad_tokens_get_403_counted_and_twilio_is_never_asked(tw, rec_ingest):
         res = rec_ingest.get(path)
         assert res.status == 403, (outcome, res)
         assert b"Link" in res.body and res.headers["content-type"].startswith("text/html")
-        assert outcomes(rec_ingest, outcome) == 1, outcome
+        assert outcomes(rec_ingest, outcome, 1) == 1, outcome
     other = new_sid()
     seed_recording(tw, other)
     assert rec_ingest.get(link_path(other, good)).status == 403, "a link is for its call only"
     assert rec_ingest.get(link_path(sid, token(sid, secret="another-secret-0123456789"))
                           ).status == 403
-    assert outcomes(rec_ingest, "token_forged") == 3
+    assert outcomes(rec_ingest, "token_forged", 3) == 3
     assert media_requests(tw) == [], "a refused link must not cost a Twilio request"
     assert rec_ingest.get(link_path(sid, token(sid, expires=int(time.time()) + 3600))
                           ).status == 200, "an unexpired expiring link plays"
@@ -154,7 +159,7 @@ def test_processing_recording_gets_the_try_again_page(tw, rec_ingest):
     assert res.headers["retry-after"] == "60"
     page = res.body.decode("utf-8")
     assert "Tente novamente em um minuto" in page and "try again in a minute" in page, page
-    assert outcomes(rec_ingest, "processing") == 1
+    assert outcomes(rec_ingest, "processing", 1) == 1
 
 
 def test_no_recording_or_unknown_call_is_404_and_a_bad_path_too(tw, rec_ingest):
@@ -166,11 +171,11 @@ def test_no_recording_or_unknown_call_is_404_and_a_bad_path_too(tw, rec_ingest):
     assert rec_ingest.get(link_path(failed, token(failed))).status == 404
     unknown = new_sid()  # Twilio answers 404 for the call's recordings
     assert rec_ingest.get(link_path(unknown, token(unknown))).status == 404
-    assert outcomes(rec_ingest, "no_recording") == 3
+    assert outcomes(rec_ingest, "no_recording", 3) == 3
     for path in ("/recordings/", "/recordings/CA123", f"/recordings/{sid}/../x",
                  f"/recordings/RE{sid[2:]}?t=x"):
         assert rec_ingest.get(path).status == 404, path
-    assert outcomes(rec_ingest, "bad_call_sid") == 4
+    assert outcomes(rec_ingest, "bad_call_sid", 4) == 4
     res = http_request(rec_ingest.port, "POST", link_path(sid, token(sid)), body=b"")
     assert res.status == 405 and res.headers["allow"] == "GET"
 
@@ -183,7 +188,7 @@ def test_twilio_failures_get_502(tw, rec_ingest):
     assert res.status == 502 and "Gravação indisponível" in res.body.decode(), res
     tw.fault(path="/Recordings/RE[^/]+\\.mp3$", status=503, count=1)
     assert rec_ingest.get(link_path(sid, token(sid))).status == 502
-    assert outcomes(rec_ingest, "twilio_error") == 2
+    assert outcomes(rec_ingest, "twilio_error", 2) == 2
     assert rec_ingest.get(link_path(sid, token(sid))).status == 200, "and it recovers"
 
 
@@ -206,7 +211,7 @@ def test_media_requests_are_bounded_and_webhooks_keep_being_answered(tw, new_ing
     finally:
         t.join(30)
     assert first["res"].status == 200
-    assert outcomes(ingest, "busy") == 1
+    assert outcomes(ingest, "busy", 1) == 1
 
 
 def test_start_refuses_unusable_recording_settings(tw, tmp_path):
@@ -260,3 +265,27 @@ def test_worker_note_carries_the_link_and_the_link_plays(linked, rd, tw, db, rdb
     res = ingest.get(path)
     assert res.status == 200 and res.body == expected_audio(tw, rec_sid)
     assert re.search(r"[?&]t=", worker.log_text()) is None, "the link's token was logged"
+
+
+def test_note_written_while_recording_processes_links_and_plays_later(rd, tw, db, rdb, key_prefix,
+                                                                        new_ingest, start_worker):
+    """The note is written a second after the hang-up; Twilio finishes the recording later.
+    With links on the note still gets the link: first the try-again page, then the audio."""
+    seed_standard_contact(rd)
+    sid = new_sid()
+    rec_sid = seed_recording(tw, sid, status="processing")
+    ingest = new_ingest(env=recording_env(tw))
+    worker = start_worker("v1", env={"RECORDING_LINK_SECRET": SECRET,
+                                     "PUBLIC_BASE_URL": ingest.base_url}, enrich=True)
+    diag = diagnostics(rd, db, rdb, key_prefix, [worker])
+    send_call(ingest, sid, "completed", duration="42")
+    wait_until(lambda: db.states([sid]).get(sid) == "delivered", 30, "the note", diag)
+    text = rd.notes_of(sid)[0]["text"]
+    link = f"{ingest.base_url}/recordings/{sid}?t={token(sid)}"
+    assert f"Gravação: {link}" in text.splitlines(), text
+    path = link[len(ingest.base_url):]
+    assert ingest.get(path).status == 202, "still processing: the try-again page"
+    tw.control("POST", "/_mock/recordings", {"call_sid": sid, "sid": rec_sid,
+                                             "status": "completed", "duration": "42"})
+    res = ingest.get(path)
+    assert res.status == 200 and res.body == expected_audio(tw, rec_sid)

@@ -417,3 +417,18 @@ Test(note, recording_links_refuse_unusable_settings)
     free(out);
     note_template_free(t);
 }
+
+Test(note, recording_still_processing_gets_the_link_only_with_links_on)
+{
+    call_facts f = full_facts();
+    f.recording_url = NULL;
+    f.recording_pending = 1;
+    char *out = render_linked(&f, 0);
+    cr_expect(strstr(out, "Gravação: https://calllog.example.com/recordings/" SID "?t=" LINK_MAC
+                          "\n") != NULL,
+              "the link plays once the recording is done: %s", out);
+    free(out);
+    out = render(NULL, &f);
+    cr_expect(strstr(out, "Gravação") == NULL, "no Twilio URL exists yet: %s", out);
+    free(out);
+}
