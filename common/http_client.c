@@ -535,6 +535,20 @@ static size_t stream_write(char *data, size_t size, size_t nmemb, void *arg)
     return n;
 }
 
+/* libcurl progress callback of a streamed GET: asks the receiver's on_tick whether to go
+ * on (curl calls it about once a second, and on every piece of data). */
+static int stream_tick(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                       curl_off_t ulnow)
+{
+    stream_sink *k = arg;
+    (void)dltotal, (void)dlnow, (void)ultotal, (void)ulnow;
+    if (k->s->on_tick(k->s->arg) != 0) {
+        k->stopped = 1;
+        return 1; /* curl stops with CURLE_ABORTED_BY_CALLBACK */
+    }
+    return 0;
+}
+
 /* Performs one streamed GET; see the header. */
 int http_get_stream(http_client *c, const char *url, const char *const *headers,
                     const char *basic_auth, const http_stream *s, calllog_error *err)
@@ -557,6 +571,13 @@ int http_get_stream(http_client *c, const char *url, const char *const *headers,
     c->errbuf[0] = '\0';
     CURLcode rc =
         configure(c, "GET", url, hdrs, basic_auth, NULL, 0, stream_write, stream_header, &k);
+    if (rc == CURLE_OK && s->on_tick != NULL) {
+        rc = curl_easy_setopt(c->easy, CURLOPT_XFERINFOFUNCTION, stream_tick);
+        if (rc == CURLE_OK)
+            rc = curl_easy_setopt(c->easy, CURLOPT_XFERINFODATA, &k);
+        if (rc == CURLE_OK)
+            rc = curl_easy_setopt(c->easy, CURLOPT_NOPROGRESS, 0L);
+    }
     if (rc == CURLE_OK)
         rc = curl_easy_perform(c->easy);
     curl_slist_free_all(hdrs);

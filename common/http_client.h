@@ -57,12 +57,14 @@ typedef struct http_head {
 
 /* The receiver of a streamed answer. `on_head` is called once, when the final answer's
  * headers are in and before any byte of its body; `on_body` for each piece of the body
- * as it arrives (pieces are at most CURL_MAX_WRITE_SIZE, 16 KiB). Either returns 0 to go
- * on, or -1 to stop the transfer. */
+ * as it arrives (pieces are at most CURL_MAX_WRITE_SIZE, 16 KiB); `on_tick` (may be NULL)
+ * about once a second whatever arrives, also while waiting for the server. Each returns 0
+ * to go on, or -1 to stop the transfer. */
 typedef struct http_stream {
     int (*on_head)(void *arg, const http_head *head);
     int (*on_body)(void *arg, const char *data, size_t n);
     void *arg;
+    int (*on_tick)(void *arg);
 } http_stream;
 
 /* GETs `url` (redirects are not followed: a 3xx is handed over with its Location) and

@@ -225,6 +225,18 @@ static int list_recordings(rec_request *q, twilio_recording_state *state, char *
     return 0;
 }
 
+/* 1 when Twilio's Content-Type is an audio type safe to pass on as it is. */
+static int audio_type_ok(const char *type)
+{
+    if (strncmp(type, "audio/", 6) != 0)
+        return 0;
+    for (const char *p = type; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+              strchr("/.+-;= ", *p)))
+            return 0;
+    return 1;
+}
+
 /* http_stream head callback: for Twilio's 200, sends our 200 headers and lets the body
  * through; for anything else stops the transfer (its body is not wanted). */
 static int media_head(void *arg, const http_head *head)
@@ -238,9 +250,9 @@ static int media_head(void *arg, const http_head *head)
     snprintf(len, sizeof len, "%lld", head->content_length);
     snprintf(disposition, sizeof disposition, "inline; filename=\"%s.mp3\"", q->call_sid);
     mg_response_header_start(q->conn, 200);
-    mg_response_header_add(
-        q->conn, "Content-Type",
-        strncmp(head->content_type, "audio/", 6) == 0 ? head->content_type : "audio/mpeg", -1);
+    mg_response_header_add(q->conn, "Content-Type",
+                           audio_type_ok(head->content_type) ? head->content_type : "audio/mpeg",
+                           -1);
     if (q->chunked)
         mg_response_header_add(q->conn, "Transfer-Encoding", "chunked", -1);
     else
@@ -263,6 +275,14 @@ static int media_body(void *arg, const char *data, size_t n)
         return -1;
     q->bytes += (long long)n;
     return 0;
+}
+
+/* http_stream tick: a transfer waiting on Twilio stops too when the ingest is stopping,
+ * so a stalled recording never holds up the drain. */
+static int media_tick(void *arg)
+{
+    (void)arg;
+    return shutdown_requested() ? -1 : 0;
 }
 
 /* 1 when `url` is an absolute http(s) URL with nothing that could split a header. */
@@ -302,7 +322,7 @@ static int pass_media(rec_request *q, const char *sid)
     calllog_error err;
     if (twilio_recording_media_url(t->base_url, t->account_sid, sid, ".mp3", url, sizeof url) < 0)
         return twilio_failed(q);
-    const http_stream s = {media_head, media_body, q};
+    const http_stream s = {media_head, media_body, q, media_tick};
     http_client *http =
         http_client_new(q->r->s->recordings_timeout_ms, RECORDINGS_CONNECT_TIMEOUT_MS);
     int rc = http ? http_get_stream(http, url, NULL, q->r->auth, &s, &err) : CALLLOG_NOMEM;

@@ -214,6 +214,30 @@ def test_media_requests_are_bounded_and_webhooks_keep_being_answered(tw, new_ing
     assert outcomes(ingest, "busy", 1) == 1
 
 
+def test_sigterm_ends_a_transfer_stalled_on_twilio_and_drains_cleanly(tw, new_ingest):
+    """A recording Twilio is slow to send must not hold up the drain: the ingest stops the
+    transfer and exits 0 (the drain watchdog would end it with 1 otherwise)."""
+    ingest = new_ingest(env=recording_env(tw, INGEST_DRAIN_TIMEOUT_MS="3000"))
+    sid = new_sid()
+    seed_recording(tw, sid)
+    tw.fault(path="/Recordings/RE[^/]+\\.mp3$", status=0, delay_ms=20000, count=1)
+    result = {}
+
+    def listen():
+        try:
+            result["res"] = ingest.get(link_path(sid, token(sid)))
+        except OSError as exc:  # the connection may close without an answer
+            result["error"] = exc
+
+    t = threading.Thread(target=listen)
+    t.start()
+    assert wait_for(lambda: metric_sum(ingest.metrics(), "calllog_ingest_recordings_in_flight")
+                    == 1, 10), "the media request never started"
+    assert ingest.stop() == 0, ingest.log_text()[-3000:]
+    t.join(30)
+    assert "res" in result or "error" in result
+
+
 def test_start_refuses_unusable_recording_settings(tw, tmp_path):
     base = {"REDIS_URL": "redis://127.0.0.1:1/0", "PUBLIC_BASE_URL": PUBLIC_BASE_URL,
             "TWILIO_AUTH_TOKEN": DEFAULT_TOKEN, "INGEST_LISTEN": f"127.0.0.1:{free_port()}",

@@ -175,7 +175,7 @@ static void teardown(void)
 static int stream(const char *auth, seen *s, calllog_error *err)
 {
     char url[256];
-    const http_stream st = {on_head, on_body, s};
+    const http_stream st = {on_head, on_body, s, NULL};
     cr_assert_gt(twilio_recording_media_url(tw.base, ACCOUNT, REC, ".mp3", url, sizeof url), 0);
     return http_get_stream(hc, url, NULL, auth, &st, err);
 }
@@ -236,7 +236,7 @@ Test(http_stream, refused_connection_is_a_transport_error_without_the_path)
     seen s = {0};
     calllog_error err;
     char url[128];
-    const http_stream st = {on_head, on_body, &s};
+    const http_stream st = {on_head, on_body, &s, NULL};
     curl_global_init(CURL_GLOBAL_DEFAULT);
     http_client *c = http_client_new(2000, 1000);
     cr_assert_not_null(c);
@@ -247,4 +247,29 @@ Test(http_stream, refused_connection_is_a_transport_error_without_the_path)
     cr_expect(strstr(err.message, "secret-path") == NULL, "%s", err.message);
     http_client_free(c);
     curl_global_cleanup();
+}
+
+/* A tick that asks to stop at once. */
+static int stop_tick(void *arg)
+{
+    seen *s = arg;
+    s->pieces += 1000; /* marks that a tick came */
+    return -1;
+}
+
+Test(http_stream, a_tick_stops_a_transfer_stalled_on_the_server, .fini = teardown)
+{
+    seen s = {0};
+    calllog_error err;
+    char url[256];
+    seed("bytes", 1000);
+    cr_assert_eq(mock_post(&tw, "/_mock/faults",
+                           "{\"path\":\"\\\\.mp3$\",\"status\":0,\"delay_ms\":8000,\"count\":1}",
+                           NULL),
+                 201);
+    const http_stream st = {on_head, on_body, &s, stop_tick};
+    cr_assert_gt(twilio_recording_media_url(tw.base, ACCOUNT, REC, ".mp3", url, sizeof url), 0);
+    cr_expect_eq(http_get_stream(hc, url, NULL, AUTH, &st, &err), CALLLOG_PERMANENT);
+    cr_expect_geq(s.pieces, 1000, "the tick was asked");
+    cr_expect_eq(s.heads, 0, "stopped while the server still held the answer");
 }
