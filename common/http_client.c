@@ -493,8 +493,8 @@ static int stream_send_head(stream_sink *k)
 }
 
 /* libcurl header callback of a streamed GET: gathers the status, Content-Length,
- * Content-Type and Location of the final answer, and hands them over at its blank line
- * (an interim 1xx answer is forgotten). */
+ * Content-Type, Location, Content-Range and Accept-Ranges of the final answer, and hands them over
+ * at its blank line (an interim 1xx answer is forgotten). */
 static size_t stream_header(char *data, size_t size, size_t nitems, void *arg)
 {
     stream_sink *k = arg;
@@ -514,6 +514,11 @@ static size_t stream_header(char *data, size_t size, size_t nitems, void *arg)
         header_value(data, n, 13, k->head.content_type, sizeof k->head.content_type);
     } else if (n > 9 && strncasecmp(data, "location:", 9) == 0) {
         header_value(data, n, 9, k->head.location, sizeof k->head.location);
+    } else if (n > 14 && strncasecmp(data, "content-range:", 14) == 0) {
+        header_value(data, n, 14, k->head.content_range, sizeof k->head.content_range);
+    } else if (n > 14 && strncasecmp(data, "accept-ranges:", 14) == 0) {
+        header_value(data, n, 14, value, sizeof value);
+        k->head.accept_ranges = strcasecmp(value, "bytes") == 0;
     } else if ((n == 2 && data[0] == '\r') || (n == 1 && data[0] == '\n')) {
         if (k->head.status >= 200 && stream_send_head(k) != 0)
             return 0; /* curl stops with CURLE_WRITE_ERROR */

@@ -53,6 +53,8 @@ typedef struct http_head {
     long long content_length; /* -1 when not given */
     char content_type[96];    /* "" when absent or too long */
     char location[2048];      /* "" when absent or too long */
+    char content_range[96];   /* "" when absent or too long */
+    int accept_ranges;        /* 1 when the answer said Accept-Ranges: bytes */
 } http_head;
 
 /* The receiver of a streamed answer. `on_head` is called once, when the final answer's

@@ -14,8 +14,14 @@
  * are rare; no handle is shared between threads): the call's Recordings.json (short
  * timeout, no retry: a person is waiting and can click again), then the chosen
  * recording's .mp3 with Basic auth, which is either a redirect to pass on or the bytes
- * to stream. The media transfer has its own, long timeout (RECORDINGS_TIMEOUT_MS) and
- * stops when the browser goes away or the ingest is asked to stop. */
+ * to stream (one byte range forwarded when the player asks for it: a paused player whose
+ * connection civetweb closed after INGEST_REQUEST_TIMEOUT_MS resumes with a range). The
+ * media transfer has its own, long timeout (RECORDINGS_TIMEOUT_MS) and stops when the
+ * browser goes away or the ingest is asked to stop, even while Twilio sends nothing.
+ *
+ * What Twilio sends back into our answer is checked first: Location must be an absolute
+ * http(s) URL without blanks or control characters, Content-Range and Content-Type only
+ * the characters those headers use, so no answer of Twilio's can split ours. */
 #include "ingest/recordings.h"
 
 #include <jansson.h>
@@ -237,19 +243,48 @@ static int audio_type_ok(const char *type)
     return 1;
 }
 
-/* http_stream head callback: for Twilio's 200, sends our 200 headers and lets the body
- * through; for anything else stops the transfer (its body is not wanted). */
+/* 1 when `v` is made only of characters a byte-range header value uses ("bytes=0-",
+ * "bytes 0-99/100", and the star form of a range past the end), at most `max` of them. */
+static int range_text_ok(const char *v, size_t max)
+{
+    size_t n = strlen(v);
+    if (n == 0 || n > max || strncmp(v, "bytes", 5) != 0)
+        return 0;
+    for (size_t i = 5; i < n; i++)
+        if (!((v[i] >= '0' && v[i] <= '9') || strchr(" =-/*", v[i])))
+            return 0;
+    return 1;
+}
+
+/* The browser's Range header as a header line for Twilio ("Range: bytes=…" into `out`),
+ * when it asks for one range of bytes; else `out` is "" (the whole recording). */
+static void forward_range(const struct mg_connection *conn, char *out, size_t outlen)
+{
+    const char *range = mg_get_header(conn, "Range");
+    out[0] = '\0';
+    if (range && strncmp(range, "bytes=", 6) == 0 && !strchr(range, ',') && !strchr(range, ' ') &&
+        range_text_ok(range, 48))
+        snprintf(out, outlen, "Range: %s", range);
+}
+
+/* http_stream head callback: for Twilio's 200 (or 206 for a range), sends our headers
+ * and lets the body through; for anything else stops the transfer (its body is not
+ * wanted). */
 static int media_head(void *arg, const http_head *head)
 {
     rec_request *q = arg;
     char len[24], disposition[96];
     q->head = *head;
-    if (head->status != 200)
+    if (head->status != 200 && !(head->status == 206 && range_text_ok(head->content_range, 90)))
         return -1;
     q->chunked = head->content_length < 0;
     snprintf(len, sizeof len, "%lld", head->content_length);
     snprintf(disposition, sizeof disposition, "inline; filename=\"%s.mp3\"", q->call_sid);
-    mg_response_header_start(q->conn, 200);
+    mg_response_header_start(q->conn, (int)head->status);
+    if (head->status == 206)
+        mg_response_header_add(q->conn, "Content-Range", head->content_range, -1);
+    if (head->accept_ranges)
+        mg_response_header_add(q->conn, "Accept-Ranges", "bytes", -1);
     mg_response_header_add(q->conn, "Content-Type",
                            audio_type_ok(head->content_type) ? head->content_type : "audio/mpeg",
                            -1);
@@ -311,6 +346,16 @@ static int relay_media_refusal(rec_request *q)
         mg_response_header_send(q->conn);
         return 302;
     }
+    if (st == 416) {
+        q->outcome = "range_not_satisfiable";
+        mg_response_header_start(q->conn, 416);
+        if (range_text_ok(q->head.content_range, 90))
+            mg_response_header_add(q->conn, "Content-Range", q->head.content_range, -1);
+        mg_response_header_add(q->conn, "Content-Length", "0", -1);
+        add_common_headers(q->conn);
+        mg_response_header_send(q->conn);
+        return 416;
+    }
     return st == 404 ? not_found(q, "no_recording") : twilio_failed(q);
 }
 
@@ -322,19 +367,22 @@ static int pass_media(rec_request *q, const char *sid)
     calllog_error err;
     if (twilio_recording_media_url(t->base_url, t->account_sid, sid, ".mp3", url, sizeof url) < 0)
         return twilio_failed(q);
+    char range[64];
+    forward_range(q->conn, range, sizeof range);
+    const char *const headers[] = {range[0] ? range : NULL, NULL};
     const http_stream s = {media_head, media_body, q, media_tick};
     http_client *http =
         http_client_new(q->r->s->recordings_timeout_ms, RECORDINGS_CONNECT_TIMEOUT_MS);
-    int rc = http ? http_get_stream(http, url, NULL, q->r->auth, &s, &err) : CALLLOG_NOMEM;
+    int rc = http ? http_get_stream(http, url, headers, q->r->auth, &s, &err) : CALLLOG_NOMEM;
     http_client_free(http);
     if (q->streaming) {
-        q->twilio_status = 200;
+        q->twilio_status = q->head.status;
         if (rc == CALLLOG_OK && q->chunked)
             mg_send_chunk(q->conn, "", 0);
         q->outcome = rc == CALLLOG_OK ? "streamed" : "transfer_failed";
         if (rc != CALLLOG_OK)
             mg_disable_connection_keep_alive(q->conn); /* the body is short: end it */
-        return 200;
+        return (int)q->head.status;
     }
     if (q->head.status != 0)
         return relay_media_refusal(q);

@@ -7,12 +7,12 @@
  * recordings through Twilio's REST API, and for a completed one either passes Twilio's
  * redirect to a short-lived location on to the browser or streams the audio through
  * (audio/mpeg, Content-Length when Twilio gave one) without ever holding more than one
- * piece of it. A recording still processing gets a small page (pt-BR and English) asking
- * to try again in a minute (202, Retry-After: 60); no recording, 404; Twilio failing,
- * 502. At most RECORDINGS_MAX_CONCURRENT media requests run at once (503 past it), so
- * downloads never take the threads webhooks need. Every answer is logged (request id,
- * CallSid, outcome; never the token or the query string) and counted in
- * calllog_ingest_recording_requests_total{outcome}. */
+ * piece of it; a browser's single byte range is passed to Twilio and its 206 back, so a
+ * player can seek and resume. A recording still processing gets a small page (pt-BR and English)
+ * asking to try again in a minute (202, Retry-After: 60); no recording, 404; Twilio failing, 502.
+ * At most RECORDINGS_MAX_CONCURRENT media requests run at once (503 past it), so downloads never
+ * take the threads webhooks need. Every answer is logged (request id, CallSid, outcome; never the
+ * token or the query string) and counted in calllog_ingest_recording_requests_total{outcome}. */
 #ifndef CALLLOG_INGEST_RECORDINGS_H
 #define CALLLOG_INGEST_RECORDINGS_H
 

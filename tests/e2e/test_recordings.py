@@ -9,8 +9,10 @@ exact bytes the mock serves (streamed), or Twilio's redirect to a signed locatio
 on; a missing, forged, other-call or expired token gets 403 and Twilio is never asked; a
 recording still processing gets the try-again page; none gets 404; Twilio failing gets
 502; media requests beyond RECORDINGS_MAX_CONCURRENT get 503 while webhooks are still
-answered; the token never reaches the log; the worker writes the link into the note when
-RECORDING_LINK_SECRET is set, and that very link plays.
+answered; a byte range is passed through (206) so players can seek; SIGTERM ends a
+transfer stalled on Twilio and still drains cleanly; the token never reaches the log; the
+worker writes the link into the note when RECORDING_LINK_SECRET is set (also while the
+recording is still processing), and that very link plays.
 """
 
 import base64
@@ -313,3 +315,23 @@ def test_note_written_while_recording_processes_links_and_plays_later(rd, tw, db
                                              "status": "completed", "duration": "42"})
     res = ingest.get(path)
     assert res.status == 200 and res.body == expected_audio(tw, rec_sid)
+
+
+def test_a_byte_range_is_passed_through_so_players_can_seek(tw, rec_ingest):
+    sid = new_sid()
+    rec_sid = seed_recording(tw, sid, media_size=100000)
+    whole = expected_audio(tw, rec_sid)
+    path = link_path(sid, token(sid))
+    res = http_request(rec_ingest.port, "GET", path, headers={"Range": "bytes=5000-5999"})
+    assert res.status == 206, res
+    assert res.headers["content-range"] == "bytes 5000-5999/100000"
+    assert res.headers["content-length"] == "1000" and res.body == whole[5000:6000]
+    assert res.headers["accept-ranges"] == "bytes"
+    full = rec_ingest.get(path)
+    assert full.status == 200 and full.headers["accept-ranges"] == "bytes"
+    past = http_request(rec_ingest.port, "GET", path, headers={"Range": "bytes=100000-"})
+    assert past.status == 416 and past.headers["content-range"] == "bytes */100000"
+    several = http_request(rec_ingest.port, "GET", path, headers={"Range": "bytes=0-1,5-9"})
+    assert several.status == 200 and several.body == whole, "only one range is passed on"
+    assert outcomes(rec_ingest, "streamed", 3) == 3
+    assert outcomes(rec_ingest, "range_not_satisfiable", 1) == 1

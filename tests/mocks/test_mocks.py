@@ -1068,3 +1068,18 @@ def test_twilio_media_mode_default_is_switchable_and_reset(tw):
     assert tw.request("POST", "/_mock/reset")[0] == 200
     seed_recording(tw)
     assert media_request(tw, MEDIA_PATH, basic(SK, "sec"))[0] == 200
+
+
+def test_twilio_media_byte_ranges(tw):
+    seed_recording(tw, media_size=1000)
+    whole = media_request(tw, MEDIA_PATH, basic(SK, "sec"))
+    assert whole[0] == 200 and whole[1]["accept-ranges"] == "bytes"
+    for rng, (start, end) in (("bytes=100-199", (100, 199)), ("bytes=900-", (900, 999)),
+                              ("bytes=-50", (950, 999)), ("bytes=990-5000", (990, 999))):
+        status, headers, body = media_request(tw, MEDIA_PATH, dict(basic(SK, "sec"), Range=rng))
+        assert status == 206, rng
+        assert headers["content-range"] == "bytes %d-%d/1000" % (start, end), rng
+        assert body == whole[2][start:end + 1], rng
+    status, headers, _ = media_request(tw, MEDIA_PATH, dict(basic(SK, "sec"), Range="bytes=1000-"))
+    assert status == 416 and headers["content-range"] == "bytes */1000"
+    assert media_request(tw, MEDIA_PATH, dict(basic(SK, "sec"), Range="pages=1-2"))[0] == 200

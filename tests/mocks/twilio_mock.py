@@ -387,12 +387,27 @@ class TwilioMock(mocklib.MockApp):
                 recording_sid, ext, expires, self._media_signature(recording_sid, ext, expires))
             host = req.headers.get("Host") or "127.0.0.1"
             return mocklib.Response(302, b"", None, {"Location": "http://%s%s" % (host, target)})
-        return self._media_answer(recording_sid, ext)
+        return self._media_answer(recording_sid, ext, req.headers.get("Range"))
 
-    def _media_answer(self, recording_sid, ext):
-        """200 with the recording's fixed bytes."""
+    def _media_answer(self, recording_sid, ext, range_header=None):
+        """200 with the recording's fixed bytes (Accept-Ranges: bytes), or for one
+        `Range: bytes=a-b` (or `a-`, `-n`) 206 with that slice and Content-Range; 416 for a
+        range past the end. Other Range forms are ignored (200), as RFC 9110 allows."""
         size = self.media.get(recording_sid, {}).get("media_size", MEDIA_SIZE_DEFAULT)
-        return mocklib.Response(200, media_bytes(recording_sid, size), MEDIA_CONTENT_TYPE[ext])
+        data = media_bytes(recording_sid, size)
+        found = re.fullmatch(r"bytes=(\d*)-(\d*)", (range_header or "").strip())
+        if not found or found.groups() == ("", ""):
+            return mocklib.Response(200, data, MEDIA_CONTENT_TYPE[ext], {"Accept-Ranges": "bytes"})
+        first, last = found.groups()
+        if first == "":
+            start, end = max(0, size - int(last)), size - 1
+        else:
+            start, end = int(first), min(size - 1, int(last)) if last else size - 1
+        if start >= size or start > end:
+            return mocklib.Response(416, b"", None, {"Content-Range": "bytes */%d" % size})
+        return mocklib.Response(206, data[start:end + 1], MEDIA_CONTENT_TYPE[ext],
+                                {"Accept-Ranges": "bytes",
+                                 "Content-Range": "bytes %d-%d/%d" % (start, end, size)})
 
     def _media_signature(self, recording_sid, ext, expires):
         """The signature of a redirect location."""
@@ -415,7 +430,7 @@ class TwilioMock(mocklib.MockApp):
         with self.lock:
             if sid not in self.recordings:
                 return twilio_error(404, req.path)
-            return self._media_answer(sid, ext)
+            return self._media_answer(sid, ext, req.headers.get("Range"))
 
     # ---- seeding ----------------------------------------------------------------------
 
