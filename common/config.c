@@ -344,3 +344,19 @@ int config_choice(const char *name, const char *def, const char *const *choices,
     }
     return config_fail(err, name, detail);
 }
+
+/* Reads a public base URL; see the header. */
+int config_base_url(const char *name, char *out, size_t outlen, calllog_error *err)
+{
+    const char *v;
+    if (config_require(name, &v, err) != 0)
+        return -1;
+    if (strncmp(v, "https://", 8) != 0 && strncmp(v, "http://", 7) != 0)
+        return config_fail(err, name, "expected http(s)://host[:port]");
+    if (strpbrk(v, "?# ") || strlen(v) >= outlen)
+        return config_fail(err, name, "must be scheme://host[:port] without query or fragment");
+    snprintf(out, outlen, "%s", v);
+    for (size_t n = strlen(out); n > 0 && out[n - 1] == '/'; n--)
+        out[n - 1] = '\0';
+    return 0;
+}

@@ -59,6 +59,11 @@ int config_listen(const char *name, const char *def, char *host, size_t hostlen,
 int config_choice(const char *name, const char *def, const char *const *choices, int *out,
                   calllog_error *err);
 
+/* A public base URL, required: http(s)://host[:port][/prefix] without query, fragment
+ * or blanks, written into `out` without trailing slashes (so base + "/path" is a URL).
+ * Returns 0, or -1 with `err` filled (missing, malformed, or longer than `outlen` - 1). */
+int config_base_url(const char *name, char *out, size_t outlen, calllog_error *err);
+
 /* Fills `err` with "setting NAME is malformed: <detail>". Returns -1 for tail calls. */
 int config_fail(calllog_error *err, const char *name, const char *detail);
 

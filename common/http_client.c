@@ -190,7 +190,7 @@ static void transport_error(http_client *c, const char *method, const char *url,
         (query != NULL && mentions(why, query + 1, strcspn(query + 1, "#"))) ||
         mentions(why, u.userinfo, u.userinfo_len))
         why = curl_easy_strerror(rc);
-    if (buffer_error(&sink->body) == CALLLOG_INVALID)
+    if (sink != NULL && buffer_error(&sink->body) == CALLLOG_INVALID)
         why = "response body over the size limit";
     http_url_origin(url, origin, sizeof origin);
     error_set(err, CALLLOG_TRANSIENT, "%.16s %.160s: %.300s", method, origin, why);
@@ -250,7 +250,8 @@ int http_url_is_plaintext_remote(const char *url)
  * the first option that failed. */
 static CURLcode configure(http_client *c, const char *method, const char *url,
                           struct curl_slist *hdrs, const char *basic_auth, const char *body,
-                          size_t body_len, http_sink *sink)
+                          size_t body_len, curl_write_callback on_write,
+                          curl_write_callback on_header, void *sink)
 {
     CURL *h = c->easy;
     CURLcode rc = CURLE_OK;
@@ -266,9 +267,9 @@ static CURLcode configure(http_client *c, const char *method, const char *url,
     SETOPT(CURLOPT_CONNECTTIMEOUT_MS, c->connect_timeout_ms);
     SETOPT(CURLOPT_USERAGENT, HTTP_USER_AGENT);
     SETOPT(CURLOPT_ERRORBUFFER, c->errbuf);
-    SETOPT(CURLOPT_WRITEFUNCTION, sink_write);
+    SETOPT(CURLOPT_WRITEFUNCTION, on_write);
     SETOPT(CURLOPT_WRITEDATA, sink);
-    SETOPT(CURLOPT_HEADERFUNCTION, sink_header);
+    SETOPT(CURLOPT_HEADERFUNCTION, on_header);
     SETOPT(CURLOPT_HEADERDATA, sink);
     SETOPT(CURLOPT_TCP_KEEPALIVE, 1L);
 #if LIBCURL_VERSION_NUM >= 0x075500
@@ -364,7 +365,8 @@ int http_request(http_client *c, const char *method, const char *url, const char
     }
     curl_easy_reset(c->easy);
     c->errbuf[0] = '\0';
-    rc = configure(c, method, url, hdrs, basic_auth, body, body_len, &sink);
+    rc =
+        configure(c, method, url, hdrs, basic_auth, body, body_len, sink_write, sink_header, &sink);
     if (rc == CURLE_OK)
         rc = curl_easy_perform(c->easy);
     if (rc != CURLE_OK) {
@@ -448,4 +450,151 @@ void http_error_relabel(calllog_error *err, const char *what)
     snprintf(reason, sizeof reason, "%s", sep + 2);
     snprintf(err->message, sizeof err->message, "%.*s: %.300s", (int)(wlen > 200 ? 200 : wlen),
              what, reason);
+}
+
+/* ---- streamed GET ------------------------------------------------------------------ */
+
+/* One streamed request: the receiver, the head being gathered, and whether it stopped. */
+typedef struct stream_sink {
+    const http_stream *s;
+    http_head head;
+    int head_sent;
+    int stopped; /* the receiver asked to stop */
+} stream_sink;
+
+/* Copies the value of header line `data` (`n` bytes, name of `name_len` included) into
+ * `out` without surrounding blanks; "" when it does not fit. */
+static void header_value(const char *data, size_t n, size_t name_len, char *out, size_t outlen)
+{
+    size_t start = name_len, end = n;
+    while (start < end && isspace((unsigned char)data[start]))
+        start++;
+    while (end > start && isspace((unsigned char)data[end - 1]))
+        end--;
+    if (end - start >= outlen) {
+        out[0] = '\0';
+        return;
+    }
+    memcpy(out, data + start, end - start);
+    out[end - start] = '\0';
+}
+
+/* Hands the gathered head to the receiver once. Returns 0 to go on, -1 to stop. */
+static int stream_send_head(stream_sink *k)
+{
+    if (k->head_sent)
+        return 0;
+    k->head_sent = 1;
+    if (k->s->on_head(k->s->arg, &k->head) != 0) {
+        k->stopped = 1;
+        return -1;
+    }
+    return 0;
+}
+
+/* libcurl header callback of a streamed GET: gathers the status, Content-Length,
+ * Content-Type, Location, Content-Range and Accept-Ranges of the final answer, and hands them over
+ * at its blank line (an interim 1xx answer is forgotten). */
+static size_t stream_header(char *data, size_t size, size_t nitems, void *arg)
+{
+    stream_sink *k = arg;
+    size_t n = size * nitems;
+    char value[32];
+    if (n >= 5 && strncmp(data, "HTTP/", 5) == 0) {
+        const char *sp = memchr(data, ' ', n);
+        memset(&k->head, 0, sizeof k->head);
+        k->head.content_length = -1;
+        k->head.status = sp ? strtol(sp + 1, NULL, 10) : 0;
+    } else if (n > 15 && strncasecmp(data, "content-length:", 15) == 0) {
+        header_value(data, n, 15, value, sizeof value);
+        char *end = NULL;
+        long long len = value[0] ? strtoll(value, &end, 10) : -1;
+        k->head.content_length = value[0] && end && *end == '\0' && len >= 0 ? len : -1;
+    } else if (n > 13 && strncasecmp(data, "content-type:", 13) == 0) {
+        header_value(data, n, 13, k->head.content_type, sizeof k->head.content_type);
+    } else if (n > 9 && strncasecmp(data, "location:", 9) == 0) {
+        header_value(data, n, 9, k->head.location, sizeof k->head.location);
+    } else if (n > 14 && strncasecmp(data, "content-range:", 14) == 0) {
+        header_value(data, n, 14, k->head.content_range, sizeof k->head.content_range);
+    } else if (n > 14 && strncasecmp(data, "accept-ranges:", 14) == 0) {
+        header_value(data, n, 14, value, sizeof value);
+        k->head.accept_ranges = strcasecmp(value, "bytes") == 0;
+    } else if ((n == 2 && data[0] == '\r') || (n == 1 && data[0] == '\n')) {
+        if (k->head.status >= 200 && stream_send_head(k) != 0)
+            return 0; /* curl stops with CURLE_WRITE_ERROR */
+    }
+    return n;
+}
+
+/* libcurl write callback of a streamed GET: passes each piece of body on. */
+static size_t stream_write(char *data, size_t size, size_t nmemb, void *arg)
+{
+    stream_sink *k = arg;
+    size_t n = size * nmemb;
+    if (stream_send_head(k) != 0)
+        return 0;
+    if (k->s->on_body(k->s->arg, data, n) != 0) {
+        k->stopped = 1;
+        return 0;
+    }
+    return n;
+}
+
+/* libcurl progress callback of a streamed GET: asks the receiver's on_tick whether to go
+ * on (curl calls it about once a second, and on every piece of data). */
+static int stream_tick(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                       curl_off_t ulnow)
+{
+    stream_sink *k = arg;
+    (void)dltotal, (void)dlnow, (void)ultotal, (void)ulnow;
+    if (k->s->on_tick(k->s->arg) != 0) {
+        k->stopped = 1;
+        return 1; /* curl stops with CURLE_ABORTED_BY_CALLBACK */
+    }
+    return 0;
+}
+
+/* Performs one streamed GET; see the header. */
+int http_get_stream(http_client *c, const char *url, const char *const *headers,
+                    const char *basic_auth, const http_stream *s, calllog_error *err)
+{
+    stream_sink k = {.s = s};
+    error_clear(err);
+    k.head.content_length = -1;
+    if (c == NULL || url == NULL || s == NULL || s->on_head == NULL || s->on_body == NULL) {
+        error_set(err, CALLLOG_INVALID, "http_get_stream: bad arguments");
+        err->curl_code = CURLE_BAD_FUNCTION_ARGUMENT;
+        return CALLLOG_INVALID;
+    }
+    struct curl_slist *hdrs = build_headers(headers);
+    if (hdrs == NULL) {
+        error_set(err, CALLLOG_NOMEM, "GET: out of memory");
+        err->curl_code = CURLE_OUT_OF_MEMORY;
+        return CALLLOG_NOMEM;
+    }
+    curl_easy_reset(c->easy);
+    c->errbuf[0] = '\0';
+    CURLcode rc =
+        configure(c, "GET", url, hdrs, basic_auth, NULL, 0, stream_write, stream_header, &k);
+    if (rc == CURLE_OK && s->on_tick != NULL) {
+        rc = curl_easy_setopt(c->easy, CURLOPT_XFERINFOFUNCTION, stream_tick);
+        if (rc == CURLE_OK)
+            rc = curl_easy_setopt(c->easy, CURLOPT_XFERINFODATA, &k);
+        if (rc == CURLE_OK)
+            rc = curl_easy_setopt(c->easy, CURLOPT_NOPROGRESS, 0L);
+    }
+    if (rc == CURLE_OK)
+        rc = curl_easy_perform(c->easy);
+    curl_slist_free_all(hdrs);
+    if (rc == CURLE_OK && !k.head_sent && stream_send_head(&k) != 0)
+        rc = CURLE_WRITE_ERROR; /* an answer without a blank line or body: hand it over now */
+    if (rc == CURLE_OK)
+        return CALLLOG_OK;
+    transport_error(c, "GET", url, rc, NULL, err);
+    if (k.stopped) {
+        error_set(err, CALLLOG_PERMANENT, "GET: stopped by the receiver");
+        err->curl_code = (int)rc;
+    }
+    err->http_status = k.head_sent ? k.head.status : 0;
+    return err->code;
 }

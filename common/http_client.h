@@ -47,6 +47,38 @@ int http_request(http_client *c, const char *method, const char *url, const char
                  const char *basic_auth, const char *body, size_t body_len, http_response *out,
                  calllog_error *err);
 
+/* The head of a streamed answer: what a proxy needs before the body. */
+typedef struct http_head {
+    long status;
+    long long content_length; /* -1 when not given */
+    char content_type[96];    /* "" when absent or too long */
+    char location[2048];      /* "" when absent or too long */
+    char content_range[96];   /* "" when absent or too long */
+    int accept_ranges;        /* 1 when the answer said Accept-Ranges: bytes */
+} http_head;
+
+/* The receiver of a streamed answer. `on_head` is called once, when the final answer's
+ * headers are in and before any byte of its body; `on_body` for each piece of the body
+ * as it arrives (pieces are at most CURL_MAX_WRITE_SIZE, 16 KiB); `on_tick` (may be NULL)
+ * about once a second whatever arrives, also while waiting for the server. Each returns 0
+ * to go on, or -1 to stop the transfer. */
+typedef struct http_stream {
+    int (*on_head)(void *arg, const http_head *head);
+    int (*on_body)(void *arg, const char *data, size_t n);
+    void *arg;
+    int (*on_tick)(void *arg);
+} http_stream;
+
+/* GETs `url` (redirects are not followed: a 3xx is handed over with its Location) and
+ * passes the answer to `s` as it arrives, so a body of any size goes through a fixed
+ * amount of memory. `headers` and `basic_auth` as for http_request. Returns CALLLOG_OK
+ * when the whole answer arrived (whatever its status); CALLLOG_PERMANENT when the
+ * receiver stopped it; CALLLOG_TRANSIENT on a transport failure (curl_code set; a failure
+ * after on_head leaves http_status set to the answer's status); CALLLOG_INVALID or
+ * CALLLOG_NOMEM. Messages never hold the URL's path, query or user info. */
+int http_get_stream(http_client *c, const char *url, const char *const *headers,
+                    const char *basic_auth, const http_stream *s, calllog_error *err);
+
 /* Releases the body of a response. */
 void http_response_free(http_response *r);
 

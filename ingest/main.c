@@ -15,8 +15,10 @@
 static const char usage[] =
     "calllog-ingest [--env-file FILE]\n"
     "Receives Twilio status callbacks on POST /twilio/log-call and appends them to the\n"
-    "Redis stream <CALLLOG_KEY_PREFIX>:events. Settings come from the environment;\n"
-    "see docs/configuration.md. Required: PUBLIC_BASE_URL, TWILIO_AUTH_TOKEN.";
+    "Redis stream <CALLLOG_KEY_PREFIX>:events; with RECORDING_LINK_SECRET set, serves\n"
+    "GET /recordings/<CallSid>?t=<token> (the recording links of notes). Settings come\n"
+    "from the environment; see docs/configuration.md. Required: PUBLIC_BASE_URL,\n"
+    "TWILIO_AUTH_TOKEN.";
 
 /* Waits for SIGTERM/SIGINT, then drains and stops everything. */
 static int run_until_signal(const ingest_settings *s, metrics_server *ms, enqueuer *q,
@@ -54,6 +56,7 @@ int main(int argc, char **argv)
     }
     log_info("listening", LF_S("listen", s.listen_host), LF_I("port", s.listen_port),
              LF_S("public_base_url", s.public_base_url), LF_S("stream", s.keys.events),
-             LF_I("tokens", (long long)s.ntokens), LF_S("spool_dir", s.spool_dir));
+             LF_I("tokens", (long long)s.ntokens), LF_S("spool_dir", s.spool_dir),
+             LF_I("recording_links", s.recording_link_secret != NULL));
     return run_until_signal(&s, ms, q, srv);
 }

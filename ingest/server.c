@@ -39,6 +39,7 @@
 #include "common/metrics.h"
 #include "common/shutdown.h"
 #include "common/timing.h"
+#include "ingest/recordings.h"
 #include "ingest/webhook.h"
 
 #define LOG_CALL_PATH "/twilio/log-call"
@@ -84,6 +85,7 @@ struct ingest_server {
     atomic_int nreads;
     pthread_t reaper;
     atomic_int reaper_stop;
+    recordings *rec; /* GET /recordings/...; NULL when RECORDING_LINK_SECRET is unset */
 };
 
 /* A random 16-hex-digit request id. */
@@ -451,6 +453,19 @@ static int handle_log_call(struct mg_connection *conn, void *cbdata)
     return status;
 }
 
+/* GET /recordings/<CallSid>?t=<token>: a note's recording link (recordings.c, which
+ * bounds how many threads media may hold). */
+static int handle_recording(struct mg_connection *conn, void *cbdata)
+{
+    ingest_server *srv = cbdata;
+    char request_id[17];
+    answered_by_us = 1;
+    if (shutdown_requested())
+        mg_disable_connection_keep_alive(conn);
+    make_request_id(request_id);
+    return recordings_answer(srv->rec, conn, request_id);
+}
+
 /* GET /healthz: the process is up. */
 static int handle_healthz(struct mg_connection *conn, void *cbdata)
 {
@@ -592,10 +607,13 @@ ingest_server *ingest_server_start(const ingest_settings *s, enqueuer *q, calllo
         srv->queue = q;
     }
     if (!srv || !(srv->reads = calloc((size_t)s->threads, sizeof *srv->reads)) ||
-        register_metrics(srv) != 0) {
+        register_metrics(srv) != 0 ||
+        (s->recording_link_secret && !(srv->rec = recordings_new(s)))) {
         error_set(err, CALLLOG_TRANSIENT, "out of memory registering metrics");
-        if (srv)
+        if (srv) {
+            metrics_remove_collect_hook(collect_spool_depth, srv);
             free(srv->reads);
+        }
         free(srv);
         return NULL;
     }
@@ -632,6 +650,8 @@ ingest_server *ingest_server_start(const ingest_settings *s, enqueuer *q, calllo
     if (!srv->ctx) {
         error_set(err, CALLLOG_TRANSIENT, "cannot listen on %s (INGEST_LISTEN)", ports);
         metrics_remove_collect_hook(collect_spool_depth, srv);
+        recordings_free(srv->rec);
+        free(srv->reads);
         free(srv);
         return NULL;
     }
@@ -639,6 +659,7 @@ ingest_server *ingest_server_start(const ingest_settings *s, enqueuer *q, calllo
         error_set(err, CALLLOG_TRANSIENT, "cannot start the body-deadline thread");
         mg_stop(srv->ctx);
         metrics_remove_collect_hook(collect_spool_depth, srv);
+        recordings_free(srv->rec);
         free(srv->reads);
         free(srv);
         return NULL;
@@ -646,6 +667,8 @@ ingest_server *ingest_server_start(const ingest_settings *s, enqueuer *q, calllo
     mg_set_request_handler(srv->ctx, LOG_CALL_PATH "$", handle_log_call, srv);
     mg_set_request_handler(srv->ctx, "/healthz$", handle_healthz, srv);
     mg_set_request_handler(srv->ctx, "/readyz$", handle_readyz, srv);
+    if (srv->rec)
+        mg_set_request_handler(srv->ctx, "/recordings", handle_recording, srv);
     return srv;
 }
 
@@ -685,7 +708,8 @@ void ingest_server_stop(ingest_server *srv)
         timing_sleep_ms(5);
     atomic_store(&srv->reaper_stop, 1);
     pthread_join(srv->reaper, NULL);
-    mg_stop(srv->ctx);
+    mg_stop(srv->ctx); /* media transfers end once they see the stop (recordings.c) */
+    recordings_free(srv->rec);
     free(srv->reads);
     free(srv);
 }

@@ -1,8 +1,10 @@
 /* server — calllog-ingest's HTTP front: civetweb, routes, answers, logs and metrics.
  *
  * Routes: POST /twilio/log-call (webhook.c decides, enqueue.c makes it durable),
- * GET /healthz (process up), GET /readyz (Redis reachable or spool writable). Every
- * answer is logged with the request id and counted by code; refusals by reason. */
+ * GET /healthz (process up), GET /readyz (Redis reachable or spool writable), and with
+ * RECORDING_LINK_SECRET set GET /recordings/<CallSid>?t=<token> (recordings.h, its own
+ * log lines and counters). Every webhook answer is logged with the request id and counted
+ * by code; refusals by reason. */
 #ifndef CALLLOG_INGEST_SERVER_H
 #define CALLLOG_INGEST_SERVER_H
 

@@ -4,23 +4,15 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "common/recording_link.h"
+
 /* PUBLIC_BASE_URL: http(s)://host[:port][/prefix], no query, no fragment. The trailing
  * slash is dropped so that base + "/twilio/log-call" is the URL Twilio signs. */
 static int load_public_base_url(ingest_settings *s, calllog_error *err)
 {
     static char base[1024];
-    const char *v;
-    if (config_require("PUBLIC_BASE_URL", &v, err) != 0)
+    if (config_base_url("PUBLIC_BASE_URL", base, sizeof base, err) != 0)
         return -1;
-    if (strncmp(v, "https://", 8) != 0 && strncmp(v, "http://", 7) != 0)
-        return config_fail(err, "PUBLIC_BASE_URL", "expected http(s)://host[:port]");
-    if (strpbrk(v, "?# ") || strlen(v) >= sizeof base)
-        return config_fail(err, "PUBLIC_BASE_URL",
-                           "must be scheme://host[:port] without query or fragment");
-    snprintf(base, sizeof base, "%s", v);
-    size_t n = strlen(base);
-    while (n > 0 && base[n - 1] == '/')
-        base[--n] = '\0';
     s->public_base_url = base;
     return 0;
 }
@@ -64,12 +56,39 @@ static int load_limits(ingest_settings *s, calllog_error *err)
                        err);
 }
 
+/* Recording links: with RECORDING_LINK_SECRET set the ingest serves GET /recordings/...
+ * and needs Twilio REST credentials (an API key, or the account SID with the
+ * TWILIO_AUTH_TOKEN the webhooks are already signed with). */
+static int load_recordings(ingest_settings *s, calllog_error *err)
+{
+    int have = twilio_settings_load(&s->twilio);
+    s->twilio.timeout_ms = 5000;
+    s->twilio.max_tries = 1;
+    if (config_long("RECORDINGS_MAX_CONCURRENT", 4, 1, 1024, &s->recordings_max_concurrent, err) ||
+        config_long("RECORDINGS_TIMEOUT_MS", 600000, 1000, 3600000, &s->recordings_timeout_ms, err))
+        return -1;
+    s->recording_link_secret = config_str("RECORDING_LINK_SECRET", NULL);
+    if (!s->recording_link_secret)
+        return 0;
+    if (strlen(s->recording_link_secret) < RECORDING_LINK_SECRET_MIN)
+        return config_fail(err, "RECORDING_LINK_SECRET",
+                           "at least 16 characters (e.g. openssl rand -hex 32)");
+    if (!have)
+        return config_fail(err, "TWILIO_ACCOUNT_SID",
+                           "required with RECORDING_LINK_SECRET (the recordings are fetched "
+                           "from Twilio's REST API)");
+    if (s->recordings_max_concurrent >= s->threads)
+        return config_fail(err, "RECORDINGS_MAX_CONCURRENT",
+                           "must be below INGEST_THREADS, or media could take every thread");
+    return 0;
+}
+
 int ingest_settings_load(ingest_settings *s, calllog_error *err)
 {
     static const char *const required[] = {"PUBLIC_BASE_URL", "TWILIO_AUTH_TOKEN", NULL};
     memset(s, 0, sizeof *s);
     if (config_require_all(required, err) || load_redis(s, err) || load_public_base_url(s, err) ||
-        load_tokens(s, err) || load_limits(s, err))
+        load_tokens(s, err) || load_limits(s, err) || load_recordings(s, err))
         return -1;
     if (config_listen("INGEST_LISTEN", "0.0.0.0:8080", s->listen_host, sizeof s->listen_host,
                       &s->listen_port, err) != 0)

@@ -8,6 +8,7 @@
 #include "common/config.h"
 #include "common/keys.h"
 #include "common/redis_client.h"
+#include "common/twilio_api.h"
 
 typedef struct ingest_settings {
     redis_target redis;
@@ -30,6 +31,11 @@ typedef struct ingest_settings {
     long min_replicas_ack; /* REDIS_MIN_REPLICAS_ACK: WAIT for this many replicas, 0 = no WAIT */
     long wait_timeout_ms;  /* REDIS_WAIT_TIMEOUT_MS: how long WAIT may block */
     long drain_timeout_ms;
+    /* Recording links (GET /recordings/<CallSid>, ingest/recordings.h); off without a secret. */
+    const char *recording_link_secret; /* RECORDING_LINK_SECRET, NULL = off */
+    twilio_settings twilio;            /* REST credentials the recordings are fetched with */
+    long recordings_max_concurrent;    /* RECORDINGS_MAX_CONCURRENT: media requests at once */
+    long recordings_timeout_ms;        /* RECORDINGS_TIMEOUT_MS: one whole media transfer */
 } ingest_settings;
 
 /* Loads and validates every setting from the environment. Strings point into the

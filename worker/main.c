@@ -101,7 +101,8 @@ static char *unescape_template(const char *in)
     return out;
 }
 
-/* Time zone and template: both validated before anything else starts. */
+/* Time zone and template (with recording links when RECORDING_LINK_SECRET is set): all
+ * validated before anything else starts. */
 static note_template *load_template(const worker_settings *s, calllog_error *err)
 {
     if (timing_set_zone(s->timezone, err) != CALLLOG_OK)
@@ -109,6 +110,13 @@ static note_template *load_template(const worker_settings *s, calllog_error *err
     char *text = s->note_template ? unescape_template(s->note_template) : NULL;
     note_template *t = note_template_compile(text, err);
     free(text);
+    if (t && s->recording_link_secret &&
+        note_template_set_recording_links(t, s->public_base_url, s->recording_link_secret,
+                                          s->recording_link_ttl_days) != CALLLOG_OK) {
+        error_set(err, CALLLOG_INVALID, "setting PUBLIC_BASE_URL is malformed: too long");
+        note_template_free(t);
+        return NULL;
+    }
     return t;
 }
 
@@ -182,7 +190,8 @@ static int run(const worker_settings *s, note_template *tpl)
              LF_S("rdstation_api", s->rd.api == RD_API_V1 ? "v1" : "v2"), LF_I("enrich", s->enrich),
              LF_I("rate_per_minute", s->rate_per_minute), LF_I("lease_ms", s->lease_ms),
              LF_I("reconcile_interval_ms", s->reconcile_interval_ms),
-             LF_I("phone_index", idx != NULL));
+             LF_I("phone_index", idx != NULL),
+             LF_I("recording_links", s->recording_link_secret != NULL));
     shutdown_wait(s->drain_timeout_ms);
     long long stop_started = timing_mono_ms();
     phone_index_sync_stop(idx);

@@ -8,13 +8,15 @@
  * See note_template.h for the rules; local time is in the zone timing_set_zone set at start-up. */
 #include "worker/note_template.h"
 
-#include "common/buffer.h"
-#include "worker/phone.h"
-
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+#include "common/buffer.h"
+#include "common/recording_link.h"
+#include "worker/phone.h"
 
 /* The placeholders, in the order of note_field_names. */
 typedef enum note_field {
@@ -58,6 +60,9 @@ struct note_template {
     note_tok *toks;
     size_t ntoks;
     int has_marker;
+    const char *link_base;   /* PUBLIC_BASE_URL when recording links are on, else NULL */
+    const char *link_secret; /* RECORDING_LINK_SECRET */
+    long link_ttl_s;         /* 0: links never expire */
 };
 
 /* Most bytes of a rendered note (and of one of its lines): far above any real note, whose
@@ -366,10 +371,26 @@ static const char *note_format_price(const call_facts *f, char *buf, size_t bufl
     return buf;
 }
 
+/* The {recording_url} value: with recording links on, calllog's signed link to the call's
+ * recording, completed or still processing (expiring link_ttl_s after the call ended, or
+ * after now when the end is unknown), else Twilio's media URL; NULL when the call has no
+ * recording. */
+static const char *note_recording_value(const note_template *t, const call_facts *f, char *buf,
+                                        size_t buflen)
+{
+    int has_url = f->recording_url != NULL && f->recording_url[0] != '\0';
+    if (t->link_base == NULL || (!has_url && !f->recording_pending))
+        return f->recording_url;
+    time_t expires = t->link_ttl_s > 0 ? (f->end ? f->end : time(NULL)) + t->link_ttl_s : 0;
+    if (recording_link_url(t->link_base, t->link_secret, f->call_sid, expires, buf, buflen) < 0)
+        return f->recording_url; /* not a Twilio CallSid: nothing the ingest would serve */
+    return buf;
+}
+
 /* The raw value of `field` for `f` (NULL or "" when unknown). `buf` holds formatted
  * values; `marker` is the call's marker. */
-static const char *note_field_value(note_field field, const call_facts *f, const char *marker,
-                                    char *buf, size_t buflen)
+static const char *note_field_value(const note_template *t, note_field field, const call_facts *f,
+                                    const char *marker, char *buf, size_t buflen)
 {
     switch (field) {
     case F_DIRECTION:
@@ -398,7 +419,7 @@ static const char *note_field_value(note_field field, const call_facts *f, const
     case F_END:
         return note_format_time(f->end, buf, buflen);
     case F_RECORDING_URL:
-        return f->recording_url;
+        return note_recording_value(t, f, buf, buflen);
     case F_PRICE:
         return note_format_price(f, buf, buflen);
     case F_ANSWERED_BY:
@@ -421,7 +442,7 @@ static const char *note_field_value(note_field field, const call_facts *f, const
 static int note_render_line(const note_template *t, size_t *i, const call_facts *f,
                             const char *marker, buffer *line)
 {
-    char buf[256];
+    char buf[1536]; /* formatted values, the recording link the longest */
     int nfields = 0, nonempty = 0;
 
     buffer_reset(line);
@@ -433,7 +454,7 @@ static int note_render_line(const note_template *t, size_t *i, const call_facts 
             continue;
         }
         nfields++;
-        v = note_field_value(tok->field, f, marker, buf, sizeof buf);
+        v = note_field_value(t, tok->field, f, marker, buf, sizeof buf);
         if (v == NULL || v[0] == '\0')
             continue;
         nonempty++;
@@ -443,6 +464,20 @@ static int note_render_line(const note_template *t, size_t *i, const call_facts 
             note_buf_add_clean(line, v);
     }
     return nfields == 0 || nonempty > 0;
+}
+
+/* Turns recording links on; see note_template.h. */
+int note_template_set_recording_links(note_template *t, const char *base_url, const char *secret,
+                                      long ttl_days)
+{
+    if (t == NULL || base_url == NULL || secret == NULL ||
+        strlen(secret) < RECORDING_LINK_SECRET_MIN || ttl_days < 0 ||
+        strlen(base_url) > NOTE_LINK_BASE_MAX)
+        return CALLLOG_INVALID;
+    t->link_base = base_url;
+    t->link_secret = secret;
+    t->link_ttl_s = ttl_days * 86400L;
+    return CALLLOG_OK;
 }
 
 /* Renders a note; see note_template.h. */

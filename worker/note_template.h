@@ -19,6 +19,15 @@
  *   - the marker "[calllog:<CallSid>]" always appears: when the template has no
  *     {marker}, it is appended on a line of its own.
  *
+ * Recording links: {recording_url} is Twilio's media URL, which asks the reader for Twilio
+ * credentials on accounts that enforce HTTP auth on media. With links turned on
+ * (note_template_set_recording_links) a call that has a recording gets calllog's own
+ * signed link instead, PUBLIC_BASE_URL/recordings/<CallSid>?t=<token>
+ * (common/recording_link.h), which the ingest serves; so does a call whose recording is
+ * still processing (recording_pending: the note is written seconds after the hang-up,
+ * the recording finishes later, and the link plays once it has). Without links such a
+ * call has no {recording_url}: Twilio's URL would not work yet.
+ *
  * Time zone: {start} and {end} are formatted "%d/%m/%Y %H:%M" in local time computed with
  * localtime_r. The zone is the process's, set once at start-up by timing_set_zone
  * (common/timing.h) before any thread exists; this module never changes it. */
@@ -46,7 +55,8 @@ typedef struct call_facts {
     const char *from;          /* E.164 as Twilio sent it */
     const char *to;            /* E.164 as Twilio sent it */
     const char *customer;      /* NULL: derived from direction/from/to (phone_customer) */
-    const char *recording_url; /* media URL */
+    const char *recording_url; /* Twilio's media URL; NULL/"" when the call has none */
+    int recording_pending;     /* 1: no URL yet, a recording is still processing */
     const char *price;         /* as Twilio reports it, e.g. "-0.01300" */
     const char *price_unit;    /* e.g. "USD"; appended to {price} when both are known */
     const char *answered_by;   /* human, machine_start, … */
@@ -67,6 +77,19 @@ const char *note_default_template(void);
  * placeholder ("unknown placeholder {foo} at line 2"), an unterminated or empty
  * placeholder, a stray '}', or out of memory. */
 note_template *note_template_compile(const char *text, calllog_error *err);
+
+/* Longest base URL recording links accept (bytes). */
+#define NOTE_LINK_BASE_MAX 1024
+
+/* Makes {recording_url} render calllog's signed link for calls that have a recording:
+ * `base_url` (PUBLIC_BASE_URL, no trailing slash, at most NOTE_LINK_BASE_MAX bytes) +
+ * "/recordings/<CallSid>?t=<token>" signed with `secret` (RECORDING_LINK_SECRET, at least
+ * RECORDING_LINK_SECRET_MIN bytes); `ttl_days` > 0 makes each link expire that many days
+ * after the call ended. Call once, right after compiling and before the template is
+ * shared; both strings must outlive it. Returns CALLLOG_OK, or CALLLOG_INVALID for an
+ * unusable argument (nothing changed then). */
+int note_template_set_recording_links(note_template *t, const char *base_url, const char *secret,
+                                      long ttl_days);
 
 /* Frees a compiled template; NULL is ignored. */
 void note_template_free(note_template *t);

@@ -224,6 +224,7 @@ static void build_facts(const job *j, call_facts *f)
         const twilio_call *r = &j->rest;
         if (!f->recording_url && r->recording_url[0])
             f->recording_url = r->recording_url;
+        f->recording_pending = !f->recording_url && r->recording_pending;
         if (!f->caller_name && r->caller_name[0])
             f->caller_name = r->caller_name;
         if (!f->answered_by && r->answered_by[0])

@@ -10,6 +10,7 @@
 
 #include "common/http_client.h"
 #include "common/log.h"
+#include "common/recording_link.h"
 #include "worker/phone.h"
 
 /* Redis (the shared loader) and this program's Redis timeout. */
@@ -97,15 +98,7 @@ static int load_reconcile(worker_settings *s, int have_credentials, calllog_erro
 static int load_twilio(worker_settings *s, calllog_error *err)
 {
     twilio_settings *t = &s->twilio;
-    t->base_url = config_str("TWILIO_API_BASE_URL", "https://api.twilio.com");
-    t->account_sid = config_str("TWILIO_ACCOUNT_SID", NULL);
-    t->username = config_str("TWILIO_API_KEY_SID", NULL);
-    t->password = config_str("TWILIO_API_KEY_SECRET", NULL);
-    if (!t->username || !t->password) {
-        t->username = t->account_sid;
-        t->password = config_str("TWILIO_AUTH_TOKEN", NULL);
-    }
-    int have = t->account_sid && t->username && t->password;
+    int have = twilio_settings_load(t);
     t->timeout_ms = 5000;
     t->max_tries = 3;
     if (config_bool("TWILIO_ENRICH", have, &s->enrich, err) != 0)
@@ -237,6 +230,26 @@ static int load_alerts(worker_settings *s, calllog_error *err)
                : 0;
 }
 
+/* Recording links: RECORDING_LINK_SECRET turns them on and then needs PUBLIC_BASE_URL,
+ * where the ingest serves GET /recordings/<CallSid>; RECORDING_LINK_TTL_DAYS (default 0,
+ * never) makes them expire. */
+static int load_recording_links(worker_settings *s, calllog_error *err)
+{
+    s->recording_link_secret = config_str("RECORDING_LINK_SECRET", NULL);
+    if (config_long("RECORDING_LINK_TTL_DAYS", 0, 0, 36500, &s->recording_link_ttl_days, err))
+        return -1;
+    if (!s->recording_link_secret)
+        return 0;
+    if (strlen(s->recording_link_secret) < RECORDING_LINK_SECRET_MIN)
+        return config_fail(err, "RECORDING_LINK_SECRET",
+                           "at least 16 characters (e.g. openssl rand -hex 32)");
+    if (!config_str("PUBLIC_BASE_URL", NULL))
+        return config_fail(err, "PUBLIC_BASE_URL",
+                           "required with RECORDING_LINK_SECRET: the ingest's public "
+                           "scheme://host[:port] the links point to");
+    return config_base_url("PUBLIC_BASE_URL", s->public_base_url, sizeof s->public_base_url, err);
+}
+
 /* Names every required setting that is missing at once (which ones depends on
  * RDSTATION_API; a malformed RDSTATION_API is reported by load_rdstation). */
 static int check_required(calllog_error *err)
@@ -254,7 +267,7 @@ int worker_settings_load(worker_settings *s, calllog_error *err)
     if (check_required(err) || load_redis(s, err) ||
         config_require("DATABASE_URL", &s->database_url, err) || load_consumer(s, err) ||
         load_twilio(s, err) || load_rdstation(s, err) || load_delivery(s, err) ||
-        load_retry_and_cache(s, err) || load_alerts(s, err))
+        load_retry_and_cache(s, err) || load_alerts(s, err) || load_recording_links(s, err))
         return -1;
     if (config_listen("METRICS_LISTEN", "127.0.0.1:9102", s->metrics_host, sizeof s->metrics_host,
                       &s->metrics_port, err))

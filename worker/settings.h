@@ -65,6 +65,10 @@ typedef struct worker_settings {
     long reconcile_overlap_ms, reconcile_max_call_ms, reconcile_lease_ms;
     char reconcile_numbers[RECONCILE_NUMBERS_MAX][32]; /* empty list: every call */
     size_t reconcile_numbers_len;
+    /* Recording links in notes (common/recording_link.h); secret NULL = Twilio's URL. */
+    const char *recording_link_secret; /* RECORDING_LINK_SECRET */
+    char public_base_url[1025];        /* PUBLIC_BASE_URL (needed with the secret), no '/' */
+    long recording_link_ttl_days;      /* RECORDING_LINK_TTL_DAYS, 0 = links never expire */
 } worker_settings;
 
 /* Loads and validates every setting. Returns 0, or -1 with `err` filled. */

@@ -45,10 +45,9 @@ twilio_client *twilio_client_new(const twilio_settings *s)
     if (c == NULL)
         return NULL;
     long timeout = s->timeout_ms > 0 ? s->timeout_ms : TWILIO_DEFAULT_TIMEOUT_MS;
-    size_t n = strlen(s->username) + strlen(s->password) + 2;
     c->s = s;
     c->base_url = strdup(s->base_url);
-    c->auth = malloc(n);
+    c->auth = twilio_basic_auth(s);
     c->http = http_client_new(
         timeout, timeout < TWILIO_CONNECT_TIMEOUT_MS ? timeout : TWILIO_CONNECT_TIMEOUT_MS);
     c->requests = metrics_register(METRIC_COUNTER, "calllog_twilio_requests_total",
@@ -57,7 +56,6 @@ twilio_client *twilio_client_new(const twilio_settings *s)
         twilio_client_free(c);
         return NULL;
     }
-    snprintf(c->auth, n, "%s:%s", s->username, s->password);
     for (size_t len = strlen(c->base_url); len > 0 && c->base_url[len - 1] == '/'; len--)
         c->base_url[len - 1] = '\0';
     return c;
@@ -172,35 +170,20 @@ static int get_json(twilio_client *c, const char *path, const char *what, json_t
     return *out != NULL ? 0 : -1;
 }
 
-/* 1 when a SID is safe to put in a path (letters and digits only, as Twilio's are). */
-static int sid_ok(const char *sid)
-{
-    size_t n = sid ? strlen(sid) : 0;
-    for (size_t i = 0; i < n; i++)
-        if (!((sid[i] >= '0' && sid[i] <= '9') || (sid[i] >= 'a' && sid[i] <= 'z') ||
-              (sid[i] >= 'A' && sid[i] <= 'Z')))
-            return 0;
-    return n > 0 && n < 64;
-}
-
 /* Writes the media URL of the call's first *completed* recording, built from its SID as
  * Twilio documents it (base URL + /2010-04-01/Accounts/{AC}/Recordings/{RE}; the call-scoped
  * `uri` of the list is not a media URL). Recordings still `processing` (or `absent`,
- * `failed`) are skipped; with none completed the URL stays empty. */
+ * `failed`) are skipped; with none completed the URL stays empty, and recording_pending
+ * says whether one is still processing. */
 static void read_recording(twilio_client *c, const json_t *list, twilio_call *out)
 {
-    size_t i;
-    json_t *rec;
-    json_array_foreach(json_object_get(list, "recordings"), i, rec)
-    {
-        const char *sid = json_string_value(json_object_get(rec, "sid"));
-        const char *status = json_string_value(json_object_get(rec, "status"));
-        if (!sid || !status || strcmp(status, "completed") != 0 || !sid_ok(sid))
-            continue;
-        snprintf(out->recording_url, sizeof out->recording_url,
-                 "%s/2010-04-01/Accounts/%s/Recordings/%s", c->base_url, c->s->account_sid, sid);
-        return;
-    }
+    char sid[64];
+    twilio_recording_state st = twilio_pick_recording(list, sid, sizeof sid);
+    out->recording_pending = st == TWILIO_RECORDING_PROCESSING;
+    if (st == TWILIO_RECORDING_COMPLETED &&
+        twilio_recording_media_url(c->base_url, c->s->account_sid, sid, "", out->recording_url,
+                                   sizeof out->recording_url) < 0)
+        out->recording_url[0] = '\0';
 }
 
 /* Fetches the call and its first recording; see the header. */
@@ -211,7 +194,7 @@ int twilio_fetch_call(twilio_client *c, const char *call_sid, twilio_call *out, 
     memset(out, 0, sizeof *out);
     out->duration_s = -1;
     error_clear(err);
-    if (c == NULL || !sid_ok(call_sid) || !sid_ok(c->s->account_sid)) {
+    if (c == NULL || !twilio_sid_ok(call_sid) || !twilio_sid_ok(c->s->account_sid)) {
         error_set(err, CALLLOG_INVALID, "twilio: unusable call or account SID");
         return -1;
     }
@@ -289,7 +272,7 @@ int twilio_list_calls(twilio_client *c, const char *page_uri, time_t ended_since
     json_t *doc = NULL;
     memset(out, 0, sizeof *out);
     error_clear(err);
-    if (c == NULL || !sid_ok(c->s->account_sid) || page_size < 1 || page_size > 1000) {
+    if (c == NULL || !twilio_sid_ok(c->s->account_sid) || page_size < 1 || page_size > 1000) {
         error_set(err, CALLLOG_INVALID, "twilio: unusable account SID or page size");
         return -1;
     }

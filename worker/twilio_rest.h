@@ -13,15 +13,7 @@
 
 #include "common/error.h"
 #include "common/http_client.h"
-
-typedef struct twilio_settings {
-    const char *base_url;    /* TWILIO_API_BASE_URL, default https://api.twilio.com */
-    const char *account_sid; /* TWILIO_ACCOUNT_SID */
-    const char *username;    /* API key SID (SK…) or the account SID */
-    const char *password;    /* API key secret or the auth token */
-    long timeout_ms;
-    int max_tries; /* attempts on 429/5xx/network errors, e.g. 3 */
-} twilio_settings;
+#include "common/twilio_api.h"
 
 typedef struct twilio_call {
     time_t start_time; /* 0 when unknown */
@@ -32,6 +24,7 @@ typedef struct twilio_call {
     char answered_by[32];
     char caller_name[128];
     char recording_url[512]; /* media URL of the first completed recording, from its SID */
+    int recording_pending;   /* 1: no completed recording yet, but one is processing */
 } twilio_call;
 
 typedef struct twilio_client twilio_client;

@@ -992,3 +992,94 @@ def test_rd_token_check_and_v2_users(rd):
     status, _, body = rd.request("GET", "/crm/v2/users", headers=bearer(access_token(rd)))
     assert status == 200 and body["data"] and {"id", "name", "email"} <= set(body["data"][0])
     assert rd.request("GET", "/crm/v2/users", headers=bearer("made-up"))[0] == 401
+
+
+# ---- Twilio recording media ------------------------------------------------------------------
+
+RE_SID = "RE" + "2" * 32
+MEDIA_PATH = "/2010-04-01/Accounts/%s/Recordings/%s.mp3" % (AC, RE_SID)
+
+
+def media_request(mock, path, headers=None):
+    """GET `path` on the mock; return (status, headers, raw body bytes)."""
+    conn = http.client.HTTPConnection("127.0.0.1", mock.port, timeout=5)
+    try:
+        conn.request("GET", path, headers=headers or {})
+        resp = conn.getresponse()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+    finally:
+        conn.close()
+
+
+def seed_recording(tw, **fields):
+    """Seeds a call CA and one recording of it."""
+    tw.request("POST", "/_mock/calls", body={"sid": CA})
+    status, _, rec = tw.request("POST", "/_mock/recordings",
+                                body=dict({"call_sid": CA, "sid": RE_SID}, **fields))
+    assert status == 201, rec
+    return rec
+
+
+def test_twilio_media_needs_basic_auth_and_serves_fixed_bytes(tw):
+    rec = seed_recording(tw, media_size=5000)
+    assert "media_size" not in rec and "media_mode" not in rec, "mock-only fields stay hidden"
+    status, headers, _ = media_request(tw, MEDIA_PATH)
+    assert status == 401 and headers["www-authenticate"].startswith("Basic")
+    assert media_request(tw, MEDIA_PATH, basic(SK, "wrong"))[0] == 401
+    status, headers, body = media_request(tw, MEDIA_PATH, basic(SK, "sec"))
+    assert status == 200 and headers["content-type"] == "audio/mpeg"
+    assert len(body) == 5000 and body.startswith(b"ID3")
+    assert int(headers["content-length"]) == 5000
+    expected = media_request(tw, "/_mock/media/" + RE_SID)[2]
+    assert body == expected, "the control API tells tests which bytes to expect"
+    assert media_request(tw, MEDIA_PATH, basic(AC, "tok"))[2] == body, "auth token works too"
+    wav = media_request(tw, MEDIA_PATH.replace(".mp3", ""), basic(SK, "sec"))
+    assert wav[0] == 200 and wav[1]["content-type"] == "audio/x-wav"
+
+
+def test_twilio_media_of_unfinished_or_unknown_recordings_is_404(tw):
+    seed_recording(tw, status="processing")
+    status, _, body = media_request(tw, MEDIA_PATH, basic(SK, "sec"))
+    assert status == 404 and json.loads(body)["code"] == 20404
+    other = MEDIA_PATH.replace(RE_SID, "RE" + "9" * 32)
+    assert media_request(tw, other, basic(SK, "sec"))[0] == 404
+
+
+def test_twilio_media_redirect_mode_signs_a_short_lived_location(tw):
+    seed_recording(tw, media_mode="redirect")
+    status, headers, body = media_request(tw, MEDIA_PATH, basic(SK, "sec"))
+    assert status == 302 and body == b""
+    location = urllib.parse.urlsplit(headers["location"])
+    assert location.path == "/_media/%s.mp3" % RE_SID
+    target = location.path + "?" + location.query
+    status, headers, audio = media_request(tw, target)  # no credentials: the link is signed
+    assert status == 200 and headers["content-type"] == "audio/mpeg"
+    assert audio == media_request(tw, "/_mock/media/" + RE_SID)[2]
+    forged = target.replace("Signature=", "Signature=0")
+    assert media_request(tw, forged)[0] == 403
+    assert media_request(tw, MEDIA_PATH)[0] == 401, "the redirect itself still needs auth"
+
+
+def test_twilio_media_mode_default_is_switchable_and_reset(tw):
+    seed_recording(tw)
+    assert tw.request("POST", "/_mock/media", body={"mode": "redirect"})[0] == 200
+    assert media_request(tw, MEDIA_PATH, basic(SK, "sec"))[0] == 302
+    assert tw.request("POST", "/_mock/media", body={"mode": "sideways"})[0] == 400
+    assert tw.request("POST", "/_mock/reset")[0] == 200
+    seed_recording(tw)
+    assert media_request(tw, MEDIA_PATH, basic(SK, "sec"))[0] == 200
+
+
+def test_twilio_media_byte_ranges(tw):
+    seed_recording(tw, media_size=1000)
+    whole = media_request(tw, MEDIA_PATH, basic(SK, "sec"))
+    assert whole[0] == 200 and whole[1]["accept-ranges"] == "bytes"
+    for rng, (start, end) in (("bytes=100-199", (100, 199)), ("bytes=900-", (900, 999)),
+                              ("bytes=-50", (950, 999)), ("bytes=990-5000", (990, 999))):
+        status, headers, body = media_request(tw, MEDIA_PATH, dict(basic(SK, "sec"), Range=rng))
+        assert status == 206, rng
+        assert headers["content-range"] == "bytes %d-%d/1000" % (start, end), rng
+        assert body == whole[2][start:end + 1], rng
+    status, headers, _ = media_request(tw, MEDIA_PATH, dict(basic(SK, "sec"), Range="bytes=1000-"))
+    assert status == 416 and headers["content-range"] == "bytes */1000"
+    assert media_request(tw, MEDIA_PATH, dict(basic(SK, "sec"), Range="pages=1-2"))[0] == 200

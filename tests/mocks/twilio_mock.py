@@ -7,7 +7,10 @@ The reconciler pages the Calls list to find calls whose webhook never arrived (d
 §3, "Source of truth").  Following /work/shared/reference/twilio.md, the mock answers
 GET /2010-04-01/Accounts/{AC}/Calls.json (newest first, Twilio's filters with their
 day granularity, PageSize/Page/PageToken paging and next_page_uri),
-GET .../Calls/{CA}.json and .../Calls/{CA}/Recordings.json, the Account resource
+GET .../Calls/{CA}.json and .../Calls/{CA}/Recordings.json, a recording's media
+(GET .../Recordings/{RE}.mp3|.wav, behind the same Basic auth as the rest, as on accounts
+that enforce HTTP auth on media: fixed audio bytes, or a 302 to a short-lived signed
+location under /_media/ that needs no auth), the Account resource
 (GET /2010-04-01/Accounts/{AC}.json) and its IncomingPhoneNumbers list (seeded through
 POST /_mock/numbers, for calllog-admin doctor), with HTTP Basic auth (API
 key SID:secret or AccountSid:AuthToken), Twilio's error bodies ({"code","message",
@@ -22,6 +25,8 @@ see tests/mocks/README.md.
 
 import base64
 import binascii
+import hashlib
+import hmac
 import json
 import os
 import re
@@ -57,6 +62,12 @@ LIST_FILTER_KEYS = tuple(EXACT_FILTERS) + tuple(
 DAY_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 PAGE_SIZE_DEFAULT = 50
 PAGE_SIZE_MAX = 1000
+# Media: seeded recordings carry these mock-only fields, kept out of the API answers.
+MEDIA_FIELDS = ("media_mode", "media_size")
+MEDIA_MODES = ("bytes", "redirect")
+MEDIA_SIZE_DEFAULT = 48 * 1024
+MEDIA_SIGNED_TTL_S = 600  # how long a redirect's signed location works
+MEDIA_CONTENT_TYPE = {"mp3": "audio/mpeg", "wav": "audio/x-wav"}
 
 
 def twilio_error(status, path, message=None):
@@ -136,6 +147,17 @@ def int_arg(req, name, default, low, high=None):
     return value
 
 
+def media_bytes(recording_sid, size):
+    """The fixed audio bytes the mock serves for a recording: an ID3 header, then a
+    SHA-256 chain seeded with the SID, `size` bytes in all (same SID, same bytes)."""
+    out = bytearray(b"ID3\x03\x00\x00\x00\x00\x00\x00")
+    block = recording_sid.encode("ascii")
+    while len(out) < size:
+        block = hashlib.sha256(block).digest()
+        out += block
+    return bytes(out[:size])
+
+
 def random_sid(prefix):
     """A Twilio-shaped SID: two letters and 32 hex digits."""
     return prefix + secrets.token_hex(16)
@@ -157,6 +179,9 @@ class TwilioMock(mocklib.MockApp):
         self.max_concurrent = opts.max_concurrent
         self.calls = {}
         self.recordings = {}
+        self.media = {}  # recording SID -> {"media_mode", "media_size"}
+        self.media_launch_mode = self.media_default_mode = opts.media_mode
+        self.media_key = secrets.token_bytes(16)  # signs the redirect's locations
         self.numbers = {}
         self.api = mocklib.Router()
         acc = API + r"/Accounts/([^/]+)"
@@ -166,6 +191,7 @@ class TwilioMock(mocklib.MockApp):
         self.api.add("GET", acc + r"/Calls/([^/]+)\.json", self._call_show)
         self.api.add("GET", acc + r"/Calls/([^/]+)/Recordings\.json", self._call_recordings)
         self.api.add("GET", acc + r"/Recordings/([^/]+)\.json", self._recording_show)
+        self.api.add("GET", acc + r"/Recordings/([^/.]+)(?:\.(mp3|wav))?", self._recording_media)
         c = self.control
         c.add("POST", r"/_mock/calls", self._ctl_seed_calls)
         c.add("GET", r"/_mock/calls", lambda req: json_response(200, {"calls": list(self.calls.values())}))
@@ -174,12 +200,16 @@ class TwilioMock(mocklib.MockApp):
         c.add("POST", r"/_mock/recordings", self._ctl_seed_recordings)
         c.add("GET", r"/_mock/recordings",
               lambda req: json_response(200, {"recordings": list(self.recordings.values())}))
+        c.add("GET", r"/_mock/media/([^/]+)", self._ctl_media_bytes)
+        c.add("POST", r"/_mock/media", self._ctl_media_mode)
 
     # ---- pipeline ---------------------------------------------------------------------
 
     def serve_api(self, req):
         """Rate/concurrency limits, Basic auth, then the routes."""
         req.api = "twilio"
+        if req.path.startswith("/_media/"):
+            return self._signed_media(req)
         with self.lock:
             too_many = self.max_concurrent > 0 and self.inflight > self.max_concurrent
         if too_many or self.check_rate_limit() is not None:
@@ -341,12 +371,75 @@ class TwilioMock(mocklib.MockApp):
             return twilio_error(404, req.path)
         return json_response(200, rec, content_type="application/json")
 
+    def _recording_media(self, req, recording_sid, ext):
+        """GET .../Recordings/{RE}.mp3|.wav (no suffix: wav, Twilio's default): the audio,
+        behind Basic auth. Only a completed recording has media (404 otherwise). In
+        redirect mode the answer is a 302 to a signed location that works without auth
+        for a short while, as Twilio sends a browser to its storage."""
+        rec = self.recordings.get(recording_sid)
+        if rec is None or rec.get("status") != "completed":
+            return twilio_error(404, req.path)
+        ext = ext or "wav"
+        media = self.media.get(recording_sid, {})
+        if media.get("media_mode", self.media_default_mode) == "redirect":
+            expires = int(mocklib.now_utc().timestamp()) + MEDIA_SIGNED_TTL_S
+            target = "/_media/%s.%s?Expires=%d&Signature=%s" % (
+                recording_sid, ext, expires, self._media_signature(recording_sid, ext, expires))
+            host = req.headers.get("Host") or "127.0.0.1"
+            return mocklib.Response(302, b"", None, {"Location": "http://%s%s" % (host, target)})
+        return self._media_answer(recording_sid, ext, req.headers.get("Range"))
+
+    def _media_answer(self, recording_sid, ext, range_header=None):
+        """200 with the recording's fixed bytes (Accept-Ranges: bytes), or for one
+        `Range: bytes=a-b` (or `a-`, `-n`) 206 with that slice and Content-Range; 416 for a
+        range past the end. Other Range forms are ignored (200), as RFC 9110 allows."""
+        size = self.media.get(recording_sid, {}).get("media_size", MEDIA_SIZE_DEFAULT)
+        data = media_bytes(recording_sid, size)
+        found = re.fullmatch(r"bytes=(\d*)-(\d*)", (range_header or "").strip())
+        if not found or found.groups() == ("", ""):
+            return mocklib.Response(200, data, MEDIA_CONTENT_TYPE[ext], {"Accept-Ranges": "bytes"})
+        first, last = found.groups()
+        if first == "":
+            start, end = max(0, size - int(last)), size - 1
+        else:
+            start, end = int(first), min(size - 1, int(last)) if last else size - 1
+        if start >= size or start > end:
+            return mocklib.Response(416, b"", None, {"Content-Range": "bytes */%d" % size})
+        return mocklib.Response(206, data[start:end + 1], MEDIA_CONTENT_TYPE[ext],
+                                {"Accept-Ranges": "bytes",
+                                 "Content-Range": "bytes %d-%d/%d" % (start, end, size)})
+
+    def _media_signature(self, recording_sid, ext, expires):
+        """The signature of a redirect location."""
+        msg = ("%s.%s.%d" % (recording_sid, ext, expires)).encode("ascii")
+        return hmac.new(self.media_key, msg, hashlib.sha256).hexdigest()
+
+    def _signed_media(self, req):
+        """GET /_media/{RE}.{ext}?Expires=&Signature=: the redirect's target; no Basic auth,
+        but a valid, unexpired signature (403 otherwise, like a signed storage URL)."""
+        found = re.fullmatch(r"/_media/([^/.]+)\.(mp3|wav)", req.path)
+        expires = req.arg("Expires") or ""
+        if found is None or not expires.isdigit():
+            return twilio_error(404, req.path)
+        sid, ext = found.groups()
+        good = hmac.compare_digest(req.arg("Signature") or "",
+                                   self._media_signature(sid, ext, int(expires)))
+        if not good or int(expires) < mocklib.now_utc().timestamp():
+            return mocklib.text_response(403, "<Error><Code>AccessDenied</Code></Error>",
+                                         "application/xml")
+        with self.lock:
+            if sid not in self.recordings:
+                return twilio_error(404, req.path)
+            return self._media_answer(sid, ext, req.headers.get("Range"))
+
     # ---- seeding ----------------------------------------------------------------------
 
     def reset_data(self, body):
         """Forget seeded calls, recordings and numbers."""
         self.calls.clear()
         self.recordings.clear()
+        self.media.clear()
+        self.media_default_mode = self.media_launch_mode
         self.numbers.clear()
 
     def build_call(self, spec):
@@ -404,7 +497,14 @@ class TwilioMock(mocklib.MockApp):
                 "add_on_results": "%s/Accounts/%s/Recordings/%s/AddOnResults.json" % (API, acc, sid),
                 "transcriptions": "%s/Accounts/%s/Recordings/%s/Transcriptions.json" % (API, acc, sid)},
         }
-        rec.update(spec)
+        media = {k: spec[k] for k in MEDIA_FIELDS if k in spec}
+        if media.get("media_mode", "bytes") not in MEDIA_MODES:
+            raise HttpError(400, "media_mode must be one of %s" % ", ".join(MEDIA_MODES))
+        size = media.get("media_size", MEDIA_SIZE_DEFAULT)
+        if not isinstance(size, int) or size < 10 or size > 64 * 1024 * 1024:
+            raise HttpError(400, "media_size must be an integer from 10 to 64 MiB")
+        self.media[sid] = media
+        rec.update({k: v for k, v in spec.items() if k not in MEDIA_FIELDS})
         for key in ("date_created", "date_updated", "start_time"):
             rec[key] = twilio_time(rec[key])
         if rec["duration"] is not None and not isinstance(rec["duration"], str):
@@ -455,6 +555,23 @@ class TwilioMock(mocklib.MockApp):
                 self.numbers[number["sid"]] = number
         return json_response(201, {"numbers": numbers} if many else numbers[0])
 
+    def _ctl_media_bytes(self, req, recording_sid):
+        """GET /_mock/media/{RE}[?ext=mp3]: the bytes the media endpoint serves for it."""
+        with self.lock:
+            if recording_sid not in self.recordings:
+                raise HttpError(404, "no recording %s" % recording_sid)
+            return self._media_answer(recording_sid, req.arg("ext") or "mp3")
+
+    def _ctl_media_mode(self, req):
+        """POST /_mock/media {"mode": "bytes"|"redirect"}: the default for every recording
+        seeded without its own media_mode (a reset restores --media-mode)."""
+        mode = self.control_body(req).get("mode")
+        if mode not in MEDIA_MODES:
+            raise HttpError(400, "mode must be one of %s" % ", ".join(MEDIA_MODES))
+        with self.lock:
+            self.media_default_mode = mode
+        return json_response(200, {"mode": mode})
+
     def _ctl_seed_recordings(self, req):
         """POST /_mock/recordings: one recording {call_sid, ...} or {"recordings": [...]}."""
         body = self.control_body(req)
@@ -481,6 +598,8 @@ def parse_args(argv):
     parser.add_argument("--rate-limit", type=int, default=0,
                         help="requests per window (0 = off, the default)")
     parser.add_argument("--rate-window", type=float, default=60.0)
+    parser.add_argument("--media-mode", choices=MEDIA_MODES, default="bytes",
+                        help="recording media: the bytes, or a 302 to a signed location")
     parser.add_argument("--seed", help='JSON file {"calls": [...], "recordings": [...]} to load at start')
     return parser.parse_args(argv)
 

@@ -3,8 +3,9 @@
  * marker (always present, never forgeable, found again by note_has_marker), duration
  * formats, value cleaning, and local times in America/Sao_Paulo (UTC-3 since 2019, with
  * summer time before), with the zone set by timing_set_zone as the worker sets it at
- * start-up. Criterion runs each test in its own process, so setting TZ here touches
- * nothing else. */
+ * start-up, and recording links (calllog's signed link instead of Twilio's media URL,
+ * expiring relative to the call's end, absent without a recording). Criterion runs each test in its
+ * own process, so setting TZ here touches nothing else. */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -349,4 +350,85 @@ Test(note_tz, utc_and_other_zones)
     expect_render("{start}", &f, "10/03/2024 15:04\n" MARKER);
     cr_assert_eq(timing_set_zone("Asia/Kolkata", NULL), CALLLOG_OK);
     expect_render("{start}", &f, "10/03/2024 20:34\n" MARKER);
+}
+
+/* base64url(HMAC-SHA256("note-link-secret-0123456789", SID)), computed with Python. */
+#define LINK_SECRET "note-link-secret-0123456789"
+#define LINK_MAC "OeMGS0Q7g0fHvDypoaRGJ5p95U--gpc2bHNhzR77PwM"
+
+/* Compiles the default template with recording links on (`ttl_days`) and renders `f`. */
+static char *render_linked(const call_facts *f, long ttl_days)
+{
+    note_template *t = note_template_compile(NULL, NULL);
+    char *out = NULL;
+    cr_assert_not_null(t);
+    cr_assert_eq(
+        note_template_set_recording_links(t, "https://calllog.example.com", LINK_SECRET, ttl_days),
+        CALLLOG_OK);
+    cr_assert_eq(note_render(t, f, &out), CALLLOG_OK);
+    note_template_free(t);
+    cr_assert_not_null(out);
+    return out;
+}
+
+Test(note, recording_link_replaces_twilio_media_url)
+{
+    call_facts f = full_facts();
+    char *out = render_linked(&f, 0);
+    cr_expect(strstr(out, "Gravação: https://calllog.example.com/recordings/" SID "?t=" LINK_MAC
+                          "\n") != NULL,
+              "%s", out);
+    cr_expect(strstr(out, "api.twilio.com") == NULL, "%s", out);
+    free(out);
+}
+
+Test(note, recording_link_expires_ttl_days_after_the_call_ended)
+{
+    call_facts f = full_facts();
+    char *out = render_linked(&f, 7);
+    cr_expect(strstr(out, "?t=1710688170.0hgxQYXjUst0U2d9TQEXbIhNUCIJ8-U4ODLkZiIQAXk\n") != NULL,
+              "%s", out);
+    free(out);
+}
+
+Test(note, no_recording_no_link_line)
+{
+    call_facts f = full_facts();
+    f.recording_url = NULL;
+    char *out = render_linked(&f, 0);
+    cr_expect(strstr(out, "Gravação") == NULL, "%s", out);
+    cr_expect(strstr(out, "/recordings/") == NULL, "%s", out);
+    free(out);
+}
+
+Test(note, recording_links_refuse_unusable_settings)
+{
+    note_template *t = note_template_compile(NULL, NULL);
+    cr_assert_not_null(t);
+    cr_expect_eq(note_template_set_recording_links(t, "https://x.example", "short", 0),
+                 CALLLOG_INVALID);
+    cr_expect_eq(note_template_set_recording_links(t, NULL, LINK_SECRET, 0), CALLLOG_INVALID);
+    cr_expect_eq(note_template_set_recording_links(t, "https://x.example", LINK_SECRET, -1),
+                 CALLLOG_INVALID);
+    call_facts f = full_facts();
+    char *out = NULL;
+    cr_assert_eq(note_render(t, &f, &out), CALLLOG_OK);
+    cr_expect(strstr(out, f.recording_url) != NULL, "refused settings change nothing: %s", out);
+    free(out);
+    note_template_free(t);
+}
+
+Test(note, recording_still_processing_gets_the_link_only_with_links_on)
+{
+    call_facts f = full_facts();
+    f.recording_url = NULL;
+    f.recording_pending = 1;
+    char *out = render_linked(&f, 0);
+    cr_expect(strstr(out, "Gravação: https://calllog.example.com/recordings/" SID "?t=" LINK_MAC
+                          "\n") != NULL,
+              "the link plays once the recording is done: %s", out);
+    free(out);
+    out = render(NULL, &f);
+    cr_expect(strstr(out, "Gravação") == NULL, "no Twilio URL exists yet: %s", out);
+    free(out);
 }

@@ -106,6 +106,7 @@ Test(twilio, recording_url_is_the_media_url_of_the_first_completed_recording)
     char want[256];
     snprintf(want, sizeof want, "%s/2010-04-01/Accounts/%s/Recordings/RE0002", tw.base, ACCOUNT);
     cr_expect_str_eq(c.recording_url, want, "not the call-scoped uri, not the processing one");
+    cr_expect_eq(c.recording_pending, 0, "a completed one is there");
 }
 
 Test(twilio, no_completed_recording_means_no_link)
@@ -119,6 +120,7 @@ Test(twilio, no_completed_recording_means_no_link)
         201);
     cr_assert_eq(twilio_fetch_call(cl, CALL, &c, &err), 0, "%s", err.message);
     cr_expect_str_eq(c.recording_url, "");
+    cr_expect_eq(c.recording_pending, 1, "one is on its way (recording links use it)");
 }
 
 Test(twilio, unanswered_call_without_price_or_recording)
@@ -131,6 +133,7 @@ Test(twilio, unanswered_call_without_price_or_recording)
     cr_expect_eq(c.duration_s, -1, "empty duration means unknown");
     cr_expect_str_eq(c.price, "");
     cr_expect_str_eq(c.recording_url, "");
+    cr_expect_eq(c.recording_pending, 0);
     cr_expect_eq(c.start_time, utc(2026, 11, 24, 19, 0, 0));
 }
 
