@@ -65,8 +65,9 @@ typedef struct rec_request {
     long twilio_status;  /* Twilio's last answer, 0 when none */
     long long bytes;     /* audio bytes sent */
     http_head head;      /* the media answer's head */
-    int streaming;       /* the 200 headers went out: the answer is committed */
+    int streaming;       /* the 200/206 headers went out: the answer is committed */
     int chunked;         /* no Content-Length from Twilio: chunked to the browser */
+    int authorised;      /* the link's token was valid */
 } rec_request;
 
 /* Creates the handler; see the header. */
@@ -98,12 +99,6 @@ void recordings_free(recordings *r)
         memset(r->auth, 0, strlen(r->auth));
     free(r->auth);
     free(r);
-}
-
-/* Media requests inside the handler now. */
-int recordings_in_flight(const recordings *r)
-{
-    return r ? atomic_load(&r->in_flight) : 0;
 }
 
 /* Adds the headers every answer of ours carries: no caching anywhere (a recording is
@@ -428,6 +423,7 @@ static int answer(rec_request *q)
     recording_link_verdict v = check_token(q, ri);
     if (v != RECORDING_LINK_VALID)
         return refuse_token(q, v);
+    q->authorised = 1;
     recordings *r = q->r;
     int status;
     if (atomic_fetch_add(&r->in_flight, 1) >= r->s->recordings_max_concurrent) {
@@ -448,16 +444,16 @@ static int answer(rec_request *q)
     return status;
 }
 
-/* Counts and logs one answer; refusals through the rate limiter. Never the token. */
+/* Counts and logs one answer; those refused before the token was valid through the rate
+ * limiter. Never the token, never the query string. */
 static void record(const rec_request *q, int status, double t0)
 {
     char lbl[64];
     long dropped = 0;
     snprintf(lbl, sizeof lbl, "outcome=\"%s\"", q->outcome);
     metric_add(q->r->requests, lbl, 1);
-    if (status >= 400 && status != 404 && status < 500 &&
-        !log_limiter_allow(&refusal_log, &dropped))
-        return;
+    if (!q->authorised && !log_limiter_allow(&refusal_log, &dropped))
+        return; /* anyone can send these at will: rate-limited lines, every one counted */
     log_field fields[] = {LF_S("request_id", q->request_id),
                           LF_S("call_sid", q->call_sid),
                           LF_I("status", status),
@@ -467,7 +463,7 @@ static void record(const rec_request *q, int status, double t0)
                           LF_I("latency_us", (long long)((timing_mono_s() - t0) * 1e6)),
                           LF_I("log_lines_suppressed", dropped),
                           LF_END};
-    int warn = status >= 500 || (status >= 400 && status != 404) || q->bytes < 0 ||
+    int warn = status >= 500 || (status >= 400 && status != 404 && status != 416) ||
                strcmp(q->outcome, "transfer_failed") == 0;
     log_emit(warn ? LOG_WARN : LOG_INFO, "recording answered", fields);
 }

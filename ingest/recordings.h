@@ -36,7 +36,4 @@ void recordings_free(recordings *r);
  * Returns the HTTP status sent. Thread-safe: civetweb calls it from any request thread. */
 int recordings_answer(recordings *r, struct mg_connection *conn, const char *request_id);
 
-/* Media requests inside recordings_answer right now (for the drain and the gauge). */
-int recordings_in_flight(const recordings *r);
-
 #endif
