@@ -254,7 +254,7 @@ static calllog_code record_open(ledger *l, const followup_call *call, const char
         return db_failed(l, err);
     int none = strcmp(PQcmdTuples(r), "0") == 0;
     PQclear(r);
-    if (none) /* only another taker after this call finished could do that: say so */
+    if (none) /* taken over meanwhile: this call's lease ran out and another worker has it */
         log_warn("follow-up slot taken over before its task was recorded",
                  LF_S("call_sid", call->call_sid), LF_S("deal_id", call->deal_id),
                  LF_S("task_id", task_id));
@@ -297,7 +297,7 @@ static calllog_code open_followup(const followup_settings *s, ledger *l, rd_clie
 static calllog_code close_followup(ledger *l, rd_client *rd, const followup_call *call,
                                    followup_outcome *out, calllog_error *err)
 {
-    const char *params[3] = {call->deal_id, call->customer, call->call_sid};
+    const char *params[2] = {call->deal_id, call->customer};
     char task_id[64];
     PGresult *r = ledger_exec(l, "reading the deal's open follow-up", OPEN_TASK_SQL, 2, params, 1);
     if (!r)
