@@ -187,10 +187,13 @@ int followup_opens(const followup_settings *s, const char *direction, const char
             strcmp(status, "canceled") == 0);
 }
 
-/* 1 for a call that was answered and talked (either direction). */
+/* 1 for a call that was answered and talked (either direction): a voicemail or fax that
+ * Twilio's machine detection recognised (AnsweredBy machine_*, fax) reached nobody. */
 static int is_answered(const followup_call *c)
 {
-    return c->status && strcmp(c->status, "completed") == 0 && c->duration_s > 0;
+    int machine = c->answered_by && (strncmp(c->answered_by, "machine", 7) == 0 ||
+                                     strcmp(c->answered_by, "fax") == 0);
+    return c->status && strcmp(c->status, "completed") == 0 && c->duration_s > 0 && !machine;
 }
 
 /* Takes the slot. Returns 1 when taken (`recover_from` filled, "" when nothing to search),
