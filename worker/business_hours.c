@@ -15,13 +15,11 @@ typedef struct cursor {
     calllog_error *err;
 } cursor;
 
-/* Fills `err` with "CALLLOG_BUSINESS_HOURS: <what> in clause N". Returns CALLLOG_INVALID. */
+/* Fills `err` with "<what> in clause N (expected e.g. …)". Returns CALLLOG_INVALID. */
 static calllog_code bad(cursor *c, const char *what)
 {
-    char msg[200];
-    snprintf(msg, sizeof msg, "CALLLOG_BUSINESS_HOURS: %s in clause %d (expected e.g. '%s')", what,
-             c->clause, BUSINESS_HOURS_DEFAULT);
-    return error_set(c->err, CALLLOG_INVALID, "%s", msg);
+    return error_set(c->err, CALLLOG_INVALID, "%s in clause %d (expected e.g. '%s')", what,
+                     c->clause, BUSINESS_HOURS_DEFAULT);
 }
 
 /* Reads a three-letter day name. Returns its tm_wday, or -1. */

@@ -38,8 +38,8 @@ typedef struct business_hours {
 } business_hours;
 
 /* Reads `spec` (syntax above) into `out`. Returns CALLLOG_OK, or CALLLOG_INVALID with `err`
- * saying what is wrong and where ("bad day 'mun' in clause 1"); overlapping windows on a
- * day and a week without any open window are refused too. */
+ * saying what is wrong and where ("bad end time (HH:MM, at most 24:00) in clause 2 …"); overlapping
+ * windows on a day and a week without any open window are refused too. */
 calllog_code business_hours_parse(const char *spec, business_hours *out, calllog_error *err);
 
 /* The first instant at or after `t` that is inside business hours, in the process's local

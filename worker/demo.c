@@ -159,6 +159,54 @@ static int await_note(http_client *c, const demo_call_options *o, const char *si
     return 1;
 }
 
+/* 1 for a call the workers open a follow-up task for: inbound (the default) and missed. */
+static int missed_inbound(const demo_call_options *o)
+{
+    int inbound = !o->direction || strcmp(o->direction, "inbound") == 0;
+    return inbound && o->status &&
+           (strcmp(o->status, "no-answer") == 0 || strcmp(o->status, "busy") == 0 ||
+            strcmp(o->status, "canceled") == 0);
+}
+
+/* The call's follow-up task in `doc`, or NULL. */
+static json_t *followup_of(json_t *doc)
+{
+    size_t i;
+    json_t *t;
+    json_array_foreach(json_object_get(doc, "tasks"), i, t)
+    {
+        if (json_is_true(json_object_get(t, "followup")))
+            return t;
+    }
+    return NULL;
+}
+
+/* Polls the sandbox's CRM for the missed call's follow-up task (created just after its
+ * note) until `wait_s`, and prints it, or why there is none. */
+static void await_followup(http_client *c, const demo_call_options *o, const char *sid, FILE *out)
+{
+    char url[1024];
+    snprintf(url, sizeof url, "%s/_sandbox/notes?call_sid=%s", o->sandbox_url, sid);
+    long long deadline = timing_mono_ms() + o->wait_s * 1000;
+    do {
+        json_t *doc = sandbox_request(c, "GET", url, NULL, 200), *t = followup_of(doc);
+        if (t) {
+            fprintf(out,
+                    "follow-up task on the same deal, for its owner, due %s: \"%s\". The next "
+                    "answered call with this customer marks it done.\n",
+                    str(t, "due_local"), str(t, "subject"));
+            json_decref(doc);
+            return;
+        }
+        json_decref(doc);
+        if (!doc)
+            return;
+        timing_sleep_ms(POLL_MS);
+    } while (timing_mono_ms() < deadline);
+    fprintf(out, "no follow-up task for %s (CALLLOG_MISSED_CALL_TASK=0?): see the workers' logs.\n",
+            sid);
+}
+
 int demo_call(const demo_call_options *o, FILE *out)
 {
     if (!o->sandbox_url || !o->sandbox_url[0]) {
@@ -176,6 +224,8 @@ int demo_call(const demo_call_options *o, FILE *out)
     if (sid[0]) {
         print_callbacks(answer, out);
         rc = await_note(c, o, sid, out);
+        if (rc == 0 && missed_inbound(o))
+            await_followup(c, o, sid, out);
     }
     json_decref(answer);
     http_client_free(c);

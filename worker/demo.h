@@ -4,7 +4,8 @@
  * ingest and workers against deploy/sandbox/sandbox.py, which stands in for Twilio's
  * REST API and RD Station CRM. This asks the sandbox to place a call — it does what
  * Twilio does: lists the call and sends its signed status callbacks to the ingest — then
- * waits for the note to appear in the sandbox's CRM and prints it with its deal. It
+ * waits for the note to appear in the sandbox's CRM and prints it with its deal (and, for a
+ * missed inbound call, the follow-up task the workers open). It
  * talks only to the sandbox (CALLLOG_SANDBOX_URL): it never touches a real account. */
 #ifndef CALLLOG_DEMO_H
 #define CALLLOG_DEMO_H

@@ -187,10 +187,13 @@ int followup_opens(const followup_settings *s, const char *direction, const char
             strcmp(status, "canceled") == 0);
 }
 
-/* 1 for a call that was answered and talked (either direction). */
+/* 1 for a call that was answered and talked (either direction): a voicemail or fax that
+ * Twilio's machine detection recognised (AnsweredBy machine_*, fax) reached nobody. */
 static int is_answered(const followup_call *c)
 {
-    return c->status && strcmp(c->status, "completed") == 0 && c->duration_s > 0;
+    int machine = c->answered_by && (strncmp(c->answered_by, "machine", 7) == 0 ||
+                                     strcmp(c->answered_by, "fax") == 0);
+    return c->status && strcmp(c->status, "completed") == 0 && c->duration_s > 0 && !machine;
 }
 
 /* Takes the slot. Returns 1 when taken (`recover_from` filled, "" when nothing to search),
@@ -254,7 +257,7 @@ static calllog_code record_open(ledger *l, const followup_call *call, const char
         return db_failed(l, err);
     int none = strcmp(PQcmdTuples(r), "0") == 0;
     PQclear(r);
-    if (none) /* only another taker after this call finished could do that: say so */
+    if (none) /* taken over meanwhile: this call's lease ran out and another worker has it */
         log_warn("follow-up slot taken over before its task was recorded",
                  LF_S("call_sid", call->call_sid), LF_S("deal_id", call->deal_id),
                  LF_S("task_id", task_id));
@@ -297,7 +300,7 @@ static calllog_code open_followup(const followup_settings *s, ledger *l, rd_clie
 static calllog_code close_followup(ledger *l, rd_client *rd, const followup_call *call,
                                    followup_outcome *out, calllog_error *err)
 {
-    const char *params[3] = {call->deal_id, call->customer, call->call_sid};
+    const char *params[2] = {call->deal_id, call->customer};
     char task_id[64];
     PGresult *r = ledger_exec(l, "reading the deal's open follow-up", OPEN_TASK_SQL, 2, params, 1);
     if (!r)

@@ -5,8 +5,9 @@
  * refuse call) on the deal, assigned to the line's mapped salesperson, else the deal's
  * owner, else RDSTATION_USER_ID, due CALLLOG_MISSED_CALL_DUE_MIN minutes after the call
  * ended, moved into CALLLOG_BUSINESS_HOURS (business_hours.h). The next answered call
- * (completed, duration > 0) with that customer on that deal, either direction, marks it
- * done. At most one follow-up per deal is open: a second missed call adds its note only.
+ * (completed, duration > 0, and not answered by a machine or fax as Twilio's AnsweredBy
+ * says) with that customer on that deal, either direction, marks it done. At most one
+ * follow-up per deal is open: a second missed call adds its note only.
  *
  * State: table calllog.followups (one row per deal: opening → open → closed), on the
  * ledger's connection (ledger_exec). Effectively once, for tasks too:
@@ -61,7 +62,8 @@ typedef struct followup_call {
     const char *customer;     /* E.164 */
     const char *contact_name; /* NULL or "" when unknown */
     const char *deal_id;
-    const char *assignee; /* RD user of the task; NULL: RD's default (the token's user) */
+    const char *assignee;    /* RD user of the task; NULL: RD's default (the token's user) */
+    const char *answered_by; /* Twilio AnsweredBy (machine detection), NULL when unknown */
 } followup_call;
 
 typedef enum {

@@ -447,6 +447,9 @@ static int follow_up(job *j, processor_outcome *o)
     const worker_settings *s = j->w->settings;
     const char *mapped = worker_settings_mapped_user(s, j->our_number);
     const char *name = j->contact_name[0] ? j->contact_name : event_get(j->ev, "caller_name");
+    const char *answered_by = event_get(j->ev, "answered_by");
+    if (!answered_by && j->enriched && j->rest.answered_by[0])
+        answered_by = j->rest.answered_by;
     followup_call c = {
         j->e->call_sid,
         event_get(j->ev, "direction"),
@@ -456,7 +459,8 @@ static int follow_up(job *j, processor_outcome *o)
         j->customer,
         name,
         j->deal.deal_id,
-        mapped ? mapped : (j->deal.deal_user_id[0] ? j->deal.deal_user_id : s->rd_user_id)};
+        mapped ? mapped : (j->deal.deal_user_id[0] ? j->deal.deal_user_id : s->rd_user_id),
+        answered_by};
     followup_outcome fo;
     calllog_error fe = {0};
     if (followup_handle(&s->followup, j->w->ledger, j->w->rd, &c, &fo, &fe) == CALLLOG_OK)

@@ -184,7 +184,10 @@ static int load_followup(followup_settings *f, calllog_error *err)
         config_long("CALLLOG_MISSED_CALL_DUE_MIN", 30, 0, 7L * 24 * 60, &f->due_min, err))
         return -1;
     const char *hours = config_str("CALLLOG_BUSINESS_HOURS", BUSINESS_HOURS_DEFAULT);
-    return business_hours_parse(hours, &f->hours, err) == CALLLOG_OK ? 0 : -1;
+    calllog_error why;
+    if (business_hours_parse(hours, &f->hours, &why) != CALLLOG_OK)
+        return config_fail(err, "CALLLOG_BUSINESS_HOURS", why.message);
+    return 0;
 }
 
 static int load_delivery(worker_settings *s, calllog_error *err)

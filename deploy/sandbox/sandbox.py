@@ -26,7 +26,9 @@ Control endpoints, on the Twilio port (no auth; `calllog-admin demo call` uses t
                           "duration": seconds}, every field optional
                          → 201 {"sid", "callbacks": [{"status", "http_status"}, …], …}
   GET  /_sandbox/notes?call_sid=CA…   → {"notes": [{deal_id, deal_name, contact_name,
-                                         text, created_at}], "tasks": […]}
+                                         text, created_at}], "tasks": [{…, subject, text,
+                                         done, followup, due_local}]} (followup: a
+                                         missed call's follow-up task)
   GET  /_sandbox/contacts             → the contacts and deals a call can land on
   GET  /_sandbox/healthz              → 200
   /_mock/…                            → the Twilio mock's control API (README in tests/mocks)
@@ -225,18 +227,28 @@ class SandboxTwilio(twilio_mock.TwilioMock):
     # ---- GET /_sandbox/notes, /_sandbox/contacts ----------------------------------------
 
     def _sandbox_notes(self, req):
-        """The RD notes (and tasks) carrying call_sid's marker; every calllog note without it."""
+        """The RD notes and tasks carrying call_sid's marker (or its follow-up task's); every
+        calllog note and task without it."""
         sid = req.arg("call_sid") or ""
         marker = "[calllog:%s]" % sid if sid else "[calllog:"
+        fmarker = "[calllog-followup:%s]" % sid if sid else "[calllog-followup:"
         store = self.rd.store
         with self.rd.lock:
             notes = [dict(self._deal_fields(n["deal_id"]), text=n["text"],
                           created_at=mocklib.iso_utc(n["created_at"]))
                      for n in store.notes if marker in (n["text"] or "")]
             tasks = [dict(self._deal_fields(t["deal_id"]), subject=t["subject"], text=t["notes"],
-                          done=t["done"], created_at=mocklib.iso_utc(t["created_at"]))
-                     for t in store.tasks.values() if marker in (t.get("notes") or "")]
+                          done=t["done"], created_at=mocklib.iso_utc(t["created_at"]),
+                          followup=fmarker in (t.get("notes") or ""), due_local=self._due_local(t))
+                     for t in store.tasks.values()
+                     if marker in (t.get("notes") or "") or fmarker in (t.get("notes") or "")]
         return json_response(200, {"notes": notes, "tasks": tasks})
+
+    @staticmethod
+    def _due_local(task):
+        """A task's due time as São Paulo wall-clock time ("07/12/2026 08:00"), or None."""
+        due = mocklib.parse_time(rdstation_mock.v2_task(task)["due_date"])
+        return due.astimezone(mocklib.BRT).strftime("%d/%m/%Y %H:%M") if due else None
 
     def _deal_fields(self, deal_id):
         """deal_id, deal_name and contact_name of a deal (caller holds the RD lock)."""

@@ -3,8 +3,8 @@
  * missed call while the opener is alive gets the note only; an opener that died (its
  * delivery is dead) is taken over after a search for its marker, which finds the task it
  * had created; a closed slot reopens for a new call but never for its own opener again;
- * only an answered call of the same customer closes it; abandoning releases only the
- * caller's own `opening` row; eight workers racing with missed calls on one deal open one
+ * only an answered call of the same customer (not its voicemail) closes it; abandoning releases
+ * only the caller's own `opening` row; eight workers racing with missed calls on one deal open one
  * task. Also the subject's and the marker's text. */
 #include <criterion/criterion.h>
 #include <curl/curl.h>
@@ -90,8 +90,9 @@ static void delivery(const char *sid, const char *state)
 static followup_call call(const char *sid, const char *direction, const char *status, long duration,
                           const char *customer)
 {
-    return (followup_call){sid,      direction,     status, duration, 1796416800,
-                           customer, "Maria Souza", deal,   OWNER};
+    followup_call c = {sid,      direction,     status, duration, 1796416800,
+                       customer, "Maria Souza", deal,   OWNER,    NULL};
+    return c;
 }
 
 /* Runs followup_handle, asserting success; returns the outcome. */
@@ -205,6 +206,9 @@ Test(followup, only_an_answered_call_of_that_customer_closes_and_a_new_call_reop
                  "a completed call without duration closed it");
     cr_expect_eq(handle(call(SID_B, "inbound", "completed", 40, OTHER_CUSTOMER)), FOLLOWUP_NOTHING,
                  "another customer's call closed it");
+    followup_call voicemail = call(SID_B, "outbound-api", "completed", 40, CUSTOMER);
+    voicemail.answered_by = "machine_end_beep";
+    cr_expect_eq(handle(voicemail), FOLLOWUP_NOTHING, "reaching the voicemail closed it");
     cr_expect_eq(handle(call(SID_B, "outbound-dial", "completed", 40, CUSTOMER)), FOLLOWUP_CLOSED);
     cr_expect_eq(count_tasks(&open), 1);
     cr_expect_eq(open, 0);
