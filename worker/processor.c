@@ -287,6 +287,11 @@ static int find_in_index(job *j)
         return FIND_NO_DEAL;
     snprintf(j->deal.deal_id, sizeof j->deal.deal_id, "%s", hit.deal_id);
     snprintf(j->deal.deal_user_id, sizeof j->deal.deal_user_id, "%s", hit.deal_user_id);
+    lookup_cache_hit cached; /* v1 lists no owners: learn_owner may have cached this deal's */
+    if (!j->deal.deal_user_id[0] &&
+        lookup_cache_get(j->w->redis, &s->keys, j->customer, &cached) == LOOKUP_CACHE_FOUND &&
+        strcmp(cached.deal_id, hit.deal_id) == 0)
+        snprintf(j->deal.deal_user_id, sizeof j->deal.deal_user_id, "%s", cached.deal_user_id);
     count_lookup("index");
     return FIND_OK;
 }

@@ -18,6 +18,7 @@ from worker_env import (  # noqa: F401  (fixtures are found by name)
     run_admin, send_call, start_worker, tw, tw_server, wait_until)
 
 LOOKUPS = "calllog_worker_lookups_total"
+RD_OWNER = "5e00000000000000000000f2"  # a deal owner who is not the default RD user
 
 
 def phone(i):
@@ -184,3 +185,28 @@ def test_the_sync_sends_nothing_while_notes_wait_for_budget(rd, db, rdb, key_pre
     at = refreshed_ms(rdb, key_prefix)
     wait_refresh_after(rdb, key_prefix, at, diag)
     wait_until(lambda: queues_empty(rdb, key_prefix), 20, "stream empty", diag)
+
+
+def test_v1_without_a_user_id_writes_as_the_owner_learned_once(rd, db, rdb, key_prefix,
+                                                               new_ingest, start_worker):
+    owner = RD_OWNER
+    rd.control("POST", "/_mock/users", {"id": owner, "email": "dono@example.com",
+                                        "name": "Dono do Negócio"})
+    res = rd.seed_contact({"name": "Maria", "phones": [national(9)], "deals": [
+        {"name": "Aberto", "status": "ongoing", "user_id": owner}]})
+    ingest = new_ingest()
+    worker = start_worker("v1", env=index_env(), unset=("RDSTATION_USER_ID",))
+    diag = diagnostics(rd, db, rdb, key_prefix, [worker])
+    wait_refresh_after(rdb, key_prefix, 0, diag)
+    seq = last_seq(rd)
+    sids = [new_sid(), new_sid()]
+    for sid in sids:
+        send_call(ingest, sid, caller=phone(9))
+        deliver(db, [sid], diag)
+    for sid in sids:
+        notes = rd.notes_of(sid)
+        assert len(notes) == 1 and notes[0]["user_id"] == owner, notes
+        assert notes[0]["deal_id"] == res["deal_ids"][0]
+    owner_reads = [q for q in rd.requests(method="GET", since=seq)
+                   if re.search(r"/deals/[^/]+$", q["path"])]
+    assert len(owner_reads) == 1, f"the owner was read {len(owner_reads)} times, not once"
