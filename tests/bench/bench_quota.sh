@@ -40,36 +40,16 @@ CONCURRENCY=${BENCH_QUOTA_CONCURRENCY:-4}
 ROW_TIMEOUT=${BENCH_ROW_TIMEOUT:-150}
 # label:callers:calls[:limit/min], one row each (limit: BENCH_QUOTA_LIMIT when left out)
 SCENARIOS=${BENCH_QUOTA_SCENARIOS:-"many:60:3 repeat:20:10 limiter:1:200:120"}
-PREFIX=calllog
-PY=/usr/bin/python3
 MOCK_NODELAY=0       # worker_lib.sh start_mock: the mock exactly as the tests run it
 WORKER_LOG_LEVEL=warn # worker_lib.sh start_worker
 HELPER=$ROOT/tests/bench/bench_quota.py
 
-# shellcheck source=tests/lib/services.sh
-. "$ROOT/tests/lib/services.sh"
 # shellcheck source=tests/bench/worker_lib.sh
 . "$ROOT/tests/bench/worker_lib.sh"
 
 WORK=$(mktemp -d /tmp/calllog-bench-quota.XXXXXX)
 
-# Stops the workers, the mock and the services this script started; removes $WORK.
-cleanup() {
-    stop_workers
-    if [ -n "$MOCK_PID" ]; then
-        kill -TERM "$MOCK_PID" 2>/dev/null || true
-        wait "$MOCK_PID" 2>/dev/null || true
-    fi
-    services_stop
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-# Prints an error and exits.
-die() {
-    echo "bench_quota: $*" >&2
-    exit 1
-}
+trap worker_bench_cleanup EXIT
 
 # Empties Redis, the ledger and the mock (its limiter too, set to $2/min over 60 s) and
 # seeds $1 callers as contacts with an open deal.

@@ -40,34 +40,13 @@ FLOOR_SECONDS=${BENCH_FLOOR_SECONDS:-5}
 FLOOR_OPS=${BENCH_FLOOR_OPS:-20000}
 WORKER_BIN=${BENCH_WORKER_BIN:-$BUILD/bin/calllog-worker}
 MOCK_NODELAY=${BENCH_MOCK_NODELAY:-1}
-PREFIX=calllog
-PY=/usr/bin/python3
-HZ=$(getconf CLK_TCK)
 
-# shellcheck source=tests/lib/services.sh
-. "$ROOT/tests/lib/services.sh"
 # shellcheck source=tests/bench/worker_lib.sh
 . "$ROOT/tests/bench/worker_lib.sh"
 
 WORK=$(mktemp -d /tmp/calllog-bench-worker.XXXXXX)
 
-# Stops the workers, the mock and the services this script started; removes $WORK.
-cleanup() {
-    stop_workers
-    if [ -n "$MOCK_PID" ]; then
-        kill -TERM "$MOCK_PID" 2>/dev/null || true
-        wait "$MOCK_PID" 2>/dev/null || true
-    fi
-    services_stop
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-# Prints an error and exits.
-die() {
-    echo "bench_worker: $*" >&2
-    exit 1
-}
+trap worker_bench_cleanup EXIT
 
 worker_bench_setup
 

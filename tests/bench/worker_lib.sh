@@ -3,15 +3,40 @@
 # preload, worker processes, CPU and work counters, and the rows built from them.
 #
 # Sourced by bench_worker.sh (its tables) and bench_issue11.sh (the issue-11 table), so both
-# measure the worker the same way. The sourcing script sets ROOT, WORK, PY, PREFIX, HZ,
-# WORKER_BIN, MOCK_NODELAY, ROW_TIMEOUT and BASELINE_SECONDS, sources tests/lib/services.sh,
-# calls services_start, and keeps MOCK_PID and WORKER_PIDS (stop_workers and the mock's kill
-# belong in its EXIT trap). Each row checks its outcome: exactly N rows delivered and exactly
-# N distinct notes in the mock.
+# measure the worker the same way. It sources tests/lib/services.sh. The sourcing script
+# sets ROOT, WORK, WORKER_BIN, MOCK_NODELAY, ROW_TIMEOUT and BASELINE_SECONDS (and BUILD for
+# worker_bench_setup), and worker_bench_cleanup (or a function calling it) as its EXIT
+# trap. Each row checks its outcome: exactly N rows delivered and exactly N distinct notes
+# in the mock.
+
+# shellcheck source=tests/lib/services.sh
+. "$ROOT/tests/lib/services.sh"
+
+PREFIX=calllog # CALLLOG_KEY_PREFIX of the workers
+PY=/usr/bin/python3
+HZ=$(getconf CLK_TCK)
 
 MOCK_PID=
 WORKER_PIDS=()
 WORKER_METRIC_PORTS=()
+
+# Stops the workers, the mock and the services the script started; removes $WORK. For the
+# script's EXIT trap.
+worker_bench_cleanup() {
+    stop_workers
+    if [ -n "$MOCK_PID" ]; then
+        kill -TERM "$MOCK_PID" 2>/dev/null || true
+        wait "$MOCK_PID" 2>/dev/null || true
+    fi
+    services_stop
+    rm -rf "$WORK"
+}
+
+# Prints an error, naming the script, and exits.
+die() {
+    echo "${0##*/}: $*" >&2
+    exit 1
+}
 
 # redis-cli and psql against the benchmark's servers.
 rcli() {
@@ -77,32 +102,8 @@ reset_all() {
 
 # XADDs $1 completed-call events (distinct CallSids, the ingest's fields) in one pipe.
 preload() {
-    "$PY" - "$1" "$PREFIX:events" <<'PY' | rcli --pipe >"$WORK/pipe.log"
-import json, sys
-n, key = int(sys.argv[1]), sys.argv[2]
-out = sys.stdout.buffer
-def resp(*args):
-    parts = [b"*%d\r\n" % len(args)]
-    for a in args:
-        b = a.encode()
-        parts.append(b"$%d\r\n%s\r\n" % (len(b), b))
-    out.write(b"".join(parts))
-for i in range(n):
-    sid = "CA%032x" % (0xbe7c400000 + i)
-    rid = "%016x" % (0xb0000000 + i)
-    received = "2026-11-24T19:02:36.%03dZ" % (i % 1000)
-    ev = {"v": 1, "call_sid": sid, "account_sid": "AC0123456789abcdef0123456789abcdef",
-          "from": "+5511971730783", "to": "+551130001000", "direction": "inbound",
-          "status": "completed", "duration": "155",
-          "timestamp": "Tue, 24 Nov 2026 19:02:35 +0000", "sequence_number": "3",
-          "callback_source": "call-progress-events", "api_version": "2010-04-01",
-          "geo": {"from_city": "SAO PAULO", "from_state": "SP", "from_country": "BR",
-                  "to_city": "SAO PAULO", "to_state": "SP", "to_country": "BR"},
-          "received_at": received, "request_id": rid}
-    resp("XADD", key, "*", "call_sid", sid, "status", "completed", "attempt", "0",
-         "request_id", rid, "received_at", received,
-         "event", json.dumps(ev, separators=(",", ":")))
-PY
+    "$PY" "$ROOT/tests/bench/bench_events.py" preload "$1" "$PREFIX:events" |
+        rcli --pipe >"$WORK/pipe.log"
     [ "$(rcli XLEN "$PREFIX:events")" = "$1" ] || die "preload: $(cat "$WORK/pipe.log")"
 }
 
