@@ -3,7 +3,8 @@
  * This is the primary guard against a second RD Station entry (design §3). States:
  * pending → processing (lease owner + expiry) → delivered | skipped | dead, with
  * retry_wait between attempts. A claim is one INSERT … ON CONFLICT … DO UPDATE … WHERE
- * <claimable> RETURNING statement, so two workers racing on one CallSid cannot both win.
+ * <claimable> RETURNING statement, so two workers racing on one CallSid cannot both win;
+ * when it takes nothing, the same statement returns the row as it is, which says why.
  * `rd_post_started_at` is set just before posting to RD Station: a later claim that
  * finds it set must look for the CallSid marker among the deal's notes before posting.
  * Only unnamed statements (PQexecParams) are used, so Supabase's transaction pooler
@@ -54,6 +55,10 @@ ledger *ledger_open(const char *database_url, calllog_error *err);
 /* The last failure of any call below: its code and a message without the password,
  * like libpq's PQerrorMessage. Valid until the next call on `l`; for NULL, "no ledger". */
 const calllog_error *ledger_error(const ledger *l);
+
+/* How many statements `l` has sent to Postgres so far, each one round trip (a statement
+ * sent again after a reconnection counts again). For tests and benchmarks; 0 for NULL. */
+long ledger_round_trips(const ledger *l);
 
 /* Checks that the migrations ran (schema, table, columns). Returns 0, or
  * CALLLOG_PERMANENT with a ledger_error that says what to run. */
