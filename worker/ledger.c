@@ -155,12 +155,13 @@ ledger *ledger_open(const char *database_url, calllog_error *err)
     return l;
 }
 
-/* The last failure; see the header. */
+/* Statements sent so far; see the header. */
 long ledger_round_trips(const ledger *l)
 {
     return l ? l->round_trips : 0;
 }
 
+/* The last failure; see the header. */
 const calllog_error *ledger_error(const ledger *l)
 {
     static const calllog_error none = {CALLLOG_INVALID, 0, 0, -1, "no ledger"};
@@ -398,15 +399,9 @@ int ledger_check_schema(ledger *l)
 /* ---- claim ----------------------------------------------------------------------- */
 
 /* Inserts the row as `processing`, or takes it over when it is claimable: pending,
- * retry_wait, or processing under an expired lease; when it takes nothing, answers the row
- * as it is instead, so a duplicate costs one round trip too. Columns: state, attempts,
- * post started, rd_deal_id, reason, lease_owner, a lease running, its milliseconds left,
- * won. The row read when the upsert took nothing comes from the statement's snapshot: a
- * row inserted by a claim that committed meanwhile is not in it, and no row comes back
- * (claim_round then goes round again). */
+ * retry_wait, or processing under an expired lease. No row comes back otherwise. */
 static const char CLAIM_SQL[] =
-    "WITH won AS ("
-    " INSERT INTO calllog.deliveries AS d"
+    "INSERT INTO calllog.deliveries AS d"
     " (call_sid, state, call_status, attempts, lease_owner, lease_expires_at, event)"
     " VALUES ($1, 'processing', $2, 1, $3,"
     "         now() + $4::bigint * interval '1 millisecond', $5::jsonb)"
@@ -420,23 +415,23 @@ static const char CLAIM_SQL[] =
     " event = COALESCE(EXCLUDED.event, d.event)"
     " WHERE d.state IN ('pending', 'retry_wait')"
     "    OR (d.state = 'processing' AND d.lease_expires_at < now())"
-    " RETURNING d.state, d.attempts, d.rd_post_started_at IS NOT NULL AS post_started,"
-    " d.rd_deal_id, d.reason, d.lease_owner)"
-    " SELECT state, attempts, post_started, rd_deal_id, reason, lease_owner, true,"
-    " 0::bigint, true FROM won"
-    " UNION ALL"
-    " SELECT state, attempts, rd_post_started_at IS NOT NULL, rd_deal_id, reason,"
+    " RETURNING d.state, d.attempts, d.rd_post_started_at IS NOT NULL, d.rd_deal_id,"
+    " d.reason, d.lease_owner, true, 0";
+
+/* Why a claim did not win: the row as it is now (same columns as CLAIM_SQL's answer,
+ * then whether a lease is running and for how many more milliseconds). */
+static const char CLAIM_STATE_SQL[] =
+    "SELECT state, attempts, rd_post_started_at IS NOT NULL, rd_deal_id, reason,"
     " lease_owner, state = 'processing' AND lease_expires_at >= now(),"
     " CASE WHEN state = 'processing' AND lease_expires_at >= now()"
-    "  THEN ceil(EXTRACT(EPOCH FROM lease_expires_at - now()) * 1000)::bigint ELSE 0 END,"
-    " false FROM calllog.deliveries"
-    " WHERE call_sid = $1 AND NOT EXISTS (SELECT 1 FROM won)";
+    "  THEN ceil(EXTRACT(EPOCH FROM lease_expires_at - now()) * 1000)::bigint ELSE 0 END"
+    " FROM calllog.deliveries WHERE call_sid = $1";
 
 /* How often a claim is tried again when the row became claimable between the claim and
  * the look at why it failed (its holder gave it up in that instant). */
 #define CLAIM_ROUNDS 3
 
-/* Fills `out` from a row of CLAIM_SQL with status `status`. */
+/* Fills `out` from a row of CLAIM_SQL / CLAIM_STATE_SQL with status `status`. */
 static void fill_claim(const PGresult *r, ledger_claim_status status, ledger_claim_result *out)
 {
     memset(out, 0, sizeof *out);
@@ -449,7 +444,7 @@ static void fill_claim(const PGresult *r, ledger_claim_status status, ledger_cla
     out->lease_left_ms = atol(PQgetvalue(r, 0, 7));
 }
 
-/* Classifies a row of CLAIM_SQL that did not win. Returns 1 with `out` filled, or 0 when
+/* Classifies the row read by CLAIM_STATE_SQL. Returns 1 with `out` filled, or 0 when
  * the row is claimable (or gone) and the claim should run again. A running lease held
  * by `owner` itself counts as won only when `repeated` (our own claim whose answer was
  * lost with the connection). */
@@ -472,8 +467,8 @@ static int classify(const PGresult *r, const char *owner, int repeated, ledger_c
     return 1;
 }
 
-/* One round of the claim (one statement: the upsert, or the row as it is). Returns 1 when
- * decided, 0 to go round again, -1 on error. */
+/* One round of the claim: the upsert, then (when it took nothing) a look at the row.
+ * Returns 1 when decided, 0 to go round again, -1 on error. */
 static int claim_round(ledger *l, const char *const *params, const char *owner, int *repeated,
                        ledger_claim_result *out)
 {
@@ -482,11 +477,16 @@ static int claim_round(ledger *l, const char *const *params, const char *owner, 
     if (!r)
         return -1;
     *repeated |= again;
-    int decided = 1;
-    if (PQntuples(r) == 1 && field_true(r, 8))
+    if (PQntuples(r) == 1) {
         fill_claim(r, LEDGER_CLAIM_WON, out);
-    else
-        decided = classify(r, owner, *repeated, out);
+        PQclear(r);
+        return 1;
+    }
+    PQclear(r);
+    r = run(l, "reading the call's state", CLAIM_STATE_SQL, 1, params, PGRES_TUPLES_OK, &again);
+    if (!r)
+        return -1;
+    int decided = classify(r, owner, *repeated, out);
     PQclear(r);
     return decided;
 }

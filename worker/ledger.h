@@ -3,8 +3,7 @@
  * This is the primary guard against a second RD Station entry (design §3). States:
  * pending → processing (lease owner + expiry) → delivered | skipped | dead, with
  * retry_wait between attempts. A claim is one INSERT … ON CONFLICT … DO UPDATE … WHERE
- * <claimable> RETURNING statement, so two workers racing on one CallSid cannot both win;
- * when it takes nothing, the same statement returns the row as it is, which says why.
+ * <claimable> RETURNING statement, so two workers racing on one CallSid cannot both win.
  * `rd_post_started_at` is set just before posting to RD Station: a later claim that
  * finds it set must look for the CallSid marker among the deal's notes before posting.
  * Only unnamed statements (PQexecParams) are used, so Supabase's transaction pooler

@@ -8,8 +8,8 @@
  *
  * Covered: the migration (twice, with psql too, RLS, Supabase's anon/authenticated roles,
  * which plain PostgreSQL lacks and one test creates), the schema check and its advice,
- * every claim outcome (won, finished, dead, busy, expired lease with post_started), each
- * in one round trip (ledger_round_trips),
+ * every claim outcome (won, finished, dead, busy, expired lease with post_started), the
+ * round trips of a delivered call (three) and of its duplicates (ledger_round_trips),
  * the lease-owner checks of the marks, retry_wait, owner-less marks of poison entries,
  * resets, state counts, two connections racing on one CallSid 200 times, and — through
  * a small TCP proxy that reads the wire protocol — that only unnamed statements and no
@@ -390,14 +390,14 @@ static long trips_since(const ledger *l, long *mark)
     return n;
 }
 
-Test(ledger, a_claim_costs_one_round_trip_whatever_it_finds)
+Test(ledger, round_trips_of_a_delivered_call_and_of_its_duplicates)
 {
     ledger *a = open_ledger(), *b = open_ledger();
     long ma = ledger_round_trips(a), mb = ledger_round_trips(b);
     cr_assert_eq(claim(a, "CAtrip", "worker-a").status, LEDGER_CLAIM_WON);
     cr_expect_eq(trips_since(a, &ma), 1, "won");
     cr_assert_eq(claim(b, "CAtrip", "worker-b").status, LEDGER_CLAIM_BUSY);
-    cr_expect_eq(trips_since(b, &mb), 1, "busy: the row comes back with the claim");
+    cr_expect_eq(trips_since(b, &mb), 2, "busy: the claim, then why it took nothing");
     cr_expect_eq(ledger_mark_posting(a, "CAtrip", "worker-a", "deal-1", 60000), 0, "%s",
                  ledger_error(a)->message);
     ledger_delivery d = {"contact-1", "deal-1", "note-1", NULL, 0};
@@ -407,7 +407,7 @@ Test(ledger, a_claim_costs_one_round_trip_whatever_it_finds)
     ledger_claim_result c = claim(b, "CAtrip", "worker-b");
     cr_expect_eq(c.status, LEDGER_CLAIM_FINISHED);
     cr_expect_str_eq(c.rd_deal_id, "deal-1");
-    cr_expect_eq(trips_since(b, &mb), 1, "finished: the row comes back with the claim");
+    cr_expect_eq(trips_since(b, &mb), 2, "finished: the claim, then why it took nothing");
     cr_expect_eq(ledger_round_trips(NULL), 0);
     ledger_close(a);
     ledger_close(b);
