@@ -60,6 +60,7 @@ PUBLIC=https://calllog.example.com
 
 WORK=$(mktemp -d /tmp/calllog-bench-issue11.XXXXXX)
 SERVER_PIDS=()
+declare -A CALLS RT LAT # by build label: best calls/s, round trips per call, "p50 p99"
 
 # Stops what this script started: the servers under test, then worker_lib.sh's.
 cleanup() {
@@ -154,29 +155,32 @@ ingest_phase() {
     stop_servers
 }
 
-# Best calls/s of the worker rows of build $1 (label) with binary $2; prints the rows.
+# The worker rows: for each of SHAPES, one row per build (interleaved, so that a change in
+# the machine's load hits both builds alike). Sets CALLS[label] to each build's best calls/s.
 worker_phase() {
-    local label=$1 bin=$2 shape best=0 rate
+    local shape b label rate
     IFS=, read -r -a shapes <<<"$SHAPES"
     for shape in "${shapes[@]}"; do
-        # shellcheck disable=SC2086 # "procs conc"
-        WORKER_BIN=$bin worker_row $shape "$EVENTS" 0 >"$WORK/row"
-        sed "s/^| calllog-worker |/| calllog-worker ($label) |/" "$WORK/row"
-        rate=$(awk -F'|' '{ print $8 + 0 }' "$WORK/row")
-        best=$(awk -v a="$best" -v b="$rate" 'BEGIN { print (b > a ? b : a) }')
+        for b in "$@"; do
+            label=${b%%:*}
+            # shellcheck disable=SC2086 # "procs conc"
+            WORKER_BIN=${b#*:} worker_row $shape "$EVENTS" 0 >"$WORK/row"
+            sed "s/^| calllog-worker |/| calllog-worker ($label) |/" "$WORK/row"
+            rate=$(awk -F'|' '{ print $8 + 0 }' "$WORK/row")
+            CALLS[$label]=$(awk -v a="${CALLS[$label]:-0}" -v b="$rate" 'BEGIN { print (b > a ? b : a) }')
+        done
     done
-    eval "CALLS_${label}=$best"
 }
 
 # Round trips per call of build $1 (label) with binary $2; prints the rows.
 roundtrip_phase() {
     WORKER_BIN=$2 roundtrip_row "$RT_EVENTS" 1 >"$WORK/rt"
     sed "s/^| \(Redis\|Postgres\) |/| \1 ($1) |/" "$WORK/rt"
-    eval "RT_${1}=\"$(printf '%.2f Redis + %.2f Postgres' "$RT_REDIS" "$RT_PG")\""
+    RT[$1]=$(printf '%.2f Redis + %.2f Postgres' "$RT_REDIS" "$RT_PG")
 }
 
 # Hangup-to-note of build $1 (label) with binary $2 at LAT_RATE calls/s: prints a row and
-# sets LAT_<label> to "p50 p99".
+# sets LAT[label] to "p50 p99".
 latency_phase() {
     local label=$1 bin=$2 n done stats
     reset_all 0 >/dev/null
@@ -195,7 +199,7 @@ latency_phase() {
     read -r done p50 p99 max <<<"$stats"
     echo "| calllog-worker ($label) 1 x 4 | $LAT_RATE | $n | $done | $p50 | $p99 | $max |"
     [ "$done" -eq "$n" ] || echo "bench_issue11: latency ($label): $done of $n delivered" >&2
-    eval "LAT_${label}=\"$p50 $p99\""
+    LAT[$label]="$p50 $p99"
 }
 
 # CPU ticks and VmRSS (KiB) of process $1: "ticks rss".
@@ -255,8 +259,10 @@ summary_row() {
     printf '| %s | %s | %s | %s | %s | %s |\n' "$@"
 }
 
-# Prints "met" or "not met" for `awk condition` $1 with value a = $2.
+# Prints "met" or "not met" for `awk condition` $1 with value a = $2 ("not measured" when
+# $2 is none).
 judge() {
+    case $2 in '' | - | '?') echo "not measured" && return ;; esac
     awk -v a="$2" "BEGIN { print (($1) ? \"met\" : \"**not met**\") }"
 }
 
@@ -284,9 +290,7 @@ main() {
     mock_row 8 0 >"$WORK/mock8"
     cat "$WORK/mock8"
     MOCK8=$(awk -F'|' '{ print $8 + 0 }' "$WORK/mock8")
-    for b in "${builds[@]}"; do
-        worker_phase "${b%%:*}" "${b#*:}"
-    done
+    worker_phase "${builds[@]}"
     echo
     echo "Round trips per delivered call (one worker at concurrency 1, $RT_EVENTS calls; Redis MONITOR, Postgres log_statement = all):"
     echo
@@ -320,7 +324,7 @@ main() {
     local qm qr before_calls=""
     read -r -a qm <<<"$QUOTA_many"
     read -r -a qr <<<"$QUOTA_repeat"
-    [ -z "$BEFORE_BIN" ] || before_calls=" (this run's before: ${CALLS_before:-?}/s; ${RT_before:-?})"
+    [ -z "$BEFORE_BIN" ] || before_calls=" (this run's before: ${CALLS[before]:-?}/s; ${RT[before]:-?})"
     echo
     echo "Issue 11 in one table (baselines measured in this run; \"before\" is the issue's figure):"
     echo
@@ -340,14 +344,14 @@ main() {
     summary_row "notes/min as a share of the RD limit (backlog): 60 × 3 / 20 × 10; 429s" \
         "${qm[1]} / ${qr[1]}; ${qm[2]} + ${qr[2]}" "100 %" "-" "≥ 95 %, zero 429" "60 % (84 %)"
     summary_row "worker calls/s end to end, RD answering at once (best of $SHAPES)" \
-        "${CALLS_after:-?}/s$before_calls" "mock alone, 8 clients: $MOCK8/s" \
-        "$(awk -v a="${CALLS_after:-0}" -v b="$MOCK8" 'BEGIN { printf "%.2f× the mock", a / b }')" \
-        "≥ 3 000 ($(judge 'a >= 3000' "${CALLS_after:-0}"))" "590–730"
-    summary_row "round trips per call (Redis + Postgres), concurrency 1" "${RT_after:-?}" \
-        "${RT_before:-(BENCH_WORKER_BIN_BEFORE)}" "-" "only those the design needs" "4 + 3 (this bench, before)"
-    read -r p50 p99 <<<"${LAT_after:-? ?}"
+        "${CALLS[after]:-?}/s$before_calls" "mock alone, 8 clients: $MOCK8/s" \
+        "$(awk -v a="${CALLS[after]:-0}" -v b="$MOCK8" 'BEGIN { printf "%.2f× the mock", a / b }')" \
+        "≥ 3 000 ($(judge 'a >= 3000' "${CALLS[after]:-0}"))" "590–730"
+    summary_row "round trips per call (Redis + Postgres), concurrency 1" "${RT[after]:-?}" \
+        "${RT[before]:-(BENCH_WORKER_BIN_BEFORE)}" "-" "only those the design needs" "4 + 3 (this bench, before)"
+    read -r p50 p99 <<<"${LAT[after]:-? ?}"
     summary_row "hangup-to-note at $LAT_RATE calls/s, RD answering at once" "p50 $p50 ms, p99 $p99 ms" \
-        "${LAT_before:+before: $LAT_before ms}" "-" "p99 ≤ 50 ms ($(judge 'a <= 50' "$p99"))" \
+        "${LAT[before]:+before: ${LAT[before]} ms}" "-" "p99 ≤ 50 ms ($(judge 'a <= 50' "$p99"))" \
         "p50 4.3 ms, p99 9.3 ms"
     summary_row "idle CPU; RSS ingest / worker" "$IDLE_ROW" "-" "-" "keep it" "0.0 %; 4.6 / 11.6 MB"
 }
