@@ -129,13 +129,25 @@ static void close_links(worker_links *l)
         redisFree(l->redis);
 }
 
-/* Takes the next entry: a reclaimed one when due for a check, else a new one. */
+/* 1 when the look for entries idle on other consumers (XAUTOCLAIM) is due. */
+static int reclaim_due(long long last_reclaim)
+{
+    return timing_mono_ms() - last_reclaim >= RECLAIM_EVERY_MS;
+}
+
+/* Takes the next entry: the one read with the last acknowledgement, if any; else a
+ * reclaimed one when due for a check; else a new one. */
 static calllog_code next_entry(consumer_thread *t, char *cursor, long long *last_reclaim,
                                stream_entry *e, calllog_error *err)
 {
     const worker_settings *s = t->group->settings;
     calllog_code st = CALLLOG_NOT_FOUND;
-    if (timing_mono_ms() - *last_reclaim >= RECLAIM_EVERY_MS) {
+    if (t->links.next.id[0]) {
+        *e = t->links.next;
+        memset(&t->links.next, 0, sizeof t->links.next);
+        return CALLLOG_OK;
+    }
+    if (reclaim_due(*last_reclaim)) {
         st = queue_reclaim(t->links.redis, &s->keys, s->consumer, s->claim_idle_ms, cursor, e, err);
         if (st == CALLLOG_OK)
             log_warn("reclaimed an entry idle on another consumer", LF_S("id", e->id),
@@ -156,7 +168,9 @@ static void *consumer_main(void *arg)
     calllog_error err;
     long long last_reclaim = 0;
     long backoff = 200;
-    while (!shutdown_requested()) {
+    /* An entry read with the last acknowledgement is handled even when stopping: the
+     * processor then hands it back at once. */
+    while (!shutdown_requested() || t->links.next.id[0]) {
         if ((!t->links.redis || t->links.redis->err || !t->links.rd) && open_links(t) != 0)
             break;
         stream_entry e;
@@ -169,6 +183,10 @@ static void *consumer_main(void *arg)
         if (st == CALLLOG_NOT_FOUND)
             continue;
         lease_keeper_hold(t->group->keeper, t->index, e.call_sid, t->links.owner, e.id);
+        /* Read the next entry with this one's acknowledgement, unless a reclaim check or a
+         * stop comes first. */
+        t->links.read_next =
+            shutdown_requested() || reclaim_due(last_reclaim) ? NULL : t->group->settings->consumer;
         processor_outcome o = processor_handle(&t->links, &e);
         lease_keeper_release(t->group->keeper, t->index);
         stream_entry_free(&e);
@@ -177,6 +195,7 @@ static void *consumer_main(void *arg)
         else
             backoff = 200;
     }
+    stream_entry_free(&t->links.next); /* left pending: the reclaim hands it on */
     close_links(&t->links);
     return NULL;
 }

@@ -58,6 +58,7 @@ struct ledger {
     PGconn *conn;
     calllog_error err; /* the last failure (ledger_error) */
     char *secret[2];   /* the password as written in the URL and decoded; scrubbed from errors */
+    long round_trips;  /* statements sent (ledger_round_trips) */
 };
 
 /* ---- errors ---------------------------------------------------------------------- */
@@ -154,6 +155,12 @@ ledger *ledger_open(const char *database_url, calllog_error *err)
     return l;
 }
 
+/* Statements sent so far; see the header. */
+long ledger_round_trips(const ledger *l)
+{
+    return l ? l->round_trips : 0;
+}
+
 /* The last failure; see the header. */
 const calllog_error *ledger_error(const ledger *l)
 {
@@ -233,6 +240,7 @@ static PGresult *exec_once(ledger *l, const char *sql, int nparams, const char *
     *abandoned = 0;
     if (!PQsendQueryParams(l->conn, sql, nparams, types, params, NULL, NULL, 0))
         return NULL;
+    l->round_trips++;
     long long deadline = timing_mono_ms() + STATEMENT_TIMEOUT_MS;
     for (;;) {
         int rc = await_result(l->conn, deadline);

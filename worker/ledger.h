@@ -55,6 +55,10 @@ ledger *ledger_open(const char *database_url, calllog_error *err);
  * like libpq's PQerrorMessage. Valid until the next call on `l`; for NULL, "no ledger". */
 const calllog_error *ledger_error(const ledger *l);
 
+/* How many statements `l` has sent to Postgres so far, each one round trip (a statement
+ * sent again after a reconnection counts again). For tests and benchmarks; 0 for NULL. */
+long ledger_round_trips(const ledger *l);
+
 /* Checks that the migrations ran (schema, table, columns). Returns 0, or
  * CALLLOG_PERMANENT with a ledger_error that says what to run. */
 int ledger_check_schema(ledger *l);

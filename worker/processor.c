@@ -94,11 +94,12 @@ typedef struct job {
 
 /* ---- outcomes ---------------------------------------------------------------- */
 
-/* Acknowledges the entry: it is finished. */
+/* Acknowledges the entry: it is finished (and the next one is read, when asked). */
 static processor_outcome finish(job *j, processor_outcome o)
 {
     calllog_error err;
-    if (queue_done(j->w->redis, &j->w->settings->keys, j->e, &err) != 0) {
+    worker_links *w = j->w;
+    if (queue_done_next(w->redis, &w->settings->keys, j->e, w->read_next, &w->next, &err) < 0) {
         log_error("xack failed, entry stays pending", LF_S("call_sid", j->e->call_sid),
                   LF_S("error", err.message));
         return PROCESSOR_DEFERRED;

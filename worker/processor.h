@@ -44,6 +44,9 @@ typedef struct worker_links {
     twilio_client *twilio; /* NULL when enrichment is off */
     char owner[192];       /* lease owner: consumer name + thread number */
     rd_budget budget;      /* the shared RD limiter, paid ahead by post_once */
+    const char *read_next; /* consumer name: acknowledging an entry also reads the next new
+                              one into `next` (queue_done_next); NULL: it does not */
+    stream_entry next;     /* that entry (id "" when none); the consumer handles it next */
 } worker_links;
 
 typedef enum {

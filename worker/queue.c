@@ -22,6 +22,17 @@ static const char lua_done[] = "redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])\n"
                                "redis.call('XDEL', KEYS[1], ARGV[2])\n"
                                "return 1\n";
 
+/* KEYS: events. ARGV: group, id, consumer. Acknowledges like lua_done, then reads the next
+ * new entry for `consumer` (XREADGROUP without BLOCK, which scripts may not use). Returns
+ * the XREADGROUP reply, or 1 when the stream has no new entry. */
+static const char lua_done_next[] =
+    "redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])\n"
+    "redis.call('XDEL', KEYS[1], ARGV[2])\n"
+    "local r = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[3], 'COUNT', '1',\n"
+    "                     'STREAMS', KEYS[1], '>')\n"
+    "if r then return r end\n"
+    "return 1\n";
+
 /* KEYS: events, retry. ARGV: group, id, delay_ms, member. Returns the due time. */
 static const char lua_reschedule[] =
     "local t = redis.call('TIME')\n"
@@ -123,6 +134,24 @@ int queue_ensure_group(redisContext *c, const calllog_keys *k, calllog_error *er
     return rc;
 }
 
+/* Decodes an XREADGROUP reply `r` of one stream into `out`. Returns CALLLOG_OK,
+ * CALLLOG_NOT_FOUND when it holds no entry, or CALLLOG_TRANSIENT (with `err`) when the
+ * entry does not decode. */
+static calllog_code read_reply_entry(const redisReply *r, stream_entry *out, calllog_error *err)
+{
+    calllog_code st = CALLLOG_NOT_FOUND;
+    if (r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
+        r->element[0]->type == REDIS_REPLY_ARRAY && r->element[0]->elements == 2) {
+        const redisReply *entries = r->element[0]->element[1];
+        if (entries->type == REDIS_REPLY_ARRAY && entries->elements > 0)
+            st = stream_entry_from_reply(entries->element[0], out) == 0 ? CALLLOG_OK
+                                                                        : CALLLOG_TRANSIENT;
+        if (st < 0)
+            error_set(err, CALLLOG_TRANSIENT, "unreadable stream entry");
+    }
+    return st;
+}
+
 calllog_code queue_read(redisContext *c, const calllog_keys *k, const char *consumer, long block_ms,
                         stream_entry *out, calllog_error *err)
 {
@@ -133,15 +162,7 @@ calllog_code queue_read(redisContext *c, const calllog_keys *k, const char *cons
     redisReply *r = run(c, 11, argv, err);
     if (!r)
         return CALLLOG_TRANSIENT;
-    calllog_code st = CALLLOG_NOT_FOUND;
-    if (r->type == REDIS_REPLY_ARRAY && r->elements == 1) {
-        const redisReply *entries = r->element[0]->element[1];
-        if (entries->elements > 0)
-            st = stream_entry_from_reply(entries->element[0], out) == 0 ? CALLLOG_OK
-                                                                        : CALLLOG_TRANSIENT;
-        if (st < 0)
-            error_set(err, CALLLOG_TRANSIENT, "unreadable stream entry");
-    }
+    calllog_code st = read_reply_entry(r, out, err);
     freeReplyObject(r);
     return st;
 }
@@ -194,6 +215,24 @@ int queue_done(redisContext *c, const calllog_keys *k, const stream_entry *e, ca
     if (r)
         freeReplyObject(r);
     return r ? 0 : -1;
+}
+
+calllog_code queue_done_next(redisContext *c, const calllog_keys *k, const stream_entry *e,
+                             const char *consumer, stream_entry *next, calllog_error *err)
+{
+    memset(next, 0, sizeof *next);
+    if (!consumer)
+        return queue_done(c, k, e, err) == 0 ? CALLLOG_NOT_FOUND : CALLLOG_TRANSIENT;
+    const char *args[] = {k->events, KEYS_GROUP, e->id, consumer};
+    redisReply *r = redis_eval(c, lua_done_next, 1, 4, args, err);
+    if (!r)
+        return CALLLOG_TRANSIENT;
+    calllog_error ignored;
+    calllog_code st = read_reply_entry(r, next, &ignored);
+    freeReplyObject(r);
+    /* An entry that does not decode stays pending on `consumer`: the reclaim takes it
+     * (and buries it as poison), as it would after a plain read. */
+    return st == CALLLOG_OK ? CALLLOG_OK : CALLLOG_NOT_FOUND;
 }
 
 /* The retry-set member for `e`: its JSON form (from_id its stream id), with attempt

@@ -3,7 +3,7 @@
  * Reads go through consumer group `calllog-workers` (XREADGROUP, XAUTOCLAIM). Every move
  * that touches two keys is one Lua script, so an event is never in neither or both
  * places (design §3 Durability):
- *   done       XACK + XDEL on the events stream
+ *   done       XACK + XDEL on the events stream (optionally + XREADGROUP of the next entry)
  *   reschedule ZADD retry <due-ms> <entry> + XACK + XDEL
  *   bury       XADD dead <fields> + XACK + XDEL
  *   promote    due members of retry → XADD events + ZREM (any worker runs it)
@@ -45,6 +45,15 @@ calllog_code queue_reclaim(redisContext *c, const calllog_keys *k, const char *c
 
 /* The entry is finished (delivered, skipped, duplicate, ignored): XACK + XDEL. */
 int queue_done(redisContext *c, const calllog_keys *k, const stream_entry *e, calllog_error *err);
+
+/* Like queue_done, and in the same round trip (one script) reads the next new entry for
+ * `consumer` without blocking, so a worker with a backlog pays one round trip per entry
+ * for both. Returns CALLLOG_OK with `next` filled (caller frees: stream_entry_free),
+ * CALLLOG_NOT_FOUND when there was no new entry (`next` is empty; the entry is
+ * acknowledged all the same), or CALLLOG_TRANSIENT with `err` when the acknowledgement
+ * failed (nothing changed). `consumer` NULL reads nothing (a plain queue_done). */
+calllog_code queue_done_next(redisContext *c, const calllog_keys *k, const stream_entry *e,
+                             const char *consumer, stream_entry *next, calllog_error *err);
 
 /* Moves the entry to the retry set, due `delay_ms` from now (Redis's clock) with
  * attempt + 1, atomically. */

@@ -40,80 +40,20 @@ CONCURRENCY=${BENCH_QUOTA_CONCURRENCY:-4}
 ROW_TIMEOUT=${BENCH_ROW_TIMEOUT:-150}
 # label:callers:calls[:limit/min], one row each (limit: BENCH_QUOTA_LIMIT when left out)
 SCENARIOS=${BENCH_QUOTA_SCENARIOS:-"many:60:3 repeat:20:10 limiter:1:200:120"}
-PREFIX=calllog
-PY=/usr/bin/python3
+MOCK_NODELAY=0       # worker_lib.sh start_mock: the mock exactly as the tests run it
+WORKER_LOG_LEVEL=warn # worker_lib.sh start_worker
 HELPER=$ROOT/tests/bench/bench_quota.py
 
-# shellcheck source=tests/lib/services.sh
-. "$ROOT/tests/lib/services.sh"
+# shellcheck source=tests/bench/worker_lib.sh
+. "$ROOT/tests/bench/worker_lib.sh"
 
 WORK=$(mktemp -d /tmp/calllog-bench-quota.XXXXXX)
-MOCK_PID=
-WORKER_PIDS=()
-METRIC_PORTS=()
 
-# Stops the workers, the mock and the services this script started; removes $WORK.
-cleanup() {
-    stop_workers
-    if [ -n "$MOCK_PID" ]; then
-        kill -TERM "$MOCK_PID" 2>/dev/null || true
-        wait "$MOCK_PID" 2>/dev/null || true
-    fi
-    services_stop
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-# Prints an error and exits.
-die() {
-    echo "bench_quota: $*" >&2
-    exit 1
-}
-
-# redis-cli against the benchmark's Redis.
-rcli() {
-    redis-cli -h 127.0.0.1 -p "$CALLLOG_TEST_REDIS_PORT" "$@"
-}
-
-# psql against the benchmark's database: runs $1, prints unaligned tuples.
-sql() {
-    psql -qAt -v ON_ERROR_STOP=1 "$CALLLOG_TEST_DATABASE_URL" -c "$1"
-}
-
-# A control call to the mock: $1 method, $2 path, $3 JSON body (optional, or @file).
-mock() {
-    curl -sf -X "$1" -H 'Content-Type: application/json' ${3:+--data-binary "$3"} "$RD$2"
-}
-
-# SIGTERMs the running workers and waits for them.
-stop_workers() {
-    local p
-    for p in "${WORKER_PIDS[@]}"; do
-        kill -TERM "$p" 2>/dev/null || true
-    done
-    for p in "${WORKER_PIDS[@]}"; do
-        wait "$p" 2>/dev/null || true
-    done
-    WORKER_PIDS=()
-    METRIC_PORTS=()
-}
-
-# Starts the RD Station mock with its rate limit on and waits for its port file.
-start_mock() {
-    "$PY" "$ROOT/tests/mocks/rdstation_mock.py" --port 0 --port-file "$WORK/rd.port" \
-        --rate-limit "$LIMIT" --rate-window 60 --quiet 2>"$WORK/mock.log" &
-    MOCK_PID=$!
-    for _ in $(seq 1 100); do
-        [ -s "$WORK/rd.port" ] && break
-        sleep 0.1
-    done
-    [ -s "$WORK/rd.port" ] || die "the RD Station mock did not start: $(cat "$WORK/mock.log")"
-    RD=http://127.0.0.1:$(cat "$WORK/rd.port")
-}
+trap worker_bench_cleanup EXIT
 
 # Empties Redis, the ledger and the mock (its limiter too, set to $2/min over 60 s) and
 # seeds $1 callers as contacts with an open deal.
-reset_all() {
+quota_reset() {
     rcli FLUSHALL >/dev/null
     sql "TRUNCATE calllog.deliveries"
     mock POST /_mock/reset >/dev/null
@@ -124,24 +64,9 @@ reset_all() {
 }
 
 # XADDs $1 callers x $2 calls completed events in one pipe.
-preload() {
+quota_preload() {
     "$PY" "$HELPER" preload "$1" "$2" "$PREFIX:events" | rcli --pipe >"$WORK/pipe.log"
     [ "$(rcli XLEN "$PREFIX:events")" = "$(($1 * $2))" ] || die "preload: $(cat "$WORK/pipe.log")"
-}
-
-# Starts worker process $2 of build $1 at limit $3/min; remembers its metrics port.
-start_worker() {
-    local port
-    port=$(services_free_port)
-    REDIS_URL=$CALLLOG_TEST_REDIS_URL DATABASE_URL=$CALLLOG_TEST_DATABASE_URL \
-        CALLLOG_KEY_PREFIX=$PREFIX LOG_FORMAT=json LOG_LEVEL=warn \
-        METRICS_LISTEN="127.0.0.1:$port" WORKER_CONSUMER_NAME="quota-$2" \
-        WORKER_CONCURRENCY="$CONCURRENCY" RDSTATION_API=v1 RDSTATION_TOKEN=mock-v1-token \
-        RDSTATION_USER_ID=u1 RDSTATION_API_BASE_URL="$RD/api/v1" \
-        RDSTATION_RATE_LIMIT_PER_MINUTE="$3" RDSTATION_RATE_BURST="$BURST" TWILIO_ENRICH=0 \
-        "$1" 2>>"$WORK/worker-$2.log" &
-    WORKER_PIDS+=($!)
-    METRIC_PORTS+=("$port")
 }
 
 # One scenario: $1 label, $2 build name, $3 worker binary, $4 callers, $5 calls each,
@@ -149,10 +74,10 @@ start_worker() {
 quota_row() {
     local label=$1 build=$2 bin=$3 callers=$4 calls=$5 limit=$6 n done=0 i port rows
     n=$((callers * calls))
-    reset_all "$callers" "$limit"
-    preload "$callers" "$calls"
+    quota_reset "$callers" "$limit"
+    quota_preload "$callers" "$calls"
     for i in $(seq 1 "$WORKERS"); do
-        start_worker "$bin" "$i" "$limit"
+        start_worker "$CONCURRENCY" "$i" "$bin" "$limit" "$BURST"
     done
     local deadline=$((SECONDS + ROW_TIMEOUT))
     while [ "$SECONDS" -lt "$deadline" ]; do
@@ -162,7 +87,7 @@ quota_row() {
     done
     [ "$done" -ge "$n" ] || echo "bench_quota: $label/$build: only $done of $n delivered in ${ROW_TIMEOUT}s" >&2
     i=0
-    for port in "${METRIC_PORTS[@]}"; do
+    for port in "${WORKER_METRIC_PORTS[@]}"; do
         i=$((i + 1))
         curl -sf "http://127.0.0.1:$port/metrics" >"$WORK/metrics-$i" || : >"$WORK/metrics-$i"
     done
@@ -183,7 +108,7 @@ services_start >/dev/null || die "services did not start"
 for f in "$ROOT"/deploy/supabase/migrations/*.sql; do
     psql -q -v ON_ERROR_STOP=1 "$CALLLOG_TEST_DATABASE_URL" -f "$f" >/dev/null
 done
-start_mock
+start_mock --rate-limit "$LIMIT" --rate-window 60
 
 builds=()
 [ -z "$BEFORE_BIN" ] || builds+=("before:$BEFORE_BIN")

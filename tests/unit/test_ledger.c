@@ -8,7 +8,8 @@
  *
  * Covered: the migration (twice, with psql too, RLS, Supabase's anon/authenticated roles,
  * which plain PostgreSQL lacks and one test creates), the schema check and its advice,
- * every claim outcome (won, finished, dead, busy, expired lease with post_started),
+ * every claim outcome (won, finished, dead, busy, expired lease with post_started), the
+ * round trips of a delivered call (three) and of its duplicates (ledger_round_trips),
  * the lease-owner checks of the marks, retry_wait, owner-less marks of poison entries,
  * resets, state counts, two connections racing on one CallSid 200 times, and — through
  * a small TCP proxy that reads the wire protocol — that only unnamed statements and no
@@ -382,6 +383,37 @@ Test(ledger, claim_won_then_busy_for_another_owner)
     cr_expect_str_eq(row_col("CAone", "event->>'call_sid'", v, sizeof v), "x");
     cr_expect_str_eq(
         row_col("CAone", "lease_expires_at > now() + interval '50 seconds'", v, sizeof v), "true");
+    ledger_close(a);
+    ledger_close(b);
+}
+
+/* How many round trips `l` made since `*mark`, which moves on to now. */
+static long trips_since(const ledger *l, long *mark)
+{
+    long n = ledger_round_trips(l) - *mark;
+    *mark = ledger_round_trips(l);
+    return n;
+}
+
+Test(ledger, round_trips_of_a_delivered_call_and_of_its_duplicates)
+{
+    ledger *a = open_ledger(), *b = open_ledger();
+    long ma = ledger_round_trips(a), mb = ledger_round_trips(b);
+    cr_assert_eq(claim(a, "CAtrip", "worker-a").status, LEDGER_CLAIM_WON);
+    cr_expect_eq(trips_since(a, &ma), 1, "won");
+    cr_assert_eq(claim(b, "CAtrip", "worker-b").status, LEDGER_CLAIM_BUSY);
+    cr_expect_eq(trips_since(b, &mb), 2, "busy: the claim, then why it took nothing");
+    cr_expect_eq(ledger_mark_posting(a, "CAtrip", "worker-a", "deal-1", 60000), 0, "%s",
+                 ledger_error(a)->message);
+    ledger_delivery d = {"contact-1", "deal-1", "note-1", NULL, 0};
+    cr_expect_eq(ledger_mark_delivered(a, "CAtrip", "worker-a", &d), 0, "%s",
+                 ledger_error(a)->message);
+    cr_expect_eq(trips_since(a, &ma), 2, "posting and delivered: one statement each");
+    ledger_claim_result c = claim(b, "CAtrip", "worker-b");
+    cr_expect_eq(c.status, LEDGER_CLAIM_FINISHED);
+    cr_expect_str_eq(c.rd_deal_id, "deal-1");
+    cr_expect_eq(trips_since(b, &mb), 2, "finished: the claim, then why it took nothing");
+    cr_expect_eq(ledger_round_trips(NULL), 0);
     ledger_close(a);
     ledger_close(b);
 }

@@ -12,7 +12,9 @@
  * reports the next due time, and sends malformed members to the dead stream; bury writes
  * the flat dead-letter fields and acks; replay_dead puts a dead entry back with attempt 0
  * and returns 1 for an unknown id; reclaim takes over another consumer's entry with its
- * delivery count; depths. */
+ * delivery count; done_next acks and reads the next entry for the same consumer in one
+ * script, acks even when none follows, reads nothing without a consumer, and changes
+ * nothing when the script fails; depths. */
 #include <criterion/criterion.h>
 
 #include <jansson.h>
@@ -237,6 +239,74 @@ Test(queue, done_removes_the_entry)
     cr_assert_eq(xlen(keys.events), 0);
     cr_assert_eq(pending(), 0);
     stream_entry_free(&e);
+}
+
+/* The consumer that entry `id` is pending on (XPENDING detail), or "" when none; into `out`. */
+static void pending_owner(const char *id, char *out, size_t outlen)
+{
+    redisReply *r = cmd("XPENDING %s %s %s %s 1", keys.events, KEYS_GROUP, id, id);
+    snprintf(out, outlen, "%s", r->elements == 1 ? r->element[0]->element[1]->str : "");
+    freeReplyObject(r);
+}
+
+Test(queue, done_next_acks_and_reads_the_next_entry_in_one_call)
+{
+    char id2[64], owner[64];
+    add_entry("CA1", "completed", "0", NULL);
+    add_entry("CA2", "busy", "1", id2);
+    stream_entry e, next;
+    read_one("w1", &e);
+    calllog_error err = {0};
+    cr_assert_eq(queue_done_next(rc, &keys, &e, "w1", &next, &err), CALLLOG_OK, "%s", err.message);
+    cr_assert_eq(xlen(keys.events), 1, "the finished entry is deleted");
+    cr_assert_eq(pending(), 1, "only the next entry is pending");
+    cr_assert_str_eq(next.id, id2);
+    cr_assert_str_eq(next.call_sid, "CA2");
+    cr_assert_str_eq(next.status, "busy");
+    cr_assert_str_eq(next.event, EVENT_JSON);
+    cr_assert_eq(next.attempt, 1);
+    cr_assert_eq(next.deliveries, 1);
+    pending_owner(id2, owner, sizeof owner);
+    cr_assert_str_eq(owner, "w1", "the next entry is delivered to the consumer that asked");
+    stream_entry_free(&e);
+
+    cr_assert_eq(queue_done_next(rc, &keys, &next, "w1", &e, &err), CALLLOG_NOT_FOUND, "%s",
+                 err.message);
+    cr_assert_eq(xlen(keys.events), 0, "acknowledged although no entry followed");
+    cr_assert_eq(pending(), 0);
+    cr_assert_str_eq(e.id, "", "no next entry: `next` is empty");
+    cr_assert_null(e.call_sid);
+    stream_entry_free(&next);
+}
+
+Test(queue, done_next_without_consumer_reads_nothing)
+{
+    add_entry("CA1", "completed", "0", NULL);
+    add_entry("CA2", "completed", "0", NULL);
+    stream_entry e, next;
+    read_one("w1", &e);
+    calllog_error err = {0};
+    cr_assert_eq(queue_done_next(rc, &keys, &e, NULL, &next, &err), CALLLOG_NOT_FOUND, "%s",
+                 err.message);
+    cr_assert_eq(pending(), 0, "the entry is acknowledged and none is read");
+    cr_assert_eq(xlen(keys.events), 1, "the second entry is still new on the stream");
+    cr_assert_str_eq(next.id, "");
+    stream_entry_free(&e);
+    read_one("w2", &e);
+    cr_assert_str_eq(e.call_sid, "CA2", "another consumer reads it");
+    stream_entry_free(&e);
+}
+
+Test(queue, done_next_without_group_fails_and_changes_nothing)
+{
+    add_entry("CA1", "completed", "0", NULL);
+    stream_entry e = {.call_sid = "CA1"}, next;
+    snprintf(e.id, sizeof e.id, "0-1");
+    calllog_error err = {0};
+    cr_assert_lt(queue_done_next(rc, &keys, &e, "w1", &next, &err), 0);
+    cr_assert(strstr(err.message, "NOGROUP") != NULL, "%s", err.message);
+    cr_assert_str_eq(next.id, "");
+    cr_assert_eq(xlen(keys.events), 1);
 }
 
 Test(queue, reschedule_moves_to_retry_set_with_attempt_plus_one)
