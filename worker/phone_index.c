@@ -25,8 +25,9 @@
 #define TEMP_TTL_MS 900000L
 /* First wait after a failed refresh; it doubles up to the refresh interval. */
 #define FAILURE_BACKOFF_MS 5000L
-/* How often every worker reads the index's age into its gauge. */
-#define GAUGE_EVERY_MS 5000
+/* How often the thread looks at the lease, the schedule and the index's age: an idle
+ * worker's thread costs two Redis commands per tick (the lease is 12 ticks long). */
+#define TICK_MS 5000
 /* Pages read at most per list: RD lists stop at 10 000 records (reference). */
 #define MAX_PAGES 200
 
@@ -396,7 +397,6 @@ struct phone_index_sync {
     int leader;
     long long next_ms;   /* epoch ms of the next refresh, when leader */
     long backoff_ms;     /* after a failed refresh */
-    long long gauges_ms; /* last refresh of the age gauge */
 };
 
 /* rd_acquire_fn: the shared limiter, in the lane the client asks for (the sync lane).
@@ -475,13 +475,10 @@ static int connect_links(phone_index_sync *p)
     return p->rd ? 0 : -1;
 }
 
-/* Reads the index's age into the gauge (every worker, every GAUGE_EVERY_MS). */
+/* Reads the index's age into the gauge (every worker, every tick). */
 static void watch(phone_index_sync *p)
 {
     long long now = timing_epoch_ms();
-    if (now - p->gauges_ms < GAUGE_EVERY_MS)
-        return;
-    p->gauges_ms = now;
     long long at = phone_index_refreshed_ms(p->redis, &p->s->keys);
     if (at > 0)
         metric_set(im.age, NULL, (double)(now - at) / 1000.0);
@@ -508,13 +505,13 @@ static void tick(phone_index_sync *p)
     watch(p);
 }
 
-/* The sync thread: a tick a second. */
+/* The sync thread: a tick every TICK_MS. */
 static void *sync_main(void *arg)
 {
     phone_index_sync *p = arg;
     while (!shutdown_requested()) {
         tick(p);
-        for (int slept = 0; slept < 1000 && !shutdown_requested(); slept += 50)
+        for (int slept = 0; slept < TICK_MS && !shutdown_requested(); slept += 50)
             timing_sleep_ms(50);
     }
     if (p->redis && !p->redis->err && p->leader)

@@ -288,11 +288,6 @@ static int find_in_index(job *j)
         return FIND_NO_DEAL;
     snprintf(j->deal.deal_id, sizeof j->deal.deal_id, "%s", hit.deal_id);
     snprintf(j->deal.deal_user_id, sizeof j->deal.deal_user_id, "%s", hit.deal_user_id);
-    lookup_cache_hit cached; /* v1 lists no owners: learn_owner may have cached this deal's */
-    if (!j->deal.deal_user_id[0] &&
-        lookup_cache_get(j->w->redis, &s->keys, j->customer, &cached) == LOOKUP_CACHE_FOUND &&
-        strcmp(cached.deal_id, hit.deal_id) == 0)
-        snprintf(j->deal.deal_user_id, sizeof j->deal.deal_user_id, "%s", cached.deal_user_id);
     count_lookup("index");
     return FIND_OK;
 }
@@ -394,8 +389,8 @@ static find_result create_deal(job *j, calllog_error *ae)
 
 /* Fetches the deal's owner when it is needed and unknown (v1 deal listings do not name it):
  * to write as, without a mapped or default user, and to assign a missed call's follow-up to.
- * Kept in the lookup cache. Returns CALLLOG_OK (also when the deal answered 404: the POST
- * then finds out), or a negative code. */
+ * Kept in the lookup cache, which is asked first. Returns CALLLOG_OK (also when the deal answered
+ * 404: the POST then finds out), or a negative code. */
 static calllog_code learn_owner(job *j, calllog_error *ae)
 {
     const worker_settings *s = j->w->settings;
@@ -403,6 +398,12 @@ static calllog_code learn_owner(job *j, calllog_error *ae)
     if (j->deal.deal_user_id[0] || worker_settings_mapped_user(s, j->our_number) ||
         (author && !followup_opens(&s->followup, event_get(j->ev, "direction"), j->e->status)))
         return CALLLOG_OK;
+    lookup_cache_hit cached; /* the phone index lists no v1 owners: one learnt before? */
+    if (lookup_cache_get(j->w->redis, &s->keys, j->customer, &cached) == LOOKUP_CACHE_FOUND &&
+        strcmp(cached.deal_id, j->deal.deal_id) == 0 && cached.deal_user_id[0]) {
+        snprintf(j->deal.deal_user_id, sizeof j->deal.deal_user_id, "%s", cached.deal_user_id);
+        return CALLLOG_OK;
+    }
     calllog_code st = rd_deal_owner(j->w->rd, j->deal.deal_id, j->deal.deal_user_id,
                                     sizeof j->deal.deal_user_id, ae);
     if (st == CALLLOG_OK && j->deal.deal_user_id[0] && j->deal.contact_id[0])
