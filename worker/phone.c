@@ -267,26 +267,35 @@ static int phone_br_same(const br_number *twilio, const br_number *stored)
     return strcmp(a, b) == 0;
 }
 
+/* Reads a stored phone's digits into `sd` and returns where its number starts (after an
+ * international "00"), setting `*intl` when it was written with '+' or "00"; NULL when it
+ * holds no digits (or too many). */
+static const char *phone_stored_digits(const char *stored, char *sd, size_t sdlen, int *intl)
+{
+    const char *sp = stored;
+    if (stored == NULL || phone_digits(stored, sd, sdlen) <= 0)
+        return NULL;
+    while (*sp == ' ' || *sp == '\t')
+        sp++;
+    *intl = *sp == '+';
+    if (!*intl && strncmp(sd, "00", 2) == 0) {
+        *intl = 1;
+        return sd + 2;
+    }
+    return sd;
+}
+
 /* Compares a stored phone with an E.164 number; see phone.h. */
 int phone_same_number(const char *twilio_e164, const char *stored)
 {
     char td[PHONE_DIGITS_MAX], sd[PHONE_DIGITS_MAX];
-    const char *s, *sp = stored;
+    const char *s;
     br_number tb, sb;
     int intl;
 
-    if (!phone_is_e164(twilio_e164) || stored == NULL)
+    if (!phone_is_e164(twilio_e164) || phone_digits(twilio_e164, td, sizeof td) < 0 ||
+        (s = phone_stored_digits(stored, sd, sizeof sd, &intl)) == NULL)
         return 0;
-    if (phone_digits(twilio_e164, td, sizeof td) < 0 || phone_digits(stored, sd, sizeof sd) <= 0)
-        return 0;
-    while (*sp == ' ' || *sp == '\t')
-        sp++;
-    intl = *sp == '+';
-    s = sd;
-    if (!intl && strncmp(s, "00", 2) == 0) {
-        intl = 1;
-        s += 2;
-    }
     if (phone_br_parse_e164_digits(td, &tb) != 0)
         return strcmp(td, s) == 0;
     if (phone_br_parse_stored(s, intl, &sb) != 0)
@@ -317,20 +326,12 @@ static void phone_key_add_br(phone_key_list *out, const br_number *n)
 int phone_index_keys(const char *stored, phone_key_list *out)
 {
     char sd[PHONE_DIGITS_MAX];
-    const char *s, *sp = stored;
+    const char *s;
     br_number sb;
     int intl;
     out->count = 0;
-    if (stored == NULL || phone_digits(stored, sd, sizeof sd) <= 0)
+    if ((s = phone_stored_digits(stored, sd, sizeof sd, &intl)) == NULL)
         return 0;
-    while (*sp == ' ' || *sp == '\t')
-        sp++;
-    intl = *sp == '+';
-    s = sd;
-    if (!intl && strncmp(s, "00", 2) == 0) {
-        intl = 1;
-        s += 2;
-    }
     if (*s != '\0')
         phone_key_add(out, 'd', s, "");
     if (phone_br_parse_stored(s, intl, &sb) == 0)
