@@ -154,9 +154,10 @@ def test_redis_with_an_evicting_policy(tmp_path, key_prefix, database_url, db, r
 
 @pytest.fixture
 def empty_database(database_url):
-    """A fresh database on the test server with no migration applied."""
+    """A fresh database on the test server with no migration applied, named after the
+    test database (the Release and ASan runs share the server, each with its own)."""
     parts = urllib.parse.urlsplit(database_url)
-    name = "calllog_doctor_empty"
+    name = parts.path.lstrip("/") + "_doctor_empty"
     admin = psycopg2.connect(database_url)
     admin.autocommit = True
     with admin.cursor() as cur:
