@@ -395,8 +395,8 @@ struct phone_index_sync {
     ratelimit_policy limit;
     char who[160];
     int leader;
-    long long next_ms;   /* epoch ms of the next refresh, when leader */
-    long backoff_ms;     /* after a failed refresh */
+    long long next_ms; /* epoch ms of the next refresh, when leader */
+    long backoff_ms;   /* after a failed refresh */
 };
 
 /* rd_acquire_fn: the shared limiter, in the lane the client asks for (the sync lane).
@@ -412,9 +412,8 @@ static int sync_acquire(void *arg, ratelimit_lane lane)
             return -1;
         if (wait_ms == 0)
             return 0;
-        if (shutdown_requested() ||
-            leader_hold(p->redis, p->s->keys.phone_index_leader, p->s->consumer, LEASE_MS,
-                        &err) <= 0)
+        if (shutdown_requested() || leader_hold(p->redis, p->s->keys.phone_index_leader,
+                                                p->s->consumer, LEASE_MS, &err) <= 0)
             return -1;
         timing_sleep_ms(wait_ms > 1000 ? 1000 : wait_ms);
     }
