@@ -272,7 +272,8 @@ static int read_replies(redisContext *c, int n, calllog_error *err)
     return rc;
 }
 
-/* Writes the entries to `temp` in pipelined HSETs of WRITE_BATCH fields. Returns 0 or -1. */
+/* Writes the entries to `temp` in pipelined HSETs of WRITE_BATCH fields, the key expiring
+ * TEMP_TTL_MS after each. Returns 0 or -1. */
 static int write_entries(build *b, const char *temp, calllog_error *err)
 {
     const char *argv[2 + 2 * WRITE_BATCH];
@@ -296,9 +297,10 @@ static int write_entries(build *b, const char *temp, calllog_error *err)
         }
         argv[argc++] = key;
         argv[argc++] = texts[n++];
-        if (n == WRITE_BATCH || !iter) {
+        if (n == WRITE_BATCH || !iter) { /* each batch sets the expiry: a crash leaves none */
             redisAppendCommandArgv(b->redis, argc, argv, NULL);
-            commands++;
+            redisAppendCommand(b->redis, "PEXPIRE %s %ld", temp, TEMP_TTL_MS);
+            commands += 2;
             for (int i = 0; i < n; i++)
                 free(texts[i]);
             argc = 2;
@@ -307,8 +309,6 @@ static int write_entries(build *b, const char *temp, calllog_error *err)
     }
     for (int i = 0; i < n; i++)
         free(texts[i]);
-    redisAppendCommand(b->redis, "PEXPIRE %s %ld", temp, TEMP_TTL_MS);
-    commands++;
     return read_replies(b->redis, commands, err) || rc ? -1 : 0;
 }
 
