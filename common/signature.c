@@ -5,12 +5,15 @@
  * which is what twilio-python and twilio-node produce. Because Twilio's back end is
  * inconsistent about ports, a request passes when the URL as given, or its one port variant
  * (explicit port removed, or the scheme's default port added), signed with any configured
- * token, equals the header. Every candidate is computed and compared with CRYPTO_memcmp and
- * the results are OR-ed, so timing tells an attacker nothing about which bytes matched.
+ * token, equals the header. Each candidate is compared with CRYPTO_memcmp, and the check stops
+ * at the first match, as the SDKs do: a forged header is tried against every candidate, so
+ * its timing tells an attacker nothing about which bytes matched, and which candidate a
+ * genuine request matched is no secret (it follows from the URL and the configuration).
  * JSON bodies are signed over the URL alone; their `bodySHA256` query parameter must equal
  * the SHA-256 of the raw body. Facts: ../shared/reference/twilio.md. */
 #include "common/signature.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -200,16 +203,22 @@ static int sig_params_text(const form *params, buffer *out)
     return buffer_error(out) == CALLLOG_OK ? 0 : -1;
 }
 
+/* OpenSSL's HMAC implementation, fetched once for the process: a fetch looks it up in
+ * OpenSSL's locked provider store, which every request thread would otherwise queue on. */
+static EVP_MAC *sig_hmac_impl;
+static pthread_once_t sig_hmac_fetched = PTHREAD_ONCE_INIT;
+
+/* pthread_once routine: fetches sig_hmac_impl (NULL when OpenSSL has none). */
+static void sig_fetch_hmac(void)
+{
+    sig_hmac_impl = EVP_MAC_fetch(NULL, "HMAC", NULL);
+}
+
 /* A fresh HMAC context, or NULL; the caller frees it with EVP_MAC_CTX_free. */
 static EVP_MAC_CTX *sig_mac_new(void)
 {
-    EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
-    EVP_MAC_CTX *ctx;
-    if (mac == NULL)
-        return NULL;
-    ctx = EVP_MAC_CTX_new(mac); /* holds its own reference to `mac` */
-    EVP_MAC_free(mac);
-    return ctx;
+    pthread_once(&sig_hmac_fetched, sig_fetch_hmac);
+    return sig_hmac_impl ? EVP_MAC_CTX_new(sig_hmac_impl) : NULL;
 }
 
 /* HMAC-SHA1 of `url[0..len)` followed by the sorted parameters' text (sig_params_text),
@@ -256,8 +265,8 @@ int signature_compute(const char *token, const char *url, const form *params, ch
     return rc;
 }
 
-/* Tries every token against every URL variant and compares each candidate with `header` in
- * constant time, without stopping at the first match. Sets `*match`; returns 0 or -1. */
+/* Tries the tokens against the URL variants, comparing each candidate with `header` in
+ * constant time, until one matches (see the top comment). Sets `*match`; returns 0 or -1. */
 static int sig_try_all(const char *const *tokens, size_t ntokens, const char *const *urls,
                        const size_t *lens, size_t nurls, const buffer *params, const char *header,
                        int *match)
@@ -268,10 +277,10 @@ static int sig_try_all(const char *const *tokens, size_t ntokens, const char *co
 
     if (ctx == NULL)
         return -1;
-    for (size_t t = 0; t < ntokens; t++) {
+    for (size_t t = 0; t < ntokens && !found; t++) {
         if (tokens[t] == NULL || tokens[t][0] == '\0')
             continue;
-        for (size_t u = 0; u < nurls; u++) {
+        for (size_t u = 0; u < nurls && !found; u++) {
             if (sig_hmac(ctx, tokens[t], urls[u], lens[u], params, cand) != 0) {
                 EVP_MAC_CTX_free(ctx);
                 return -1;

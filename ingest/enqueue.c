@@ -12,7 +12,10 @@
  * connection, reads the replies, and wakes the others with their own results. The
  * requests that arrive during that round trip form the next batch, so the batch grows
  * with the load and an idle ingest still answers after one round trip. Every request
- * still waits for its own entry's reply before it is answered. */
+ * still waits for its own entry's reply before it is answered. Each waiter sleeps on its
+ * own condition variable: the leader wakes exactly the threads of its batch and hands
+ * the lead to the oldest request still queued, so no thread wakes only to sleep again
+ * (a broadcast to all waiters cost ~5 futex calls per webhook). */
 #include "ingest/enqueue.h"
 
 #include <errno.h>
@@ -32,8 +35,10 @@
 /* One request's entry waiting for, or inside, a batch. */
 typedef struct pending_add {
     const stream_entry *e;
-    int rc;   /* written by the leader: 0 when on the stream (and replicas) */
-    int done; /* under the lock: the leader has set rc */
+    int rc;              /* written by the leader: 0 when on the stream (and replicas) */
+    int done;            /* under the lock: the leader has set rc */
+    int leads;           /* under the lock: this entry's thread sends the next batch */
+    pthread_cond_t wake; /* signalled when `done` or `leads` is set */
     struct pending_add *next;
 } pending_add;
 
@@ -48,10 +53,9 @@ struct enqueuer {
     int redis_down; /* logged once per outage, not once per attempt */
     pthread_t replayer;
     pending_add *queued, **queued_tail; /* under `lock`: waiting for the next batch */
-    int leading;                        /* under `lock`: a batch is in flight */
-    pthread_cond_t batch_done;
-    metric *ack_missing; /* WAITs that came back short, by path */
-    metric *batch_size;  /* entries per round trip */
+    int leading;                        /* under `lock`: a batch is in flight or handed on */
+    metric *ack_missing;                /* WAITs that came back short, by path */
+    metric *batch_size;                 /* entries per round trip */
 };
 
 /* Takes an idle connection (possibly NULL: connect first) from the pool. */
@@ -187,6 +191,26 @@ static void commit_batch(enqueuer *q, pending_add *batch)
     pool_give(q, c);
 }
 
+/* Under the lock, after a batch's round trip: wakes each of its entries' threads (only
+ * those, never the next batch's) and hands the lead to the oldest entry still queued.
+ * An entry's thread may return as soon as the lock is released, so nothing of it is
+ * touched after it is marked done. */
+static void batch_finish(enqueuer *q, pending_add *batch)
+{
+    for (pending_add *p = batch, *next; p; p = next) {
+        next = p->next;
+        p->leads = 0;
+        p->done = 1;
+        pthread_cond_signal(&p->wake);
+    }
+    if (q->queued) {
+        q->queued->leads = 1;
+        pthread_cond_signal(&q->queued->wake);
+    } else {
+        q->leading = 0;
+    }
+}
+
 /* Takes up to BATCH_MAX queued entries (under the lock). */
 static pending_add *take_batch(enqueuer *q)
 {
@@ -205,27 +229,25 @@ static pending_add *take_batch(enqueuer *q)
 static int stream_add(enqueuer *q, const stream_entry *e)
 {
     pending_add me = {.e = e, .rc = -1};
+    pthread_cond_init(&me.wake, NULL);
     pthread_mutex_lock(&q->lock);
     *q->queued_tail = &me;
     q->queued_tail = &me.next;
+    if (!q->leading)
+        q->leading = me.leads = 1; /* nothing in flight: this request goes at once */
     while (!me.done) {
-        if (q->leading) {
-            pthread_cond_wait(&q->batch_done, &q->lock);
+        if (!me.leads) {
+            pthread_cond_wait(&me.wake, &q->lock);
             continue;
         }
-        q->leading = 1;
-        pending_add *batch = take_batch(q);
+        pending_add *batch = take_batch(q); /* starts with `me`: the queue's head leads */
         pthread_mutex_unlock(&q->lock);
         commit_batch(q, batch);
         pthread_mutex_lock(&q->lock);
-        for (pending_add *p = batch, *next; p; p = next) {
-            next = p->next;
-            p->done = 1;
-        }
-        q->leading = 0;
-        pthread_cond_broadcast(&q->batch_done);
+        batch_finish(q, batch);
     }
     pthread_mutex_unlock(&q->lock);
+    pthread_cond_destroy(&me.wake);
     return me.rc;
 }
 
@@ -351,7 +373,6 @@ enqueuer *enqueue_open(const ingest_settings *s, calllog_error *err)
     q->free_conns = calloc(q->cap, sizeof *q->free_conns);
     pthread_mutex_init(&q->lock, NULL);
     pthread_cond_init(&q->wake, NULL);
-    pthread_cond_init(&q->batch_done, NULL);
     q->spool = q->free_conns ? spool_open(s->spool_dir, s->spool_max_bytes, err) : NULL;
     if (!q->spool || pthread_create(&q->replayer, NULL, replay_loop, q) != 0) {
         if (q->spool)
@@ -402,7 +423,6 @@ void enqueue_close(enqueuer *q)
         redisFree(q->free_conns[i]);
     spool_close(q->spool);
     pthread_cond_destroy(&q->wake);
-    pthread_cond_destroy(&q->batch_done);
     pthread_mutex_destroy(&q->lock);
     free(q->free_conns);
     free(q);

@@ -3,6 +3,7 @@
  * answering Twilio. SIGTERM/SIGINT drain in-flight requests, bounded by
  * INGEST_DRAIN_TIMEOUT_MS. */
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "common/cli.h"
 #include "common/log.h"
@@ -37,6 +38,11 @@ int main(int argc, char **argv)
     int status = cli_start(argc, argv, "calllog-ingest", usage, NULL, NULL);
     if (status != CLI_RUN)
         return status;
+    /* civetweb stamps every access-log line with localtime(), and without TZ glibc stats
+     * /etc/localtime on each call: naming the same zone reads it once (before any thread
+     * starts, as setenv requires). */
+    if (!getenv("TZ"))
+        setenv("TZ", ":/etc/localtime", 0);
     static ingest_settings s;
     calllog_error cerr;
     if (ingest_settings_load(&s, &cerr) != 0) {

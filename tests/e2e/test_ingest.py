@@ -279,6 +279,61 @@ def test_keep_alive(ingest, rdb):
     assert len(ingest.events(rdb)) == 5
 
 
+def raw_exchange(port, request):
+    """Sends raw request bytes, returns everything the server sends until it closes or
+    goes quiet for a second, and whether it closed."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(request)
+        s.settimeout(1.0)
+        data = b""
+        try:
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    return data, True
+                data += chunk
+        except socket.timeout:
+            return data, False
+
+
+@pytest.mark.parametrize("version,connection,closes", [
+    ("1.1", None, False),
+    ("1.1", "close", True),
+    ("1.1", "Keep-Alive", False),
+    ("1.0", None, True),
+    ("1.0", "keep-alive", False),
+])
+def test_answers_say_what_the_connection_does(ingest, version, connection, closes):
+    """The ingest writes each answer in one piece (ingest/http_answer.c): its status line,
+    Date, Content-Length and a Connection header that matches what civetweb then does."""
+    hdr = f"Connection: {connection}\r\n" if connection else ""
+    data, closed = raw_exchange(
+        ingest.port, f"GET /healthz HTTP/{version}\r\nHost: x\r\n{hdr}\r\n".encode())
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    assert lines[0] == "HTTP/1.1 200 OK"
+    fields = dict(line.split(": ", 1) for line in lines[1:])
+    assert re.fullmatch(r"[A-Z][a-z]{2}, \d\d [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d GMT",
+                        fields["Date"])
+    assert fields["Content-Length"] == "3" and body == b"ok\n"
+    assert fields["Connection"] == ("close" if closes else "keep-alive")
+    assert closed == closes
+
+
+def test_refusal_answers_are_whole(ingest):
+    """A 405 carries Allow, its reason as the body and its length; a pipelined second
+    request on the same connection is answered after it."""
+    data, closed = raw_exchange(
+        ingest.port, b"GET " + WEBHOOK_PATH.encode() + b" HTTP/1.1\r\nHost: x\r\n\r\n"
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    first, _, rest = data.partition(b"\r\n\r\n")
+    assert first.startswith(b"HTTP/1.1 405 Method Not Allowed\r\n")
+    assert b"\r\nAllow: POST\r\n" in first + b"\r\n"
+    assert b"\r\nContent-Length: 18\r\n" in first + b"\r\n"
+    assert rest.startswith(b"method_not_allowed" + b"HTTP/1.1 200 OK\r\n")
+    assert closed
+
+
 # ---------------------------------------------------------------------------------------
 # Refusals (design §2): status code, nothing enqueued, logged and counted.
 
