@@ -13,14 +13,16 @@
  * requests that arrive during that round trip form the next batch, so the batch grows
  * with the load and an idle ingest still answers after one round trip. Every request
  * still waits for its own entry's reply before it is answered. Each waiter sleeps on its
- * own condition variable: the leader wakes exactly the threads of its batch and hands
- * the lead to the oldest request still queued, so no thread wakes only to sleep again
- * (a broadcast to all waiters cost ~5 futex calls per webhook). */
+ * own semaphore, outside the lock: the leader wakes exactly the threads of its batch and
+ * hands the lead to the oldest request still queued, so no thread wakes only to sleep
+ * again or to queue on the lock (a broadcast to all waiters under the lock cost ~5 futex
+ * calls per webhook). */
 #include "ingest/enqueue.h"
 
 #include <errno.h>
 #include <jansson.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -35,10 +37,10 @@
 /* One request's entry waiting for, or inside, a batch. */
 typedef struct pending_add {
     const stream_entry *e;
-    int rc;              /* written by the leader: 0 when on the stream (and replicas) */
-    int done;            /* under the lock: the leader has set rc */
-    int leads;           /* under the lock: this entry's thread sends the next batch */
-    pthread_cond_t wake; /* signalled when `done` or `leads` is set */
+    int rc;     /* written by the leader: 0 when on the stream (and replicas) */
+    int done;   /* set by the leader once rc is, before `wake` is posted */
+    int leads;  /* set before `wake` is posted: this entry's thread sends the next batch */
+    sem_t wake; /* posted once, when `done` or `leads` is set (never both) */
     struct pending_add *next;
 } pending_add;
 
@@ -191,23 +193,27 @@ static void commit_batch(enqueuer *q, pending_add *batch)
     pool_give(q, c);
 }
 
-/* Under the lock, after a batch's round trip: wakes each of its entries' threads (only
- * those, never the next batch's) and hands the lead to the oldest entry still queued.
- * An entry's thread may return as soon as the lock is released, so nothing of it is
- * touched after it is marked done. */
-static void batch_finish(enqueuer *q, pending_add *batch)
+/* After a batch's round trip: hands the lead to the oldest entry still queued (or ends
+ * the group commit's turn), then wakes each of the batch's threads (only those, never
+ * the next batch's). Called without the lock; `self` is the leader's own entry, which
+ * needs no waking. A woken thread returns at once and its entry is gone, so nothing of
+ * an entry is touched after its semaphore is posted. */
+static void batch_finish(enqueuer *q, pending_add *batch, pending_add *self)
 {
+    pthread_mutex_lock(&q->lock);
+    pending_add *next_leader = q->queued;
+    if (!next_leader)
+        q->leading = 0;
+    pthread_mutex_unlock(&q->lock);
     for (pending_add *p = batch, *next; p; p = next) {
         next = p->next;
-        p->leads = 0;
         p->done = 1;
-        pthread_cond_signal(&p->wake);
+        if (p != self)
+            sem_post(&p->wake);
     }
-    if (q->queued) {
-        q->queued->leads = 1;
-        pthread_cond_signal(&q->queued->wake);
-    } else {
-        q->leading = 0;
+    if (next_leader) {
+        next_leader->leads = 1;
+        sem_post(&next_leader->wake);
     }
 }
 
@@ -229,25 +235,24 @@ static pending_add *take_batch(enqueuer *q)
 static int stream_add(enqueuer *q, const stream_entry *e)
 {
     pending_add me = {.e = e, .rc = -1};
-    pthread_cond_init(&me.wake, NULL);
+    if (sem_init(&me.wake, 0, 0) != 0)
+        return -1;
     pthread_mutex_lock(&q->lock);
     *q->queued_tail = &me;
     q->queued_tail = &me.next;
     if (!q->leading)
         q->leading = me.leads = 1; /* nothing in flight: this request goes at once */
-    while (!me.done) {
-        if (!me.leads) {
-            pthread_cond_wait(&me.wake, &q->lock);
-            continue;
-        }
+    pthread_mutex_unlock(&q->lock);
+    while (!me.leads && !me.done)
+        sem_wait(&me.wake); /* posted once: the batch is done, or the lead is ours */
+    if (!me.done) {
+        pthread_mutex_lock(&q->lock);
         pending_add *batch = take_batch(q); /* starts with `me`: the queue's head leads */
         pthread_mutex_unlock(&q->lock);
         commit_batch(q, batch);
-        pthread_mutex_lock(&q->lock);
-        batch_finish(q, batch);
+        batch_finish(q, batch, &me);
     }
-    pthread_mutex_unlock(&q->lock);
-    pthread_cond_destroy(&me.wake);
+    sem_destroy(&me.wake);
     return me.rc;
 }
 

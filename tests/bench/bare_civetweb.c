@@ -5,13 +5,18 @@
  * 204, the way the ingest answers an accepted webhook; GET /healthz answers "ok". Whatever
  * the ingest costs beyond this program is ours: parsing, the signature, the event, Redis.
  *
- *   bare_civetweb PORT THREADS     (runs until SIGTERM or SIGINT) */
+ * It answers the two ways a civetweb handler can: with civetweb's header API (one send(2),
+ * so one TCP segment, per header line), or with `one-write`, the whole answer formatted
+ * first and written at once, as the ingest does (ingest/http_answer.c).
+ *
+ *   bare_civetweb PORT THREADS [one-write]     (runs until SIGTERM or SIGINT) */
 #include <civetweb.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* Reads and discards the request body. */
 static void drain_body(struct mg_connection *conn)
@@ -21,13 +26,30 @@ static void drain_body(struct mg_connection *conn)
         ;
 }
 
-/* POST /twilio/log-call: read the body, answer 204. */
+/* POST /twilio/log-call: read the body, answer 204 with civetweb's header API. */
 static int handle_post(struct mg_connection *conn, void *arg)
 {
     (void)arg;
     drain_body(conn);
     mg_response_header_start(conn, 204);
     mg_response_header_send(conn);
+    return 204;
+}
+
+/* The same, the answer written in one piece (what civetweb's API sends, in one write). */
+static int handle_post_one_write(struct mg_connection *conn, void *arg)
+{
+    (void)arg;
+    drain_body(conn);
+    char answer[160];
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    size_t n = strftime(answer, sizeof answer,
+                        "HTTP/1.1 204 No Content\r\nDate: %a, %d %b %Y %H:%M:%S GMT\r\n"
+                        "Connection: keep-alive\r\n\r\n",
+                        &tm);
+    mg_write(conn, answer, n);
     return 204;
 }
 
@@ -45,8 +67,9 @@ static int handle_healthz(struct mg_connection *conn, void *arg)
 
 int main(int argc, char **argv)
 {
-    if (argc != 3) {
-        fprintf(stderr, "usage: bare_civetweb PORT THREADS\n");
+    int one_write = argc == 4 && strcmp(argv[3], "one-write") == 0;
+    if (argc != 3 && !one_write) {
+        fprintf(stderr, "usage: bare_civetweb PORT THREADS [one-write]\n");
         return 2;
     }
     char ports[64];
@@ -77,7 +100,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "bare_civetweb: cannot listen on %s\n", ports);
         return 1;
     }
-    mg_set_request_handler(ctx, "/twilio/log-call$", handle_post, NULL);
+    mg_set_request_handler(ctx, "/twilio/log-call$",
+                           one_write ? handle_post_one_write : handle_post, NULL);
     mg_set_request_handler(ctx, "/healthz$", handle_healthz, NULL);
     int sig;
     sigwait(&stop, &sig);

@@ -3,7 +3,9 @@
  *
  * Covered: concurrent puts while Redis holds writes back (CLIENT PAUSE) share round trips
  * — fewer batches than entries — and every entry lands on the stream exactly once, each
- * caller told ENQUEUE_STREAM; with Redis unreachable every entry goes to the spool. */
+ * caller told ENQUEUE_STREAM; thousands of puts in a row from eight threads, which pass
+ * the lead from batch to batch, lose none and strand no caller; with Redis unreachable
+ * every entry goes to the spool. */
 #include <criterion/criterion.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -138,6 +140,64 @@ Test(enqueue, concurrent_puts_share_round_trips_and_land_once, .timeout = 60)
                      jobs[i].call_sid);
     double batches = histogram_count("calllog_ingest_enqueue_batch_entries");
     cr_expect(batches >= 1 && batches < PUTS, "%g round trips for %d entries", batches, PUTS);
+    freeReplyObject(redisCommand(c, "DEL %s", t.s.keys.events));
+    close_enqueuer();
+    redisFree(c);
+}
+
+/* A caller that puts ROUNDS entries one after another (call_sid "CA<thread><round>"). */
+#define ROUNDS 250
+typedef struct loop_job {
+    int thread;
+    int stream; /* how many were answered ENQUEUE_STREAM */
+} loop_job;
+
+/* Thread body: ROUNDS enqueue_puts in a row. */
+static void *put_loop_main(void *arg)
+{
+    loop_job *j = arg;
+    for (int r = 0; r < ROUNDS; r++) {
+        char sid[40];
+        snprintf(sid, sizeof sid, "CA%02d%030d", j->thread, r);
+        stream_entry e = {.call_sid = sid,
+                          .status = "completed",
+                          .request_id = "req",
+                          .received_at = "2026-12-03T09:00:00.000Z",
+                          .event = "{\"v\":1}"};
+        j->stream += enqueue_put(t.q, &e) == ENQUEUE_STREAM;
+    }
+    return NULL;
+}
+
+/* The lead passes from batch to batch thousands of times: nobody is left waiting (the
+ * test would time out), every entry lands once, and the batches add up to the entries. */
+Test(enqueue, sustained_puts_hand_the_lead_on_and_lose_nothing, .timeout = 120)
+{
+    redisContext *c = redis_fixture_connect();
+    open_enqueuer(getenv(REDIS_FIXTURE_URL_ENV));
+    pthread_t th[PUTS];
+    loop_job jobs[PUTS] = {0};
+    int started = 0;
+    for (; started < PUTS; started++) {
+        jobs[started].thread = started;
+        if (pthread_create(&th[started], NULL, put_loop_main, &jobs[started]) != 0)
+            break;
+    }
+    for (int i = 0; i < started; i++)
+        pthread_join(th[i], NULL);
+    cr_assert_eq(started, PUTS, "only %d threads started", started);
+    for (int i = 0; i < PUTS; i++)
+        cr_expect_eq(jobs[i].stream, ROUNDS, "thread %d: %d of %d on the stream", i, jobs[i].stream,
+                     ROUNDS);
+    redisReply *r = redisCommand(c, "XLEN %s", t.s.keys.events);
+    cr_assert(r && r->type == REDIS_REPLY_INTEGER);
+    cr_expect_eq(r->integer, PUTS * ROUNDS);
+    freeReplyObject(r);
+    char *text = metrics_render();
+    const char *sum = text ? strstr(text, "\ncalllog_ingest_enqueue_batch_entries_sum ") : NULL;
+    cr_expect(sum && strtod(strchr(sum + 1, ' ') + 1, NULL) == PUTS * ROUNDS,
+              "the batches do not add up to %d entries", PUTS * ROUNDS);
+    free(text);
     freeReplyObject(redisCommand(c, "DEL %s", t.s.keys.events));
     close_enqueuer();
     redisFree(c);
