@@ -27,6 +27,7 @@
 #   tests/bench/bench_issue11.sh                               # ~9 min
 #   BENCH_IDLE_SECONDS=10 BENCH_QUOTA=0 tests/bench/bench_issue11.sh   # ~4 min, no quota
 #   BENCH_WORKER_BIN_BEFORE=/tmp/old/build-bench/bin/calllog-worker tests/bench/bench_issue11.sh
+#   BENCH_PHASES=ingest BENCH_QUOTA=0 tests/bench/bench_issue11.sh   # ~1.5 min, the ingest rows
 #
 # With BENCH_WORKER_BIN_BEFORE, the worker rows (calls/s, round trips, latency) run for that
 # build too, labelled `before`. Loopback only; not run by CI. Results: docs/performance.md,
@@ -48,6 +49,7 @@ LAT_RATE=${BENCH_LATENCY_RATE:-20}
 LAT_SECONDS=${BENCH_LATENCY_SECONDS:-30}
 IDLE_SECONDS=${BENCH_IDLE_SECONDS:-60}
 QUOTA=${BENCH_QUOTA:-1}
+PHASES=" ${BENCH_PHASES:-ingest worker latency idle} "
 NPM_DIR=${BENCH_NPM_DIR:-$BUILD/npm}
 ROW_TIMEOUT=${BENCH_ROW_TIMEOUT:-90}
 BASELINE_SECONDS=${BENCH_BASELINE_SECONDS:-5}
@@ -267,6 +269,15 @@ summary_row() {
     printf '| %s | %s | %s | %s | %s | %s |\n' "$@"
 }
 
+# A summary row for requests/s $2 against the baseline's $3: $1 the figure, $4 the ratio's
+# printf format, $5 the goal as an awk condition on the ratio `a`, $6 the goal, $7 before.
+ratio_row() {
+    local r
+    r=$(awk -v a="$2" -v b="$3" 'BEGIN { print a / b }')
+    # shellcheck disable=SC2059 # the format is the caller's
+    summary_row "$1" "$2/s" "$3/s" "$(printf "$4" "$r")×" "$6 ($(judge "$5" "$r"))" "$7"
+}
+
 # Prints "met" or "not met" for `awk condition` $1 with value a = $2 ("not measured" when
 # $2 is none).
 judge() {
@@ -287,40 +298,21 @@ main() {
         "BENCH_LATENCY_RATE=$LAT_RATE, BENCH_LATENCY_SECONDS=$LAT_SECONDS, BENCH_IDLE_SECONDS=$IDLE_SECONDS," \
         "BENCH_QUOTA=$QUOTA${BEFORE_BIN:+, BENCH_WORKER_BIN_BEFORE=$BEFORE_BIN})"
     echo
-    echo "Ingest: wrk -t2 -c$CONNECTIONS, ${DURATION} s per row, the signed completed callback; Redis AOF appendfsync always:"
-    echo
-    ingest_phase
-    echo
-    echo "Worker end to end, RD answering at once ($EVENTS calls per row):"
-    echo
-    echo "| scenario | workers x concurrency | RD latency ms | calls delivered | wall s | ledger s | calls/s | notes in RD |"
-    echo "|---|---|---:|---:|---:|---:|---:|---:|"
-    mock_row 8 0 >"$WORK/mock8"
-    cat "$WORK/mock8"
-    MOCK8=$(awk -F'|' '{ print $8 + 0 }' "$WORK/mock8")
-    worker_phase "${builds[@]}"
-    echo
-    echo "Round trips per delivered call (one worker at concurrency 1, $RT_EVENTS calls; Redis MONITOR, Postgres log_statement = all):"
-    echo
-    echo "| system | command / statement | round trips | per call |"
-    echo "|---|---|---:|---:|"
-    for b in "${builds[@]}"; do
-        roundtrip_phase "${b%%:*}" "${b#*:}"
-    done
-    echo
-    echo "Hangup-to-note: from the event's received_at (stamped when added to the stream) to the ledger's finished_at:"
-    echo
-    echo "| worker | calls/s offered | calls | delivered | p50 ms | p99 ms | max ms |"
-    echo "|---|---:|---:|---:|---:|---:|---:|"
-    for b in "${builds[@]}"; do
-        latency_phase "${b%%:*}" "${b#*:}"
-    done
-    echo
-    echo "Idle (CPU % of one core from /proc/PID/stat; peak VmRSS; Redis commands/s both cause):"
-    echo
-    echo "| processes | ingest / worker |"
-    echo "|---|---|"
-    idle_phase
+    if phase ingest; then
+        echo "Ingest: wrk -t2 -c$CONNECTIONS, ${DURATION} s per row, the signed completed callback; Redis AOF appendfsync always:"
+        echo
+        ingest_phase
+    fi
+    phase worker && worker_section "${builds[@]}"
+    phase latency && latency_section "${builds[@]}"
+    if phase idle; then
+        echo
+        echo "Idle (CPU % of one core from /proc/PID/stat; peak VmRSS; Redis commands/s both cause):"
+        echo
+        echo "| processes | ingest / worker |"
+        echo "|---|---|"
+        idle_phase
+    fi
     services_stop
     QUOTA_many="- - -" QUOTA_repeat="- - -"
     if [ "$QUOTA" = 1 ]; then
@@ -329,7 +321,52 @@ main() {
         echo
         quota_phase
     fi
-    local qm qr before_calls=""
+    summary_table
+}
+
+# 0 when phase $1 is among BENCH_PHASES.
+phase() {
+    [[ $PHASES == *" $1 "* ]]
+}
+
+# The worker's calls/s and round trips per call, for each build in "$@" (label:binary).
+worker_section() {
+    local b
+    echo
+    echo "Worker end to end, RD answering at once ($EVENTS calls per row):"
+    echo
+    echo "| scenario | workers x concurrency | RD latency ms | calls delivered | wall s | ledger s | calls/s | notes in RD |"
+    echo "|---|---|---:|---:|---:|---:|---:|---:|"
+    mock_row 8 0 >"$WORK/mock8"
+    cat "$WORK/mock8"
+    MOCK8=$(awk -F'|' '{ print $8 + 0 }' "$WORK/mock8")
+    worker_phase "$@"
+    echo
+    echo "Round trips per delivered call (one worker at concurrency 1, $RT_EVENTS calls; Redis MONITOR, Postgres log_statement = all):"
+    echo
+    echo "| system | command / statement | round trips | per call |"
+    echo "|---|---|---:|---:|"
+    for b in "$@"; do
+        roundtrip_phase "${b%%:*}" "${b#*:}"
+    done
+}
+
+# Hangup-to-note latency for each build in "$@" (label:binary).
+latency_section() {
+    local b
+    echo
+    echo "Hangup-to-note: from the event's received_at (stamped when added to the stream) to the ledger's finished_at:"
+    echo
+    echo "| worker | calls/s offered | calls | delivered | p50 ms | p99 ms | max ms |"
+    echo "|---|---:|---:|---:|---:|---:|---:|"
+    for b in "$@"; do
+        latency_phase "${b%%:*}" "${b#*:}"
+    done
+}
+
+# The issue's table: every figure measured above next to its goal.
+summary_table() {
+    local qm qr p50 p99 before_calls=""
     read -r -a qm <<<"$QUOTA_many"
     read -r -a qr <<<"$QUOTA_repeat"
     [ -z "$BEFORE_BIN" ] || before_calls=" (this run's before: ${CALLS[before]:-?}/s; ${RT[before]:-?})"
@@ -338,37 +375,35 @@ main() {
     echo
     echo "| figure | measured | baseline (same run) | ratio | goal | before |"
     echo "|---|---|---|---|---|---|"
-    summary_row "ingest webhooks/s vs a do-nothing civetweb handler (header API)" "$INGEST_RPS/s" "$BARE_RPS/s" \
-        "$(awk -v a="$INGEST_RPS" -v b="$BARE_RPS" 'BEGIN { printf "%.2f×", a / b }')" \
-        "≥ 0.5× ($(judge 'a >= 0.5' "$(awk -v a="$INGEST_RPS" -v b="$BARE_RPS" 'BEGIN { print a / b }')"))" \
-        "0.23× (19.9 k vs 85 k/s)"
-    summary_row "the same vs the handler answering in one write" "$INGEST_RPS/s" "$BARE1_RPS/s" \
-        "$(awk -v a="$INGEST_RPS" -v b="$BARE1_RPS" 'BEGIN { printf "%.2f×", a / b }')" \
-        "≥ 0.5× ($(judge 'a >= 0.5' "$(awk -v a="$INGEST_RPS" -v b="$BARE1_RPS" 'BEGIN { print a / b }')"))" "-"
-    summary_row "the same with Redis appendfsync everysec, vs the header-API handler" \
-        "$INGEST_EVERYSEC_RPS/s" "$BARE_RPS/s" \
-        "$(awk -v a="$INGEST_EVERYSEC_RPS" -v b="$BARE_RPS" 'BEGIN { printf "%.2f×", a / b }')" \
-        "≥ 0.5× ($(judge 'a >= 0.5' "$(awk -v a="$INGEST_EVERYSEC_RPS" -v b="$BARE_RPS" 'BEGIN { print a / b }')"))" "-"
-    summary_row "ingest vs Express + twilio.webhook() + ioredis XADD" "$INGEST_RPS/s" "$EXPRESS_RPS/s" \
-        "$(awk -v a="$INGEST_RPS" -v b="$EXPRESS_RPS" 'BEGIN { printf "%.1f×", a / b }')" \
-        "≥ 6× ($(judge 'a >= 6' "$(awk -v a="$INGEST_RPS" -v b="$EXPRESS_RPS" 'BEGIN { print a / b }')"))" "3.4×"
+    if phase ingest; then
+        ratio_row "ingest webhooks/s vs a do-nothing civetweb handler (header API)" "$INGEST_RPS" \
+            "$BARE_RPS" %.2f 'a >= 0.5' "≥ 0.5×" "0.23× (19.9 k vs 85 k/s)"
+        ratio_row "the same vs the handler answering in one write" "$INGEST_RPS" "$BARE1_RPS" %.2f \
+            'a >= 0.5' "≥ 0.5×" "-"
+        ratio_row "the same with Redis appendfsync everysec, vs the header-API handler" \
+            "$INGEST_EVERYSEC_RPS" "$BARE_RPS" %.2f 'a >= 0.5' "≥ 0.5×" "-"
+        ratio_row "ingest vs Express + twilio.webhook() + ioredis XADD" "$INGEST_RPS" "$EXPRESS_RPS" \
+            %.1f 'a >= 6' "≥ 6×" "3.4×"
+    fi
     summary_row "RD requests per note: 60 callers × 3 calls" "${qm[0]}" "1.00 (the limit itself)" "-" \
         "≤ 1.05 ($(judge 'a <= 1.05' "${qm[0]}"))" "1.67"
     summary_row "RD requests per note: 20 callers × 10 calls" "${qr[0]}" "1.00" "-" \
         "≤ 1.02 ($(judge 'a <= 1.02' "${qr[0]}"))" "1.20"
     summary_row "notes/min as a share of the RD limit (backlog): 60 × 3 / 20 × 10; 429s" \
         "${qm[1]} / ${qr[1]}; ${qm[2]} + ${qr[2]}" "100 %" "-" "≥ 95 %, zero 429" "60 % (84 %)"
-    summary_row "worker calls/s end to end, RD answering at once (best of $SHAPES)" \
-        "${CALLS[after]:-?}/s$before_calls" "mock alone, 8 clients: $MOCK8/s" \
-        "$(awk -v a="${CALLS[after]:-0}" -v b="$MOCK8" 'BEGIN { printf "%.2f× the mock", a / b }')" \
-        "≥ 3 000 ($(judge 'a >= 3000' "${CALLS[after]:-0}"))" "590–730"
-    summary_row "round trips per call (Redis + Postgres), concurrency 1" "${RT[after]:-?}" \
-        "${RT[before]:-(BENCH_WORKER_BIN_BEFORE)}" "-" "only those the design needs" "4 + 3 (this bench, before)"
+    if phase worker; then
+        summary_row "worker calls/s end to end, RD answering at once (best of $SHAPES)" \
+            "${CALLS[after]:-?}/s$before_calls" "mock alone, 8 clients: $MOCK8/s" \
+            "$(awk -v a="${CALLS[after]:-0}" -v b="$MOCK8" 'BEGIN { printf "%.2f× the mock", a / b }')" \
+            "≥ 3 000 ($(judge 'a >= 3000' "${CALLS[after]:-0}"))" "590–730"
+        summary_row "round trips per call (Redis + Postgres), concurrency 1" "${RT[after]:-?}" \
+            "${RT[before]:-(BENCH_WORKER_BIN_BEFORE)}" "-" "only those the design needs" "4 + 3 (this bench, before)"
+    fi
     read -r p50 p99 <<<"${LAT[after]:-? ?}"
     summary_row "hangup-to-note at $LAT_RATE calls/s, RD answering at once" "p50 $p50 ms, p99 $p99 ms" \
         "${LAT[before]:+before: ${LAT[before]} ms}" "-" "p99 ≤ 50 ms ($(judge 'a <= 50' "$p99"))" \
         "p50 4.3 ms, p99 9.3 ms"
-    summary_row "idle CPU; RSS ingest / worker" "$IDLE_ROW" "-" "-" "keep it" "0.0 %; 4.6 / 11.6 MB"
+    summary_row "idle CPU; RSS ingest / worker" "${IDLE_ROW:-not measured}" "-" "-" "keep it" "0.0 %; 4.6 / 11.6 MB"
 }
 
 main "$@"
