@@ -7,16 +7,18 @@
  * the second copy.
  *
  * Group commit (issue 11): request threads do not each pay a Redis round trip. Each
- * queues its entry; whichever thread finds no batch in flight becomes the leader, takes
+ * queues its entry; whichever thread finds no batch in flight takes the lead: it takes
  * everything queued (up to BATCH_MAX), pipelines the XADDs (and one WAIT) on one
- * connection, reads the replies, and wakes the others with their own results. The
- * requests that arrive during that round trip form the next batch, so the batch grows
- * with the load and an idle ingest still answers after one round trip. Every request
- * still waits for its own entry's reply before it is answered. Each waiter sleeps on its
- * own semaphore, outside the lock: the leader wakes exactly the threads of its batch and
- * hands the lead to the oldest request still queued, so no thread wakes only to sleep
- * again or to queue on the lock (a broadcast to all waiters under the lock cost ~5 futex
- * calls per webhook). */
+ * connection and reads the replies. Before it wakes anyone, it sends the requests that
+ * queued meanwhile as the next batch on the same connection, so Redis works (and fsyncs)
+ * on it while threads wake; then it wakes exactly the threads of its own batch and hands
+ * the lead to the next batch's first entry, which reads that batch's replies and goes
+ * on the same way. The batch grows with the load, an idle ingest still answers after one
+ * round trip, and every request still waits for its own entry's reply before it is
+ * answered. Each waiter sleeps on its own semaphore, outside the lock, and is posted
+ * once (its batch is done, or the lead is its own): a broadcast to all waiters under the
+ * lock cost ~5 futex calls per webhook, and the hand-off without the pipelined next batch
+ * left Redis idle for ~0.2 ms of every ~0.75 ms cycle (docs/performance.md §2e). */
 #include "ingest/enqueue.h"
 
 #include <errno.h>
@@ -56,8 +58,10 @@ struct enqueuer {
     pthread_t replayer;
     pending_add *queued, **queued_tail; /* under `lock`: waiting for the next batch */
     int leading;                        /* under `lock`: a batch is in flight or handed on */
-    metric *ack_missing;                /* WAITs that came back short, by path */
-    metric *batch_size;                 /* entries per round trip */
+    pending_add *sent;       /* lead holder's: the batch sent and not yet read, or NULL */
+    redisContext *sent_conn; /* ... and the connection it was sent on */
+    metric *ack_missing;     /* WAITs that came back short, by path */
+    metric *batch_size;      /* entries per round trip */
 };
 
 /* Takes an idle connection (possibly NULL: connect first) from the pool. */
@@ -164,56 +168,34 @@ static int read_wait_reply(enqueuer *q, redisContext *c, const char *path)
     return -1;
 }
 
-/* XADDs the entries of `batch` in one pipeline on a pooled connection (then one WAIT,
- * when asked) and sets each one's rc: 0 when on the stream and, with
- * REDIS_MIN_REPLICAS_ACK, on enough replicas. */
-static void commit_batch(enqueuer *q, pending_add *batch)
+/* Sends the XADDs of `batch` (then one WAIT, when asked) on `c` without reading the
+ * replies, and counts the batch. Returns 0, or -1 when `c` broke (the caller frees it). */
+static int batch_send(enqueuer *q, redisContext *c, pending_add *batch)
 {
     size_t n = 0;
+    int appended = 1, written = 0;
     for (pending_add *p = batch; p; p = p->next, n++)
-        p->rc = -1;
+        appended = appended && append_xadd(q, c, p->e) == 0;
     metric_observe(q->batch_size, NULL, (double)n);
-    redisContext *c = pool_get(q);
-    if (!c)
-        return;
-    int waits = q->settings->min_replicas_ack > 0, appended = 1;
-    for (pending_add *p = batch; p && appended; p = p->next)
-        appended = append_xadd(q, c, p->e) == 0;
-    if (!appended || (waits && append_wait(q, c) != 0)) {
-        redisFree(c); /* a half-queued pipeline: never reuse it */
-        return;
-    }
-    size_t added = 0;
-    for (pending_add *p = batch; p; p = p->next)
-        added += (p->rc = read_xadd_reply(c)) == 0;
-    if (waits && read_wait_reply(q, c, added > 0 ? "path=\"webhook\"" : NULL) != 0) {
-        for (pending_add *p = batch; p; p = p->next)
-            p->rc = -1;
-    }
-    pool_give(q, c);
+    if (!appended || (q->settings->min_replicas_ack > 0 && append_wait(q, c) != 0))
+        return -1; /* a half-queued pipeline: never reuse it */
+    while (!written)
+        if (redisBufferWrite(c, &written) != REDIS_OK)
+            return -1;
+    return 0;
 }
 
-/* After a batch's round trip: hands the lead to the oldest entry still queued (or ends
- * the group commit's turn), then wakes each of the batch's threads (only those, never
- * the next batch's). Called without the lock; `self` is the leader's own entry, which
- * needs no waking. A woken thread returns at once and its entry is gone, so nothing of
- * an entry is touched after its semaphore is posted. */
-static void batch_finish(enqueuer *q, pending_add *batch, pending_add *self)
+/* Reads the replies of the batch batch_send sent on `c` and sets each entry's rc: 0 when
+ * on the stream and, with REDIS_MIN_REPLICAS_ACK, on enough replicas. */
+static void batch_read(enqueuer *q, redisContext *c, pending_add *batch)
 {
-    pthread_mutex_lock(&q->lock);
-    pending_add *next_leader = q->queued;
-    if (!next_leader)
-        q->leading = 0;
-    pthread_mutex_unlock(&q->lock);
-    for (pending_add *p = batch, *next; p; p = next) {
-        next = p->next;
-        p->done = 1;
-        if (p != self)
-            sem_post(&p->wake);
-    }
-    if (next_leader) {
-        next_leader->leads = 1;
-        sem_post(&next_leader->wake);
+    size_t added = 0;
+    for (pending_add *p = batch; p; p = p->next)
+        added += (p->rc = c->err ? -1 : read_xadd_reply(c)) == 0;
+    if (q->settings->min_replicas_ack > 0 &&
+        read_wait_reply(q, c, added > 0 ? "path=\"webhook\"" : NULL) != 0) {
+        for (pending_add *p = batch; p; p = p->next)
+            p->rc = -1;
     }
 }
 
@@ -228,6 +210,83 @@ static pending_add *take_batch(enqueuer *q)
         q->queued_tail = &q->queued;
     *end = NULL;
     return batch;
+}
+
+/* Marks every entry of `batch` done and wakes its thread, except `self` (the caller's
+ * own entry). A woken thread returns at once and its entry is gone: nothing of an entry
+ * is touched after its semaphore is posted. */
+static void batch_wake(pending_add *batch, const pending_add *self)
+{
+    for (pending_add *p = batch, *next; p; p = next) {
+        next = p->next;
+        p->done = 1;
+        if (p != self)
+            sem_post(&p->wake);
+    }
+}
+
+/* Gives the lead to `next`'s thread (woken once, with `leads` set). */
+static void lead_hand_to(pending_add *next)
+{
+    next->leads = 1;
+    sem_post(&next->wake);
+}
+
+/* Under the lock: the oldest queued entry, which will lead; or NULL, and the group
+ * commit's turn ends (the next request to arrive leads at once). */
+static pending_add *lead_successor(enqueuer *q)
+{
+    if (!q->queued)
+        q->leading = 0;
+    return q->queued;
+}
+
+/* What the thread holding the lead does (see the top comment): reads the replies of the
+ * batch in flight (sending it first when none is), sends the next batch on the same
+ * connection before it wakes anyone, so Redis has work while threads wake, then wakes its
+ * batch and hands the lead to the next batch's first entry, which reads its replies. */
+static void lead(enqueuer *q, pending_add *self)
+{
+    pending_add *batch = q->sent, *next = NULL, *failed = NULL, *successor = NULL;
+    redisContext *c = q->sent_conn;
+    q->sent = NULL;
+    q->sent_conn = NULL;
+    if (!batch) {
+        pthread_mutex_lock(&q->lock);
+        batch = take_batch(q); /* starts with `self`: the queue's head leads */
+        pthread_mutex_unlock(&q->lock);
+        if ((c = pool_get(q)) && batch_send(q, c, batch) != 0) {
+            redisFree(c);
+            c = NULL;
+        }
+    }
+    if (c)
+        batch_read(q, c, batch); /* else every rc stays -1: the spool takes them */
+    if (c && c->err) {
+        redisFree(c); /* broken: the next leader connects afresh */
+        c = NULL;
+    }
+    pthread_mutex_lock(&q->lock);
+    if ((next = c ? take_batch(q) : NULL) == NULL)
+        successor = lead_successor(q);
+    pthread_mutex_unlock(&q->lock);
+    if (next && batch_send(q, c, next) == 0) {
+        q->sent = next; /* the successor reads its replies */
+        q->sent_conn = c;
+        successor = next;
+    } else if (next) {
+        failed = next;
+        redisFree(c);
+        pthread_mutex_lock(&q->lock);
+        successor = lead_successor(q);
+        pthread_mutex_unlock(&q->lock);
+    } else {
+        pool_give(q, c);
+    }
+    batch_wake(batch, self);
+    batch_wake(failed, self);
+    if (successor)
+        lead_hand_to(successor);
 }
 
 /* Makes `e` durable on the stream through the group commit; see the top comment.
@@ -245,13 +304,8 @@ static int stream_add(enqueuer *q, const stream_entry *e)
     pthread_mutex_unlock(&q->lock);
     while (!me.leads && !me.done)
         sem_wait(&me.wake); /* posted once: the batch is done, or the lead is ours */
-    if (!me.done) {
-        pthread_mutex_lock(&q->lock);
-        pending_add *batch = take_batch(q); /* starts with `me`: the queue's head leads */
-        pthread_mutex_unlock(&q->lock);
-        commit_batch(q, batch);
-        batch_finish(q, batch, &me);
-    }
+    if (!me.done)
+        lead(q, &me);
     sem_destroy(&me.wake);
     return me.rc;
 }

@@ -4,15 +4,20 @@
  * Covered: concurrent puts while Redis holds writes back (CLIENT PAUSE) share round trips
  * — fewer batches than entries — and every entry lands on the stream exactly once, each
  * caller told ENQUEUE_STREAM; thousands of puts in a row from eight threads, which pass
- * the lead from batch to batch, lose none and strand no caller; with Redis unreachable
- * every entry goes to the spool. */
+ * the lead from batch to batch, lose none and strand no caller, also while their Redis
+ * connections are killed; with Redis unreachable every entry goes to the spool. */
+#include <arpa/inet.h>
 #include <criterion/criterion.h>
+#include <netinet/in.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
+#include "common/log.h"
 #include "common/metrics.h"
 #include "ingest/enqueue.h"
 #include "ingest/settings.h"
@@ -171,7 +176,7 @@ static void *put_loop_main(void *arg)
 
 /* The lead passes from batch to batch thousands of times: nobody is left waiting (the
  * test would time out), every entry lands once, and the batches add up to the entries. */
-Test(enqueue, sustained_puts_hand_the_lead_on_and_lose_nothing, .timeout = 120)
+Test(enqueue, sustained_puts_hand_the_lead_on_and_lose_nothing, .timeout = 60)
 {
     redisContext *c = redis_fixture_connect();
     open_enqueuer(getenv(REDIS_FIXTURE_URL_ENV));
@@ -200,6 +205,73 @@ Test(enqueue, sustained_puts_hand_the_lead_on_and_lose_nothing, .timeout = 120)
     free(text);
     freeReplyObject(redisCommand(c, "DEL %s", t.s.keys.events));
     close_enqueuer();
+    redisFree(c);
+}
+
+/* The peer port of socket `fd`, or -1 when it is not a connected IPv4 socket. */
+static int peer_port(int fd)
+{
+    struct sockaddr_in a;
+    socklen_t alen = sizeof a;
+    if (getpeername(fd, (struct sockaddr *)&a, &alen) != 0 || a.sin_family != AF_INET)
+        return -1;
+    return ntohs(a.sin_port);
+}
+
+/* Thread body: five times, 20 ms apart, shuts down every socket of this process that is
+ * connected to the test Redis (the enqueuer's; other suites' connections to the shared
+ * server are left alone), except its own. */
+static void *kill_connections_main(void *arg)
+{
+    (void)arg;
+    redisContext *c = redis_fixture_connect();
+    int redis_port = peer_port(c->fd);
+    for (int i = 0; i < 5; i++) {
+        usleep(20 * 1000);
+        for (int fd = 3; fd < 1024; fd++)
+            if (fd != c->fd && peer_port(fd) == redis_port)
+                shutdown(fd, SHUT_RDWR);
+    }
+    redisFree(c);
+    return NULL;
+}
+
+/* Connections that break while batches are in flight (and one is already sent behind
+ * the batch being read) lose nothing: every put is answered stream or spool, no caller
+ * is stranded, and once the spool is replayed (enqueue_close) every entry is on the
+ * stream at least once (twice is allowed: the worker's claim absorbs copies). */
+Test(enqueue, broken_connections_mid_batch_lose_nothing, .timeout = 60)
+{
+    signal(SIGPIPE, SIG_IGN); /* as the ingest does (shutdown.h): writes to a cut socket fail */
+    log_configure("test_enqueue", "error", "json"); /* hundreds of expected "xadd failed" */
+    open_enqueuer(getenv(REDIS_FIXTURE_URL_ENV));
+    pthread_t th[PUTS], killer;
+    loop_job jobs[PUTS] = {0};
+    int started = 0;
+    for (; started < PUTS; started++) {
+        jobs[started].thread = started;
+        if (pthread_create(&th[started], NULL, put_loop_main, &jobs[started]) != 0)
+            break;
+    }
+    int killing = pthread_create(&killer, NULL, kill_connections_main, NULL) == 0;
+    for (int i = 0; i < started; i++)
+        pthread_join(th[i], NULL);
+    if (killing)
+        pthread_join(killer, NULL);
+    cr_assert_eq(started, PUTS, "only %d threads started", started);
+    cr_assert(killing, "the killer thread did not start");
+    enqueue_close(t.q); /* replays the spool into the stream */
+    t.q = NULL;
+    redisContext *c = redis_fixture_connect(); /* after the cuts, which would end it too */
+    for (int i = 0; i < PUTS; i++)
+        for (int r = 0; r < ROUNDS; r += 25) {
+            char sid[40];
+            snprintf(sid, sizeof sid, "CA%02d%030d", i, r);
+            cr_expect(count_on_stream(c, t.s.keys.events, sid) >= 1, "%s lost", sid);
+        }
+    freeReplyObject(redisCommand(c, "DEL %s", t.s.keys.events));
+    metrics_reset();
+    scratch_dir_remove(t.spool);
     redisFree(c);
 }
 
