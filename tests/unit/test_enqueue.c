@@ -174,23 +174,35 @@ static void *put_loop_main(void *arg)
     return NULL;
 }
 
+/* Runs PUTS put_loop_main threads (and `beside`, when given) to the end. A thread that
+ * cannot start fails the test only after the started ones are joined: they use `jobs`. */
+static void put_loops(loop_job *jobs, void *(*beside)(void *))
+{
+    pthread_t th[PUTS], other;
+    int started = 0, other_started = 0;
+    for (; started < PUTS; started++) {
+        jobs[started].thread = started;
+        if (pthread_create(&th[started], NULL, put_loop_main, &jobs[started]) != 0)
+            break;
+    }
+    if (beside)
+        other_started = pthread_create(&other, NULL, beside, NULL) == 0;
+    for (int i = 0; i < started; i++)
+        pthread_join(th[i], NULL);
+    if (other_started)
+        pthread_join(other, NULL);
+    cr_assert_eq(started, PUTS, "only %d threads started", started);
+    cr_assert(!beside || other_started, "the thread beside the puts did not start");
+}
+
 /* The lead passes from batch to batch thousands of times: nobody is left waiting (the
  * test would time out), every entry lands once, and the batches add up to the entries. */
 Test(enqueue, sustained_puts_hand_the_lead_on_and_lose_nothing, .timeout = 60)
 {
     redisContext *c = redis_fixture_connect();
     open_enqueuer(getenv(REDIS_FIXTURE_URL_ENV));
-    pthread_t th[PUTS];
     loop_job jobs[PUTS] = {0};
-    int started = 0;
-    for (; started < PUTS; started++) {
-        jobs[started].thread = started;
-        if (pthread_create(&th[started], NULL, put_loop_main, &jobs[started]) != 0)
-            break;
-    }
-    for (int i = 0; i < started; i++)
-        pthread_join(th[i], NULL);
-    cr_assert_eq(started, PUTS, "only %d threads started", started);
+    put_loops(jobs, NULL);
     for (int i = 0; i < PUTS; i++)
         cr_expect_eq(jobs[i].stream, ROUNDS, "thread %d: %d of %d on the stream", i, jobs[i].stream,
                      ROUNDS);
@@ -245,21 +257,8 @@ Test(enqueue, broken_connections_mid_batch_lose_nothing, .timeout = 60)
     signal(SIGPIPE, SIG_IGN); /* as the ingest does (shutdown.h): writes to a cut socket fail */
     log_configure("test_enqueue", "error", "json"); /* hundreds of expected "xadd failed" */
     open_enqueuer(getenv(REDIS_FIXTURE_URL_ENV));
-    pthread_t th[PUTS], killer;
     loop_job jobs[PUTS] = {0};
-    int started = 0;
-    for (; started < PUTS; started++) {
-        jobs[started].thread = started;
-        if (pthread_create(&th[started], NULL, put_loop_main, &jobs[started]) != 0)
-            break;
-    }
-    int killing = pthread_create(&killer, NULL, kill_connections_main, NULL) == 0;
-    for (int i = 0; i < started; i++)
-        pthread_join(th[i], NULL);
-    if (killing)
-        pthread_join(killer, NULL);
-    cr_assert_eq(started, PUTS, "only %d threads started", started);
-    cr_assert(killing, "the killer thread did not start");
+    put_loops(jobs, kill_connections_main);
     enqueue_close(t.q); /* replays the spool into the stream */
     t.q = NULL;
     redisContext *c = redis_fixture_connect(); /* after the cuts, which would end it too */
