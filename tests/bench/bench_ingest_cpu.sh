@@ -9,7 +9,8 @@
 # `valgrind --tool=callgrind` while wrk sends the realistic signed 26-parameter
 # `completed` callback of bench_ingest.sh for BENCH_CG_SECONDS. Instructions are counted
 # for the whole process (start-up included, a few million: under 1 % of a row) and
-# divided by the requests wrk saw answered. Rows:
+# divided by the requests wrk saw answered. A second table counts the system calls per
+# request the same way under `strace -f -c` (when strace is installed). Rows:
 #
 #   bare civetweb       the do-nothing handler: civetweb's own cost per request
 #   calllog-ingest      the build under test (BENCH_INGEST_BIN, default this tree's)
@@ -65,11 +66,15 @@ write_load() {
     /usr/bin/python3 "$ROOT/tests/bench/signed_callback.py" "$WORK" "$TOKEN" "$PUBLIC/twilio/log-call"
 }
 
-# Starts `command...` under callgrind (its output file: $WORK/cg.out) and waits until
-# port $PORT answers.
+# Starts `command...` under callgrind (its output file: $WORK/cg.out), or with MODE=strace
+# under `strace -f -c` (its summary: $WORK/st.out), and waits until port $PORT answers.
 start_under_callgrind() {
-    rm -f "$WORK/cg.out"
-    valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.out" "$@" 2>"$WORK/prog.log" &
+    rm -f "$WORK/cg.out" "$WORK/st.out"
+    if [ "${MODE:-callgrind}" = strace ]; then
+        strace -f -c -o "$WORK/st.out" "$@" 2>"$WORK/prog.log" &
+    else
+        valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.out" "$@" 2>"$WORK/prog.log" &
+    fi
     PROG_PID=$!
     for _ in $(seq 1 300); do
         curl -s -o /dev/null "http://127.0.0.1:$PORT/healthz" && return 0
@@ -94,16 +99,52 @@ measure_row() {
     local name=$1 floor=$2 line requests errors total per
     line=$(wrk -t1 -c4 -d"${SECONDS_PER_ROW}s" -s "$WORK/post.lua" \
         "http://127.0.0.1:$PORT/twilio/log-call" | grep '^BENCH ') || die "wrk failed for $name"
-    kill -TERM "$PROG_PID"
+    if [ "${MODE:-callgrind}" = strace ]; then
+        pkill -TERM -P "$PROG_PID" || true # the traced program: strace ends with it
+    else
+        kill -TERM "$PROG_PID"
+    fi
     wait "$PROG_PID" || true
     PROG_PID=
     read -r _ requests _ _ _ errors <<<"$line"
     [ "$requests" -gt 0 ] || die "$name answered nothing"
+    if [ "${MODE:-callgrind}" = strace ]; then
+        syscall_row "$name" "$requests" "$errors"
+        return
+    fi
     total=$(awk '/^totals:/ {print $2}' "$WORK/cg.out")
     per=$((total / requests))
     printf '| %s | %d | %d | %d | %s |\n' "$name" "$requests" "$errors" "$per" \
         "$(awk -v p="$per" -v f="$floor" 'BEGIN { if (f > 0) printf "%.1f×", p / f; else print "1×" }')"
     LAST_PER=$per
+}
+
+# Prints the system-call row of a program stopped after `strace -c`: $1 name, $2 requests,
+# $3 errors. Start-up and the stop are included (a few dozen calls: noise at this scale).
+syscall_row() {
+    awk -v name="$1" -v n="$2" -v e="$3" '
+        $NF == "total" { total = $4; next }
+        /^ *[0-9.]+ +[0-9.]+ +[0-9]+ +[0-9]+/ { calls[$NF] = $4 }
+        END {
+            split("futex sendto write read poll recvfrom newfstatat getrandom", shown, " ")
+            detail = ""
+            for (i = 1; i in shown; i++)
+                detail = detail sprintf("%s %.2f, ", shown[i], calls[shown[i]] / n)
+            printf "| %s | %d | %d | %.2f | %s |\n", name, n, e, total / n, substr(detail, 1, length(detail) - 2)
+        }' "$WORK/st.out"
+}
+
+# The rows of one table: the bare handler, the baseline build when given, this build.
+rows() {
+    start_under_callgrind "$WORK/bare_civetweb" "$PORT" 4
+    measure_row "bare civetweb (floor)" 0
+    local floor=$LAST_PER
+    if [ -n "$BASELINE_BIN" ]; then
+        start_ingest "$BASELINE_BIN"
+        measure_row "baseline ingest" "$floor"
+    fi
+    start_ingest "$INGEST_BIN"
+    measure_row "calllog-ingest" "$floor"
 }
 
 main() {
@@ -120,15 +161,15 @@ main() {
     echo
     echo "| program | requests | errors | instructions/request | vs bare |"
     echo "|---|---:|---:|---:|---:|"
-    start_under_callgrind "$WORK/bare_civetweb" "$PORT" 4
-    measure_row "bare civetweb (floor)" 0
-    local floor=$LAST_PER
-    if [ -n "$BASELINE_BIN" ]; then
-        start_ingest "$BASELINE_BIN"
-        measure_row "baseline ingest" "$floor"
+    rows
+    if command -v strace >/dev/null; then
+        echo
+        echo "System calls per request (strace -f -c, the same load; the kernel's share, which callgrind does not count):"
+        echo
+        echo "| program | requests | errors | system calls/request | of which, per request |"
+        echo "|---|---:|---:|---:|---|"
+        MODE=strace rows
     fi
-    start_ingest "$INGEST_BIN"
-    measure_row "calllog-ingest" "$floor"
 }
 
 main "$@"
