@@ -1021,36 +1021,61 @@ static calllog_code list_page(rd_client *c, const char *what, const char *path, 
     return CALLLOG_OK;
 }
 
-/* Lists the account's contacts, one page; see the header. */
-calllog_code rd_list_contacts(rd_client *c, int page, rd_contact_fn fn, void *arg, int *more,
-                              calllog_error *err)
+/* One listing's page being read: the client, and the caller's reader and its argument. */
+typedef struct list_reader {
+    rd_client *c;
+    rd_contact_fn contact; /* the contact listing's reader, or NULL */
+    rd_deal_fn deal;       /* the deal listing's reader, or NULL */
+    void *arg;
+} list_reader;
+
+/* Reads one item of a listing into the caller's reader. Returns CALLLOG_OK or an error. */
+typedef calllog_code (*list_item_fn)(list_reader *r, json_t *item, size_t k, calllog_error *err);
+
+/* GETs the page at `path` and hands each of its items to `each`; stops at the first
+ * error. Sets *more when another page follows. */
+static calllog_code list_each(list_reader *r, const char *what, char *path, list_item_fn each,
+                              int *more, calllog_error *err)
 {
     json_t *root = NULL, *list, *item;
     size_t k;
-    char *path = c->api == RD_API_V1
-                     ? fmt_alloc("/contacts?page=%d&limit=%d", page, RD_V1_PAGE_SIZE)
-                     : fmt_alloc("/contacts?page%%5Bnumber%%5D=%d&page%%5Bsize%%5D=%d", page,
-                                 RD_V2_PAGE_SIZE);
-    error_clear(err);
     if (path == NULL)
         return fail(err, 0, "out of memory");
-    calllog_code st = list_page(c, "GET /contacts", path, &root, &list, more, err);
+    calllog_code st = list_page(r->c, what, path, &root, &list, more, err);
     free(path);
     if (st == CALLLOG_OK) {
         json_array_foreach(list, k, item)
         {
-            rd_listed_contact lc;
-            char id[64];
-            if ((st = listed_contact(c, item, k, &lc, id, sizeof id, err)) != CALLLOG_OK)
+            if ((st = each(r, item, k, err)) != CALLLOG_OK)
                 break;
-            if (fn(arg, &lc) != 0) {
-                st = error_set(err, CALLLOG_INVALID, "contact listing stopped by its reader");
-                break;
-            }
         }
     }
     json_decref(root);
     return st;
+}
+
+/* list_item_fn of the contact listing. */
+static calllog_code each_contact(list_reader *r, json_t *item, size_t k, calllog_error *err)
+{
+    rd_listed_contact lc;
+    char id[64];
+    calllog_code st = listed_contact(r->c, item, k, &lc, id, sizeof id, err);
+    if (st == CALLLOG_OK && r->contact(r->arg, &lc) != 0)
+        st = error_set(err, CALLLOG_INVALID, "contact listing stopped by its reader");
+    return st;
+}
+
+/* Lists the account's contacts, one page; see the header. */
+calllog_code rd_list_contacts(rd_client *c, int page, rd_contact_fn fn, void *arg, int *more,
+                              calllog_error *err)
+{
+    list_reader r = {.c = c, .contact = fn, .arg = arg};
+    error_clear(err);
+    char *path = c->api == RD_API_V1
+                     ? fmt_alloc("/contacts?page=%d&limit=%d", page, RD_V1_PAGE_SIZE)
+                     : fmt_alloc("/contacts?page%%5Bnumber%%5D=%d&page%%5Bsize%%5D=%d", page,
+                                 RD_V2_PAGE_SIZE);
+    return list_each(&r, "GET /contacts", path, each_contact, more, err);
 }
 
 /* Turns one listed v2 deal into `out`. Returns 1 when it is open, 0 when not, -1 when it
@@ -1085,40 +1110,32 @@ static int listed_deal(json_t *d, size_t k, rd_listed_deal *out, calllog_error *
     return 1;
 }
 
+/* list_item_fn of the open-deal listing: closed deals are skipped. */
+static calllog_code each_deal(list_reader *r, json_t *item, size_t k, calllog_error *err)
+{
+    rd_listed_deal ld;
+    int open = listed_deal(item, k, &ld, err);
+    if (open < 0)
+        return err->code;
+    if (open && r->deal(r->arg, &ld) != 0)
+        return error_set(err, CALLLOG_INVALID, "deal listing stopped by its reader");
+    return CALLLOG_OK;
+}
+
 /* Lists the account's open deals (v2), one page; see the header. */
 calllog_code rd_list_open_deals(rd_client *c, int page, rd_deal_fn fn, void *arg, int *more,
                                 calllog_error *err)
 {
-    json_t *root = NULL, *list, *item;
-    size_t k;
+    list_reader r = {.c = c, .deal = fn, .arg = arg};
     error_clear(err);
     *more = 0;
     if (c->api != RD_API_V2)
         return error_set(err, CALLLOG_INVALID, "v1 lists deals inside contacts");
-    char *path = fmt_alloc("/deals?filter=status%%3Aongoing&page%%5Bnumber%%5D=%d"
-                           "&page%%5Bsize%%5D=%d",
-                           page, RD_V2_PAGE_SIZE);
-    if (path == NULL)
-        return fail(err, 0, "out of memory");
-    calllog_code st = list_page(c, "GET /deals", path, &root, &list, more, err);
-    free(path);
-    if (st == CALLLOG_OK) {
-        json_array_foreach(list, k, item)
-        {
-            rd_listed_deal ld;
-            int open = listed_deal(item, k, &ld, err);
-            if (open < 0) {
-                st = err->code;
-                break;
-            }
-            if (open && fn(arg, &ld) != 0) {
-                st = error_set(err, CALLLOG_INVALID, "deal listing stopped by its reader");
-                break;
-            }
-        }
-    }
-    json_decref(root);
-    return st;
+    return list_each(&r, "GET /deals",
+                     fmt_alloc("/deals?filter=status%%3Aongoing&page%%5Bnumber%%5D=%d"
+                               "&page%%5Bsize%%5D=%d",
+                               page, RD_V2_PAGE_SIZE),
+                     each_deal, more, err);
 }
 
 /* ---- notes and tasks ------------------------------------------------------------------ */
